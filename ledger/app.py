@@ -1,0 +1,183 @@
+"""Composition root of the HTTP service: `create_app()` wires settings, database, routes and plugins.
+
+The only module that knows every part. `payments` and `dunning` are not imported here: they are found
+through the `kontor.plugins` entry-point group and add their routes and jobs as Litestar plugins, so
+the dependency rule dunning -> payments -> ledger holds (checked by import-linter in the test suite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
+
+from litestar import Litestar, Router
+from litestar.enums import ScopeType
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.plugins import InitPluginProtocol
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger.config import Settings
+from ledger.context import Clock, Kontor, system_clock
+from ledger.db import apply_schema, create_pool
+from ledger.embedded import start_embedded
+from ledger.http import accounts, journal, onboarding, reports
+from ledger.http.auth import RateLimiter, guard
+from ledger.http.deps import DEPENDENCIES
+from ledger.http.ops import MetricsController, health, ready
+from ledger.http.problems import EXCEPTION_HANDLERS
+from ledger.logs import configure_logging
+from ledger.scheduler import Jobs
+
+__all__ = ["create_app", "discover_plugins"]
+
+log = logging.getLogger("kontor.access")
+VERSION = "0.1.0"
+
+
+def discover_plugins() -> list[InitPluginProtocol]:
+    """Plugins registered by installed packages under the `kontor.plugins` entry-point group."""
+    plugins: list[InitPluginProtocol] = []
+    for ep in sorted(entry_points(group="kontor.plugins"), key=lambda e: e.name):
+        plugins.append(ep.load())
+    return plugins
+
+
+def access_log(app: ASGIApp) -> ASGIApp:
+    """Give every request an id (X-Request-ID, echoed) and write one JSON access line per request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        scope["kontor.request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            principal = scope.get("auth")
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope["path"],
+                    "status": status,
+                    "request_id": request_id,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "merchant_id": getattr(principal, "merchant_id", None),
+                    "key_id": getattr(principal, "key_id", None),
+                },
+            )
+
+    return middleware
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Kontor",
+        version=VERSION,
+        path="/schema",
+        description="Accounting as a Service: an immutable double-entry ledger for merchants paid through "
+        "Amazon Pay. Amounts are decimal strings in the business code's currency. Errors are "
+        "RFC 9457 problem+json.",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
+        security=[{"BearerAuth": []}],
+        tags=[Tag(name=n) for n in ("onboarding", "accounts", "journal", "balances", "reports", "periods", "ops")],
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock = system_clock, plugins: list[InitPluginProtocol] | None = None
+) -> Litestar:
+    """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    jobs: list[Jobs] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        embedded = None
+        url = settings.database_url
+        if url is None:
+            embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+            url = embedded.uri
+        pool = await create_pool(
+            url,
+            size_max=settings.db_pool_size_max,
+            statement_cache_size=settings.db_statement_cache_size,
+            command_timeout_s=settings.db_command_timeout_s,
+        )
+        reports_pool = pool
+        if settings.read_database_url:
+            reports_pool = await create_pool(
+                settings.read_database_url,
+                size_max=settings.db_pool_size_max,
+                statement_cache_size=settings.db_statement_cache_size,
+                command_timeout_s=settings.db_command_timeout_s,
+                application_name="kontor-reports",
+            )
+        try:
+            async with pool.acquire() as conn:
+                await apply_schema(conn)
+            app.state.kontor = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, clock=clock)
+            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
+            if settings.scheduler_enabled:
+                jobs.append(Jobs(app.state.kontor))
+                for plugin in app.plugins.init:
+                    register = getattr(plugin, "register_jobs", None)
+                    if register is not None:
+                        register(jobs[0])
+                jobs[0].start()
+            yield
+        finally:
+            for j in jobs:
+                j.stop()
+            if reports_pool is not pool:
+                await reports_pool.close()
+            await pool.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    api = Router(
+        path="/",
+        guards=[guard],
+        dependencies=DEPENDENCIES,
+        route_handlers=[onboarding.router, accounts.router, journal.router, reports.router],
+    )
+    prometheus = PrometheusConfig(
+        app_name="kontor", prefix="kontor_http", group_path=True, exclude=["/metrics", "/health", "/ready"]
+    )
+    return Litestar(
+        route_handlers=[api, health, ready, MetricsController],
+        lifespan=[lifespan],
+        middleware=[access_log, prometheus.middleware] if settings.access_log else [prometheus.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=_openapi(),
+        plugins=discover_plugins() if plugins is None else plugins,
+        request_max_body_size=settings.request_body_bytes_max,
+        debug=False,
+    )
+
+
+def app() -> Litestar:
+    """Factory for `uvicorn --factory ledger.app:app` (settings from the environment)."""
+    return create_app()

@@ -1,0 +1,222 @@
+"""The `kontor` command: serve, onboard merchants, verify the journal.
+
+Composition root for command-line processes. Without KONTOR_DATABASE_URL every command uses the
+embedded PostgreSQL in the data directory (the one `kontor serve` uses); if a server is already
+running there, the command attaches to it and leaves it running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import click
+import msgspec
+import uvicorn
+
+from ledger import tenancy
+from ledger.chain import link_pending, verify_chain
+from ledger.config import Settings
+from ledger.context import Kontor
+from ledger.db import apply_schema, create_pool
+from ledger.embedded import EmbeddedPostgres, start_embedded
+from ledger.errors import KontorError
+from ledger.logs import configure_logging
+from ledger.schemas import BusinessCreate
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings.from_env()
+    return settings if data_dir is None else Settings.from_env(data_dir=data_dir)
+
+
+@asynccontextmanager
+async def _context(settings: Settings) -> AsyncIterator[Kontor]:
+    embedded: EmbeddedPostgres | None = None
+    url = settings.database_url
+    if url is None:
+        embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+        url = embedded.uri
+    pool = await create_pool(url, size_max=4)
+    try:
+        async with pool.acquire() as conn:
+            await apply_schema(conn)
+        yield Kontor(pool=pool, reports_pool=pool, settings=settings)
+    finally:
+        await pool.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with _context(settings) as ctx:
+            return await work(ctx)
+
+    try:
+        return asyncio.run(main())
+    except KontorError as exc:
+        raise click.ClickException(
+            f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
+        ) from None
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Embedded PostgreSQL data directory [env KONTOR_DATA_DIR].",
+)
+
+
+@click.group()
+def main() -> None:
+    """Kontor: an immutable double-entry ledger service for merchants paid through Amazon Pay."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default=None, help="Bind address [env KONTOR_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [env KONTOR_PORT, default 8000].")
+@click.option("--workers", type=int, default=None, help="Worker processes [env KONTOR_WORKERS, default 1].")
+def serve(data_dir: Path | None, host: str | None, port: int | None, workers: int | None) -> None:
+    """Start the HTTP service (on the embedded PostgreSQL unless KONTOR_DATABASE_URL is set)."""
+    settings = _settings(data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    # uvicorn re-raises the signal that stopped it once it has shut down; turn it into SystemExit so the
+    # `finally` below runs and the embedded server is stopped rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    embedded: EmbeddedPostgres | None = None
+    try:
+        if settings.database_url is None:
+            embedded = start_embedded(settings.data_dir)
+            os.environ["KONTOR_DATABASE_URL"] = embedded.uri
+        url = os.environ["KONTOR_DATABASE_URL"] if embedded else settings.database_url
+        assert url is not None
+        asyncio.run(_apply_schema(url))
+        count = workers or settings.workers
+        if count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kontor-metrics-")
+        uvicorn.run(
+            "ledger.app:app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=count,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _apply_schema(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_schema(conn)
+    finally:
+        await conn.close()
+
+
+@main.group()
+def merchant() -> None:
+    """Onboard merchants."""
+
+
+def _parse_business(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not parts[0].isdigit():
+        raise click.BadParameter(f"{text!r}: use CODE:COUNTRY:CURRENCY[:RATE,RATE], e.g. 1001:DE:EUR")
+    spec: dict[str, Any] = {"code": int(parts[0]), "country": parts[1].upper(), "currency": parts[2].upper()}
+    if len(parts) == 4:
+        spec["vat_rates"] = [r.strip() for r in parts[3].split(",") if r.strip()]
+    return spec
+
+
+@merchant.command("create")
+@click.argument("name")
+@click.option(
+    "--business",
+    "businesses",
+    multiple=True,
+    required=True,
+    help="CODE:COUNTRY:CURRENCY[:RATES], e.g. 1001:DE:EUR or 2200:GB:GBP:20,5 (repeatable).",
+)
+@click.option("--chart", type=click.Choice(["skr03", "skr04"]), default="skr03", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_dir_option
+def merchant_create(name: str, businesses: tuple[str, ...], chart: str, as_json: bool, data_dir: Path | None) -> None:
+    """Create merchant NAME with its business codes; prints its first admin API key (shown once)."""
+    try:
+        specs = [msgspec.convert({**_parse_business(b), "chart": chart}, BusinessCreate) for b in businesses]
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--business") from None
+    created = _run(_settings(data_dir), lambda ctx: tenancy.create_merchant(ctx, name, specs))
+    if as_json:
+        click.echo(msgspec.json.encode(created).decode())
+        return
+    click.echo(f"merchant {created.merchant_id}: {created.name}")
+    for b in created.businesses:
+        click.echo(f"  business {b.code} {b.country}/{b.currency} chart {b.chart} VAT {', '.join(b.vat_rates)} %")
+    click.echo(f"admin API key (shown once, store it now):\n  {created.api_key.key}")
+
+
+@main.command()
+@click.option("--merchant", "merchant_id", type=int, default=None, help="Only this merchant.")
+@click.option("--business", "code", type=int, default=None, help="Only this business code.")
+@click.option(
+    "--link-first/--no-link-first",
+    default=True,
+    show_default=True,
+    help="Link entries of finished transactions into the chain before verifying.",
+)
+@data_dir_option
+def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir: Path | None) -> None:
+    """Recompute every business code's hash chain; exit 1 and name the first broken link if any."""
+
+    async def work(ctx: Kontor) -> bool:
+        if link_first:
+            while await link_pending(ctx.pool):
+                pass
+        rows = await ctx.pool.fetch(
+            "SELECT merchant_id, business FROM businesses WHERE ($1::bigint IS NULL OR merchant_id = $1) "
+            "AND ($2::smallint IS NULL OR business = $2) ORDER BY 1, 2",
+            merchant_id,
+            code,
+        )
+        all_ok = True
+        for r in rows:
+            result = await verify_chain(ctx.pool, await tenancy.get_business(ctx, r["merchant_id"], r["business"]))
+            where = f"merchant {r['merchant_id']} business {r['business']}"
+            if result.ok:
+                click.echo(f"{where}: OK ({result.chained} entries chained, {result.unchained} not yet)")
+                continue
+            all_ok = False
+            broken = result.first_broken
+            detail = (
+                f"seq {broken.seq} entry {broken.entry_id}: {broken.reason}"
+                if broken
+                else "balance totals differ from the lines"
+            )
+            click.echo(f"{where}: BROKEN at {detail}")
+        if not rows:
+            click.echo("no business codes found")
+        return all_ok
+
+    if not _run(_settings(data_dir), work):
+        sys.exit(1)

@@ -1,0 +1,83 @@
+"""Service configuration, read once from the environment (KONTOR_*) by the composition roots.
+
+Every limit is named with its unit last. Nothing reads os.environ anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+__all__ = ["Settings"]
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("kontor"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; `from_env` maps KONTOR_<NAME> to each field."""
+
+    database_url: str | None = None  # None: the embedded PostgreSQL in data_dir
+    read_database_url: str | None = None  # reports may read from a replica; defaults to database_url
+    data_dir: Path = field(default_factory=_default_data_dir)
+    operator_key: str | None = None  # onboarding key for POST /v1/merchants
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    db_pool_size_max: int = 20
+    db_statement_cache_size: int = 100  # 0 behind PgBouncer in transaction mode
+    db_retry_attempts_max: int = 3
+    db_command_timeout_s: float = 30.0
+    rate_limit_per_second: int = 2000  # per API key and process
+    rate_limit_burst: int = 4000
+    request_body_bytes_max: int = 1_048_576
+    batch_body_bytes_max: int = 8_388_608
+    page_size_max: int = 500
+    balance_slots: int = 16
+    key_cache_ttl_s: float = 2.0
+    idempotency_retention_days: int = 30
+    chain_interval_s: float = 1.0
+    scheduler_enabled: bool = True
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | console
+    access_log: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"KONTOR_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.type, raw, f.name)
+        return replace(cls(**values), **overrides)
+
+    @property
+    def reports_url(self) -> str | None:
+        return self.read_database_url or self.database_url
+
+
+def _convert(type_name: object, raw: str, name: str) -> Any:
+    text = str(type_name)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+        if text == "bool":
+            if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
+        if text == "Path":
+            return Path(raw).expanduser()
+    except ValueError:
+        raise SystemExit(f"KONTOR_{name.upper()}={raw!r} is not a valid {text}") from None
+    return raw

@@ -1,0 +1,63 @@
+"""`Kontor`: what one process needs at run time, built by a composition root and passed down.
+
+Holds the write pool, the reports pool (a replica if configured), the settings, the clock and small
+in-process caches of rows that never change once written (business codes, accounts: both are never
+deleted and their keys are immutable, enforced in schema.sql), so the posting path costs one round
+trip. API keys are cached for `key_cache_ttl_s` only, so a revocation reaches every instance quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from ledger.config import Settings
+from ledger.domain import Account, Business
+
+__all__ = ["AccountIndex", "Clock", "KeyRecord", "Kontor", "system_clock"]
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountIndex:
+    """A business code's accounts, by number and by id."""
+
+    by_number: dict[str, Account]
+    by_id: dict[int, Account]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    secret_sha256: bytes
+    role: str
+    revoked: bool
+    fetched_at: float
+
+
+@dataclass
+class Kontor:
+    pool: asyncpg.Pool
+    reports_pool: asyncpg.Pool
+    settings: Settings
+    clock: Clock = system_clock
+    businesses: dict[tuple[int, int], Business] = field(default_factory=dict)
+    accounts: dict[tuple[int, int], AccountIndex] = field(default_factory=dict)
+    keys: dict[tuple[int, int], KeyRecord] = field(default_factory=dict)
+
+    def today(self) -> date:
+        return self.clock().astimezone(UTC).date()
+
+    def key_is_fresh(self, record: KeyRecord) -> bool:
+        return time.monotonic() - record.fetched_at < self.settings.key_cache_ttl_s
+
+    def forget_accounts(self, merchant_id: int, business: int) -> None:
+        self.accounts.pop((merchant_id, business), None)

@@ -1,0 +1,108 @@
+"""PostgreSQL plumbing: pools, schema application, and the bounded retry policy.
+
+Why: one place decides how Kontor talks to PostgreSQL. Pools are created by the composition roots
+(app factory, CLI) and passed down; nothing here is global. Connections carry no session state that
+outlives a transaction, so a pooler in transaction mode works (set db_statement_cache_size=0 there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+import asyncpg
+import msgspec
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # a plain connection or one borrowed from a pool: both run the same queries
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "retrying", "schema_sql"]
+
+log = logging.getLogger("kontor.db")
+T = TypeVar("T")
+
+# serialization failure, deadlock: safe to retry the whole transaction (bounded, with jitter)
+RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
+
+
+def schema_sql() -> str:
+    """The text of schema.sql shipped with the package (a link to the repository's top-level file)."""
+    packaged = resources.files("ledger").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def _encode_json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    size_max: int,
+    statement_cache_size: int = 100,
+    command_timeout_s: float = 30.0,
+    application_name: str = "kontor",
+) -> asyncpg.Pool:
+    """A pool with JSON codecs, synchronous commit and a per-statement timeout."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min(2, size_max),
+        max_size=size_max,
+        statement_cache_size=statement_cache_size,
+        command_timeout=command_timeout_s,
+        max_inactive_connection_lifetime=300,
+        init=_init_connection,
+        server_settings={"application_name": application_name, "synchronous_commit": "on", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def apply_schema(conn: Connection) -> bool:
+    """Apply schema.sql unless this exact version is already applied; returns True when it ran.
+
+    Serialized by an advisory lock, and run in one transaction: several instances starting at once
+    apply it once, and a failed application leaves the old schema in place.
+    """
+    sql = schema_sql()
+    digest = hashlib.sha256(sql.encode()).hexdigest()
+    await conn.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK_KEY)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('kontor_schema') IS NOT NULL")
+        if exists and await conn.fetchval("SELECT true FROM kontor_schema WHERE sha256 = $1", digest):
+            return False
+        async with conn.transaction():
+            await conn.execute("SET LOCAL client_min_messages = warning")
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO kontor_schema (sha256) VALUES ($1) ON CONFLICT DO NOTHING", digest)
+        log.info("schema applied", extra={"schema_sha256": digest})
+        return True
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK_KEY)
+
+
+async def retrying(operation: Callable[[], Awaitable[T]], *, attempts_max: int) -> T:
+    """Run `operation` (a whole transaction), retrying serialization failures and deadlocks only."""
+    for attempt in range(1, attempts_max + 1):
+        try:
+            return await operation()
+        except RETRYABLE:
+            if attempt == attempts_max:
+                raise
+            await asyncio.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,253 @@
+"""The ledger's pure core: accounts, entries and the rules every entry obeys.
+
+Design overview. A business code (legal entity: country + currency) is one ledger. Its journal is a
+sequence of immutable entries; each entry has two or more lines, each line debits or credits a positive
+amount in integer minor units on one account, optionally for one customer (the debtor sub-ledger lives
+on accounts flagged `customer_ledger`, the AR account of the template). An entry balances per currency:
+debits equal credits in every currency it uses. Lines in a currency other than the business code's are
+allowed for FX cases only, and balance on their own.
+
+These rules are checked here, before anything reaches PostgreSQL, and again by schema.sql at commit
+(pair assertions): a bug in one layer cannot book an unbalanced entry.
+
+Nothing in this module does I/O or reads a clock; `today` comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+import msgspec
+
+from ledger.errors import Conflict, FieldError, Unprocessable, invariant
+from ledger.money import format_amount
+
+__all__ = [
+    "LINES_PER_ENTRY_MAX",
+    "Account",
+    "AccountType",
+    "Business",
+    "EntryDraft",
+    "LineDraft",
+    "Side",
+    "check_balanced",
+    "check_customers",
+    "content_sha256",
+    "link_sha256",
+    "month_end",
+    "parse_period",
+    "reversal_of",
+    "stored_content_sha256",
+]
+
+LINES_PER_ENTRY_MAX = 100
+AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
+CREDIT_NORMAL_TYPES = frozenset({"liability", "equity", "revenue"})
+
+
+class Side(StrEnum):
+    DEBIT = "D"
+    CREDIT = "C"
+
+    def opposite(self) -> Side:
+        return Side.CREDIT if self is Side.DEBIT else Side.DEBIT
+
+
+@dataclass(frozen=True, slots=True)
+class Business:
+    """One business code of a merchant: its own ledger in one currency."""
+
+    merchant_id: int
+    code: int
+    country: str
+    currency: str
+    chart: str
+    vat_rates: tuple[Decimal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: int
+    number: str
+    name: str
+    type: AccountType
+    role: str | None
+    vat_rate: Decimal | None
+    alt_number: str | None
+    allow_negative: bool
+    customer_ledger: bool
+
+    @property
+    def credit_normal(self) -> bool:
+        """True when the account's balance normally sits on the credit side."""
+        return self.type in CREDIT_NORMAL_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class LineDraft:
+    account: Account
+    side: Side
+    amount_minor: int
+    currency: str
+    customer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry as validated, before the database gives it an id and a recording time."""
+
+    effective_date: date
+    description: str
+    lines: tuple[LineDraft, ...]
+    reference: str | None = None
+    metadata: Mapping[str, str] | None = None
+    reverses: int | None = None
+
+
+def check_balanced(lines: Sequence[LineDraft], *, path: str = "lines") -> None:
+    """Raise `Unprocessable` unless debits equal credits in every currency of `lines`."""
+    if len(lines) < 2:
+        raise Unprocessable(
+            "entry_too_few_lines",
+            "an entry needs at least two lines",
+            [FieldError(path, "at least two lines are required")],
+        )
+    if len(lines) > LINES_PER_ENTRY_MAX:
+        raise Unprocessable(
+            "entry_too_many_lines",
+            f"an entry has at most {LINES_PER_ENTRY_MAX} lines",
+            [FieldError(path, f"at most {LINES_PER_ENTRY_MAX} lines are allowed")],
+        )
+    net: dict[str, int] = defaultdict(int)
+    for line in lines:
+        invariant(line.amount_minor > 0, "line amounts are positive")
+        net[line.currency] += line.amount_minor if line.side is Side.DEBIT else -line.amount_minor
+    unbalanced = sorted(currency for currency, total in net.items() if total != 0)
+    if unbalanced:
+        details = ", ".join(f"{c} debits exceed credits by {format_amount(net[c], c)}" for c in unbalanced)
+        raise Unprocessable(
+            "entry_unbalanced",
+            f"entry does not balance: {details}",
+            [FieldError(path, f"debits and credits differ in {', '.join(unbalanced)}")],
+        )
+
+
+def check_customers(lines: Sequence[LineDraft], *, path: str = "lines") -> None:
+    """Lines on a customer-ledger account name a customer; lines on other accounts do not."""
+    errors: list[FieldError] = []
+    for i, line in enumerate(lines):
+        if line.account.customer_ledger and line.customer is None:
+            errors.append(
+                FieldError(
+                    f"{path}[{i}].customer", f"account {line.account.number} is a customer ledger: name the customer"
+                )
+            )
+        if not line.account.customer_ledger and line.customer is not None:
+            errors.append(
+                FieldError(f"{path}[{i}].customer", f"account {line.account.number} keeps no customer accounts")
+            )
+    if errors:
+        raise Unprocessable("line_customer_invalid", "customers do not match the accounts' ledgers", errors)
+
+
+def reversal_of(
+    original: EntryDraft,
+    *,
+    entry_id: int,
+    effective_date: date,
+    description: str | None,
+    reversed_already: bool,
+    is_reversal: bool,
+) -> EntryDraft:
+    """The mirror entry of `original`: every line on the opposite side, linked back to it."""
+    if reversed_already:
+        raise Conflict("entry_already_reversed", f"entry {entry_id} has already been reversed")
+    if is_reversal:
+        raise Conflict("entry_is_reversal", f"entry {entry_id} is itself a reversal; post a new entry instead")
+    lines = tuple(
+        LineDraft(
+            account=line.account,
+            side=line.side.opposite(),
+            amount_minor=line.amount_minor,
+            currency=line.currency,
+            customer=line.customer,
+        )
+        for line in original.lines
+    )
+    return EntryDraft(
+        effective_date=effective_date,
+        description=description or f"Reversal of entry {entry_id}: {original.description}"[:500],
+        lines=lines,
+        reference=original.reference,
+        metadata=original.metadata,
+        reverses=entry_id,
+    )
+
+
+_encoder = msgspec.json.Encoder()
+
+
+HashedLine = tuple[int, str | None, str, int, str]  # account id, customer, side, minor units, currency
+
+
+def content_sha256(merchant_id: int, business: int, draft: EntryDraft) -> bytes:
+    """SHA-256 over an entry's business content (what the hash chain protects)."""
+    lines = [
+        (line.account.account_id, line.customer, str(line.side), line.amount_minor, line.currency)
+        for line in draft.lines
+    ]
+    return stored_content_sha256(merchant_id, business, draft, lines)
+
+
+def stored_content_sha256(merchant_id: int, business: int, draft: EntryDraft, lines: Sequence[HashedLine]) -> bytes:
+    """The content hash from stored values: `verify` recomputes it from the rows and compares.
+
+    Canonical form: a JSON array of fixed layout; metadata sorted by key; lines numbered in order.
+    The draft's own lines are ignored here; `lines` are used instead.
+    """
+    metadata = sorted((draft.metadata or {}).items())
+    payload = [
+        1,
+        merchant_id,
+        business,
+        draft.effective_date.isoformat(),
+        draft.description,
+        draft.reference,
+        metadata,
+        draft.reverses,
+        [[i + 1, *line] for i, line in enumerate(lines)],
+    ]
+    return hashlib.sha256(_encoder.encode(payload)).digest()
+
+
+def link_sha256(previous: bytes, entry_id: int, recorded_at_us: int, content: bytes) -> bytes:
+    """One link of a business code's hash chain: H(previous link || entry id || recording time || content)."""
+    return hashlib.sha256(
+        previous + entry_id.to_bytes(8, "big") + recorded_at_us.to_bytes(8, "big", signed=True) + content
+    ).digest()
+
+
+def parse_period(text: str) -> date:
+    """'2026-11' -> date(2026, 11, 1); raises Unprocessable on anything else."""
+    try:
+        year, month = text.split("-")
+        if len(year) != 4 or len(month) != 2:
+            raise ValueError(text)
+        return date(int(year), int(month), 1)
+    except ValueError:
+        raise Unprocessable(
+            "period_invalid", f"{text!r} is not a period; use YYYY-MM", [FieldError("period", "expected YYYY-MM")]
+        ) from None
+
+
+def month_end(first: date) -> date:
+    """Last day of the month that starts at `first`."""
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])

@@ -1,0 +1,168 @@
+"""Journal routes: post entries (single and batch), read and filter them, reverse them, verify the chain."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from ledger import journal, posting
+from ledger.chain import verify_chain
+from ledger.errors import BadRequest
+from ledger.http.auth import POST, READ
+from ledger.http.deps import BusinessDep, Ctx, Cursor, IdempotencyKey, PageLimit, request_sha256
+from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
+from ledger.tenancy import account_index
+
+__all__ = ["router"]
+
+REPLAY_HEADER = "Idempotent-Replayed"
+EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
+
+
+def _created(content: Any, replayed: bool) -> Response[Any]:
+    return Response(content, status_code=201, headers={REPLAY_HEADER: "true"} if replayed else None)
+
+
+@post(
+    "/",
+    opt={"roles": POST},
+    operation_id="postEntry",
+    tags=["journal"],
+    summary="Post a balanced journal entry",
+    status_code=201,
+    response_headers=None,
+)
+async def post_entry(
+    data: JSONBody[EntryIn],
+    idempotency_key: IdempotencyKey,
+    request: Request[Any, Any, Any],
+    ctx: Ctx,
+    business: BusinessDep,
+) -> Response[EntryOut]:
+    accounts = await account_index(ctx, business)
+    if any(line.account not in accounts.by_number for line in data.lines):
+        accounts = await account_index(ctx, business, refresh=True)
+    draft = posting.draft_entry(data, business, accounts.by_number)
+    posted = await journal.post_entries(
+        ctx, business, [draft], idem_key=idempotency_key, request_sha256=request_sha256(request, data)
+    )
+    return _created(posted.entries[0], posted.replayed)
+
+
+@post(
+    "/batch",
+    opt={"roles": POST},
+    operation_id="postEntryBatch",
+    tags=["journal"],
+    status_code=201,
+    summary="Post up to 1,000 entries atomically: all are booked or none",
+    request_max_body_size=8_388_608,
+)
+async def post_batch(
+    data: JSONBody[BatchIn],
+    idempotency_key: IdempotencyKey,
+    request: Request[Any, Any, Any],
+    ctx: Ctx,
+    business: BusinessDep,
+) -> Response[BatchOut]:
+    if sum(len(e.lines) for e in data.entries) > 20_000:
+        raise BadRequest("batch_too_large", "a batch carries at most 20,000 lines")
+    accounts = await account_index(ctx, business)
+    if any(line.account not in accounts.by_number for e in data.entries for line in e.lines):
+        accounts = await account_index(ctx, business, refresh=True)
+    drafts = posting.draft_entries(data.entries, business, accounts.by_number)
+    posted = await journal.post_entries(
+        ctx, business, drafts, idem_key=idempotency_key, request_sha256=request_sha256(request, data)
+    )
+    return _created(BatchOut(entries=posted.entries), posted.replayed)
+
+
+@get(
+    "/",
+    opt={"roles": READ},
+    operation_id="listEntries",
+    tags=["journal"],
+    summary="Entries in recording order, filtered; cursor pagination",
+)
+async def list_entries(
+    ctx: Ctx,
+    business: BusinessDep,
+    from_date: Annotated[date | None, QueryParameter(name="from")] = None,
+    to_date: Annotated[date | None, QueryParameter(name="to")] = None,
+    account: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    customer: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    reference: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    metadata: Annotated[
+        list[str] | None, QueryParameter(description="key:value, repeatable; entries whose metadata contain all pairs")
+    ] = None,
+    order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "asc",
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+) -> Page[EntryOut]:
+    pairs: dict[str, str] = {}
+    for item in metadata or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise BadRequest("metadata_filter_invalid", f"metadata filter {item!r} is not key:value")
+        pairs[key] = value
+    where = journal.EntryFilter(
+        from_date=from_date,
+        to_date=to_date,
+        account=account,
+        customer=customer,
+        reference=reference,
+        metadata=pairs or None,
+        descending=order == "desc",
+    )
+    return await journal.list_entries(ctx, business, where, cursor, limit)
+
+
+@get("/{entry_id:int}", opt={"roles": READ}, operation_id="getEntry", tags=["journal"])
+async def get_entry(entry_id: EntryIdPath, ctx: Ctx, business: BusinessDep) -> EntryOut:
+    return await journal.get_entry(ctx, business, entry_id)
+
+
+@post(
+    "/{entry_id:int}/reversal",
+    opt={"roles": POST},
+    operation_id="reverseEntry",
+    tags=["journal"],
+    status_code=201,
+    summary="Post the mirror entry, linked both ways; an entry is reversed once",
+)
+async def reverse_entry(
+    entry_id: EntryIdPath,
+    idempotency_key: IdempotencyKey,
+    request: Request[Any, Any, Any],
+    ctx: Ctx,
+    business: BusinessDep,
+    data: JSONBody[ReversalIn | None] = None,
+) -> Response[EntryOut]:
+    body = data or ReversalIn()
+    posted = await journal.reverse_entry(
+        ctx, business, entry_id, body, idem_key=idempotency_key, request_sha256=request_sha256(request, body)
+    )
+    return _created(posted.entries[0], posted.replayed)
+
+
+@get(
+    "/verify",
+    opt={"roles": READ},
+    operation_id="verifyJournal",
+    tags=["journal"],
+    summary="Recompute the hash chain; report the first broken link",
+)
+async def verify_journal(ctx: Ctx, business: BusinessDep) -> VerifyOut:
+    return await verify_chain(ctx.reports_pool, business)
+
+
+router = Router(
+    path="/v1/businesses/{business_code:int}",
+    route_handlers=[
+        Router(path="/entries", route_handlers=[post_entry, post_batch, list_entries, get_entry, reverse_entry]),
+        Router(path="/journal", route_handlers=[verify_journal]),
+    ],
+)

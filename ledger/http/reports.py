@@ -1,0 +1,62 @@
+"""Report and period routes: trial balance, income statement, balance sheet, month closing."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from litestar import Router, get, post
+from litestar.params import PathParameter, QueryParameter
+
+from ledger import journal, reports
+from ledger.http.auth import CLOSE, READ
+from ledger.http.deps import BusinessDep, Caller, Ctx
+from ledger.schemas import BalanceSheetOut, IncomeStatementOut, PeriodCloseOut, PeriodOut, TrialBalanceOut
+
+__all__ = ["router"]
+
+PeriodPath = Annotated[str, PathParameter(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")]
+AsOf = Annotated[date | None, QueryParameter(description="Effective date (inclusive)")]
+
+
+@get("/reports/trial-balance", opt={"roles": READ}, operation_id="getTrialBalance", tags=["reports"])
+async def trial_balance(ctx: Ctx, business: BusinessDep, as_of: AsOf = None) -> TrialBalanceOut:
+    return await reports.trial_balance(ctx, business, as_of=as_of)
+
+
+@get("/reports/income-statement", opt={"roles": READ}, operation_id="getIncomeStatement", tags=["reports"])
+async def income_statement(
+    ctx: Ctx,
+    business: BusinessDep,
+    from_date: Annotated[date, QueryParameter(name="from")],
+    to_date: Annotated[date, QueryParameter(name="to")],
+) -> IncomeStatementOut:
+    return await reports.income_statement(ctx, business, from_date=from_date, to_date=to_date)
+
+
+@get("/reports/balance-sheet", opt={"roles": READ}, operation_id="getBalanceSheet", tags=["reports"])
+async def balance_sheet(ctx: Ctx, business: BusinessDep, as_of: AsOf = None) -> BalanceSheetOut:
+    return await reports.balance_sheet(ctx, business, as_of=as_of or ctx.today())
+
+
+@get("/periods", opt={"roles": READ}, operation_id="listClosedPeriods", tags=["periods"])
+async def list_periods(ctx: Ctx, business: BusinessDep) -> list[PeriodOut]:
+    return await journal.list_periods(ctx, business)
+
+
+@post(
+    "/periods/{period:str}/close",
+    opt={"roles": CLOSE},
+    operation_id="closePeriod",
+    tags=["periods"],
+    status_code=200,
+    summary="Close a month that is over, and every earlier month",
+)
+async def close_period(period: PeriodPath, ctx: Ctx, business: BusinessDep, principal: Caller) -> PeriodCloseOut:
+    return await journal.close_period(ctx, business, period, f"api-key:{principal.key_id}")
+
+
+router = Router(
+    path="/v1/businesses/{business_code:int}",
+    route_handlers=[trial_balance, income_statement, balance_sheet, list_periods, close_period],
+)

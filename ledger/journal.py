@@ -1,0 +1,439 @@
+"""The journal: post entries (one or a batch), read them back, reverse them, close periods.
+
+Posting is one round trip: `kontor_post_entries` (schema.sql) checks the idempotency key, inserts the
+entries and lines, adds to the balance slots and records the key, all in one implicit transaction;
+the deferred constraint trigger checks the balance at commit. A retry with the same key returns the
+stored entries; a concurrent duplicate loses the race on the key's primary key and is answered as a
+replay. Connection failures are retried only when the request carries an idempotency key, because
+then a commit whose outcome was lost is found again instead of being booked twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+
+from ledger import metrics
+from ledger.context import Kontor
+from ledger.db import RETRYABLE
+from ledger.domain import (
+    Account,
+    Business,
+    EntryDraft,
+    LineDraft,
+    Side,
+    content_sha256,
+    month_end,
+    parse_period,
+    reversal_of,
+)
+from ledger.errors import BadRequest, Conflict, InvariantViolation, NotFound, Unprocessable
+from ledger.money import format_amount
+from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
+from ledger.tenancy import account_index, get_account
+
+__all__ = [
+    "EntryFilter",
+    "Posted",
+    "close_period",
+    "get_entry",
+    "list_entries",
+    "list_periods",
+    "post_entries",
+    "reverse_entry",
+]
+
+_CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError, OSError)
+_POST_SQL = (
+    "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entries: list[EntryOut]
+    replayed: bool
+
+
+def _render_line(no: int, line: LineDraft) -> LineOut:
+    amount = format_amount(line.amount_minor, line.currency)
+    return LineOut(
+        line_no=no,
+        account=line.account.number,
+        customer=line.customer,
+        currency=line.currency,
+        debit=amount if line.side is Side.DEBIT else None,
+        credit=amount if line.side is Side.CREDIT else None,
+    )
+
+
+def _render(
+    business: Business, entry_id: int, recorded_at: object, draft: EntryDraft, reversed_by: int | None
+) -> EntryOut:
+    return EntryOut(
+        id=entry_id,
+        business=business.code,
+        effective_date=draft.effective_date,
+        recorded_at=recorded_at,  # type: ignore[arg-type]  # asyncpg gives datetime
+        description=draft.description,
+        reference=draft.reference,
+        metadata=dict(draft.metadata or {}),
+        reverses=draft.reverses,
+        reversed_by=reversed_by,
+        lines=[_render_line(i + 1, line) for i, line in enumerate(draft.lines)],
+    )
+
+
+def _arguments(
+    business: Business, drafts: Sequence[EntryDraft], slot: int, idem_key: str | None, request_sha256: bytes
+) -> tuple[object, ...]:
+    line_entry: list[int] = []
+    line_no: list[int] = []
+    accounts: list[int] = []
+    customers: list[str | None] = []
+    sides: list[str] = []
+    amounts: list[int] = []
+    currencies: list[str] = []
+    guarded: dict[int, Account] = {}
+    for e, draft in enumerate(drafts, start=1):
+        for n, line in enumerate(draft.lines, start=1):
+            line_entry.append(e)
+            line_no.append(n)
+            accounts.append(line.account.account_id)
+            customers.append(line.customer)
+            sides.append(str(line.side))
+            amounts.append(line.amount_minor)
+            currencies.append(line.currency)
+            if not line.account.allow_negative:
+                guarded[line.account.account_id] = line.account
+    return (
+        business.merchant_id,
+        business.code,
+        slot,
+        idem_key,
+        request_sha256,
+        [d.effective_date for d in drafts],
+        [d.description for d in drafts],
+        [d.reference for d in drafts],
+        [dict(d.metadata or {}) for d in drafts],
+        [d.reverses for d in drafts],
+        [content_sha256(business.merchant_id, business.code, d) for d in drafts],
+        line_entry,
+        line_no,
+        accounts,
+        customers,
+        sides,
+        amounts,
+        currencies,
+        list(guarded),
+        [a.credit_normal for a in guarded.values()],
+    )
+
+
+def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:
+    """Map a database refusal to the client error it stands for (pair assertions of the domain)."""
+    state = exc.sqlstate
+    if state == "KN001":
+        closed = getattr(exc, "detail", None) or "?"
+        return Conflict(
+            "period_closed",
+            f"{exc.args[0] if exc.args else 'the period is closed'}: business {business.code} is "
+            f"closed through {closed}; date the entry in an open period",
+        )
+    if state == "KN003":
+        return Conflict(
+            "insufficient_balance",
+            f"{exc.args[0] if exc.args else 'an account would go negative'}"
+            "; the account does not allow a negative balance",
+        )
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "entries_reversed_once":
+        return Conflict("entry_already_reversed", "the entry has already been reversed")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError) and "reverses" in (exc.constraint_name or ""):
+        return NotFound("entry_not_found", "the entry to reverse does not exist")
+    return InvariantViolation(f"database refused a validated posting: {exc!r}")
+
+
+async def _call_post(ctx: Kontor, args: tuple[object, ...], idem_key: str | None) -> list[asyncpg.Record]:
+    attempts = ctx.settings.db_retry_attempts_max
+    for attempt in range(1, attempts + 1):
+        try:
+            return await ctx.pool.fetch(_POST_SQL, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "idempotency_keys_pkey" or attempt == attempts:
+                raise
+            # a concurrent request with the same key committed first: the next call replays it
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+        except _CONNECTION_ERRORS:
+            if idem_key is None or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def post_entries(
+    ctx: Kontor, business: Business, drafts: Sequence[EntryDraft], *, idem_key: str | None, request_sha256: bytes
+) -> Posted:
+    """Post validated drafts atomically; replays the stored result for a known idempotency key."""
+    slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
+    args = _arguments(business, drafts, slot, idem_key, request_sha256)
+    try:
+        rows = await _call_post(ctx, args, idem_key)
+    except asyncpg.PostgresError as exc:
+        raise _translate(exc, business) from exc
+    if rows and rows[0]["replayed"]:
+        return await _replay(ctx, business, rows, request_sha256)
+    metrics.ENTRIES_POSTED.inc(len(drafts))
+    return Posted(
+        entries=[
+            _render(business, row["entry_id"], row["recorded_at"], draft, None)
+            for row, draft in zip(rows, drafts, strict=True)
+        ],
+        replayed=False,
+    )
+
+
+async def _replay(ctx: Kontor, business: Business, rows: Sequence[asyncpg.Record], request_sha256: bytes) -> Posted:
+    if rows[0]["request_sha256"] != request_sha256:
+        raise Unprocessable(
+            "idempotency_key_reused", "this Idempotency-Key was used for a different request; use a new key"
+        )
+    entries = await _fetch(ctx, business, [r["entry_id"] for r in rows])
+    # the original answer was given before any reversal existed: replay it exactly
+    return Posted(entries=[_with_reversed_by(e, None) for e in entries], replayed=True)
+
+
+def _with_reversed_by(entry: EntryOut, reversed_by: int | None) -> EntryOut:
+    return EntryOut(
+        id=entry.id,
+        business=entry.business,
+        effective_date=entry.effective_date,
+        recorded_at=entry.recorded_at,
+        description=entry.description,
+        reference=entry.reference,
+        metadata=entry.metadata,
+        reverses=entry.reverses,
+        reversed_by=reversed_by,
+        lines=entry.lines,
+    )
+
+
+async def replay_if_known(ctx: Kontor, business: Business, idem_key: str, request_sha256: bytes) -> Posted | None:
+    rows = await ctx.pool.fetch(
+        "SELECT unnest(entry_ids) AS entry_id, request_sha256 FROM idempotency_keys "
+        "WHERE merchant_id = $1 AND idem_key = $2",
+        business.merchant_id,
+        idem_key,
+    )
+    return await _replay(ctx, business, rows, request_sha256) if rows else None
+
+
+# --- reading ------------------------------------------------------------------------------------------
+_ENTRY_COLUMNS = (
+    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.metadata, "
+    "e.reverses, (SELECT r.entry_id FROM entries r WHERE r.merchant_id = e.merchant_id "
+    "AND r.business = e.business AND r.reverses = e.entry_id) AS reversed_by"
+)
+
+
+async def _drafts_of(
+    ctx: Kontor, business: Business, entry_rows: Sequence[asyncpg.Record], pool: asyncpg.Pool
+) -> list[tuple[asyncpg.Record, EntryDraft]]:
+    ids = [r["entry_id"] for r in entry_rows]
+    line_rows = await pool.fetch(
+        "SELECT entry_id, account_id, customer, side, amount_minor, currency FROM lines "
+        "WHERE merchant_id = $1 AND business = $2 AND entry_id = ANY($3::bigint[]) ORDER BY entry_id, line_no",
+        business.merchant_id,
+        business.code,
+        ids,
+    )
+    index = await account_index(ctx, business)
+    if any(r["account_id"] not in index.by_id for r in line_rows):
+        index = await account_index(ctx, business, refresh=True)
+    lines: dict[int, list[LineDraft]] = {i: [] for i in ids}
+    for r in line_rows:
+        lines[r["entry_id"]].append(
+            LineDraft(
+                account=index.by_id[r["account_id"]],
+                side=Side(r["side"]),
+                amount_minor=r["amount_minor"],
+                currency=r["currency"],
+                customer=r["customer"],
+            )
+        )
+    return [
+        (
+            r,
+            EntryDraft(
+                effective_date=r["effective_date"],
+                description=r["description"],
+                lines=tuple(lines[r["entry_id"]]),
+                reference=r["reference"],
+                metadata=r["metadata"],
+                reverses=r["reverses"],
+            ),
+        )
+        for r in entry_rows
+    ]
+
+
+async def _fetch(
+    ctx: Kontor, business: Business, entry_ids: Sequence[int], pool: asyncpg.Pool | None = None
+) -> list[EntryOut]:
+    pool = pool or ctx.pool
+    rows = await pool.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE e.merchant_id = $1 AND e.business = $2 "
+        "AND e.entry_id = ANY($3::bigint[]) ORDER BY e.entry_id",
+        business.merchant_id,
+        business.code,
+        list(entry_ids),
+    )
+    return [
+        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"])
+        for r, draft in await _drafts_of(ctx, business, rows, pool)
+    ]
+
+
+async def get_entry(ctx: Kontor, business: Business, entry_id: int) -> EntryOut:
+    entries = await _fetch(ctx, business, [entry_id], ctx.reports_pool)
+    if not entries:
+        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
+    return entries[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    from_date: date | None = None
+    to_date: date | None = None
+    account: str | None = None
+    customer: str | None = None
+    reference: str | None = None
+    metadata: dict[str, str] | None = None
+    descending: bool = False
+
+
+def encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(f"e{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("e") or not text[1:].isdigit():
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
+
+
+async def list_entries(
+    ctx: Kontor, business: Business, where: EntryFilter, cursor: str | None, limit: int
+) -> Page[EntryOut]:
+    """Entries in recording order (or reversed), filtered, one page at a time (cursor = last id seen)."""
+    clauses = ["e.merchant_id = $1", "e.business = $2"]
+    params: list[object] = [business.merchant_id, business.code]
+
+    def add(clause: str, value: object) -> None:
+        params.append(value)
+        clauses.append(clause.replace("$?", f"${len(params)}"))
+
+    if where.from_date is not None:
+        add("e.effective_date >= $?", where.from_date)
+    if where.to_date is not None:
+        add("e.effective_date <= $?", where.to_date)
+    if where.reference is not None:
+        add("e.reference = $?", where.reference)
+    if where.metadata:
+        add("e.metadata @> $?::jsonb", where.metadata)
+    if where.account is not None:
+        account = await get_account(ctx, business, where.account)
+        add(
+            "EXISTS (SELECT 1 FROM lines l WHERE l.merchant_id = e.merchant_id AND l.business = e.business "
+            "AND l.entry_id = e.entry_id AND l.account_id = $?)",
+            account.account_id,
+        )
+    if where.customer is not None:
+        add(
+            "EXISTS (SELECT 1 FROM lines l WHERE l.merchant_id = e.merchant_id AND l.business = e.business "
+            "AND l.entry_id = e.entry_id AND l.customer = $?)",
+            where.customer,
+        )
+    if cursor is not None:
+        add("e.entry_id < $?" if where.descending else "e.entry_id > $?", decode_cursor(cursor))
+    order = "DESC" if where.descending else "ASC"
+    params.append(limit + 1)
+    rows = await ctx.reports_pool.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE {' AND '.join(clauses)} "
+        f"ORDER BY e.entry_id {order} LIMIT ${len(params)}",
+        *params,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"])
+        for r, draft in await _drafts_of(ctx, business, rows, ctx.reports_pool)
+    ]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more and items else None)
+
+
+# --- reversal -----------------------------------------------------------------------------------------
+async def reverse_entry(
+    ctx: Kontor, business: Business, entry_id: int, body: ReversalIn, *, idem_key: str, request_sha256: bytes
+) -> Posted:
+    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once."""
+    replayed = await replay_if_known(ctx, business, idem_key, request_sha256)
+    if replayed is not None:
+        return replayed
+    rows = await ctx.pool.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE e.merchant_id = $1 AND e.business = $2 AND e.entry_id = $3",
+        business.merchant_id,
+        business.code,
+        entry_id,
+    )
+    if not rows:
+        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
+    ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
+    draft = reversal_of(
+        original,
+        entry_id=entry_id,
+        effective_date=body.effective_date or ctx.today(),
+        description=body.description,
+        reversed_already=row["reversed_by"] is not None,
+        is_reversal=row["reverses"] is not None,
+    )
+    return await post_entries(ctx, business, [draft], idem_key=idem_key, request_sha256=request_sha256)
+
+
+# --- periods ------------------------------------------------------------------------------------------
+async def list_periods(ctx: Kontor, business: Business) -> list[PeriodOut]:
+    rows = await ctx.reports_pool.fetch(
+        "SELECT period, closed_at, closed_by FROM period_closes WHERE merchant_id = $1 AND business = $2 "
+        "ORDER BY period",
+        business.merchant_id,
+        business.code,
+    )
+    return [
+        PeriodOut(period=r["period"].strftime("%Y-%m"), closed_at=r["closed_at"], closed_by=r["closed_by"])
+        for r in rows
+    ]
+
+
+async def close_period(ctx: Kontor, business: Business, period: str, closed_by: str) -> PeriodCloseOut:
+    """Close a month that is over, and every earlier month; postings dated in them are refused after."""
+    first = parse_period(period)
+    last = month_end(first)
+    if last >= ctx.today():
+        raise Conflict("period_not_over", f"{period} ends on {last.isoformat()}; it can be closed from the next day on")
+    closed_through = await ctx.pool.fetchval(
+        "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
+    )
+    return PeriodCloseOut(
+        business=business.code, closed_through=closed_through, periods=await list_periods(ctx, business)
+    )

@@ -1,0 +1,157 @@
+"""Exact money: integer minor units inside, decimal strings on the wire.
+
+Why this module exists: every amount that enters or leaves Kontor passes through `parse_amount` and
+`format_amount`, so there is exactly one place that knows a currency's decimals (ISO 4217, taken from
+py-moneyed's metadata) and one place that rounds. Nothing here uses float, and nothing rounds silently:
+an amount with more decimals than its currency has is an error (`1.001 EUR`), never rounded.
+
+Rounding is explicit half-up (commercial rounding, as VAT law requires) and happens only in
+`vat_from_gross`; splitting uses the largest-remainder method so the parts always add up to the whole.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import cache
+
+import moneyed
+
+__all__ = [
+    "AMOUNT_MINOR_MAX",
+    "AmountError",
+    "allocate",
+    "currency_decimals",
+    "format_amount",
+    "is_known_currency",
+    "parse_amount",
+    "vat_from_gross",
+]
+
+# 10^15 minor units per amount (10 trillion EUR); schema.sql enforces the same bound on lines.
+AMOUNT_MINOR_MAX = 10**15
+
+# ISO 4217 codes that are not money a merchant can be paid in: metals, funds units, testing codes.
+_NOT_MONEY = frozenset(
+    {
+        "XAU",
+        "XAG",
+        "XPT",
+        "XPD",
+        "XTS",
+        "XXX",
+        "XDR",
+        "XBA",
+        "XBB",
+        "XBC",
+        "XBD",
+        "XSU",
+        "XUA",
+        "CLF",
+        "BOV",
+        "CHE",
+        "CHW",
+        "COU",
+        "MXV",
+        "USN",
+        "USS",
+        "UYI",
+        "UYW",
+    }
+)
+_HALF_UP = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_UP, traps=[decimal.InvalidOperation])
+
+
+class AmountError(ValueError):
+    """An amount that cannot be represented exactly in its currency (the message says why)."""
+
+
+@cache
+def currency_decimals(currency: str) -> int:
+    """Number of minor-unit digits of an ISO 4217 currency (EUR 2, JPY 0, BHD 3)."""
+    if not is_known_currency(currency):
+        raise AmountError(f"unknown currency {currency!r}")
+    sub_unit = int(moneyed.get_currency(currency).sub_unit)
+    return len(str(sub_unit)) - 1
+
+
+@cache
+def is_known_currency(currency: str) -> bool:
+    """True for an ISO 4217 currency code that merchants can hold (not metals or test codes)."""
+    if len(currency) != 3 or not currency.isascii() or not currency.isupper() or currency in _NOT_MONEY:
+        return False
+    try:
+        sub_unit = int(moneyed.get_currency(currency).sub_unit)
+    except moneyed.CurrencyDoesNotExist:
+        return False
+    return sub_unit in (1, 10, 100, 1000, 10000)
+
+
+def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
+    """Parse a decimal string such as ``"119.00"`` into minor units of `currency`.
+
+    Accepts plain decimal notation only (no sign, exponent, NaN or Infinity); trailing zeros beyond the
+    currency's decimals are fine (``"1.100"`` EUR is 110), other extra digits are an error.
+    """
+    if not text or len(text) > 40 or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
+        raise AmountError(f"{text!r} is not a plain decimal amount such as '119.00'")
+    if text.startswith(".") or text.endswith("."):
+        raise AmountError(f"{text!r} is not a plain decimal amount such as '119.00'")
+    decimals = currency_decimals(currency)
+    scaled = Decimal(text).scaleb(decimals, context=_HALF_UP)  # exact: 60 digits > 40 chars
+    if scaled != scaled.to_integral_value():
+        raise AmountError(f"{text} has more than {decimals} decimals, the precision of {currency}")
+    minor = int(scaled)
+    if minor == 0 and not allow_zero:
+        raise AmountError("amount must be greater than zero")
+    if minor > AMOUNT_MINOR_MAX:
+        raise AmountError(f"amount exceeds the maximum of {format_amount(AMOUNT_MINOR_MAX, currency)}")
+    return minor
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """Format minor units as the wire's decimal string: 11900 EUR -> '119.00', -5 JPY -> '-5'."""
+    decimals = currency_decimals(currency)
+    if decimals == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, fraction = divmod(abs(minor), 10**decimals)
+    return f"{sign}{whole}.{fraction:0{decimals}d}"
+
+
+def vat_from_gross(gross_minor: int, rate_percent: Decimal) -> int:
+    """Tax contained in a gross amount: gross x r / (100 + r), rounded half-up to the minor unit.
+
+    The net part is ``gross - tax``, so net and tax always add up to the gross exactly.
+    """
+    if rate_percent < 0:
+        raise AmountError("VAT rate must not be negative")
+    if gross_minor < 0:
+        return -vat_from_gross(-gross_minor, rate_percent)
+    tax = _HALF_UP.divide(_HALF_UP.multiply(Decimal(gross_minor), rate_percent), 100 + rate_percent)
+    return int(tax.quantize(Decimal(1), context=_HALF_UP))
+
+
+def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
+    """Split `total_minor` in proportion to non-negative integer `weights`, losing no minor unit.
+
+    Largest-remainder method: every part gets the floor of its exact share, and the units left over go
+    to the parts with the largest remainders (ties: the earlier part). The parts sum to the total.
+    """
+    if not weights:
+        raise ValueError("allocate needs at least one weight")
+    if any(w < 0 for w in weights):
+        raise ValueError("weights must not be negative")
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        raise ValueError("weights must not all be zero")
+    sign = -1 if total_minor < 0 else 1
+    total = abs(total_minor)
+    floors = [total * w // weight_sum for w in weights]
+    remainders = [total * w % weight_sum for w in weights]
+    left = total - sum(floors)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in by_remainder[:left]:
+        floors[i] += 1
+    return [sign * part for part in floors]

@@ -1,0 +1,375 @@
+"""Balances and reports, read from the balance slots and the lines (on the reports pool).
+
+Why this shape: `balance_totals` holds debit and credit sums per (account, currency, day, slot), so a
+current balance, a balance as of a date and a trial balance are sums over a few thousand small rows at
+most, whatever the size of the journal. Per-customer figures and registers read the lines through
+their indexes. Balances are reported as an absolute amount with the side it sits on (DEBIT, CREDIT,
+BALANCED), plus the debit and credit totals, which is how accountants read them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+
+from ledger.context import Kontor
+from ledger.domain import CREDIT_NORMAL_TYPES, Account, Business
+from ledger.errors import BadRequest, Unprocessable
+from ledger.money import format_amount
+from ledger.schemas import (
+    AccountBalanceOut,
+    BalanceSheetOut,
+    BalanceSide,
+    CurrencyBalance,
+    CurrencyTotals,
+    CustomerAccountOut,
+    IncomeStatementOut,
+    RegisterOut,
+    RegisterRow,
+    ReportLine,
+    TrialBalanceOut,
+    TrialBalanceRow,
+)
+from ledger.tenancy import account_index, get_account
+
+__all__ = ["account_balance", "balance_sheet", "customer_account", "income_statement", "register", "trial_balance"]
+
+
+def side_of(net: int) -> BalanceSide:
+    return "DEBIT" if net > 0 else "CREDIT" if net < 0 else "BALANCED"
+
+
+def _currency_balance(currency: str, debit: int, credit: int) -> CurrencyBalance:
+    net = debit - credit
+    return CurrencyBalance(
+        currency=currency,
+        debit_total=format_amount(debit, currency),
+        credit_total=format_amount(credit, currency),
+        balance=format_amount(abs(net), currency),
+        side=side_of(net),
+    )
+
+
+async def account_balance(
+    ctx: Kontor, business: Business, number: str, *, as_of: date | None, customer: str | None
+) -> AccountBalanceOut:
+    account = await get_account(ctx, business, number)
+    if customer is None:
+        rows = await ctx.reports_pool.fetch(
+            "SELECT currency, sum(debit_minor)::bigint AS debit, sum(credit_minor)::bigint AS credit "
+            "FROM balance_totals WHERE merchant_id = $1 AND business = $2 AND account_id = $3 "
+            "AND ($4::date IS NULL OR day <= $4) GROUP BY currency ORDER BY currency",
+            business.merchant_id,
+            business.code,
+            account.account_id,
+            as_of,
+        )
+    else:
+        rows = await _customer_sums(ctx, business, customer, as_of, account.account_id)
+    balances = [_currency_balance(r["currency"], r["debit"], r["credit"]) for r in rows]
+    if not any(b.currency == business.currency for b in balances):
+        balances.insert(0, _currency_balance(business.currency, 0, 0))
+    return AccountBalanceOut(
+        account=account.number, name=account.name, type=account.type, as_of=as_of, customer=customer, balances=balances
+    )
+
+
+async def _customer_sums(
+    ctx: Kontor, business: Business, customer: str, as_of: date | None, account_id: int | None
+) -> list[asyncpg.Record]:
+    return await ctx.reports_pool.fetch(
+        "SELECT currency, COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0)::bigint AS debit, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)::bigint AS credit FROM lines "
+        "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND ($4::date IS NULL OR effective_date <= $4) "
+        "AND ($5::bigint IS NULL OR account_id = $5) GROUP BY currency ORDER BY currency",
+        business.merchant_id,
+        business.code,
+        customer,
+        as_of,
+        account_id,
+    )
+
+
+async def customer_account(ctx: Kontor, business: Business, customer: str, *, as_of: date | None) -> CustomerAccountOut:
+    """The customer's account (debtor sub-ledger): DEBIT owes, CREDIT is owed, BALANCED settled."""
+    sums = {
+        r["currency"]: (r["debit"], r["credit"]) for r in await _customer_sums(ctx, business, customer, as_of, None)
+    }
+    debit, credit = sums.pop(business.currency, (0, 0))
+    main = _currency_balance(business.currency, debit, credit)
+    return CustomerAccountOut(
+        customer=customer,
+        currency=business.currency,
+        balance=main.balance,
+        state=main.side,
+        debit_total=main.debit_total,
+        credit_total=main.credit_total,
+        as_of=as_of,
+        other_currencies=[_currency_balance(c, d, k) for c, (d, k) in sorted(sums.items())],
+    )
+
+
+async def _account_sums(
+    ctx: Kontor, business: Business, *, from_date: date | None, to_date: date | None
+) -> list[tuple[Account, str, int, int]]:
+    rows = await ctx.reports_pool.fetch(
+        "SELECT account_id, currency, sum(debit_minor)::bigint AS debit, sum(credit_minor)::bigint AS credit "
+        "FROM balance_totals WHERE merchant_id = $1 AND business = $2 "
+        "AND ($3::date IS NULL OR day >= $3) AND ($4::date IS NULL OR day <= $4) "
+        "GROUP BY account_id, currency",
+        business.merchant_id,
+        business.code,
+        from_date,
+        to_date,
+    )
+    index = await account_index(ctx, business)
+    if any(r["account_id"] not in index.by_id for r in rows):
+        index = await account_index(ctx, business, refresh=True)
+    sums = [(index.by_id[r["account_id"]], r["currency"], r["debit"], r["credit"]) for r in rows]
+    return sorted(sums, key=lambda s: (s[0].number, s[1]))
+
+
+async def trial_balance(ctx: Kontor, business: Business, *, as_of: date | None) -> TrialBalanceOut:
+    """Every account with movements, its balance in the debit or credit column; the columns agree."""
+    rows: list[TrialBalanceRow] = []
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for account, currency, debit, credit in await _account_sums(ctx, business, from_date=None, to_date=as_of):
+        net = debit - credit
+        column = totals[currency]
+        column[0 if net > 0 else 1] += abs(net)
+        rows.append(
+            TrialBalanceRow(
+                account=account.number,
+                name=account.name,
+                type=account.type,
+                alt_number=account.alt_number,
+                currency=currency,
+                debit=format_amount(max(net, 0), currency),
+                credit=format_amount(max(-net, 0), currency),
+            )
+        )
+    totals.setdefault(business.currency, [0, 0])
+    return TrialBalanceOut(
+        business=business.code,
+        as_of=as_of,
+        rows=rows,
+        totals=[
+            CurrencyTotals(currency=c, debit=format_amount(d, c), credit=format_amount(k, c))
+            for c, (d, k) in sorted(totals.items())
+        ],
+        balanced=all(d == k for d, k in totals.values()),
+    )
+
+
+def _signed(account: Account, debit: int, credit: int) -> int:
+    """Balance in the account's normal direction (revenue and liabilities positive when credited)."""
+    return credit - debit if account.type in CREDIT_NORMAL_TYPES else debit - credit
+
+
+def _report_line(account: Account, amount: int, currency: str) -> ReportLine:
+    return ReportLine(
+        account=account.number, name=account.name, alt_number=account.alt_number, amount=format_amount(amount, currency)
+    )
+
+
+async def income_statement(ctx: Kontor, business: Business, *, from_date: date, to_date: date) -> IncomeStatementOut:
+    if from_date > to_date:
+        raise Unprocessable("date_range_invalid", "`from` must not be after `to`")
+    cur = business.currency
+    revenue: list[ReportLine] = []
+    expenses: list[ReportLine] = []
+    total_revenue = total_expenses = 0
+    for account, currency, debit, credit in await _account_sums(ctx, business, from_date=from_date, to_date=to_date):
+        if currency != cur or account.type not in ("revenue", "expense"):
+            continue
+        amount = _signed(account, debit, credit)
+        if account.type == "revenue":
+            revenue.append(_report_line(account, amount, cur))
+            total_revenue += amount
+        else:
+            expenses.append(_report_line(account, amount, cur))
+            total_expenses += amount
+    return IncomeStatementOut(
+        business=business.code,
+        currency=cur,
+        from_date=from_date,
+        to_date=to_date,
+        revenue=revenue,
+        expenses=expenses,
+        total_revenue=format_amount(total_revenue, cur),
+        total_expenses=format_amount(total_expenses, cur),
+        net_income=format_amount(total_revenue - total_expenses, cur),
+    )
+
+
+async def balance_sheet(ctx: Kontor, business: Business, *, as_of: date) -> BalanceSheetOut:
+    """Assets against liabilities and equity; unclosed revenue minus expenses shows as current earnings."""
+    cur = business.currency
+    sections: dict[str, list[ReportLine]] = {"asset": [], "liability": [], "equity": []}
+    totals: dict[str, int] = defaultdict(int)
+    for account, currency, debit, credit in await _account_sums(ctx, business, from_date=None, to_date=as_of):
+        if currency != cur:
+            continue
+        amount = _signed(account, debit, credit)
+        totals[account.type] += amount
+        if account.type in sections:
+            sections[account.type].append(_report_line(account, amount, cur))
+    earnings = totals["revenue"] - totals["expense"]
+    other_side = totals["liability"] + totals["equity"] + earnings
+    return BalanceSheetOut(
+        business=business.code,
+        currency=cur,
+        as_of=as_of,
+        assets=sections["asset"],
+        liabilities=sections["liability"],
+        equity=sections["equity"],
+        current_earnings=format_amount(earnings, cur),
+        total_assets=format_amount(totals["asset"], cur),
+        total_liabilities_and_equity=format_amount(other_side, cur),
+        balanced=totals["asset"] == other_side,
+    )
+
+
+# --- register -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Position:
+    day: date
+    entry_id: int
+    line_no: int
+
+
+def _encode_position(p: _Position) -> str:
+    return base64.urlsafe_b64encode(f"r{p.day.isoformat()}/{p.entry_id}/{p.line_no}".encode()).decode().rstrip("=")
+
+
+def _decode_position(cursor: str) -> _Position:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        day, entry_id, line_no = text[1:].split("/")
+        if not text.startswith("r"):
+            raise ValueError(cursor)
+        return _Position(date.fromisoformat(day), int(entry_id), int(line_no))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
+
+
+async def _balance_before(
+    ctx: Kontor, business: Business, account: Account, *, currency: str, customer: str | None, at: _Position
+) -> int:
+    """Signed (debit-positive) balance of every line ordered before position `at`."""
+    lines_before = (
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 "
+    )
+    if customer is not None:
+        value = await ctx.reports_pool.fetchval(
+            lines_before + "AND customer = $5 AND (effective_date, entry_id, line_no) < ($6, $7, $8)",
+            business.merchant_id,
+            business.code,
+            account.account_id,
+            currency,
+            customer,
+            at.day,
+            at.entry_id,
+            at.line_no,
+        )
+        return int(value)
+    days = await ctx.reports_pool.fetchval(
+        "SELECT COALESCE(sum(debit_minor) - sum(credit_minor), 0)::bigint FROM balance_totals "
+        "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 AND day < $5",
+        business.merchant_id,
+        business.code,
+        account.account_id,
+        currency,
+        at.day,
+    )
+    same_day = await ctx.reports_pool.fetchval(
+        lines_before + "AND effective_date = $5 AND (entry_id, line_no) < ($6, $7)",
+        business.merchant_id,
+        business.code,
+        account.account_id,
+        currency,
+        at.day,
+        at.entry_id,
+        at.line_no,
+    )
+    return int(days) + int(same_day)
+
+
+async def register(
+    ctx: Kontor,
+    business: Business,
+    number: str,
+    *,
+    from_date: date | None,
+    to_date: date | None,
+    customer: str | None,
+    currency: str | None,
+    cursor: str | None,
+    limit: int,
+) -> RegisterOut:
+    """An account's lines in date order with the running (historical) balance after each line."""
+    account = await get_account(ctx, business, number)
+    cur = currency or business.currency
+    start = _decode_position(cursor) if cursor else _Position(from_date or date(1900, 1, 1), 0, 0)
+    running = await _balance_before(ctx, business, account, currency=cur, customer=customer, at=start)
+    opening = running
+    rows = await ctx.reports_pool.fetch(
+        "SELECT l.effective_date, l.entry_id, l.line_no, l.side, l.amount_minor, l.customer, e.description, "
+        "e.reference FROM lines l JOIN entries e USING (merchant_id, business, entry_id) "
+        "WHERE l.merchant_id = $1 AND l.business = $2 AND l.account_id = $3 AND l.currency = $4 "
+        "AND (l.effective_date, l.entry_id, l.line_no) >= ($5, $6, $7) "
+        "AND ($8::date IS NULL OR l.effective_date <= $8) "
+        "AND ($9::text IS NULL OR l.customer = $9) "
+        "ORDER BY l.effective_date, l.entry_id, l.line_no LIMIT $10",
+        business.merchant_id,
+        business.code,
+        account.account_id,
+        cur,
+        start.day,
+        start.entry_id,
+        start.line_no,
+        to_date,
+        customer,
+        limit + 1,
+    )
+    out: list[RegisterRow] = []
+    for r in rows[:limit]:
+        amount = r["amount_minor"]
+        running += amount if r["side"] == "D" else -amount
+        text = format_amount(amount, cur)
+        out.append(
+            RegisterRow(
+                entry_id=r["entry_id"],
+                line_no=r["line_no"],
+                effective_date=r["effective_date"],
+                description=r["description"],
+                reference=r["reference"],
+                customer=r["customer"],
+                debit=text if r["side"] == "D" else None,
+                credit=text if r["side"] == "C" else None,
+                balance=format_amount(abs(running), cur),
+                side=side_of(running),
+            )
+        )
+    next_cursor = None
+    if len(rows) > limit:
+        nxt = rows[limit]
+        next_cursor = _encode_position(_Position(nxt["effective_date"], nxt["entry_id"], nxt["line_no"]))
+    return RegisterOut(
+        account=account.number,
+        name=account.name,
+        currency=cur,
+        customer=customer,
+        from_date=from_date,
+        to_date=to_date,
+        opening_balance=format_amount(abs(opening), cur),
+        opening_side=side_of(opening),
+        rows=out,
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,315 @@
+"""Wire types of the ledger API: msgspec Structs, decoded strictly, documented in the OpenAPI schema.
+
+Request types are frozen, forbid unknown fields and carry Meta limits; response types are separate.
+Tenant ids, statuses and balances never come from request bodies. Amounts travel as decimal strings
+("119.00") in the business code's currency; the pattern admits up to 8 decimals so that a currency
+precision error (1.001 EUR) is reported as 422 with the field path rather than as a pattern mismatch.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from msgspec import Meta, Struct
+
+from ledger.domain import LINES_PER_ENTRY_MAX
+
+T = TypeVar("T")
+
+ENTRIES_PER_BATCH_MAX = 1000
+LINES_PER_BATCH_MAX = 20_000
+METADATA_KEYS_MAX = 50
+
+AmountText = Annotated[
+    str,
+    Meta(
+        pattern=r"^[0-9]{1,16}(\.[0-9]{1,8})?$",
+        examples=["119.00"],
+        description="Positive decimal amount as a string, e.g. '119.00'.",
+    ),
+]
+CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO 4217 code")]
+CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", examples=["DE"], description="ISO 3166 alpha-2")]
+AccountNumber = Annotated[str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,19}$", examples=["1400"])]
+CustomerNumber = Annotated[str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$", examples=["C-1"])]
+BusinessCode = Annotated[int, Meta(ge=1000, le=9999, examples=[1001], description="4-digit business code")]
+MetadataKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+MetadataValue = Annotated[str, Meta(max_length=500)]
+Role = Literal["accountant", "poster", "admin"]
+AccountTypeText = Literal["asset", "liability", "equity", "revenue", "expense"]
+VatRateText = Annotated[str, Meta(pattern=r"^[0-9]{1,2}(\.[0-9]{1,2})?$", examples=["19", "5.5"])]
+BalanceSide = Literal["DEBIT", "CREDIT", "BALANCED"]
+
+
+# --- onboarding --------------------------------------------------------------------------------------
+class BusinessCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    code: BusinessCode
+    country: CountryCode
+    currency: CurrencyCode
+    chart: Literal["skr03", "skr04"] = "skr03"
+    vat_rates: Annotated[list[VatRateText], Meta(max_length=4)] | None = None
+
+
+class MerchantCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    businesses: Annotated[list[BusinessCreate], Meta(min_length=1, max_length=50)]
+
+
+class ApiKeyCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=100)]
+    role: Role
+
+
+class BusinessOut(Struct, kw_only=True):
+    code: int
+    country: str
+    currency: str
+    chart: str
+    vat_rates: list[str]
+    closed_through: date | None
+    created_at: datetime
+
+
+class ApiKeyOut(Struct, kw_only=True):
+    key_id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut, kw_only=True):
+    key: str  # shown once; only its SHA-256 is stored
+
+
+class MerchantCreated(Struct, kw_only=True):
+    merchant_id: int
+    name: str
+    businesses: list[BusinessOut]
+    api_key: ApiKeyCreated
+
+
+# --- accounts ----------------------------------------------------------------------------------------
+class AccountCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    number: AccountNumber
+    name: Annotated[str, Meta(min_length=1, max_length=100)]
+    type: AccountTypeText
+    role: Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9_]{0,31}$")] | None = None
+    vat_rate: VatRateText | None = None
+    alt_number: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+    allow_negative: bool = True
+    customer_ledger: bool = False
+
+
+class AccountUpdate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    alt_number: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+
+
+class AccountOut(Struct, kw_only=True):
+    number: str
+    name: str
+    type: str
+    normal_balance: Literal["DEBIT", "CREDIT"]
+    role: str | None
+    vat_rate: str | None
+    alt_number: str | None
+    allow_negative: bool
+    customer_ledger: bool
+
+
+# --- journal -----------------------------------------------------------------------------------------
+class LineIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    account: AccountNumber
+    debit: AmountText | None = None
+    credit: AmountText | None = None
+    customer: CustomerNumber | None = None
+    currency: CurrencyCode | None = None  # only for FX lines; defaults to the business code's currency
+
+
+class EntryIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    effective_date: date
+    description: Annotated[str, Meta(min_length=1, max_length=500)]
+    lines: Annotated[list[LineIn], Meta(min_length=2, max_length=LINES_PER_ENTRY_MAX)]
+    reference: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Meta(max_length=METADATA_KEYS_MAX)] = {}
+
+
+class BatchIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    entries: Annotated[list[EntryIn], Meta(min_length=1, max_length=ENTRIES_PER_BATCH_MAX)]
+
+
+class ReversalIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    effective_date: date | None = None  # default: today (UTC); a closed period is never reopened
+    description: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class LineOut(Struct, kw_only=True):
+    line_no: int
+    account: str
+    debit: str | None
+    credit: str | None
+    currency: str
+    customer: str | None = None
+
+
+class EntryOut(Struct, kw_only=True):
+    id: int
+    business: int
+    effective_date: date
+    recorded_at: datetime
+    description: str
+    reference: str | None
+    metadata: dict[str, str]
+    reverses: int | None
+    reversed_by: int | None
+    lines: list[LineOut]
+
+
+class BatchOut(Struct, kw_only=True):
+    entries: list[EntryOut]
+
+
+class Page(Struct, Generic[T], kw_only=True):
+    items: list[T]
+    next_cursor: str | None
+
+
+# --- balances and reports ----------------------------------------------------------------------------
+class CurrencyBalance(Struct, kw_only=True):
+    currency: str
+    debit_total: str
+    credit_total: str
+    balance: str  # absolute amount; `side` says where it sits
+    side: BalanceSide
+
+
+class AccountBalanceOut(Struct, kw_only=True):
+    account: str
+    name: str
+    type: str
+    as_of: date | None
+    customer: str | None
+    balances: list[CurrencyBalance]
+
+
+class CustomerAccountOut(Struct, kw_only=True):
+    customer: str
+    currency: str
+    balance: str
+    state: BalanceSide
+    debit_total: str
+    credit_total: str
+    as_of: date | None
+    other_currencies: list[CurrencyBalance]
+
+
+class TrialBalanceRow(Struct, kw_only=True):
+    account: str
+    name: str
+    type: str
+    alt_number: str | None
+    currency: str
+    debit: str
+    credit: str
+
+
+class CurrencyTotals(Struct, kw_only=True):
+    currency: str
+    debit: str
+    credit: str
+
+
+class TrialBalanceOut(Struct, kw_only=True):
+    business: int
+    as_of: date | None
+    rows: list[TrialBalanceRow]
+    totals: list[CurrencyTotals]
+    balanced: bool
+
+
+class RegisterRow(Struct, kw_only=True):
+    entry_id: int
+    line_no: int
+    effective_date: date
+    description: str
+    reference: str | None
+    customer: str | None
+    debit: str | None
+    credit: str | None
+    balance: str
+    side: BalanceSide
+
+
+class RegisterOut(Struct, kw_only=True):
+    account: str
+    name: str
+    currency: str
+    customer: str | None
+    from_date: date | None
+    to_date: date | None
+    opening_balance: str
+    opening_side: BalanceSide
+    rows: list[RegisterRow]
+    next_cursor: str | None
+
+
+class ReportLine(Struct, kw_only=True):
+    account: str
+    name: str
+    alt_number: str | None
+    amount: str
+
+
+class IncomeStatementOut(Struct, kw_only=True):
+    business: int
+    currency: str
+    from_date: date
+    to_date: date
+    revenue: list[ReportLine]
+    expenses: list[ReportLine]
+    total_revenue: str
+    total_expenses: str
+    net_income: str
+
+
+class BalanceSheetOut(Struct, kw_only=True):
+    business: int
+    currency: str
+    as_of: date
+    assets: list[ReportLine]
+    liabilities: list[ReportLine]
+    equity: list[ReportLine]
+    current_earnings: str
+    total_assets: str
+    total_liabilities_and_equity: str
+    balanced: bool
+
+
+class PeriodOut(Struct, kw_only=True):
+    period: str
+    closed_at: datetime
+    closed_by: str
+
+
+class PeriodCloseOut(Struct, kw_only=True):
+    business: int
+    closed_through: date
+    periods: list[PeriodOut]
+
+
+class BrokenLink(Struct, kw_only=True):
+    seq: int | None
+    entry_id: int | None
+    reason: str
+
+
+class VerifyOut(Struct, kw_only=True):
+    business: int
+    ok: bool
+    entries: int
+    chained: int
+    unchained: int
+    balances_match_lines: bool
+    first_broken: BrokenLink | None

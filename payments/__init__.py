@@ -1,0 +1,4 @@
+"""Orders and Amazon Pay.
+
+Depends on `ledger` only through its public modules; never imported by `ledger`.
+"""

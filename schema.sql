@@ -1,0 +1,430 @@
+-- Kontor schema: the ledger's invariants live here, not only in Python.
+--
+-- Applied by the service at start (ledger/db.py) inside one transaction under an advisory lock, and
+-- only when its SHA-256 differs from the one recorded in kontor_schema; every statement is therefore
+-- idempotent (IF NOT EXISTS / OR REPLACE / DROP ... IF EXISTS before CREATE TRIGGER).
+--
+-- Guarantees enforced by the database (each is checked again in the pure domain code, ledger/domain.py):
+--   * entries, lines, chain links and period closes are append-only: UPDATE, DELETE and TRUNCATE raise;
+--   * every entry balances per currency, checked at COMMIT by a deferred constraint trigger;
+--   * lines can only be added in the transaction that created their entry;
+--   * amounts are positive integers in minor units (CHECK), bounded so sums cannot overflow bigint;
+--   * no entry is dated in a closed period (trigger + advisory lock shared with the period close);
+--   * every table carries merchant_id in its primary key, unique constraints and foreign keys, so the
+--     schema can be distributed by merchant (Citus) without rework. `merchants` and `base_rates`-like
+--     operator tables are reference tables.
+--
+-- Balances: lines are the truth; balance_totals is a projection, one row per
+-- (account, currency, effective day, slot). A posting adds into one of N slots chosen at random, so a
+-- hot account (PSP clearing, revenue, VAT) is N rows instead of one and concurrent postings rarely wait
+-- on each other's row locks. Reads sum the slots (and days up to an as-of date).
+
+CREATE TABLE IF NOT EXISTS kontor_schema (
+    sha256      text        PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS merchants (
+    merchant_id bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS businesses (
+    merchant_id    bigint      NOT NULL REFERENCES merchants (merchant_id),
+    business       smallint    NOT NULL CHECK (business BETWEEN 1000 AND 9999),
+    country        text        NOT NULL CHECK (country ~ '^[A-Z]{2}$'),
+    currency       text        NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    chart          text        NOT NULL CHECK (chart IN ('skr03', 'skr04')),
+    vat_rates      numeric(5, 2)[] NOT NULL,
+    closed_through date,       -- last day of the latest closed month; NULL while no month is closed
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business)
+);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    merchant_id bigint      NOT NULL REFERENCES merchants (merchant_id),
+    key_id      bigint      GENERATED ALWAYS AS IDENTITY,
+    secret_sha256 bytea     NOT NULL CHECK (length(secret_sha256) = 32),
+    role        text        NOT NULL CHECK (role IN ('accountant', 'poster', 'admin')),
+    name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz,
+    PRIMARY KEY (merchant_id, key_id)
+);
+
+CREATE TABLE IF NOT EXISTS accounts (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    account_id     bigint   GENERATED ALWAYS AS IDENTITY,
+    number         text     NOT NULL CHECK (number ~ '^[0-9A-Za-z][0-9A-Za-z._-]{0,19}$'),
+    name           text     NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    type           text     NOT NULL CHECK (type IN ('asset', 'liability', 'equity', 'revenue', 'expense')),
+    role           text     CHECK (role ~ '^[A-Z][A-Z0-9_]{0,31}$'),
+    vat_rate       numeric(5, 2) CHECK (vat_rate >= 0 AND vat_rate < 100),
+    alt_number     text     CHECK (length(alt_number) BETWEEN 1 AND 20),
+    allow_negative boolean  NOT NULL DEFAULT true,
+    customer_ledger boolean NOT NULL DEFAULT false,  -- lines on it name a customer (debtor sub-ledger)
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, account_id),
+    UNIQUE (merchant_id, business, number),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS accounts_role_key
+    ON accounts (merchant_id, business, role) WHERE role IS NOT NULL;
+
+CREATE SEQUENCE IF NOT EXISTS entry_id_seq AS bigint;
+
+CREATE TABLE IF NOT EXISTS entries (
+    merchant_id    bigint      NOT NULL,
+    business       smallint    NOT NULL,
+    entry_id       bigint      NOT NULL DEFAULT nextval('entry_id_seq'),
+    effective_date date        NOT NULL CHECK (effective_date BETWEEN DATE '1900-01-01' AND DATE '2999-12-31'),
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    description    text        NOT NULL CHECK (length(description) BETWEEN 1 AND 500),
+    reference      text        CHECK (length(reference) BETWEEN 1 AND 200),
+    metadata       jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    reverses       bigint,
+    content_sha256 bytea       NOT NULL CHECK (length(content_sha256) = 32),
+    xid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (merchant_id, business, entry_id),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    FOREIGN KEY (merchant_id, business, reverses) REFERENCES entries (merchant_id, business, entry_id)
+);
+CREATE INDEX IF NOT EXISTS entries_by_date ON entries (merchant_id, business, effective_date, entry_id);
+CREATE INDEX IF NOT EXISTS entries_by_reference
+    ON entries (merchant_id, business, reference) WHERE reference IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_by_metadata
+    ON entries USING gin (metadata jsonb_path_ops) WHERE metadata <> '{}';
+CREATE UNIQUE INDEX IF NOT EXISTS entries_reversed_once
+    ON entries (merchant_id, business, reverses) WHERE reverses IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_by_xid ON entries (xid, entry_id);
+
+CREATE TABLE IF NOT EXISTS lines (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    entry_id       bigint   NOT NULL,
+    line_no        smallint NOT NULL CHECK (line_no >= 1),
+    account_id     bigint   NOT NULL,
+    customer       text     CHECK (length(customer) BETWEEN 1 AND 64),
+    side           char(1)  NOT NULL CHECK (side IN ('D', 'C')),
+    -- 10^15 minor units (10 trillion EUR) per line keeps every sum far inside bigint
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0 AND amount_minor <= 1000000000000000),
+    currency       text     NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    effective_date date     NOT NULL,   -- copy of the entry's, so registers read one index
+    PRIMARY KEY (merchant_id, business, entry_id, line_no),
+    FOREIGN KEY (merchant_id, business, entry_id) REFERENCES entries (merchant_id, business, entry_id),
+    FOREIGN KEY (merchant_id, business, account_id) REFERENCES accounts (merchant_id, business, account_id)
+);
+CREATE INDEX IF NOT EXISTS lines_register
+    ON lines (merchant_id, business, account_id, effective_date, entry_id, line_no);
+CREATE INDEX IF NOT EXISTS lines_by_customer
+    ON lines (merchant_id, business, customer, effective_date, entry_id) WHERE customer IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS balance_totals (
+    merchant_id  bigint   NOT NULL,
+    business     smallint NOT NULL,
+    account_id   bigint   NOT NULL,
+    currency     text     NOT NULL,
+    day          date     NOT NULL,
+    slot         smallint NOT NULL CHECK (slot >= 0),
+    debit_minor  bigint   NOT NULL CHECK (debit_minor >= 0),
+    credit_minor bigint   NOT NULL CHECK (credit_minor >= 0),
+    PRIMARY KEY (merchant_id, business, account_id, currency, day, slot)
+);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    merchant_id  bigint      NOT NULL,
+    idem_key     text        NOT NULL CHECK (length(idem_key) BETWEEN 1 AND 255),
+    request_sha256 bytea     NOT NULL CHECK (length(request_sha256) = 32),
+    business     smallint    NOT NULL,
+    entry_ids    bigint[]    NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, idem_key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);
+
+CREATE TABLE IF NOT EXISTS period_closes (
+    merchant_id bigint      NOT NULL,
+    business    smallint    NOT NULL,
+    period      date        NOT NULL CHECK (extract(day FROM period) = 1),
+    closed_at   timestamptz NOT NULL DEFAULT now(),
+    closed_by   text        NOT NULL,
+    PRIMARY KEY (merchant_id, business, period),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- Hash chain per business code. Entries are linked asynchronously (ledger/chain.py) in the order of the
+-- inserting transaction id, so posting never waits on a per-business chain head.
+CREATE TABLE IF NOT EXISTS chain_links (
+    merchant_id bigint   NOT NULL,
+    business    smallint NOT NULL,
+    seq         bigint   NOT NULL CHECK (seq >= 1),
+    entry_id    bigint   NOT NULL,
+    link_sha256 bytea    NOT NULL CHECK (length(link_sha256) = 32),
+    PRIMARY KEY (merchant_id, business, seq),
+    UNIQUE (merchant_id, business, entry_id)
+);
+
+CREATE TABLE IF NOT EXISTS chain_heads (
+    merchant_id bigint   NOT NULL,
+    business    smallint NOT NULL,
+    seq         bigint   NOT NULL,
+    link_sha256 bytea    NOT NULL,
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- Operator-level: how far the chainer has looked (all transactions below this xid are finished).
+CREATE TABLE IF NOT EXISTS chain_watermark (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    xid_done   xid8    NOT NULL,
+    entry_done bigint  NOT NULL
+);
+INSERT INTO chain_watermark (xid_done, entry_done) VALUES ('0'::xid8, 0) ON CONFLICT DO NOTHING;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Append-only enforcement
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION kontor_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'KN100', HINT = 'post a reversal or correcting entry instead';
+END $$;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['entries', 'lines', 'chain_links', 'period_closes'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_append_only', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
+                       'EXECUTE FUNCTION kontor_reject_change()', t || '_append_only', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_no_truncate', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION kontor_reject_change()', t || '_no_truncate', t);
+    END LOOP;
+END $$;
+
+-- Accounts and businesses are never deleted and their keys never change: lines keep pointing at them.
+CREATE OR REPLACE FUNCTION kontor_protect_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'accounts are never deleted' USING ERRCODE = 'KN100';
+    END IF;
+    IF (NEW.merchant_id, NEW.business, NEW.account_id, NEW.type, NEW.allow_negative, NEW.customer_ledger)
+            IS DISTINCT FROM
+       (OLD.merchant_id, OLD.business, OLD.account_id, OLD.type, OLD.allow_negative, OLD.customer_ledger) THEN
+        RAISE EXCEPTION 'account keys, type, overdraft rule and customer ledger flag are immutable'
+            USING ERRCODE = 'KN100';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION kontor_protect_business() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'business codes are never deleted' USING ERRCODE = 'KN100';
+    END IF;
+    IF (NEW.merchant_id, NEW.business, NEW.currency) IS DISTINCT FROM (OLD.merchant_id, OLD.business, OLD.currency) THEN
+        RAISE EXCEPTION 'business code and currency are immutable' USING ERRCODE = 'KN100';
+    END IF;
+    IF OLD.closed_through IS NOT NULL AND (NEW.closed_through IS NULL OR NEW.closed_through < OLD.closed_through) THEN
+        RAISE EXCEPTION 'a closed period cannot be reopened' USING ERRCODE = 'KN100';
+    END IF;
+    RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS accounts_protect_keys ON accounts;
+CREATE TRIGGER accounts_protect_keys BEFORE UPDATE OR DELETE ON accounts
+    FOR EACH ROW EXECUTE FUNCTION kontor_protect_account();
+DROP TRIGGER IF EXISTS businesses_protect_keys ON businesses;
+CREATE TRIGGER businesses_protect_keys BEFORE UPDATE OR DELETE ON businesses
+    FOR EACH ROW EXECUTE FUNCTION kontor_protect_business();
+
+-- ---------------------------------------------------------------------------------------------------
+-- Balanced entries, checked at commit
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION kontor_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_currencies int;
+    v_unbalanced text;
+BEGIN
+    SELECT count(*), min(currency) FILTER (WHERE net <> 0) INTO v_currencies, v_unbalanced
+      FROM (SELECT currency, sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END) AS net
+              FROM lines
+             WHERE merchant_id = NEW.merchant_id AND business = NEW.business AND entry_id = NEW.entry_id
+             GROUP BY currency) per_currency;
+    IF v_currencies = 0 THEN
+        RAISE EXCEPTION 'entry % has no lines', NEW.entry_id USING ERRCODE = 'check_violation';
+    END IF;
+    IF v_unbalanced IS NOT NULL THEN
+        RAISE EXCEPTION 'entry % does not balance in %', NEW.entry_id, v_unbalanced
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS entries_balanced ON entries;
+CREATE CONSTRAINT TRIGGER entries_balanced AFTER INSERT ON entries
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kontor_check_entry_balanced();
+
+-- Lines belong to an entry of the same transaction and share its effective date.
+CREATE OR REPLACE FUNCTION kontor_check_new_lines() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE v_entry bigint;
+BEGIN
+    SELECT l.entry_id INTO v_entry
+      FROM new_lines l
+      JOIN entries e USING (merchant_id, business, entry_id)
+     WHERE e.xid <> pg_current_xact_id() OR e.effective_date <> l.effective_date
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'lines of entry % must be inserted with the entry and carry its date', v_entry
+            USING ERRCODE = 'KN100';
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS lines_same_transaction ON lines;
+CREATE TRIGGER lines_same_transaction AFTER INSERT ON lines
+    REFERENCING NEW TABLE AS new_lines FOR EACH STATEMENT EXECUTE FUNCTION kontor_check_new_lines();
+
+-- ---------------------------------------------------------------------------------------------------
+-- Closed periods. Postings take a shared advisory lock per business, the close takes it exclusively:
+-- a close waits for postings in flight, and postings that start meanwhile see the new close date.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION kontor_business_lock_key(p_merchant bigint, p_business smallint)
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT (1::bigint << 60) | (p_merchant << 14) | p_business::bigint
+$$;
+
+CREATE OR REPLACE FUNCTION kontor_check_open_period() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_closed date;
+BEGIN
+    FOR r IN SELECT merchant_id, business, min(effective_date) AS first_date
+               FROM new_entries GROUP BY merchant_id, business LOOP
+        PERFORM pg_advisory_xact_lock_shared(kontor_business_lock_key(r.merchant_id, r.business));
+        SELECT closed_through INTO v_closed FROM businesses
+         WHERE merchant_id = r.merchant_id AND business = r.business;
+        IF v_closed IS NOT NULL AND r.first_date <= v_closed THEN
+            RAISE EXCEPTION 'period % is closed', to_char(r.first_date, 'YYYY-MM')
+                USING ERRCODE = 'KN001', DETAIL = to_char(v_closed, 'YYYY-MM-DD');
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS entries_open_period ON entries;
+CREATE TRIGGER entries_open_period AFTER INSERT ON entries
+    REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION kontor_check_open_period();
+
+CREATE OR REPLACE FUNCTION kontor_close_period(p_merchant bigint, p_business smallint, p_period date, p_by text)
+RETURNS date LANGUAGE plpgsql AS $$
+DECLARE
+    v_through date := (date_trunc('month', p_period) + interval '1 month - 1 day')::date;
+    v_closed date;
+BEGIN
+    PERFORM pg_advisory_xact_lock(kontor_business_lock_key(p_merchant, p_business));
+    SELECT closed_through INTO v_closed FROM businesses
+     WHERE merchant_id = p_merchant AND business = p_business FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'business % not found', p_business USING ERRCODE = 'KN404';
+    END IF;
+    IF v_closed IS NOT NULL AND v_closed >= v_through THEN
+        RETURN v_closed;  -- already closed: closing again changes nothing
+    END IF;
+    INSERT INTO period_closes (merchant_id, business, period, closed_by)
+    SELECT p_merchant, p_business, month::date, p_by
+      FROM generate_series(COALESCE((v_closed + 1)::timestamp,
+                                    LEAST((SELECT date_trunc('month', min(effective_date)) FROM entries
+                                            WHERE merchant_id = p_merchant AND business = p_business),
+                                          date_trunc('month', p_period))),
+                           date_trunc('month', p_period), interval '1 month') AS month;
+    UPDATE businesses SET closed_through = v_through WHERE merchant_id = p_merchant AND business = p_business;
+    RETURN v_through;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Posting: one round trip for one entry or a batch. Arrays are parallel: entry arrays are indexed
+-- 1..n, line arrays carry the 1-based index of their entry. Returns the new entry ids in input order,
+-- or, when the idempotency key was used before, the stored ids with replayed = true.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION kontor_post_entries(
+    p_merchant bigint, p_business smallint, p_slot smallint,
+    p_idem_key text, p_request_sha256 bytea,
+    p_dates date[], p_descriptions text[], p_references text[], p_metadata jsonb[],
+    p_reverses bigint[], p_content_sha256 bytea[],
+    p_line_entry int[], p_line_no smallint[], p_line_account bigint[], p_line_customer text[],
+    p_line_side text[], p_line_amount bigint[], p_line_currency text[],
+    p_guarded_accounts bigint[], p_guarded_credit_normal boolean[])
+RETURNS TABLE (entry_id bigint, recorded_at timestamptz, replayed boolean, request_sha256 bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_guard record;
+BEGIN
+    IF p_idem_key IS NOT NULL THEN
+        RETURN QUERY SELECT unnest(k.entry_ids), NULL::timestamptz, true, k.request_sha256
+                       FROM idempotency_keys k
+                      WHERE k.merchant_id = p_merchant AND k.idem_key = p_idem_key;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    -- accounts that may not go negative: serialize their postings, in id order (no lock cycles)
+    FOR v_guard IN SELECT DISTINCT g FROM unnest(p_guarded_accounts) AS g ORDER BY g LOOP
+        PERFORM pg_advisory_xact_lock((1::bigint << 61) | v_guard.g);
+    END LOOP;
+
+    v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, cardinality(p_dates)));
+
+    INSERT INTO entries (merchant_id, business, entry_id, effective_date, description, reference,
+                         metadata, reverses, content_sha256)
+    SELECT p_merchant, p_business, v_ids[i], p_dates[i], p_descriptions[i], p_references[i],
+           p_metadata[i], p_reverses[i], p_content_sha256[i]
+      FROM generate_subscripts(p_dates, 1) AS i;
+
+    INSERT INTO lines (merchant_id, business, entry_id, line_no, account_id, customer, side,
+                       amount_minor, currency, effective_date)
+    SELECT p_merchant, p_business, v_ids[l.e], l.no, l.account, l.customer, l.side, l.amount,
+           l.currency, p_dates[l.e]
+      FROM unnest(p_line_entry, p_line_no, p_line_account, p_line_customer, p_line_side,
+                  p_line_amount, p_line_currency) AS l(e, no, account, customer, side, amount, currency);
+
+    INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
+                                     debit_minor, credit_minor)
+    SELECT p_merchant, p_business, l.account, l.currency, p_dates[l.e], p_slot,
+           COALESCE(sum(l.amount) FILTER (WHERE l.side = 'D'), 0),
+           COALESCE(sum(l.amount) FILTER (WHERE l.side = 'C'), 0)
+      FROM unnest(p_line_entry, p_line_account, p_line_side, p_line_amount, p_line_currency)
+           AS l(e, account, side, amount, currency)
+     GROUP BY l.account, l.currency, p_dates[l.e]
+     ORDER BY l.account, l.currency, p_dates[l.e]
+    ON CONFLICT (merchant_id, business, account_id, currency, day, slot) DO UPDATE
+       SET debit_minor = t.debit_minor + excluded.debit_minor,
+           credit_minor = t.credit_minor + excluded.credit_minor;
+
+    FOR v_guard IN
+        SELECT b.account_id, b.currency
+          FROM balance_totals b
+          JOIN unnest(p_guarded_accounts, p_guarded_credit_normal) AS g(account, credit_normal)
+            ON b.account_id = g.account
+         WHERE b.merchant_id = p_merchant AND b.business = p_business
+         GROUP BY b.account_id, b.currency, g.credit_normal
+        HAVING CASE WHEN g.credit_normal THEN sum(b.credit_minor) - sum(b.debit_minor)
+                    ELSE sum(b.debit_minor) - sum(b.credit_minor) END < 0
+    LOOP
+        RAISE EXCEPTION 'account % would go negative in %', v_guard.account_id, v_guard.currency
+            USING ERRCODE = 'KN003', DETAIL = v_guard.account_id::text;
+    END LOOP;
+
+    IF p_idem_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (merchant_id, idem_key, request_sha256, business, entry_ids)
+        VALUES (p_merchant, p_idem_key, p_request_sha256, p_business, v_ids);
+    END IF;
+
+    -- recorded_at defaults to now(), the transaction's start time, the same for every entry here
+    RETURN QUERY SELECT unnest(v_ids), now(), false, p_request_sha256;
+END $$;
