@@ -9,6 +9,7 @@ Isolation between tests: every test gets its own merchant, so tests never see ea
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import tempfile
@@ -24,7 +25,6 @@ import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from ledger.app import create_app
 from ledger.config import Settings
@@ -51,8 +51,6 @@ def database_url() -> Iterator[str]:
             finally:
                 embedded.stop()
         return
-    import asyncio
-
     name = f"kontor_test_{os.getpid()}_{secrets.token_hex(3)}"
 
     async def admin(sql: str) -> None:
@@ -80,8 +78,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, operator_key=OPERATOR_KEY, scheduler_enabled=False,
-                    rate_limit_per_second=100_000, log_level="WARNING", db_pool_size_max=40)
+    return Settings(
+        database_url=database_url,
+        operator_key=OPERATOR_KEY,
+        scheduler_enabled=False,
+        rate_limit_per_second=100_000,
+        log_level="WARNING",
+        db_pool_size_max=40,
+    )
 
 
 class FixedClock:
@@ -100,15 +104,37 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture(scope="session")
-async def app_client(settings: Settings, clock: FixedClock) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    app = create_app(settings, clock=clock)
-    async with AsyncTestClient(app=app, base_url="http://kontor.test") as client:
+async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
+    """The service, started on the test session's event loop (requests really run concurrently)."""
+    application = create_app(settings, clock=clock)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        # the lifespan is entered and left in one task (anyio's cancel scopes require it)
+        async with application.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # startup failed: raise its error here
+    yield application
+    stop.set()
+    await task
+
+
+@pytest.fixture(scope="session")
+async def app_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kontor.test") as client:
         yield client
 
 
 @pytest.fixture
-def ctx(app_client: AsyncTestClient[Litestar]) -> Kontor:
-    kontor: Kontor = app_client.app.state.kontor
+def ctx(app: Litestar) -> Kontor:
+    """The service's own context: its pool, caches and clock."""
+    kontor: Kontor = app.state.kontor
     return kontor
 
 
@@ -116,7 +142,7 @@ def ctx(app_client: AsyncTestClient[Litestar]) -> Kontor:
 class Tenant:
     """A merchant created for one test, with helpers that call the API with its keys."""
 
-    client: AsyncTestClient[Litestar]
+    client: httpx.AsyncClient
     merchant_id: int
     admin_key: str
     business: int = 1001
@@ -135,34 +161,57 @@ class Tenant:
     async def get(self, path: str, key: str | None = None, **params: Any) -> httpx.Response:
         return await self.client.get(self.url(path), headers=self.headers(key), params=params)
 
-    async def post(self, path: str, body: Any = None, key: str | None = None, idem: str | None = "auto",
-                   **kwargs: Any) -> httpx.Response:
+    async def post(
+        self, path: str, body: Any = None, key: str | None = None, idem: str | None = "auto", **kwargs: Any
+    ) -> httpx.Response:
         key_value = str(uuid.uuid4()) if idem == "auto" else idem
         return await self.client.post(self.url(path), json=body, headers=self.headers(key, key_value), **kwargs)
 
-    async def post_entry(self, lines: list[dict[str, Any]], *, date: str = "2026-11-20", idem: str | None = "auto",
-                         key: str | None = None, **fields: Any) -> httpx.Response:
-        body = {"effective_date": date, "description": fields.pop("description", "test entry"), "lines": lines,
-                **fields}
+    async def post_entry(
+        self,
+        lines: list[dict[str, Any]],
+        *,
+        date: str = "2026-11-20",
+        idem: str | None = "auto",
+        key: str | None = None,
+        **fields: Any,
+    ) -> httpx.Response:
+        body = {
+            "effective_date": date,
+            "description": fields.pop("description", "test entry"),
+            "lines": lines,
+            **fields,
+        }
         return await self.post("/entries", body, key=key or self.poster_key, idem=idem)
 
     async def sale(self, customer: str, gross: str, net: str, vat: str, **kw: Any) -> dict[str, Any]:
         """Invoice: Dr AR (customer) gross / Cr revenue 19 % net / Cr VAT 19 % tax."""
-        r = await self.post_entry([{"account": "1400", "customer": customer, "debit": gross},
-                                   {"account": "8400", "credit": net}, {"account": "1776", "credit": vat}], **kw)
+        r = await self.post_entry(
+            [
+                {"account": "1400", "customer": customer, "debit": gross},
+                {"account": "8400", "credit": net},
+                {"account": "1776", "credit": vat},
+            ],
+            **kw,
+        )
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         return body
 
 
-async def make_tenant(client: AsyncTestClient[Litestar], *, businesses: list[dict[str, Any]] | None = None,
-                      name: str = "Test Shop GmbH") -> Tenant:
+async def make_tenant(
+    client: httpx.AsyncClient, *, businesses: list[dict[str, Any]] | None = None, name: str = "Test Shop GmbH"
+) -> Tenant:
     body = {"name": name, "businesses": businesses or [{"code": 1001, "country": "DE", "currency": "EUR"}]}
     r = await client.post("/v1/merchants", json=body, headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
     assert r.status_code == 201, r.text
     created = r.json()
-    tenant = Tenant(client=client, merchant_id=created["merchant_id"], admin_key=created["api_key"]["key"],
-                    business=created["businesses"][0]["code"])
+    tenant = Tenant(
+        client=client,
+        merchant_id=created["merchant_id"],
+        admin_key=created["api_key"]["key"],
+        business=created["businesses"][0]["code"],
+    )
     for role in ("poster", "accountant"):
         k = await client.post("/v1/api-keys", json={"name": role, "role": role}, headers=tenant.headers())
         assert k.status_code == 201, k.text
@@ -171,5 +220,5 @@ async def make_tenant(client: AsyncTestClient[Litestar], *, businesses: list[dic
 
 
 @pytest.fixture
-async def tenant(app_client: AsyncTestClient[Litestar]) -> Tenant:
+async def tenant(app_client: httpx.AsyncClient) -> Tenant:
     return await make_tenant(app_client)
