@@ -50,8 +50,8 @@ def discover_plugins() -> list[InitPluginProtocol]:
     return plugins
 
 
-def access_log(app: ASGIApp) -> ASGIApp:
-    """Give every request an id (X-Request-ID, echoed) and write one JSON access line per request."""
+def access_log(app: ASGIApp, *, enabled: bool = True) -> ASGIApp:
+    """Give every request an id (X-Request-ID, echoed) and, if enabled, write one JSON access line for it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -73,21 +73,26 @@ def access_log(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            principal = scope.get("auth")
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope["path"],
-                    "status": status,
-                    "request_id": request_id,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "merchant_id": getattr(principal, "merchant_id", None),
-                    "key_id": getattr(principal, "key_id", None),
-                },
-            )
+            if enabled:
+                _log_request(scope, status, request_id, started)
 
     return middleware
+
+
+def _log_request(scope: Scope, status: int, request_id: str, started: float) -> None:
+    principal = scope.get("auth")
+    log.info(
+        "request",
+        extra={
+            "method": scope.get("method"),
+            "path": scope["path"],
+            "status": status,
+            "request_id": request_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "merchant_id": getattr(principal, "merchant_id", None),
+            "key_id": getattr(principal, "key_id", None),
+        },
+    )
 
 
 def _openapi() -> OpenAPIConfig:
@@ -166,16 +171,20 @@ def create_app(
     prometheus = PrometheusConfig(
         app_name="kontor", prefix="kontor_http", group_path=True, exclude=["/metrics", "/health", "/ready"]
     )
-    return Litestar(
+    application = Litestar(
         route_handlers=[api, health, ready, MetricsController],
         lifespan=[lifespan],
-        middleware=[access_log, prometheus.middleware] if settings.access_log else [prometheus.middleware],
+        middleware=[prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
         plugins=discover_plugins() if plugins is None else plugins,
         request_max_body_size=settings.request_body_bytes_max,
+        logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )
+    # outermost, so that unmatched routes (404, 405) get a request id and an access line too
+    application.asgi_handler = access_log(application.asgi_handler, enabled=settings.access_log)
+    return application
 
 
 def app() -> Litestar:

@@ -220,3 +220,7 @@ def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir
 
     if not _run(_settings(data_dir), work):
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -35,11 +34,9 @@ _SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
 
 
 def schema_sql() -> str:
-    """The text of schema.sql shipped with the package (a link to the repository's top-level file)."""
-    packaged = resources.files("ledger").joinpath("schema.sql")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    """The text of schema.sql: ledger/schema.sql links to the repository's top-level file, and a wheel
+    carries it as a plain file inside the package."""
+    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def _encode_json(value: object) -> str:

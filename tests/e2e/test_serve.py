@@ -1,0 +1,198 @@
+"""`kontor serve` and the CLI as real processes on the embedded PostgreSQL.
+
+Covers what only a real process shows: the README's start command works, SIGTERM stops the service
+and its embedded PostgreSQL, a run killed with SIGKILL leaves an orphaned server that the next start
+takes over (and then stops), several workers share one database, and the CLI onboards a merchant and
+verifies the journal while the service runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+KONTOR = [sys.executable, "-m", "ledger.cli"]
+pytestmark = pytest.mark.timeout(180)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def env_without_database(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")}
+    env.update(KONTOR_LOG_LEVEL="WARNING", KONTOR_CHAIN_INTERVAL_S="0.2", **extra)
+    return env
+
+
+def kontor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KONTOR, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def postmaster(pgdata: Path) -> psutil.Process | None:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text().split()[0])
+    return psutil.Process(pid) if psutil.pid_exists(pid) else None
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+def serve(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    log = data_dir.with_suffix(f".{port}.log")
+    with log.open("wb") as sink:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(
+            [*KONTOR, "serve", "--data-dir", str(data_dir), "--port", str(port), *extra],
+            env=env_without_database(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    wait_ready(port, proc, log)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # a short path: the PostgreSQL socket lives in the data directory and socket paths are limited
+    path = Path(f"/tmp/kontor-serve-{uuid.uuid4().hex[:8]}")
+    yield path
+    pm = postmaster(path / "pgdata")
+    if pm is not None:  # never leave a server behind, whatever the test did
+        pm.terminate()
+        pm.wait(10)
+    shutil.rmtree(path, ignore_errors=True)
+    for log in path.parent.glob(f"{path.name}.*.log"):
+        log.unlink()
+
+
+def create_merchant(data_dir: Path) -> str:
+    result = kontor(
+        "merchant",
+        "create",
+        "Serve Test GmbH",
+        "--business",
+        "1001:DE:EUR",
+        "--data-dir",
+        str(data_dir),
+        env=env_without_database(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "business 1001 DE/EUR chart skr03 VAT 19, 7 %" in result.stdout
+    return result.stdout.strip().splitlines()[-1].strip()
+
+
+def post_sale(port: int, key: str) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/businesses/1001/entries",
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "effective_date": "2026-11-20",
+            "description": "sale",
+            "lines": [
+                {"account": "1400", "customer": "C-1", "debit": "119.00"},
+                {"account": "8400", "credit": "100.00"},
+                {"account": "1776", "credit": "19.00"},
+            ],
+        },
+        timeout=10,
+    )
+
+
+def test_serve_onboard_post_verify_and_stop_cleanly(data_dir: Path) -> None:
+    key = create_merchant(data_dir)
+    assert key.startswith("kontor_")
+    port = free_port()
+    proc = serve(data_dir, port)
+    r = post_sale(port, key)
+    assert r.status_code == 201, r.text
+    assert r.headers["x-request-id"]
+    time.sleep(0.6)  # let the scheduler link the entry into the chain
+    verified = kontor("verify", "--data-dir", str(data_dir), "--no-link-first", env=env_without_database())
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "business 1001: OK (1 entries chained, 0 not yet)" in verified.stdout
+    pm = postmaster(data_dir / "pgdata")
+    assert pm is not None
+    assert stop(proc) == 0
+    pm.wait(15)
+    assert not pm.is_running(), "SIGTERM must stop the embedded PostgreSQL"
+
+
+def test_killed_server_leaves_an_orphan_that_the_next_start_takes_over(data_dir: Path) -> None:
+    key = create_merchant(data_dir)
+    port = free_port()
+    first = serve(data_dir, port)
+    assert post_sale(port, key).status_code == 201
+    stop(first, signal.SIGKILL)
+    orphan = postmaster(data_dir / "pgdata")
+    assert orphan is not None, "after SIGKILL the embedded server is orphaned"
+    second = serve(data_dir, port)
+    assert postmaster(data_dir / "pgdata") is not None
+    entries = httpx.get(
+        f"http://127.0.0.1:{port}/v1/businesses/1001/entries", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert len(entries.json()["items"]) == 1, "acknowledged data survived the kill"
+    assert stop(second) == 0
+    orphan.wait(15)
+    assert not orphan.is_running(), "the orphan was taken over and stopped"
+
+
+def test_several_workers_share_one_database(data_dir: Path) -> None:
+    key = create_merchant(data_dir)
+    port = free_port()
+    proc = serve(data_dir, port, "--workers", "2")
+    statuses = [post_sale(port, key).status_code for _ in range(20)]
+    assert statuses == [201] * 20
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert "kontor_entries_posted_total 20.0" in metrics, "metrics aggregate across workers"
+    pm = postmaster(data_dir / "pgdata")
+    assert pm is not None
+    assert stop(proc) == 0
+    pm.wait(15)
+    assert not pm.is_running()
+
+
+def test_cli_reports_bad_input_clearly(data_dir: Path) -> None:
+    env = env_without_database()
+    bad = kontor("merchant", "create", "X", "--business", "1001-DE-EUR", "--data-dir", str(data_dir), env=env)
+    assert bad.returncode == 2
+    assert "use CODE:COUNTRY:CURRENCY" in bad.stderr
+    unknown = kontor("merchant", "create", "X", "--business", "1001:DE:XAU", "--data-dir", str(data_dir), env=env)
+    assert unknown.returncode == 1
+    assert "XAU is not an ISO 4217 currency" in unknown.stderr
