@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS entries (
     content_sha256 bytea       NOT NULL CHECK (length(content_sha256) = 32),
     xid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (merchant_id, business, entry_id),
-    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    -- the business code is checked by entries_open_period (see "References on the posting path" below)
     FOREIGN KEY (merchant_id, business, reverses) REFERENCES entries (merchant_id, business, entry_id)
 );
 CREATE INDEX IF NOT EXISTS entries_by_date ON entries (merchant_id, business, effective_date, entry_id);
@@ -112,9 +112,8 @@ CREATE TABLE IF NOT EXISTS lines (
     amount_minor   bigint   NOT NULL CHECK (amount_minor > 0 AND amount_minor <= 1000000000000000),
     currency       text     NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
     effective_date date     NOT NULL,   -- copy of the entry's, so registers read one index
-    PRIMARY KEY (merchant_id, business, entry_id, line_no),
-    FOREIGN KEY (merchant_id, business, entry_id) REFERENCES entries (merchant_id, business, entry_id),
-    FOREIGN KEY (merchant_id, business, account_id) REFERENCES accounts (merchant_id, business, account_id)
+    PRIMARY KEY (merchant_id, business, entry_id, line_no)
+    -- entry and account are checked by lines_same_transaction (see "References on the posting path" below)
 );
 CREATE INDEX IF NOT EXISTS lines_register
     ON lines (merchant_id, business, account_id, effective_date, entry_id, line_no);
@@ -244,7 +243,8 @@ CREATE TRIGGER businesses_protect_keys BEFORE UPDATE OR DELETE ON businesses
 -- ---------------------------------------------------------------------------------------------------
 -- Balanced entries, checked at commit
 -- ---------------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION kontor_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION kontor_check_entry_balanced() RETURNS trigger
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_currencies int;
     v_unbalanced text;
@@ -268,20 +268,45 @@ DROP TRIGGER IF EXISTS entries_balanced ON entries;
 CREATE CONSTRAINT TRIGGER entries_balanced AFTER INSERT ON entries
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kontor_check_entry_balanced();
 
--- Lines belong to an entry of the same transaction and share its effective date.
-CREATE OR REPLACE FUNCTION kontor_check_new_lines() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE v_entry bigint;
+-- References on the posting path. Lines name their entry and account, entries their business code.
+-- These are checked by the statement triggers below instead of FOREIGN KEY constraints: a foreign key
+-- takes a KEY SHARE row lock on the referenced row for every line, so every posting would lock (and
+-- WAL-log a lock on) the same hot account rows. The checks are as strong as foreign keys because the
+-- referenced rows can never be deleted or re-keyed (kontor_protect_*, kontor_reject_change).
+-- Trigger functions only look rows up by key: enable_seqscan = off keeps plans cached while a table
+-- was small from scanning it whole once it is large.
+
+-- Lines belong to an entry of the same transaction, share its effective date, and name an account of
+-- the same business code.
+CREATE OR REPLACE FUNCTION kontor_check_new_lines() RETURNS trigger
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE v_line record;
 BEGIN
-    SELECT l.entry_id INTO v_entry
+    SELECT l.entry_id, l.account_id,
+           (SELECT e.xid = pg_current_xact_id() AND e.effective_date = l.effective_date
+              FROM entries e
+             WHERE e.merchant_id = l.merchant_id AND e.business = l.business AND e.entry_id = l.entry_id) AS entry_ok,
+           EXISTS (SELECT 1 FROM accounts a
+                    WHERE a.merchant_id = l.merchant_id AND a.business = l.business
+                      AND a.account_id = l.account_id) AS account_ok
+      INTO v_line
       FROM new_lines l
-      JOIN entries e USING (merchant_id, business, entry_id)
-     WHERE e.xid <> pg_current_xact_id() OR e.effective_date <> l.effective_date
+     WHERE (SELECT e.xid = pg_current_xact_id() AND e.effective_date = l.effective_date
+              FROM entries e
+             WHERE e.merchant_id = l.merchant_id AND e.business = l.business AND e.entry_id = l.entry_id) IS NOT TRUE
+        OR NOT EXISTS (SELECT 1 FROM accounts a
+                        WHERE a.merchant_id = l.merchant_id AND a.business = l.business
+                          AND a.account_id = l.account_id)
      LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'lines of entry % must be inserted with the entry and carry its date', v_entry
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_line.entry_ok IS NOT TRUE THEN
+        RAISE EXCEPTION 'lines of entry % must be inserted with the entry and carry its date', v_line.entry_id
             USING ERRCODE = 'KN100';
     END IF;
-    RETURN NULL;
+    RAISE EXCEPTION 'account % does not exist in this business code', v_line.account_id
+        USING ERRCODE = 'foreign_key_violation';
 END $$;
 
 DROP TRIGGER IF EXISTS lines_same_transaction ON lines;
@@ -297,7 +322,8 @@ RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
     SELECT (1::bigint << 60) | (p_merchant << 14) | p_business::bigint
 $$;
 
-CREATE OR REPLACE FUNCTION kontor_check_open_period() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION kontor_check_open_period() RETURNS trigger
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     r record;
     v_closed date;
@@ -307,6 +333,9 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(kontor_business_lock_key(r.merchant_id, r.business));
         SELECT closed_through INTO v_closed FROM businesses
          WHERE merchant_id = r.merchant_id AND business = r.business;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'business code % does not exist', r.business USING ERRCODE = 'foreign_key_violation';
+        END IF;
         IF v_closed IS NOT NULL AND r.first_date <= v_closed THEN
             RAISE EXCEPTION 'period % is closed', to_char(r.first_date, 'YYYY-MM')
                 USING ERRCODE = 'KN001', DETAIL = to_char(v_closed, 'YYYY-MM-DD');
@@ -346,20 +375,21 @@ BEGIN
 END $$;
 
 -- ---------------------------------------------------------------------------------------------------
--- Posting: one round trip for one entry or a batch. Arrays are parallel: entry arrays are indexed
--- 1..n, line arrays carry the 1-based index of their entry. Returns the new entry ids in input order,
--- or, when the idempotency key was used before, the stored ids with replayed = true.
+-- Posting: one round trip for one entry or a batch. The entries and their lines arrive as two JSON
+-- arrays (cheaper for the client to send than a dozen parallel arrays):
+--   p_entries  [{"i": 1, "d": "2026-11-27", "t": description, "r": reference, "m": {metadata},
+--                "v": reverses, "h": content sha256 as hex}, ...]
+--   p_lines    [{"e": entry index, "n": line no, "a": account id, "c": customer, "s": "D"|"C",
+--                "x": amount in minor units, "k": currency}, ...]
+--   p_guarded  [{"a": account id, "cn": credit-normal}] for accounts that may not go negative
+-- Returns the new entry ids in input order, or, when the idempotency key was used before, the stored
+-- ids with replayed = true (and the stored request hash, which the caller compares).
 -- ---------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION kontor_post_entries(
-    p_merchant bigint, p_business smallint, p_slot smallint,
-    p_idem_key text, p_request_sha256 bytea,
-    p_dates date[], p_descriptions text[], p_references text[], p_metadata jsonb[],
-    p_reverses bigint[], p_content_sha256 bytea[],
-    p_line_entry int[], p_line_no smallint[], p_line_account bigint[], p_line_customer text[],
-    p_line_side text[], p_line_amount bigint[], p_line_currency text[],
-    p_guarded_accounts bigint[], p_guarded_credit_normal boolean[])
+    p_merchant bigint, p_business smallint, p_slot smallint, p_idem_key text, p_request_sha256 bytea,
+    p_entries json, p_lines json, p_guarded json)
 RETURNS TABLE (entry_id bigint, recorded_at timestamptz, replayed boolean, request_sha256 bytea)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_ids bigint[];
     v_guard record;
@@ -374,34 +404,33 @@ BEGIN
     END IF;
 
     -- accounts that may not go negative: serialize their postings, in id order (no lock cycles)
-    FOR v_guard IN SELECT DISTINCT g FROM unnest(p_guarded_accounts) AS g ORDER BY g LOOP
-        PERFORM pg_advisory_xact_lock((1::bigint << 61) | v_guard.g);
+    FOR v_guard IN SELECT g.a FROM json_to_recordset(p_guarded) AS g(a bigint) ORDER BY g.a LOOP
+        PERFORM pg_advisory_xact_lock((1::bigint << 61) | v_guard.a);
     END LOOP;
 
-    v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, cardinality(p_dates)));
+    v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, json_array_length(p_entries)));
 
     INSERT INTO entries (merchant_id, business, entry_id, effective_date, description, reference,
                          metadata, reverses, content_sha256)
-    SELECT p_merchant, p_business, v_ids[i], p_dates[i], p_descriptions[i], p_references[i],
-           p_metadata[i], p_reverses[i], p_content_sha256[i]
-      FROM generate_subscripts(p_dates, 1) AS i;
+    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex')
+      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text);
 
-    INSERT INTO lines (merchant_id, business, entry_id, line_no, account_id, customer, side,
-                       amount_minor, currency, effective_date)
-    SELECT p_merchant, p_business, v_ids[l.e], l.no, l.account, l.customer, l.side, l.amount,
-           l.currency, p_dates[l.e]
-      FROM unnest(p_line_entry, p_line_no, p_line_account, p_line_customer, p_line_side,
-                  p_line_amount, p_line_currency) AS l(e, no, account, customer, side, amount, currency);
-
+    -- the lines, and their sums added into this posting's balance slot, rows in key order
+    WITH posted AS (
+        INSERT INTO lines (merchant_id, business, entry_id, line_no, account_id, customer, side,
+                           amount_minor, currency, effective_date)
+        SELECT p_merchant, p_business, v_ids[l.e], l.n, l.a, l.c, l.s, l.x, l.k,
+               (p_entries -> (l.e - 1) ->> 'd')::date
+          FROM json_to_recordset(p_lines) AS l(e int, n smallint, a bigint, c text, s text, x bigint, k text)
+        RETURNING account_id, currency, effective_date, side, amount_minor)
     INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
                                      debit_minor, credit_minor)
-    SELECT p_merchant, p_business, l.account, l.currency, p_dates[l.e], p_slot,
-           COALESCE(sum(l.amount) FILTER (WHERE l.side = 'D'), 0),
-           COALESCE(sum(l.amount) FILTER (WHERE l.side = 'C'), 0)
-      FROM unnest(p_line_entry, p_line_account, p_line_side, p_line_amount, p_line_currency)
-           AS l(e, account, side, amount, currency)
-     GROUP BY l.account, l.currency, p_dates[l.e]
-     ORDER BY l.account, l.currency, p_dates[l.e]
+    SELECT p_merchant, p_business, account_id, currency, effective_date, p_slot,
+           COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0),
+           COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)
+      FROM posted
+     GROUP BY account_id, currency, effective_date
+     ORDER BY account_id, currency, effective_date
     ON CONFLICT (merchant_id, business, account_id, currency, day, slot) DO UPDATE
        SET debit_minor = t.debit_minor + excluded.debit_minor,
            credit_minor = t.credit_minor + excluded.credit_minor;
@@ -409,11 +438,10 @@ BEGIN
     FOR v_guard IN
         SELECT b.account_id, b.currency
           FROM balance_totals b
-          JOIN unnest(p_guarded_accounts, p_guarded_credit_normal) AS g(account, credit_normal)
-            ON b.account_id = g.account
+          JOIN json_to_recordset(p_guarded) AS g(a bigint, cn boolean) ON b.account_id = g.a
          WHERE b.merchant_id = p_merchant AND b.business = p_business
-         GROUP BY b.account_id, b.currency, g.credit_normal
-        HAVING CASE WHEN g.credit_normal THEN sum(b.credit_minor) - sum(b.debit_minor)
+         GROUP BY b.account_id, b.currency, g.cn
+        HAVING CASE WHEN g.cn THEN sum(b.credit_minor) - sum(b.debit_minor)
                     ELSE sum(b.debit_minor) - sum(b.credit_minor) END < 0
     LOOP
         RAISE EXCEPTION 'account % would go negative in %', v_guard.account_id, v_guard.currency

@@ -8,28 +8,23 @@ the dependency rule dunning -> payments -> ledger holds (checked by import-linte
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
 
 from litestar import Litestar, Router
-from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins import InitPluginProtocol
-from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.config import Settings
 from ledger.context import Clock, Kontor, system_clock
 from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
 from ledger.http import accounts, journal, onboarding, reports
-from ledger.http.auth import RateLimiter, guard
+from ledger.http.access import access_layer
+from ledger.http.auth import AuthMiddleware, RateLimiter
 from ledger.http.deps import DEPENDENCIES
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS
@@ -38,7 +33,6 @@ from ledger.scheduler import Jobs
 
 __all__ = ["create_app", "discover_plugins"]
 
-log = logging.getLogger("kontor.access")
 VERSION = "0.1.0"
 
 
@@ -48,51 +42,6 @@ def discover_plugins() -> list[InitPluginProtocol]:
     for ep in sorted(entry_points(group="kontor.plugins"), key=lambda e: e.name):
         plugins.append(ep.load())
     return plugins
-
-
-def access_log(app: ASGIApp, *, enabled: bool = True) -> ASGIApp:
-    """Give every request an id (X-Request-ID, echoed) and, if enabled, write one JSON access line for it."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
-        scope["kontor.request_id"] = request_id  # type: ignore[typeddict-unknown-key]
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_with_id)
-        finally:
-            if enabled:
-                _log_request(scope, status, request_id, started)
-
-    return middleware
-
-
-def _log_request(scope: Scope, status: int, request_id: str, started: float) -> None:
-    principal = scope.get("auth")
-    log.info(
-        "request",
-        extra={
-            "method": scope.get("method"),
-            "path": scope["path"],
-            "status": status,
-            "request_id": request_id,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "merchant_id": getattr(principal, "merchant_id", None),
-            "key_id": getattr(principal, "key_id", None),
-        },
-    )
 
 
 def _openapi() -> OpenAPIConfig:
@@ -164,17 +113,13 @@ def create_app(
 
     api = Router(
         path="/",
-        guards=[guard],
+        middleware=[AuthMiddleware()],
         dependencies=DEPENDENCIES,
         route_handlers=[onboarding.router, accounts.router, journal.router, reports.router],
-    )
-    prometheus = PrometheusConfig(
-        app_name="kontor", prefix="kontor_http", group_path=True, exclude=["/metrics", "/health", "/ready"]
     )
     application = Litestar(
         route_handlers=[api, health, ready, MetricsController],
         lifespan=[lifespan],
-        middleware=[prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
         plugins=discover_plugins() if plugins is None else plugins,
@@ -183,7 +128,7 @@ def create_app(
         debug=False,
     )
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
-    application.asgi_handler = access_log(application.asgi_handler, enabled=settings.access_log)
+    application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
     return application
 
 

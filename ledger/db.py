@@ -47,6 +47,17 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode)
 
 
+async def _reset(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What a connection needs before it goes back to the pool: no open transaction.
+
+    asyncpg's default reset sends RESET ALL, UNLISTEN * and friends: a second round trip for every
+    request. Kontor keeps no session state on pooled connections (only SET LOCAL, transaction-level
+    advisory locks), so rolling back a transaction left open by an error is all that is needed.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -64,6 +75,7 @@ async def create_pool(
         command_timeout=command_timeout_s,
         max_inactive_connection_lifetime=300,
         init=_init_connection,
+        reset=_reset,
         server_settings={"application_name": application_name, "synchronous_commit": "on", "timezone": "UTC"},
     )
     assert pool is not None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import asyncpg
+import msgspec
 
 from ledger import metrics
 from ledger.context import Kontor
@@ -51,8 +52,7 @@ __all__ = [
 
 _CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError, OSError)
 _POST_SQL = (
-    "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries($1, $2, $3, $4, $5, $6, $7, $8)"
 )
 
 
@@ -94,23 +94,34 @@ def _render(
 def _arguments(
     business: Business, drafts: Sequence[EntryDraft], slot: int, idem_key: str | None, request_sha256: bytes
 ) -> tuple[object, ...]:
-    line_entry: list[int] = []
-    line_no: list[int] = []
-    accounts: list[int] = []
-    customers: list[str | None] = []
-    sides: list[str] = []
-    amounts: list[int] = []
-    currencies: list[str] = []
+    """The posting function's parameters: entries and lines as two JSON arrays (see schema.sql)."""
+    entries = []
+    lines = []
     guarded: dict[int, Account] = {}
     for e, draft in enumerate(drafts, start=1):
+        entries.append(
+            {
+                "i": e,
+                "d": draft.effective_date,
+                "t": draft.description,
+                "r": draft.reference,
+                "m": draft.metadata or None,
+                "v": draft.reverses,
+                "h": content_sha256(business.merchant_id, business.code, draft).hex(),
+            }
+        )
         for n, line in enumerate(draft.lines, start=1):
-            line_entry.append(e)
-            line_no.append(n)
-            accounts.append(line.account.account_id)
-            customers.append(line.customer)
-            sides.append(str(line.side))
-            amounts.append(line.amount_minor)
-            currencies.append(line.currency)
+            lines.append(
+                {
+                    "e": e,
+                    "n": n,
+                    "a": line.account.account_id,
+                    "c": line.customer,
+                    "s": str(line.side),
+                    "x": line.amount_minor,
+                    "k": line.currency,
+                }
+            )
             if not line.account.allow_negative:
                 guarded[line.account.account_id] = line.account
     return (
@@ -119,22 +130,14 @@ def _arguments(
         slot,
         idem_key,
         request_sha256,
-        [d.effective_date for d in drafts],
-        [d.description for d in drafts],
-        [d.reference for d in drafts],
-        [dict(d.metadata or {}) for d in drafts],
-        [d.reverses for d in drafts],
-        [content_sha256(business.merchant_id, business.code, d) for d in drafts],
-        line_entry,
-        line_no,
-        accounts,
-        customers,
-        sides,
-        amounts,
-        currencies,
-        list(guarded),
-        [a.credit_normal for a in guarded.values()],
+        _json(entries),
+        _json(lines),
+        _json([{"a": a.account_id, "cn": a.credit_normal} for a in guarded.values()]),
     )
+
+
+def _json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:

@@ -19,10 +19,34 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ledger.chain import link_pending
 from ledger.context import Kontor
 
-__all__ = ["Jobs", "purge_idempotency_keys"]
+__all__ = ["Jobs", "analyze_young_tables", "purge_idempotency_keys"]
 
 log = logging.getLogger("kontor.jobs")
 PURGE_BATCH_MAX = 10_000
+JOURNAL_TABLES = ("entries", "lines", "balance_totals", "idempotency_keys", "chain_links")
+YOUNG_TABLE_ROWS_MIN = 2_000
+
+
+async def analyze_young_tables(ctx: Kontor) -> list[str]:
+    """ANALYZE journal tables that have rows but were never analyzed; returns the tables analyzed.
+
+    Why: plans cached on a connection while a table was empty can choose a secondary index for a
+    primary-key lookup (with no statistics the costs tie) and keep it until the next ANALYZE, so
+    postings slow down with every row until autovacuum gets round to the table (up to minutes on a
+    fresh database). After the first ANALYZE, autovacuum keeps the statistics current.
+    """
+    young = await ctx.pool.fetch(
+        "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) AND last_analyze IS NULL "
+        "AND last_autoanalyze IS NULL AND n_live_tup + n_mod_since_analyze >= $2",
+        list(JOURNAL_TABLES),
+        YOUNG_TABLE_ROWS_MIN,
+    )
+    names = [r["relname"] for r in young]
+    for name in names:
+        await ctx.pool.execute(f"ANALYZE {name}")  # names come from JOURNAL_TABLES, not from input
+    if names:
+        log.info("analyzed young tables", extra={"tables": names})
+    return names
 
 
 async def purge_idempotency_keys(ctx: Kontor) -> int:
@@ -64,6 +88,7 @@ class Jobs:
             "chain-journal", lambda ctx: link_pending(ctx.pool), "interval", seconds=self.ctx.settings.chain_interval_s
         )
         self.add("purge-idempotency-keys", purge_idempotency_keys, "cron", minute=17)
+        self.add("analyze-young-tables", analyze_young_tables, "interval", seconds=5)
         self.scheduler.start()
 
     def stop(self) -> None:

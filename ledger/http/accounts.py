@@ -6,11 +6,11 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get, patch, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from ledger import reports, tenancy
 from ledger.http.auth import ADMIN, READ
-from ledger.http.deps import BusinessDep, Ctx, Cursor, PageLimit
+from ledger.http.deps import CallDep, Cursor, PageLimit
 from ledger.schemas import (
     AccountBalanceOut,
     AccountCreate,
@@ -27,58 +27,56 @@ CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z
 CustomerQuery = Annotated[str | None, QueryParameter(max_length=64, description="Only this customer's lines")]
 RoleQuery = Annotated[str | None, QueryParameter(max_length=32, description="Filter by role key, e.g. AR")]
 AsOf = Annotated[date | None, QueryParameter(description="Effective date the balance is taken at (inclusive)")]
+Code = FromPath[int]
 
 
-@get("/", opt={"roles": READ}, operation_id="listAccounts", tags=["accounts"])
-async def list_accounts(ctx: Ctx, business: BusinessDep, role: RoleQuery = None) -> list[AccountOut]:
-    return await tenancy.list_accounts(ctx, business, role)
+@get("/accounts", opt={"roles": READ}, operation_id="listAccounts", tags=["accounts"])
+async def list_accounts(business_code: Code, call: CallDep, role: RoleQuery = None) -> list[AccountOut]:
+    return await tenancy.list_accounts(call.ctx, await call.business(business_code), role)
 
 
-@post("/", opt={"roles": ADMIN}, operation_id="createAccount", tags=["accounts"])
-async def create_account(data: JSONBody[AccountCreate], ctx: Ctx, business: BusinessDep) -> AccountOut:
-    return await tenancy.create_account(ctx, business, data)
+@post("/accounts", opt={"roles": ADMIN}, operation_id="createAccount", tags=["accounts"])
+async def create_account(business_code: Code, data: JSONBody[AccountCreate], call: CallDep) -> AccountOut:
+    return await tenancy.create_account(call.ctx, await call.business(business_code), data)
 
 
-@get("/{number:str}", opt={"roles": READ}, operation_id="getAccount", tags=["accounts"])
-async def get_account(number: AccountNumberPath, ctx: Ctx, business: BusinessDep) -> AccountOut:
-    return tenancy.render_account(await tenancy.get_account(ctx, business, number))
+@get("/accounts/{number:str}", opt={"roles": READ}, operation_id="getAccount", tags=["accounts"])
+async def get_account(business_code: Code, number: AccountNumberPath, call: CallDep) -> AccountOut:
+    return tenancy.render_account(await tenancy.get_account(call.ctx, await call.business(business_code), number))
 
 
 @patch(
-    "/{number:str}",
+    "/accounts/{number:str}",
     opt={"roles": ADMIN},
     operation_id="updateAccount",
     tags=["accounts"],
     summary="Rename an account or set the merchant's own G/L number",
 )
 async def update_account(
-    number: AccountNumberPath, data: JSONBody[AccountUpdate], ctx: Ctx, business: BusinessDep
+    business_code: Code, number: AccountNumberPath, data: JSONBody[AccountUpdate], call: CallDep
 ) -> AccountOut:
-    return await tenancy.update_account(ctx, business, number, data)
+    return await tenancy.update_account(call.ctx, await call.business(business_code), number, data)
 
 
-@get("/{number:str}/balance", opt={"roles": READ}, operation_id="getAccountBalance", tags=["balances"])
+@get("/accounts/{number:str}/balance", opt={"roles": READ}, operation_id="getAccountBalance", tags=["balances"])
 async def account_balance(
-    number: AccountNumberPath,
-    ctx: Ctx,
-    business: BusinessDep,
-    as_of: AsOf = None,
-    customer: CustomerQuery = None,
+    business_code: Code, number: AccountNumberPath, call: CallDep, as_of: AsOf = None, customer: CustomerQuery = None
 ) -> AccountBalanceOut:
-    return await reports.account_balance(ctx, business, number, as_of=as_of, customer=customer)
+    business = await call.business(business_code)
+    return await reports.account_balance(call.ctx, business, number, as_of=as_of, customer=customer)
 
 
 @get(
-    "/{number:str}/register",
+    "/accounts/{number:str}/register",
     opt={"roles": READ},
     operation_id="getAccountRegister",
     tags=["balances"],
     summary="The account's lines in date order with the running balance",
 )
 async def account_register(
+    business_code: Code,
     number: AccountNumberPath,
-    ctx: Ctx,
-    business: BusinessDep,
+    call: CallDep,
     from_date: Annotated[date | None, QueryParameter(name="from")] = None,
     to_date: Annotated[date | None, QueryParameter(name="to")] = None,
     customer: CustomerQuery = None,
@@ -87,8 +85,8 @@ async def account_register(
     limit: PageLimit = 100,
 ) -> RegisterOut:
     return await reports.register(
-        ctx,
-        business,
+        call.ctx,
+        await call.business(business_code),
         number,
         from_date=from_date,
         to_date=to_date,
@@ -107,25 +105,20 @@ async def account_register(
     summary="A customer's account: balance and state DEBIT / CREDIT / BALANCED",
 )
 async def customer_account(
-    customer: CustomerPath, ctx: Ctx, business: BusinessDep, as_of: AsOf = None
+    business_code: Code, customer: CustomerPath, call: CallDep, as_of: AsOf = None
 ) -> CustomerAccountOut:
-    return await reports.customer_account(ctx, business, customer, as_of=as_of)
+    return await reports.customer_account(call.ctx, await call.business(business_code), customer, as_of=as_of)
 
 
 router = Router(
     path="/v1/businesses/{business_code:int}",
     route_handlers=[
-        Router(
-            path="/accounts",
-            route_handlers=[
-                list_accounts,
-                create_account,
-                get_account,
-                update_account,
-                account_balance,
-                account_register,
-            ],
-        ),
+        list_accounts,
+        create_account,
+        get_account,
+        update_account,
+        account_balance,
+        account_register,
         customer_account,
     ],
 )

@@ -1,26 +1,27 @@
-"""Authentication, authorization and rate limiting: one guard on every /v1 route.
+"""Authentication, authorization and rate limiting for every /v1 route, in one router middleware.
 
-Each route declares the roles it admits in `opt={"roles": ...}`; the guard fails closed when a route
-declares none. The key (Authorization: Bearer ...) resolves to a `Principal` bound to one merchant,
-which handlers read through the `principal` dependency; every query is scoped by that merchant id.
-Rate limits are per key and per process (fixed one-second windows, the `limits` library).
+Each route declares the roles it admits in `opt={"roles": ...}`; routes that declare none are refused
+(fail closed). The key (Authorization: Bearer ...) resolves to a `Principal` bound to one merchant,
+which handlers read through the `call` dependency; every query is scoped by that merchant id.
+
+Why a middleware and not a Litestar guard: Litestar copies the route handler for every guard call
+(~0.25 ms of CPU per request, measured), and the posting path is CPU-bound on two shared cores.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import FixedWindowRateLimiter
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ledger.context import Kontor
 from ledger.errors import Forbidden, InvariantViolation, RateLimited, Unauthorized
 from ledger.tenancy import Principal, authenticate
 
-__all__ = ["ADMIN", "CLOSE", "OPERATOR", "POST", "READ", "RateLimiter", "guard"]
+__all__ = ["ADMIN", "CLOSE", "OPERATOR", "POST", "READ", "AuthMiddleware", "RateLimiter", "current_principal"]
 
 READ = frozenset({"accountant", "poster", "admin"})
 POST = frozenset({"poster", "admin"})
@@ -30,23 +31,34 @@ OPERATOR = frozenset({"operator"})
 
 
 class RateLimiter:
-    """Per-key request budget: `per_second` requests in each one-second window."""
+    """Per-key budget of `per_second` requests in each one-second window, in this process.
+
+    A dict of counters, reset when the second changes. (The `limits` library's async memory storage
+    takes a per-key asyncio lock and costs ~0.18 ms per request; this needs no lock in one event loop.)
+    """
 
     def __init__(self, per_second: int) -> None:
-        self._item = RateLimitItemPerSecond(per_second)
-        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+        self.per_second = per_second
+        self._window = 0
+        self._counts: dict[tuple[int | None, int | None], int] = {}
 
-    async def check(self, identity: str) -> None:
-        if not await self._limiter.hit(self._item, identity):
+    def check(self, principal: Principal) -> None:
+        window = int(time.monotonic())
+        if window != self._window:
+            self._window, self._counts = window, {}
+        key = (principal.merchant_id, principal.key_id)
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        if count > self.per_second:
             raise RateLimited(
                 "rate_limited",
-                f"more than {self._item.amount} requests per second with this key",
+                f"more than {self.per_second} requests per second with this key",
                 headers={"Retry-After": "1"},
             )
 
 
-def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    header = connection.headers.get("authorization", "")
+def _bearer(scope: Scope) -> str:
+    header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
@@ -57,26 +69,35 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    if getattr(handler, "http_methods", None) == {"OPTIONS"}:
-        return  # Litestar's generated OPTIONS answer lists the allowed methods and reads no data
-    roles = handler.opt.get("roles")
-    if not roles:
-        raise InvariantViolation(f"route {handler} declares no roles: refusing (fail closed)")
-    ctx: Kontor = connection.app.state.kontor
-    principal = await authenticate(ctx, _bearer(connection))
-    if principal.role not in roles:
-        raise Forbidden(
-            "role_forbidden",
-            f"a key with role {principal.role!r} may not do this; needs one of {', '.join(sorted(roles))}",
-        )
-    limiter: RateLimiter = connection.app.state.rate_limiter
-    await limiter.check(f"{principal.merchant_id}:{principal.key_id}")
-    connection.scope["auth"] = principal
+class AuthMiddleware(ASGIMiddleware):
+    """Resolve the caller's key, check the route's roles and the key's rate limit, then go on."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        handler: Any = scope["route_handler"]
+        if handler.http_methods == {"OPTIONS"}:
+            await next_app(scope, receive, send)  # Litestar's generated answer lists the allowed methods
+            return
+        roles = handler.opt.get("roles")
+        if not roles:
+            raise InvariantViolation(f"route {handler} declares no roles: refusing (fail closed)")
+        app: Any = scope["litestar_app"]
+        ctx: Kontor = app.state.kontor
+        principal = await authenticate(ctx, _bearer(scope))
+        if principal.role not in roles:
+            raise Forbidden(
+                "role_forbidden",
+                f"a key with role {principal.role!r} may not do this; needs one of {', '.join(sorted(roles))}",
+            )
+        limiter: RateLimiter = app.state.rate_limiter
+        limiter.check(principal)
+        scope["auth"] = principal
+        await next_app(scope, receive, send)
 
 
-def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    principal = connection.scope.get("auth")
+def current_principal(scope: Scope) -> Principal:
+    principal = scope.get("auth")
     if not isinstance(principal, Principal):
-        raise InvariantViolation("handler ran without the guard")
+        raise InvariantViolation("handler ran without the auth middleware")
     return principal

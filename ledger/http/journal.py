@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from litestar import Request, Response, Router, get, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar import Response, Router, get, post
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from ledger import journal, posting
 from ledger.chain import verify_chain
 from ledger.errors import BadRequest
 from ledger.http.auth import POST, READ
-from ledger.http.deps import BusinessDep, Ctx, Cursor, IdempotencyKey, PageLimit, request_sha256
+from ledger.http.deps import CallDep, Cursor, IdempotencyKey, PageLimit
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
 from ledger.tenancy import account_index
 
@@ -20,40 +20,38 @@ __all__ = ["router"]
 
 REPLAY_HEADER = "Idempotent-Replayed"
 EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
+Code = FromPath[int]
+_REPLAYED = {REPLAY_HEADER: "true"}
 
 
 def _created(content: Any, replayed: bool) -> Response[Any]:
-    return Response(content, status_code=201, headers={REPLAY_HEADER: "true"} if replayed else None)
+    return Response(content, status_code=201, headers=_REPLAYED if replayed else None)
 
 
 @post(
-    "/",
+    "/entries",
     opt={"roles": POST},
     operation_id="postEntry",
     tags=["journal"],
-    summary="Post a balanced journal entry",
     status_code=201,
-    response_headers=None,
+    summary="Post a balanced journal entry",
 )
 async def post_entry(
-    data: JSONBody[EntryIn],
-    idempotency_key: IdempotencyKey,
-    request: Request[Any, Any, Any],
-    ctx: Ctx,
-    business: BusinessDep,
+    business_code: Code, data: JSONBody[EntryIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[EntryOut]:
-    accounts = await account_index(ctx, business)
+    business = await call.business(business_code)
+    accounts = await account_index(call.ctx, business)
     if any(line.account not in accounts.by_number for line in data.lines):
-        accounts = await account_index(ctx, business, refresh=True)
+        accounts = await account_index(call.ctx, business, refresh=True)
     draft = posting.draft_entry(data, business, accounts.by_number)
     posted = await journal.post_entries(
-        ctx, business, [draft], idem_key=idempotency_key, request_sha256=request_sha256(request, data)
+        call.ctx, business, [draft], idem_key=idempotency_key, request_sha256=call.request_sha256(data)
     )
     return _created(posted.entries[0], posted.replayed)
 
 
 @post(
-    "/batch",
+    "/entries/batch",
     opt={"roles": POST},
     operation_id="postEntryBatch",
     tags=["journal"],
@@ -62,34 +60,31 @@ async def post_entry(
     request_max_body_size=8_388_608,
 )
 async def post_batch(
-    data: JSONBody[BatchIn],
-    idempotency_key: IdempotencyKey,
-    request: Request[Any, Any, Any],
-    ctx: Ctx,
-    business: BusinessDep,
+    business_code: Code, data: JSONBody[BatchIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[BatchOut]:
     if sum(len(e.lines) for e in data.entries) > 20_000:
         raise BadRequest("batch_too_large", "a batch carries at most 20,000 lines")
-    accounts = await account_index(ctx, business)
+    business = await call.business(business_code)
+    accounts = await account_index(call.ctx, business)
     if any(line.account not in accounts.by_number for e in data.entries for line in e.lines):
-        accounts = await account_index(ctx, business, refresh=True)
+        accounts = await account_index(call.ctx, business, refresh=True)
     drafts = posting.draft_entries(data.entries, business, accounts.by_number)
     posted = await journal.post_entries(
-        ctx, business, drafts, idem_key=idempotency_key, request_sha256=request_sha256(request, data)
+        call.ctx, business, drafts, idem_key=idempotency_key, request_sha256=call.request_sha256(data)
     )
     return _created(BatchOut(entries=posted.entries), posted.replayed)
 
 
 @get(
-    "/",
+    "/entries",
     opt={"roles": READ},
     operation_id="listEntries",
     tags=["journal"],
     summary="Entries in recording order, filtered; cursor pagination",
 )
 async def list_entries(
-    ctx: Ctx,
-    business: BusinessDep,
+    business_code: Code,
+    call: CallDep,
     from_date: Annotated[date | None, QueryParameter(name="from")] = None,
     to_date: Annotated[date | None, QueryParameter(name="to")] = None,
     account: Annotated[str | None, QueryParameter(max_length=20)] = None,
@@ -117,16 +112,16 @@ async def list_entries(
         metadata=pairs or None,
         descending=order == "desc",
     )
-    return await journal.list_entries(ctx, business, where, cursor, limit)
+    return await journal.list_entries(call.ctx, await call.business(business_code), where, cursor, limit)
 
 
-@get("/{entry_id:int}", opt={"roles": READ}, operation_id="getEntry", tags=["journal"])
-async def get_entry(entry_id: EntryIdPath, ctx: Ctx, business: BusinessDep) -> EntryOut:
-    return await journal.get_entry(ctx, business, entry_id)
+@get("/entries/{entry_id:int}", opt={"roles": READ}, operation_id="getEntry", tags=["journal"])
+async def get_entry(business_code: Code, entry_id: EntryIdPath, call: CallDep) -> EntryOut:
+    return await journal.get_entry(call.ctx, await call.business(business_code), entry_id)
 
 
 @post(
-    "/{entry_id:int}/reversal",
+    "/entries/{entry_id:int}/reversal",
     opt={"roles": POST},
     operation_id="reverseEntry",
     tags=["journal"],
@@ -134,35 +129,36 @@ async def get_entry(entry_id: EntryIdPath, ctx: Ctx, business: BusinessDep) -> E
     summary="Post the mirror entry, linked both ways; an entry is reversed once",
 )
 async def reverse_entry(
+    business_code: Code,
     entry_id: EntryIdPath,
     idempotency_key: IdempotencyKey,
-    request: Request[Any, Any, Any],
-    ctx: Ctx,
-    business: BusinessDep,
+    call: CallDep,
     data: JSONBody[ReversalIn | None] = None,
 ) -> Response[EntryOut]:
     body = data or ReversalIn()
     posted = await journal.reverse_entry(
-        ctx, business, entry_id, body, idem_key=idempotency_key, request_sha256=request_sha256(request, body)
+        call.ctx,
+        await call.business(business_code),
+        entry_id,
+        body,
+        idem_key=idempotency_key,
+        request_sha256=call.request_sha256(body),
     )
     return _created(posted.entries[0], posted.replayed)
 
 
 @get(
-    "/verify",
+    "/journal/verify",
     opt={"roles": READ},
     operation_id="verifyJournal",
     tags=["journal"],
     summary="Recompute the hash chain; report the first broken link",
 )
-async def verify_journal(ctx: Ctx, business: BusinessDep) -> VerifyOut:
-    return await verify_chain(ctx.reports_pool, business)
+async def verify_journal(business_code: Code, call: CallDep) -> VerifyOut:
+    return await verify_chain(call.ctx.reports_pool, await call.business(business_code))
 
 
 router = Router(
     path="/v1/businesses/{business_code:int}",
-    route_handlers=[
-        Router(path="/entries", route_handlers=[post_entry, post_batch, list_entries, get_entry, reverse_entry]),
-        Router(path="/journal", route_handlers=[verify_journal]),
-    ],
+    route_handlers=[post_entry, post_batch, list_entries, get_entry, reverse_entry, verify_journal],
 )

@@ -7,7 +7,7 @@ from litestar.params import FromPath, JSONBody
 
 from ledger import tenancy
 from ledger.http.auth import ADMIN, OPERATOR, READ
-from ledger.http.deps import BusinessDep, Caller, Ctx, merchant_of
+from ledger.http.deps import CallDep
 from ledger.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -28,13 +28,13 @@ __all__ = ["router"]
     tags=["onboarding"],
     summary="Create a merchant with its business codes; returns its first admin key (shown once)",
 )
-async def create_merchant(data: JSONBody[MerchantCreate], ctx: Ctx) -> MerchantCreated:
-    return await tenancy.create_merchant(ctx, data.name, data.businesses)
+async def create_merchant(data: JSONBody[MerchantCreate], call: CallDep) -> MerchantCreated:
+    return await tenancy.create_merchant(call.ctx, data.name, data.businesses)
 
 
 @get("/businesses", opt={"roles": READ}, operation_id="listBusinesses", tags=["onboarding"])
-async def list_businesses(ctx: Ctx, principal: Caller) -> list[BusinessOut]:
-    return await tenancy.list_businesses(ctx, merchant_of(principal))
+async def list_businesses(call: CallDep) -> list[BusinessOut]:
+    return await tenancy.list_businesses(call.ctx, call.merchant_id)
 
 
 @post(
@@ -44,18 +44,18 @@ async def list_businesses(ctx: Ctx, principal: Caller) -> list[BusinessOut]:
     tags=["onboarding"],
     summary="Add a business code (legal entity) with the chart of accounts template",
 )
-async def create_business(data: JSONBody[BusinessCreate], ctx: Ctx, principal: Caller) -> BusinessOut:
-    return await tenancy.add_business(ctx, merchant_of(principal), data)
+async def create_business(data: JSONBody[BusinessCreate], call: CallDep) -> BusinessOut:
+    return await tenancy.add_business(call.ctx, call.merchant_id, data)
 
 
 @get("/businesses/{business_code:int}", opt={"roles": READ}, operation_id="getBusiness", tags=["onboarding"])
-async def get_business(ctx: Ctx, business: BusinessDep) -> BusinessOut:
-    return await tenancy.describe_business(ctx, business)
+async def get_business(business_code: FromPath[int], call: CallDep) -> BusinessOut:
+    return await tenancy.describe_business(call.ctx, await call.business(business_code))
 
 
 @get("/api-keys", opt={"roles": ADMIN}, operation_id="listApiKeys", tags=["onboarding"])
-async def list_api_keys(ctx: Ctx, principal: Caller) -> list[ApiKeyOut]:
-    return await tenancy.list_keys(ctx, merchant_of(principal))
+async def list_api_keys(call: CallDep) -> list[ApiKeyOut]:
+    return await tenancy.list_keys(call.ctx, call.merchant_id)
 
 
 @post(
@@ -65,8 +65,8 @@ async def list_api_keys(ctx: Ctx, principal: Caller) -> list[ApiKeyOut]:
     tags=["onboarding"],
     summary="Issue an API key with a role; the key is shown once, only its hash is stored",
 )
-async def create_api_key(data: JSONBody[ApiKeyCreate], ctx: Ctx, principal: Caller) -> ApiKeyCreated:
-    return await tenancy.issue_key(ctx.pool, merchant_of(principal), data.name, data.role)
+async def create_api_key(data: JSONBody[ApiKeyCreate], call: CallDep) -> ApiKeyCreated:
+    return await tenancy.issue_key(call.ctx.pool, call.merchant_id, data.name, data.role)
 
 
 @delete(
@@ -77,8 +77,8 @@ async def create_api_key(data: JSONBody[ApiKeyCreate], ctx: Ctx, principal: Call
     status_code=200,
     summary="Revoke an API key (effective at once here, within seconds everywhere)",
 )
-async def revoke_api_key(key_id: FromPath[int], ctx: Ctx, principal: Caller) -> ApiKeyOut:
-    return await tenancy.revoke_key(ctx, merchant_of(principal), key_id)
+async def revoke_api_key(key_id: FromPath[int], call: CallDep) -> ApiKeyOut:
+    return await tenancy.revoke_key(call.ctx, call.merchant_id, key_id)
 
 
 router = Router(

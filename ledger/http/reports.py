@@ -6,42 +6,44 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get, post
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import FromPath, PathParameter, QueryParameter
 
 from ledger import journal, reports
 from ledger.http.auth import CLOSE, READ
-from ledger.http.deps import BusinessDep, Caller, Ctx
+from ledger.http.deps import CallDep
 from ledger.schemas import BalanceSheetOut, IncomeStatementOut, PeriodCloseOut, PeriodOut, TrialBalanceOut
 
 __all__ = ["router"]
 
 PeriodPath = Annotated[str, PathParameter(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")]
 AsOf = Annotated[date | None, QueryParameter(description="Effective date (inclusive)")]
+Code = FromPath[int]
 
 
 @get("/reports/trial-balance", opt={"roles": READ}, operation_id="getTrialBalance", tags=["reports"])
-async def trial_balance(ctx: Ctx, business: BusinessDep, as_of: AsOf = None) -> TrialBalanceOut:
-    return await reports.trial_balance(ctx, business, as_of=as_of)
+async def trial_balance(business_code: Code, call: CallDep, as_of: AsOf = None) -> TrialBalanceOut:
+    return await reports.trial_balance(call.ctx, await call.business(business_code), as_of=as_of)
 
 
 @get("/reports/income-statement", opt={"roles": READ}, operation_id="getIncomeStatement", tags=["reports"])
 async def income_statement(
-    ctx: Ctx,
-    business: BusinessDep,
+    business_code: Code,
+    call: CallDep,
     from_date: Annotated[date, QueryParameter(name="from")],
     to_date: Annotated[date, QueryParameter(name="to")],
 ) -> IncomeStatementOut:
-    return await reports.income_statement(ctx, business, from_date=from_date, to_date=to_date)
+    business = await call.business(business_code)
+    return await reports.income_statement(call.ctx, business, from_date=from_date, to_date=to_date)
 
 
 @get("/reports/balance-sheet", opt={"roles": READ}, operation_id="getBalanceSheet", tags=["reports"])
-async def balance_sheet(ctx: Ctx, business: BusinessDep, as_of: AsOf = None) -> BalanceSheetOut:
-    return await reports.balance_sheet(ctx, business, as_of=as_of or ctx.today())
+async def balance_sheet(business_code: Code, call: CallDep, as_of: AsOf = None) -> BalanceSheetOut:
+    return await reports.balance_sheet(call.ctx, await call.business(business_code), as_of=as_of or call.ctx.today())
 
 
 @get("/periods", opt={"roles": READ}, operation_id="listClosedPeriods", tags=["periods"])
-async def list_periods(ctx: Ctx, business: BusinessDep) -> list[PeriodOut]:
-    return await journal.list_periods(ctx, business)
+async def list_periods(business_code: Code, call: CallDep) -> list[PeriodOut]:
+    return await journal.list_periods(call.ctx, await call.business(business_code))
 
 
 @post(
@@ -52,8 +54,9 @@ async def list_periods(ctx: Ctx, business: BusinessDep) -> list[PeriodOut]:
     status_code=200,
     summary="Close a month that is over, and every earlier month",
 )
-async def close_period(period: PeriodPath, ctx: Ctx, business: BusinessDep, principal: Caller) -> PeriodCloseOut:
-    return await journal.close_period(ctx, business, period, f"api-key:{principal.key_id}")
+async def close_period(business_code: Code, period: PeriodPath, call: CallDep) -> PeriodCloseOut:
+    business = await call.business(business_code)
+    return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}")
 
 
 router = Router(

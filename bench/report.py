@@ -1,0 +1,135 @@
+"""Turn raw benchmark results into the table of quality.md: workload, figure, baseline, ratio, target, pass."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Row", "p4_queries", "print_table", "rows_for"]
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: str
+    figure: float | None
+    unit: str
+    baseline: float | None
+    target: str
+    passed: bool
+
+    @property
+    def ratio(self) -> float | None:
+        if self.figure is None or not self.baseline:
+            return None
+        return self.figure / self.baseline
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": None if self.ratio is None else round(self.ratio, 3)}
+
+
+def _errors(result: dict[str, Any]) -> int:
+    return sum(n for status, n in result.get("statuses", {}).items() if not status.startswith("2"))
+
+
+def _throughput(
+    name: str,
+    result: dict[str, Any],
+    baseline: dict[str, Any],
+    *,
+    unit: str,
+    minimum: float,
+    ratio_min: float | None = None,
+) -> Row:
+    rate, base = result["rate"], baseline["rate"]
+    ok = rate >= minimum and _errors(result) == 0 and (ratio_min is None or rate >= ratio_min * base)
+    target = f">= {minimum:,.0f}" + (f" and >= {ratio_min} x baseline" if ratio_min else "")
+    return Row(name, rate, unit, base, target, ok)
+
+
+def _latency(name: str, result: dict[str, Any], baseline: dict[str, Any] | None, limit_ms: float) -> Row:
+    p99 = result["p99_ms"]
+    ok = p99 is not None and p99 <= limit_ms and _errors(result) == 0
+    return Row(name, p99, "ms p99", None if baseline is None else baseline["p99_ms"], f"<= {limit_ms:g} ms", ok)
+
+
+def rows_for(r: dict[str, Any]) -> list[Row]:
+    rows = [
+        _throughput(
+            "P1 HTTP postings, 100 merchants", r["P1"], r["P1_baseline"], unit="entries/s", minimum=2500, ratio_min=0.25
+        ),
+        _latency("P1 latency", r["P1"], r["P1_baseline"], 50),
+        _throughput("P2 HTTP postings, one hot merchant", r["P2"], r["P2_baseline"], unit="entries/s", minimum=1500),
+        _latency("P2 latency", r["P2"], r["P2_baseline"], 50),
+        _throughput("P3 bulk endpoint (1,000 x 4 lines)", r["P3"], r["P3_baseline"], unit="lines/s", minimum=50_000),
+    ]
+    for name, limit in (("balance", 5), ("balance_as_of", 20), ("trial_balance", 100), ("register", 10)):
+        rows.append(_latency(f"P4 {name.replace('_', ' ')}", r["P4"][name], r["P4_baseline"][name], limit))
+    rows.append(
+        Row(
+            "P7 service RSS under P1 (largest process)",
+            r["P7"]["max_process_mb"],
+            "MB",
+            None,
+            "<= 300",
+            r["P7"]["max_process_mb"] <= 300,
+        )
+    )
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'workload':44} {'figure':>12} {'unit':10} {'baseline':>10} {'ratio':>7}  {'target':28} result"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        figure = "-" if row.figure is None else f"{row.figure:,.1f}"
+        base = "-" if row.baseline is None else f"{row.baseline:,.1f}"
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
+        print(
+            f"{row.workload:44} {figure:>12} {row.unit:10} {base:>10} {ratio:>7}  {row.target:28} "
+            f"{'pass' if row.passed else 'FAIL'}"
+        )
+
+
+_BALANCE_SQL = (
+    "SELECT currency, sum(debit_minor)::bigint, sum(credit_minor)::bigint FROM balance_totals "
+    "WHERE merchant_id = $1 AND business = 1001 AND account_id = $2 GROUP BY currency"
+)
+_AS_OF_SQL = (
+    "SELECT currency, sum(debit_minor)::bigint, sum(credit_minor)::bigint FROM balance_totals "
+    "WHERE merchant_id = $1 AND business = 1001 AND account_id = $2 AND day <= $3::text::date GROUP BY currency"
+)
+_TRIAL_SQL = (
+    "SELECT account_id, currency, sum(debit_minor)::bigint, sum(credit_minor)::bigint FROM balance_totals "
+    "WHERE merchant_id = $1 AND business = 1001 GROUP BY account_id, currency"
+)
+_REGISTER_SQL = (
+    "SELECT l.effective_date, l.entry_id, l.line_no, l.side, l.amount_minor, l.customer, e.description, e.reference "
+    "FROM lines l JOIN entries e USING (merchant_id, business, entry_id) WHERE l.merchant_id = $1 AND l.business = 1001 "
+    "AND l.account_id = $2 AND l.currency = 'EUR' AND (l.effective_date, l.entry_id, l.line_no) >= ($3::text::date, 0, 0) "
+    "ORDER BY l.effective_date, l.entry_id, l.line_no LIMIT 101"
+)
+
+
+def p4_queries(
+    merchant: int, accounts: dict[str, int], days: list[str]
+) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+    """HTTP paths and the equivalent direct SQL (the service's own queries, without HTTP and Python)."""
+    rng = random.Random(4)
+    base = "/v1/businesses/1001"
+    hot = ["8400", "1400", "1776", "8120"]
+    some_days = [rng.choice(days) for _ in range(50)]
+    http = {
+        "balance": [f"{base}/accounts/{n}/balance" for n in hot],
+        "balance_as_of": [f"{base}/accounts/{hot[i % 4]}/balance?as_of={d}" for i, d in enumerate(some_days)],
+        "trial_balance": [f"{base}/reports/trial-balance"],
+        "register": [f"{base}/accounts/{hot[i % 4]}/register?limit=100&from={d}" for i, d in enumerate(some_days)],
+    }
+    sql = {
+        "balance": [[_BALANCE_SQL, [merchant, accounts[n]]] for n in hot],
+        "balance_as_of": [[_AS_OF_SQL, [merchant, accounts[hot[i % 4]], d]] for i, d in enumerate(some_days)],
+        "trial_balance": [[_TRIAL_SQL, [merchant]]],
+        "register": [[_REGISTER_SQL, [merchant, accounts[hot[i % 4]], d]] for i, d in enumerate(some_days)],
+    }
+    return http, sql
