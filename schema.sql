@@ -131,6 +131,8 @@ CREATE TABLE IF NOT EXISTS balance_totals (
     credit_minor bigint   NOT NULL CHECK (credit_minor >= 0),
     PRIMARY KEY (merchant_id, business, account_id, currency, day, slot)
 );
+-- rows of past days still spread over slots, for kontor_compact_balance_slots
+CREATE INDEX IF NOT EXISTS balance_totals_to_compact ON balance_totals (day) WHERE slot <> 0;
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     merchant_id  bigint      NOT NULL,
@@ -379,8 +381,8 @@ END $$;
 -- arrays (cheaper for the client to send than a dozen parallel arrays):
 --   p_entries  [{"i": 1, "d": "2026-11-27", "t": description, "r": reference, "m": {metadata},
 --                "v": reverses, "h": content sha256 as hex}, ...]
---   p_lines    [{"e": entry index, "n": line no, "a": account id, "c": customer, "s": "D"|"C",
---                "x": amount in minor units, "k": currency}, ...]
+--   p_lines    [{"e": entry index, "n": line no, "d": the entry's date, "a": account id, "c": customer,
+--                "s": "D"|"C", "x": amount in minor units, "k": currency}, ...]
 --   p_guarded  [{"a": account id, "cn": credit-normal}] for accounts that may not go negative
 -- Returns the new entry ids in input order, or, when the idempotency key was used before, the stored
 -- ids with replayed = true (and the stored request hash, which the caller compares).
@@ -419,9 +421,8 @@ BEGIN
     WITH posted AS (
         INSERT INTO lines (merchant_id, business, entry_id, line_no, account_id, customer, side,
                            amount_minor, currency, effective_date)
-        SELECT p_merchant, p_business, v_ids[l.e], l.n, l.a, l.c, l.s, l.x, l.k,
-               (p_entries -> (l.e - 1) ->> 'd')::date
-          FROM json_to_recordset(p_lines) AS l(e int, n smallint, a bigint, c text, s text, x bigint, k text)
+        SELECT p_merchant, p_business, v_ids[l.e], l.n, l.a, l.c, l.s, l.x, l.k, l.d
+          FROM json_to_recordset(p_lines) AS l(e int, n smallint, d date, a bigint, c text, s text, x bigint, k text)
         RETURNING account_id, currency, effective_date, side, amount_minor)
     INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
                                      debit_minor, credit_minor)
@@ -455,4 +456,37 @@ BEGIN
 
     -- recorded_at defaults to now(), the transaction's start time, the same for every entry here
     RETURN QUERY SELECT unnest(v_ids), now(), false, p_request_sha256;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Balance slot compaction: fold the slots of days before p_before into slot 0, at most p_rows_max rows
+-- per call; returns how many slot rows were folded. Postings of those days are rare (backdated), so the
+-- slots are no longer needed there, and reads then sum about one row per account and day.
+-- The move is atomic (DELETE ... RETURNING feeds the upsert) and skips rows a posting holds.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION kontor_compact_balance_slots(p_before date, p_rows_max int)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE v_moved int;
+BEGIN
+    WITH picked AS (
+        SELECT merchant_id, business, account_id, currency, day, slot FROM balance_totals
+         WHERE slot <> 0 AND day < p_before
+         LIMIT p_rows_max FOR UPDATE SKIP LOCKED),
+    moved AS (
+        DELETE FROM balance_totals b USING picked p
+         WHERE (b.merchant_id, b.business, b.account_id, b.currency, b.day, b.slot)
+             = (p.merchant_id, p.business, p.account_id, p.currency, p.day, p.slot)
+        RETURNING b.merchant_id, b.business, b.account_id, b.currency, b.day, b.debit_minor, b.credit_minor),
+    folded AS (
+        INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
+                                         debit_minor, credit_minor)
+        SELECT merchant_id, business, account_id, currency, day, 0, sum(debit_minor), sum(credit_minor)
+          FROM moved GROUP BY merchant_id, business, account_id, currency, day
+         ORDER BY merchant_id, business, account_id, currency, day
+        ON CONFLICT (merchant_id, business, account_id, currency, day, slot) DO UPDATE
+           SET debit_minor = t.debit_minor + excluded.debit_minor,
+               credit_minor = t.credit_minor + excluded.credit_minor
+        RETURNING 1)
+    SELECT count(*) INTO v_moved FROM moved;  -- data-modifying CTEs (folded) run whether read or not
+    RETURN v_moved;
 END $$;

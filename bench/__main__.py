@@ -123,7 +123,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def service(dsn: str, workers: int, log_level: str, log_path: Path) -> Iterator[tuple[int, psutil.Process]]:
+def service(
+    dsn: str, workers: int, log_level: str, log_path: Path, pool_size: int = 8
+) -> Iterator[tuple[int, psutil.Process]]:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")},
@@ -202,8 +204,10 @@ def days_of(year: int) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range(365)]
 
 
-async def wait_for_chain(dsn: str, timeout_s: float = 900) -> None:
-    """The linker catches up with the seeded journal before reads are measured (steady state)."""
+async def settle(dsn: str, timeout_s: float = 900) -> None:
+    """Bring the seeded journal to the steady state the service's jobs keep it in before reads are
+    measured: every entry linked into the chain (the service links within seconds), the balance slots of
+    past days folded (its compaction job runs every 10 minutes), statistics and visibility map current."""
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout_s
@@ -212,6 +216,8 @@ async def wait_for_chain(dsn: str, timeout_s: float = 900) -> None:
             if linked >= await conn.fetchval("SELECT count(*) FROM entries"):
                 break
             await asyncio.sleep(1)
+        while await conn.fetchval("SELECT kontor_compact_balance_slots(current_date - 1, 50000)"):
+            pass
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
@@ -271,7 +277,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                     **batch,
                 }
             )
-            asyncio.run(wait_for_chain(dsn))
+            asyncio.run(settle(dsn))
             reads_http, reads_sql = asyncio.run(p4_reads(dsn, big))
             results["P4"] = loadgen(
                 {"kind": "http_get", **http, "key": big["key"], "reads": reads_http, "count": args.reads}

@@ -115,6 +115,7 @@ def _arguments(
                 {
                     "e": e,
                     "n": n,
+                    "d": draft.effective_date,
                     "a": line.account.account_id,
                     "c": line.customer,
                     "s": str(line.side),

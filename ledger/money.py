@@ -12,7 +12,6 @@ Rounding is explicit half-up (commercial rounding, as VAT law requires) and happ
 from __future__ import annotations
 
 import decimal
-import re
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
@@ -90,24 +89,23 @@ def is_known_currency(currency: str) -> bool:
 
 
 _SCALE = (1, 10, 100, 1_000, 10_000)  # 10 ** decimals for the decimals ISO 4217 currencies have
-_AMOUNT = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,20}))?")
 
 
 def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     """Parse a decimal string such as ``"119.00"`` into minor units of `currency`.
 
-    Accepts plain decimal notation only (no sign, exponent, NaN or Infinity); trailing zeros beyond the
-    currency's decimals are fine (``"1.100"`` EUR is 110), other extra digits are an error. Integer
-    arithmetic only: exact, and fast on the posting path.
+    Accepts plain decimal notation only (ASCII digits and one point: no sign, exponent, NaN or
+    Infinity); trailing zeros beyond the currency's decimals are fine (``"1.100"`` EUR is 110), other
+    extra digits are an error. Integer arithmetic only: exact, and fast on the posting path.
     """
-    match = _AMOUNT.fullmatch(text)
-    if match is None:
+    whole, point, fraction = text.partition(".")
+    if not whole or len(text) > 40 or not text.isascii() or not whole.isdigit() or (point and not fraction.isdigit()):
         raise AmountError(f"{text!r} is not a plain decimal amount such as '119.00'")
-    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
     decimals = currency_decimals(currency)
+    fraction = fraction.rstrip("0")
     if len(fraction) > decimals:
         raise AmountError(f"{text} has more than {decimals} decimals, the precision of {currency}")
-    minor = int(whole) * _SCALE[decimals] + (int(fraction.ljust(decimals, "0")) if fraction else 0)
+    minor = int(whole) * _SCALE[decimals] + (int(fraction) * _SCALE[decimals - len(fraction)] if fraction else 0)
     if minor == 0 and not allow_zero:
         raise AmountError("amount must be greater than zero")
     if minor > AMOUNT_MINOR_MAX:

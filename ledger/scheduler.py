@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -19,15 +19,27 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ledger.chain import link_pending
 from ledger.context import Kontor
 
-__all__ = ["Jobs", "analyze_young_tables", "purge_idempotency_keys"]
+__all__ = ["Jobs", "analyze_young_tables", "compact_balance_slots", "purge_idempotency_keys"]
 
 log = logging.getLogger("kontor.jobs")
 PURGE_BATCH_MAX = 10_000
+COMPACT_BATCH_MAX = 20_000
 JOURNAL_TABLES = ("entries", "lines", "balance_totals", "idempotency_keys", "chain_links")
 YOUNG_TABLE_ROWS_MIN = 2_000
 
 
-async def analyze_young_tables(ctx: Kontor) -> list[str]:
+async def compact_balance_slots(ctx: Kontor) -> int:
+    """Fold the balance slots of days before yesterday into one row each; returns slot rows folded."""
+    before = ctx.today() - timedelta(days=1)
+    folded = 0
+    while True:
+        count = int(await ctx.pool.fetchval("SELECT kontor_compact_balance_slots($1, $2)", before, COMPACT_BATCH_MAX))
+        folded += count
+        if count < COMPACT_BATCH_MAX:
+            return folded
+
+
+async def analyze_young_tables(ctx: Kontor, tables: tuple[str, ...] = JOURNAL_TABLES) -> list[str]:
     """ANALYZE journal tables that have rows but were never analyzed; returns the tables analyzed.
 
     Why: plans cached on a connection while a table was empty can choose a secondary index for a
@@ -38,12 +50,12 @@ async def analyze_young_tables(ctx: Kontor) -> list[str]:
     young = await ctx.pool.fetch(
         "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) AND last_analyze IS NULL "
         "AND last_autoanalyze IS NULL AND n_live_tup + n_mod_since_analyze >= $2",
-        list(JOURNAL_TABLES),
+        list(tables),
         YOUNG_TABLE_ROWS_MIN,
     )
     names = [r["relname"] for r in young]
     for name in names:
-        await ctx.pool.execute(f"ANALYZE {name}")  # names come from JOURNAL_TABLES, not from input
+        await ctx.pool.execute(f'ANALYZE "{name}"')  # a name from `tables` that exists: not user input
     if names:
         log.info("analyzed young tables", extra={"tables": names})
     return names
@@ -89,6 +101,7 @@ class Jobs:
         )
         self.add("purge-idempotency-keys", purge_idempotency_keys, "cron", minute=17)
         self.add("analyze-young-tables", analyze_young_tables, "interval", seconds=5)
+        self.add("compact-balance-slots", compact_balance_slots, "interval", minutes=10)
         self.scheduler.start()
 
     def stop(self) -> None:
