@@ -36,10 +36,7 @@ class Settings:
     db_retry_attempts_max: int = 3
     db_command_timeout_s: float = 30.0
     rate_limit_per_second: int = 2000  # per API key and process
-    rate_limit_burst: int = 4000
     request_body_bytes_max: int = 1_048_576
-    batch_body_bytes_max: int = 8_388_608
-    page_size_max: int = 500
     balance_slots: int = 16
     key_cache_ttl_s: float = 2.0
     idempotency_retention_days: int = 30
@@ -59,10 +56,6 @@ class Settings:
                 continue
             values[f.name] = _convert(f.type, raw, f.name)
         return replace(cls(**values), **overrides)
-
-    @property
-    def reports_url(self) -> str | None:
-        return self.read_database_url or self.database_url
 
 
 def _convert(type_name: object, raw: str, name: str) -> Any:

@@ -7,12 +7,10 @@ outlives a transaction, so a pooler in transaction mode works (set db_statement_
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import msgspec
@@ -23,12 +21,11 @@ if TYPE_CHECKING:
     # a plain connection or one borrowed from a pool: both run the same queries
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "retrying", "schema_sql"]
+__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "schema_sql"]
 
 log = logging.getLogger("kontor.db")
-T = TypeVar("T")
 
-# serialization failure, deadlock: safe to retry the whole transaction (bounded, with jitter)
+# serialization failure, deadlock: safe to retry the whole transaction (bounded)
 RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
 
@@ -103,15 +100,3 @@ async def apply_schema(conn: Connection) -> bool:
         return True
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK_KEY)
-
-
-async def retrying(operation: Callable[[], Awaitable[T]], *, attempts_max: int) -> T:
-    """Run `operation` (a whole transaction), retrying serialization failures and deadlocks only."""
-    for attempt in range(1, attempts_max + 1):
-        try:
-            return await operation()
-        except RETRYABLE:
-            if attempt == attempts_max:
-                raise
-            await asyncio.sleep(0.005 * attempt)
-    raise AssertionError("unreachable")
