@@ -490,3 +490,145 @@ BEGIN
     SELECT count(*) INTO v_moved FROM moved;  -- data-modifying CTEs (folded) run whether read or not
     RETURN v_moved;
 END $$;
+
+-- ===================================================================================================
+-- Payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay mirror, IPNs.
+-- Business records, mutable where their state changes; every booking they cause is a journal entry.
+-- ===================================================================================================
+CREATE TABLE IF NOT EXISTS amazon_pay_settings (
+    merchant_id       bigint   NOT NULL,
+    business          smallint NOT NULL,
+    seller_id         text     NOT NULL CHECK (seller_id ~ '^[A-Z0-9]{5,32}$'),
+    mws_auth_token    text     NOT NULL CHECK (length(mws_auth_token) BETWEEN 1 AND 200),
+    region            text     NOT NULL CHECK (region IN ('eu', 'uk', 'na', 'jp')),
+    sandbox           boolean  NOT NULL,
+    payment_execution text     NOT NULL CHECK (payment_execution IN ('one_step', 'two_step')),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+-- IPNs name only the SellerId: an operator-level lookup (an index, not a constraint)
+CREATE INDEX IF NOT EXISTS amazon_pay_settings_by_seller ON amazon_pay_settings (seller_id);
+
+CREATE TABLE IF NOT EXISTS orders (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    order_ref       text     NOT NULL CHECK (order_ref ~ '^[A-Za-z0-9_-]{1,32}$'),
+    customer        text     NOT NULL,
+    order_date      date     NOT NULL,
+    amazon_order_reference_id text NOT NULL,
+    payment_execution text   NOT NULL CHECK (payment_execution IN ('one_step', 'two_step')),
+    status          text     NOT NULL CHECK (status IN ('pending', 'authorized', 'declined', 'closed')),
+    status_reason   text,
+    gross_minor     bigint   NOT NULL CHECK (gross_minor > 0),
+    bill_to         jsonb    NOT NULL,
+    request_sha256  bytea    NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, order_ref),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_amazon_reference
+    ON orders (merchant_id, business, amazon_order_reference_id);
+
+CREATE TABLE IF NOT EXISTS order_items (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    order_ref      text     NOT NULL,
+    item_ref       integer  NOT NULL CHECK (item_ref BETWEEN 1 AND 999999),
+    position_type  text     NOT NULL,
+    description    text     NOT NULL,
+    quantity       integer  NOT NULL CHECK (quantity BETWEEN 1 AND 1000000),
+    gross_unit_minor bigint NOT NULL,
+    vat_rate       numeric(5, 2) NOT NULL CHECK (vat_rate >= 0 AND vat_rate < 100),
+    state          text     NOT NULL CHECK (state IN ('open', 'invoiced', 'cancelled')),
+    invoice_ref    text,
+    returned_qty   integer  NOT NULL DEFAULT 0 CHECK (returned_qty >= 0 AND returned_qty <= quantity),
+    PRIMARY KEY (merchant_id, business, order_ref, item_ref),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+
+-- Invoices, cancellations, returns, goodwills, payments: one row per document, keyed by its reference,
+-- with the request fingerprint (a retry replays the stored response, another body is refused).
+CREATE TABLE IF NOT EXISTS order_documents (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    order_ref      text     NOT NULL,
+    kind           text     NOT NULL CHECK (kind IN ('invoice', 'cancellation', 'return', 'goodwill', 'payment')),
+    ref            text     NOT NULL CHECK (ref ~ '^[A-Za-z0-9_./-]{1,32}$'),
+    document_date  date     NOT NULL,
+    gross_minor    bigint   NOT NULL CHECK (gross_minor >= 0),
+    entry_id       bigint,
+    details        jsonb    NOT NULL,
+    response       jsonb    NOT NULL,
+    request_sha256 bytea    NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, kind, ref),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+CREATE INDEX IF NOT EXISTS order_documents_by_order ON order_documents (merchant_id, business, order_ref);
+
+-- The Amazon Pay mirror: authorizations, captures, refunds with Amazon's states.
+CREATE TABLE IF NOT EXISTS amazon_authorizations (
+    merchant_id      bigint   NOT NULL,
+    business         smallint NOT NULL,
+    order_ref        text     NOT NULL,
+    authorization_id text     NOT NULL,
+    reference_id     text     NOT NULL,
+    amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),
+    state            text     NOT NULL CHECK (state IN ('Pending', 'Open', 'Declined', 'Closed')),
+    reason           text,
+    expires_at       timestamptz,
+    capture_now      boolean  NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, authorization_id),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+
+CREATE TABLE IF NOT EXISTS amazon_captures (
+    merchant_id      bigint   NOT NULL,
+    business         smallint NOT NULL,
+    order_ref        text     NOT NULL,
+    capture_id       text     NOT NULL,
+    authorization_id text     NOT NULL,
+    reference_id     text     NOT NULL,
+    amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),
+    state            text     NOT NULL CHECK (state IN ('Pending', 'Declined', 'Completed', 'Closed')),
+    reason           text,
+    entry_id         bigint,            -- the booking Dr PSP / Cr AR, once Completed
+    refunds_minor    bigint   NOT NULL DEFAULT 0 CHECK (refunds_minor >= 0),  -- pending + completed
+    refund_count     integer  NOT NULL DEFAULT 0 CHECK (refund_count BETWEEN 0 AND 10),
+    chargebacks_minor bigint  NOT NULL DEFAULT 0 CHECK (chargebacks_minor >= 0),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, capture_id),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+
+CREATE TABLE IF NOT EXISTS amazon_refunds (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    order_ref      text     NOT NULL,
+    refund_id      text     NOT NULL,
+    capture_id     text     NOT NULL,
+    reference_id   text     NOT NULL,
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    state          text     NOT NULL CHECK (state IN ('Pending', 'Completed', 'Declined')),
+    reason         text,
+    source_kind    text     NOT NULL,
+    source_ref     text     NOT NULL,
+    entry_id       bigint,            -- the booking Dr AR / Cr PSP, once Completed
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, refund_id),
+    FOREIGN KEY (merchant_id, capture_id) REFERENCES amazon_captures (merchant_id, capture_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_reference ON amazon_refunds (merchant_id, reference_id);
+
+-- Notifications to the merchant, written in the transaction of the booking that caused them.
+CREATE TABLE IF NOT EXISTS outbox (
+    merchant_id  bigint      NOT NULL,
+    event_id     bigint      GENERATED ALWAYS AS IDENTITY,
+    business     smallint,
+    type         text        NOT NULL,
+    payload      jsonb       NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, event_id)
+);

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-__all__ = ["CHARTS", "DEFAULT_VAT_RATES", "TemplateAccount", "chart_template", "default_vat_rates"]
+__all__ = ["CHARTS", "DEFAULT_VAT_RATES", "TemplateAccount", "chart_template", "default_vat_rates", "rate_key"]
 
 AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
 CHARTS = ("skr03", "skr04")
@@ -110,7 +110,7 @@ def default_vat_rates(country: str) -> tuple[Decimal, ...]:
     return tuple(Decimal(r) for r in DEFAULT_VAT_RATES.get(country, DEFAULT_VAT_RATES["DE"]))
 
 
-def _rate_key(rate: Decimal) -> str:
+def rate_key(rate: Decimal) -> str:
     """Role suffix of a rate: 19 -> '19', 5.5 -> '5_5'."""
     return format(rate.normalize(), "f").replace(".", "_")
 
@@ -139,7 +139,7 @@ def chart_template(chart: str, vat_rates: tuple[Decimal, ...]) -> list[TemplateA
                     number=numbers[chart][slot],
                     name=f"{name} {format(rate.normalize(), 'f')} %",
                     type=type_,
-                    role=f"{prefix}_{_rate_key(rate)}",
+                    role=f"{prefix}_{rate_key(rate)}",
                     vat_rate=rate,
                 )
             )

@@ -29,10 +29,11 @@ def system_clock() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class AccountIndex:
-    """A business code's accounts, by number and by id."""
+    """A business code's accounts, by number, by id and by role key."""
 
     by_number: dict[str, Account]
     by_id: dict[int, Account]
+    by_role: dict[str, Account]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
@@ -38,6 +39,9 @@ from ledger.errors import BadRequest, Conflict, InvariantViolation, NotFound, Un
 from ledger.money import format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
 from ledger.tenancy import account_index, get_account
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
 
 __all__ = [
     "EntryFilter",
@@ -183,13 +187,23 @@ async def _call_post(ctx: Kontor, args: tuple[object, ...], idem_key: str | None
 
 
 async def post_entries(
-    ctx: Kontor, business: Business, drafts: Sequence[EntryDraft], *, idem_key: str | None, request_sha256: bytes
+    ctx: Kontor,
+    business: Business,
+    drafts: Sequence[EntryDraft],
+    *,
+    idem_key: str | None,
+    request_sha256: bytes,
+    conn: Connection | None = None,
 ) -> Posted:
-    """Post validated drafts atomically; replays the stored result for a known idempotency key."""
+    """Post validated drafts atomically; replays the stored result for a known idempotency key.
+
+    With `conn`, the posting joins the caller's open transaction (a use case that records its own rows
+    with the entries); errors then propagate unretried, because the transaction is the caller's.
+    """
     slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
     args = _arguments(business, drafts, slot, idem_key, request_sha256)
     try:
-        rows = await _call_post(ctx, args, idem_key)
+        rows = await (conn.fetch(_POST_SQL, *args) if conn is not None else _call_post(ctx, args, idem_key))
     except asyncpg.PostgresError as exc:
         raise _translate(exc, business) from exc
     if rows and rows[0]["replayed"]:

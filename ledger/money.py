@@ -25,6 +25,7 @@ __all__ = [
     "currency_decimals",
     "format_amount",
     "is_known_currency",
+    "minor_per_unit",
     "parse_amount",
     "vat_from_gross",
 ]
@@ -111,6 +112,11 @@ def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     if minor > AMOUNT_MINOR_MAX:
         raise AmountError(f"amount exceeds the maximum of {format_amount(AMOUNT_MINOR_MAX, currency)}")
     return minor
+
+
+def minor_per_unit(currency: str) -> int:
+    """Minor units in one unit of the currency: EUR 100, JPY 1, BHD 1000."""
+    return _SCALE[currency_decimals(currency)]
 
 
 def format_amount(minor: int, currency: str) -> str:

@@ -321,7 +321,11 @@ async def account_index(ctx: Kontor, business: Business, *, refresh: bool = Fals
         business.code,
     )
     accounts = [_account(r) for r in rows]
-    index = AccountIndex(by_number={a.number: a for a in accounts}, by_id={a.account_id: a for a in accounts})
+    index = AccountIndex(
+        by_number={a.number: a for a in accounts},
+        by_id={a.account_id: a for a in accounts},
+        by_role={a.role: a for a in accounts if a.role},
+    )
     ctx.accounts[key] = index
     return index
 

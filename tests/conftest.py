@@ -137,6 +137,59 @@ async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
         yield application
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def serving(application: Any, port: int) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:`port`, on the current event loop."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+SIM_ACCESS_KEY, SIM_SECRET = "AKIAKONTORTEST", "kontor-test-developer-secret"
+
+
+@dataclass
+class Simulator:
+    sim: Any
+    url: str
+    http: httpx.AsyncClient
+
+    async def control(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(method, f"{self.url}/sim/{path}", **kwargs)
+        response.raise_for_status()
+        return response
+
+
+@pytest.fixture(scope="session")
+async def simulator() -> AsyncIterator[Simulator]:
+    from payments.amazon.simulator import AmazonPaySimulator
+
+    sim = AmazonPaySimulator(access_keys={SIM_ACCESS_KEY: SIM_SECRET})
+    async with serving(sim.app(), free_port()) as url, httpx.AsyncClient() as http:
+        yield Simulator(sim=sim, url=url, http=http)
+
+
 @pytest.fixture(scope="session")
 async def app_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as client:

@@ -1,0 +1,173 @@
+"""SNS message signatures: how Amazon Pay's IPNs are signed, and how Kontor checks them.
+
+Checks, in order (AWS "Verifying the signatures of Amazon SNS messages"):
+1. the envelope is a Notification, its TopicArn is on the allow-list;
+2. SigningCertURL is https, on a host matching sns.<region>.amazonaws.com, and ends in .pem;
+3. the certificate chains to a trusted root and is issued to sns.amazonaws.com (cryptography's
+   X.509 verifier: validity, key usage, name);
+4. the RSA PKCS#1 v1.5 signature (SHA1 for SignatureVersion 1, SHA256 for 2) holds over the canonical
+   string "Message\\n…\\nMessageId\\n…\\n[Subject\\n…\\n]Timestamp\\n…\\nTopicArn\\n…\\nType\\n…\\n".
+Certificates are fetched once per URL and cached. The simulator signs with a key whose certificate it
+issues from its own root; tests and development trust that root and fetch from the simulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+__all__ = ["SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
+
+CERT_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
+SNS_NAME = "sns.amazonaws.com"
+_SIGNED_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+_HASHES: dict[str, Any] = {"1": hashes.SHA1, "2": hashes.SHA256}
+
+
+class SnsError(Exception):
+    """The message is not a genuine SNS notification for an allowed topic; the text says why."""
+
+
+def string_to_sign(message: Mapping[str, Any]) -> bytes:
+    parts = []
+    for key in _SIGNED_KEYS:
+        if key == "Subject" and message.get("Subject") is None:
+            continue
+        parts.append(f"{key}\n{message[key]}\n")
+    return "".join(parts).encode()
+
+
+@dataclass
+class SnsVerifier:
+    """Checks SNS envelopes; `fetch_base` (development and tests only) fetches certificates from elsewhere."""
+
+    trusted_roots: list[x509.Certificate]
+    http: httpx.AsyncClient
+    fetch_base: str | None = None
+    _cache: dict[str, x509.Certificate] = field(default_factory=dict)
+
+    async def verify(self, envelope: Mapping[str, Any], topic_allowed: Any) -> None:
+        if envelope.get("Type") != "Notification":
+            raise SnsError(f"message type {envelope.get('Type')!r} is not a Notification")
+        for key in ("Message", "MessageId", "Timestamp", "TopicArn", "Signature", "SigningCertURL"):
+            if not isinstance(envelope.get(key), str):
+                raise SnsError(f"envelope lacks {key}")
+        if not topic_allowed(envelope["TopicArn"]):
+            raise SnsError("topic is not on the allow-list")
+        hash_type = _HASHES.get(str(envelope.get("SignatureVersion")))
+        if hash_type is None:
+            raise SnsError(f"unsupported SignatureVersion {envelope.get('SignatureVersion')!r}")
+        certificate = await self._certificate(envelope["SigningCertURL"])
+        public_key = certificate.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise SnsError("signing certificate does not carry an RSA key")
+        try:
+            signature = base64.b64decode(envelope["Signature"], validate=True)
+            public_key.verify(signature, string_to_sign(envelope), padding.PKCS1v15(), hash_type())
+        except (InvalidSignature, ValueError) as exc:
+            raise SnsError("signature does not match the message") from exc
+
+    async def _certificate(self, url: str) -> x509.Certificate:
+        cached = self._cache.get(url)
+        if cached is not None:
+            return cached
+        parsed = httpx.URL(url)
+        if parsed.scheme != "https" or not CERT_HOST.match(parsed.host or "") or not parsed.path.endswith(".pem"):
+            raise SnsError("SigningCertURL is not an https .pem URL on an sns.<region>.amazonaws.com host")
+        source = url if self.fetch_base is None else self.fetch_base.rstrip("/") + parsed.path
+        try:
+            response = await self.http.get(source, timeout=5.0)
+            response.raise_for_status()
+            chain = x509.load_pem_x509_certificates(response.content)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SnsError(f"signing certificate could not be fetched: {type(exc).__name__}") from exc
+        self._check_chain(chain)
+        self._cache[url] = chain[0]
+        return chain[0]
+
+    def _check_chain(self, chain: list[x509.Certificate]) -> None:
+        if not self.trusted_roots:
+            raise SnsError("no trusted root certificates are configured")
+        verifier = PolicyBuilder().store(Store(self.trusted_roots)).build_server_verifier(x509.DNSName(SNS_NAME))
+        try:
+            verifier.verify(chain[0], chain[1:])
+        except VerificationError as exc:
+            raise SnsError(f"signing certificate is not trusted for {SNS_NAME}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    """A root CA and a certificate for sns.amazonaws.com signed by it, with the key: the simulator's."""
+
+    root: x509.Certificate
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    @classmethod
+    def generate(cls) -> SigningIdentity:
+        now = datetime.now(UTC)
+        root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Kontor Amazon Pay Simulator Root CA")])
+        root = (
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNS_NAME)]))
+            .issuer_name(root_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SNS_NAME)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        return cls(root=root, certificate=leaf, key=key)
+
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def root_pem(self) -> bytes:
+        return self.root.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, envelope: Mapping[str, Any]) -> str:
+        return base64.b64encode(self.key.sign(string_to_sign(envelope), padding.PKCS1v15(), hashes.SHA256())).decode()
