@@ -513,7 +513,8 @@ CREATE INDEX IF NOT EXISTS amazon_pay_settings_by_seller ON amazon_pay_settings 
 CREATE TABLE IF NOT EXISTS orders (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
-    order_ref       text     NOT NULL CHECK (order_ref ~ '^[A-Za-z0-9_-]{1,32}$'),
+    -- at most 20 characters: Amazon reference ids (<= 32) are derived from it: <order>-a1, -c2, -r10
+    order_ref       text     NOT NULL CHECK (order_ref ~ '^[A-Za-z0-9_-]{1,20}$'),
     customer        text     NOT NULL,
     order_date      date     NOT NULL,
     amazon_order_reference_id text NOT NULL,
@@ -589,7 +590,7 @@ CREATE TABLE IF NOT EXISTS amazon_captures (
     business         smallint NOT NULL,
     order_ref        text     NOT NULL,
     capture_id       text     NOT NULL,
-    authorization_id text     NOT NULL,
+    authorization_id text,              -- unknown when an IPN reports the capture first
     reference_id     text     NOT NULL,
     amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),
     state            text     NOT NULL CHECK (state IN ('Pending', 'Declined', 'Completed', 'Closed')),
@@ -607,20 +608,23 @@ CREATE TABLE IF NOT EXISTS amazon_refunds (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     order_ref      text     NOT NULL,
-    refund_id      text     NOT NULL,
+    reference_id   text     NOT NULL CHECK (reference_id ~ '^[A-Za-z0-9_-]{1,32}$'),
+    refund_id      text,              -- Amazon's id, once the refund was requested there
     capture_id     text     NOT NULL,
-    reference_id   text     NOT NULL,
     amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
-    state          text     NOT NULL CHECK (state IN ('Pending', 'Completed', 'Declined')),
+    state          text     NOT NULL CHECK (state IN ('Requested', 'Pending', 'Completed', 'Declined')),
     reason         text,
     source_kind    text     NOT NULL,
     source_ref     text     NOT NULL,
     entry_id       bigint,            -- the booking Dr AR / Cr PSP, once Completed
     created_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (merchant_id, refund_id),
+    PRIMARY KEY (merchant_id, reference_id),
     FOREIGN KEY (merchant_id, capture_id) REFERENCES amazon_captures (merchant_id, capture_id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_reference ON amazon_refunds (merchant_id, reference_id);
+CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
+    WHERE refund_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS amazon_refunds_requested ON amazon_refunds (merchant_id, state)
+    WHERE state IN ('Requested', 'Pending');
 
 -- Notifications to the merchant, written in the transaction of the booking that caused them.
 CREATE TABLE IF NOT EXISTS outbox (

@@ -11,7 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
+from typing import Any
 
+import asyncpg
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -29,6 +31,7 @@ from ledger.http.deps import DEPENDENCIES
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS
 from ledger.logs import configure_logging
+from ledger.plugins import Startable, plugin_public_routes, plugin_routes
 from ledger.scheduler import Jobs
 
 __all__ = ["create_app", "discover_plugins"]
@@ -65,64 +68,19 @@ def create_app(
     """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    jobs: list[Jobs] = []
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        embedded = None
-        url = settings.database_url
-        if url is None:
-            embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
-            url = embedded.uri
-        pool = await create_pool(
-            url,
-            size_max=settings.db_pool_size_max,
-            statement_cache_size=settings.db_statement_cache_size,
-            command_timeout_s=settings.db_command_timeout_s,
-        )
-        reports_pool = pool
-        if settings.read_database_url:
-            reports_pool = await create_pool(
-                settings.read_database_url,
-                size_max=settings.db_pool_size_max,
-                statement_cache_size=settings.db_statement_cache_size,
-                command_timeout_s=settings.db_command_timeout_s,
-                application_name="kontor-reports",
-            )
-        try:
-            async with pool.acquire() as conn:
-                await apply_schema(conn)
-            app.state.kontor = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, clock=clock)
-            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
-            if settings.scheduler_enabled:
-                jobs.append(Jobs(app.state.kontor))
-                for plugin in app.plugins.init:
-                    register = getattr(plugin, "register_jobs", None)
-                    if register is not None:
-                        register(jobs[0])
-                jobs[0].start()
-            yield
-        finally:
-            for j in jobs:
-                j.stop()
-            if reports_pool is not pool:
-                await reports_pool.close()
-            await pool.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
-
+    found = discover_plugins() if plugins is None else plugins
     api = Router(
         path="/",
         middleware=[AuthMiddleware()],
         dependencies=DEPENDENCIES,
-        route_handlers=[onboarding.router, accounts.router, journal.router, reports.router],
+        route_handlers=[onboarding.router, accounts.router, journal.router, reports.router, *plugin_routes(found)],
     )
     application = Litestar(
-        route_handlers=[api, health, ready, MetricsController],
-        lifespan=[lifespan],
+        route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],
+        lifespan=[_lifespan(settings, clock, found)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
-        plugins=discover_plugins() if plugins is None else plugins,
+        plugins=found,
         request_max_body_size=settings.request_body_bytes_max,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
@@ -130,6 +88,64 @@ def create_app(
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
     application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
     return application
+
+
+def _lifespan(settings: Settings, clock: Clock, plugins: list[InitPluginProtocol]) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with _database(settings) as (pool, reports_pool):
+            ctx = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, clock=clock)
+            app.state.kontor = ctx
+            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
+            started: list[Startable] = []
+            jobs = Jobs(ctx) if settings.scheduler_enabled else None
+            try:
+                for plugin in plugins:
+                    if isinstance(plugin, Startable):
+                        await plugin.start(app.state, ctx)
+                        started.append(plugin)
+                if jobs is not None:
+                    for plugin in plugins:
+                        if hasattr(plugin, "register_jobs"):
+                            plugin.register_jobs(jobs)
+                    jobs.start()
+                yield
+            finally:
+                if jobs is not None:
+                    jobs.stop()
+                for resource in reversed(started):
+                    await resource.stop()
+
+    return lifespan
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+    """The write pool and the reports pool (a replica if configured), on the schema of this version."""
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+        url = embedded.uri
+    options = {
+        "size_max": settings.db_pool_size_max,
+        "statement_cache_size": settings.db_statement_cache_size,
+        "command_timeout_s": settings.db_command_timeout_s,
+    }
+    pool = await create_pool(url, **options)  # type: ignore[arg-type]
+    reports_pool = pool
+    try:
+        if settings.read_database_url:
+            reports_pool = await create_pool(settings.read_database_url, application_name="kontor-reports", **options)  # type: ignore[arg-type]
+        async with pool.acquire() as conn:
+            await apply_schema(conn)
+        yield pool, reports_pool
+    finally:
+        if reports_pool is not pool:
+            await reports_pool.close()
+        await pool.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
 
 
 def app() -> Litestar:

@@ -9,11 +9,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "settings_from_env"]
+
+
+T = TypeVar("T")
 
 
 def _default_data_dir() -> Path:
@@ -48,14 +51,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"KONTOR_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(f.type, raw, f.name)
-        return replace(cls(**values), **overrides)
+        return settings_from_env(cls, environ, **overrides)
+
+
+def settings_from_env(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build a settings dataclass from KONTOR_<FIELD> variables (plugins use it for their own settings)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        raw = env.get(f"KONTOR_{f.name.upper()}")
+        if raw is None or raw == "":
+            continue
+        values[f.name] = _convert(f.type, raw, f.name)
+    return replace(cls(**values), **overrides)  # type: ignore[type-var]
 
 
 def _convert(type_name: object, raw: str, name: str) -> Any:

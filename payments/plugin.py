@@ -1,20 +1,80 @@
-"""The payments plugin, found by the service through the `kontor.plugins` entry-point group.
+"""The payments plugin: Amazon Pay settings, orders and their documents, IPNs, settlement, bank statements.
 
-It registers no routes or jobs yet: the use cases arrive with their issues. Keeping the plugin in
-place now fixes the wiring (and the dependency rule) before the package grows.
+Found by the service through the `kontor.plugins` entry-point group. Its routes sit behind the ledger's
+API-key middleware; the IPN endpoint is public and authenticated by its SNS signature instead.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 from litestar.config.app import AppConfig
+from litestar.datastructures import State
 from litestar.plugins import InitPluginProtocol
+
+from ledger.config import settings_from_env
+from ledger.context import Kontor
+from ledger.domain import Business
+from ledger.scheduler import Jobs
+from ledger.tenancy import get_business
+from payments.amazon.client import AmazonPayGateway
+from payments.config import PaymentsSettings
+from payments.http import router
+from payments.orders import Payments
+from payments.refunds import poll_pending_refunds, send_requested_refunds
+from payments.settings import MerchantSettings
 
 __all__ = ["PaymentsPlugin", "plugin"]
 
 
 class PaymentsPlugin(InitPluginProtocol):
+    def __init__(self, settings: PaymentsSettings | None = None) -> None:
+        self._given = settings
+        self.settings = settings or PaymentsSettings()
+        self._http: httpx.AsyncClient | None = None
+        self.runtime: Payments | None = None
+
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         return app_config
+
+    def route_handlers(self) -> list[Any]:
+        return [router]
+
+    async def start(self, state: State, ctx: Kontor) -> None:
+        settings = self._given or settings_from_env(PaymentsSettings)
+        self._http = httpx.AsyncClient()
+        self.runtime = Payments(
+            gateway=AmazonPayGateway(
+                access_key_id=settings.amazon_pay_access_key_id,
+                secret_key=settings.amazon_pay_secret_key,
+                http=self._http,
+                endpoint=settings.amazon_pay_endpoint,
+            )
+        )
+        state.payments = self.runtime
+        self.settings = settings
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    def register_jobs(self, jobs: Jobs) -> None:
+        jobs.add("amazon-pay-refunds", self.follow_refunds, "interval", seconds=self.settings.refund_retry_interval_s)
+
+    async def follow_refunds(self, ctx: Kontor) -> None:
+        """Request refunds whose request was lost, and re-read refunds still pending at Amazon."""
+        assert self.runtime is not None
+        rows = await ctx.pool.fetch(
+            "SELECT DISTINCT s.merchant_id, s.business, s.seller_id, s.mws_auth_token, s.region, s.sandbox, "
+            "s.payment_execution, s.updated_at FROM amazon_pay_settings s JOIN amazon_refunds r "
+            "USING (merchant_id, business) WHERE r.state IN ('Requested', 'Pending')"
+        )
+        for row in rows:
+            business: Business = await get_business(ctx, row["merchant_id"], row["business"])
+            creds = MerchantSettings(row).credentials
+            await send_requested_refunds(ctx, self.runtime.gateway, business, creds)
+            await poll_pending_refunds(ctx, self.runtime.gateway, business, creds)
 
 
 plugin = PaymentsPlugin()

@@ -130,10 +130,28 @@ def client_for(application: Litestar) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://kontor.test")
 
 
+def plugins_for_tests(simulator_url: str) -> list[Any]:
+    from dunning.plugin import DunningPlugin
+    from payments.config import PaymentsSettings
+    from payments.plugin import PaymentsPlugin
+
+    return [
+        PaymentsPlugin(
+            PaymentsSettings(
+                amazon_pay_access_key_id=SIM_ACCESS_KEY,
+                amazon_pay_secret_key=SIM_SECRET,
+                amazon_pay_endpoint=simulator_url,
+                refund_retry_interval_s=3600,
+            )
+        ),
+        DunningPlugin(),
+    ]
+
+
 @pytest.fixture(scope="session")
-async def app(settings: Settings, clock: FixedClock) -> AsyncIterator[Litestar]:
+async def app(settings: Settings, clock: FixedClock, simulator: Simulator) -> AsyncIterator[Litestar]:
     """The service, started on the test session's event loop (requests really run concurrently)."""
-    async with running(create_app(settings, clock=clock)) as application:
+    async with running(create_app(settings, clock=clock, plugins=plugins_for_tests(simulator.url))) as application:
         yield application
 
 

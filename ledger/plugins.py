@@ -1,0 +1,34 @@
+"""What a Kontor plugin (payments, dunning) may contribute to the service, found by entry point.
+
+A plugin is a Litestar `InitPluginProtocol` that may also provide any of:
+- `route_handlers()`: routes behind the API-key middleware (they declare roles like ledger's);
+- `public_route_handlers()`: routes without an API key, which authenticate otherwise (signed IPNs);
+- `register_jobs(jobs)`: scheduled jobs;
+- `async start(state, ctx)` / `async stop()`: resources that live as long as the service (HTTP clients).
+Ledger calls these by name and imports nothing of the plugins (dependency rule: plugins -> ledger).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from litestar.datastructures import State
+
+from ledger.context import Kontor
+
+__all__ = ["Startable", "plugin_public_routes", "plugin_routes"]
+
+
+@runtime_checkable
+class Startable(Protocol):
+    async def start(self, state: State, ctx: Kontor) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def plugin_routes(plugins: list[Any]) -> list[Any]:
+    return [handler for p in plugins for handler in (p.route_handlers() if hasattr(p, "route_handlers") else [])]
+
+
+def plugin_public_routes(plugins: list[Any]) -> list[Any]:
+    return [h for p in plugins for h in (p.public_route_handlers() if hasattr(p, "public_route_handlers") else [])]

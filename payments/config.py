@@ -1,0 +1,23 @@
+"""Settings of the payments plugin (KONTOR_AMAZON_PAY_*), read by the plugin when the service starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PaymentsSettings"]
+
+
+@dataclass(frozen=True)
+class PaymentsSettings:
+    # Kontor's MWS developer credentials (the merchants delegate access to this developer)
+    amazon_pay_access_key_id: str = ""
+    amazon_pay_secret_key: str = ""
+    # Amazon's hosts by region unless set: the simulator, or a proxy
+    amazon_pay_endpoint: str | None = None
+    # SNS: roots trusted for the signing certificate (default: the certifi bundle), and, for development and
+    # tests only, where to fetch certificates from instead of the (pattern-checked) URL in the message
+    amazon_pay_sns_ca_file: str | None = None
+    amazon_pay_sns_cert_base: str | None = None
+    # the AWS account publishing Amazon Pay's IPN topics; a topic must also end with the merchant's SellerId
+    amazon_pay_topic_account: str = "291180941288"
+    refund_retry_interval_s: float = 60.0

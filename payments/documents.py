@@ -1,0 +1,435 @@
+"""Cancellations, returns, goodwills and payments: documents that follow an order.
+
+Credits (returns: revenue and VAT back; goodwills: sales deductions with VAT) are booked at once. What
+the customer paid beyond what they owe afterwards is refunded through Amazon Pay, the rest is offset
+against what is open. A cancellation books nothing (nothing was invoiced) but refunds prepaid items, or
+closes the authorization of a two-step order when nothing is left to capture. All refunds are planned
+within Amazon's limits before anything is booked, so a request over the limit changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ledger.context import Kontor
+from ledger.domain import Business
+from ledger.errors import BadRequest, Conflict, FieldError, Unprocessable
+from ledger.money import parse_amount
+from payments.amazon.client import AmazonPayError
+from payments.bookings import book, roles_of
+from payments.domain import Item, credit_lines, gross_by_rate, refundable, split_by_rate, transfer_lines
+from payments.notify import emit, emit_balance
+from payments.orders import Payments, document_response, rates_json, replay_or_refuse
+from payments.refunds import plan_refunds, send_requested_refunds
+from payments.schemas import CancellationCreate, GoodwillCreate, ItemQuantity, PaymentCreate, ReturnCreate
+from payments.settings import load_settings
+from payments.store import ItemRow, insert_document, load_items, load_order, open_by_rate, order_money, stored_document
+
+__all__ = ["create_cancellation", "create_goodwill", "create_payment", "create_return"]
+
+
+async def create_cancellation(
+    ctx: Kontor,
+    rt: Payments,
+    business: Business,
+    customer: str,
+    order_ref: str,
+    body: CancellationCreate,
+    request_sha256: bytes,
+) -> tuple[dict[str, Any], bool]:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        replay = replay_or_refuse(
+            await stored_document(conn, business, "cancellation", body.cancellation_reference),
+            request_sha256,
+            f"cancellation {body.cancellation_reference}",
+        )
+        if replay is not None:
+            return replay, False
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        items = await load_items(conn, business, order_ref)
+        refs = [i.item_reference for i in body.items]
+        chosen = _open_items(items, refs)
+        gross = sum(item.gross() for item in chosen)
+        before = await order_money(conn, business, order, items)
+        after = replace(before, prepaid_open=before.prepaid_open - gross if order.one_step else 0)
+        refund = min(
+            gross, max(0, after.paid - after.refunded - (after.invoiced - after.credited) - after.prepaid_open)
+        )
+        refunds = await plan_refunds(
+            conn, business, order_ref, refund, source_kind="cancellation", source_ref=body.cancellation_reference
+        )
+        await conn.execute(
+            "UPDATE order_items SET state = 'cancelled' WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
+            "AND item_ref = ANY($4::int[])",
+            business.merchant_id,
+            business.code,
+            order_ref,
+            refs,
+        )
+        still_open = any(r.state == "open" and r.item.item_ref not in refs for r in items.values())
+        response = document_response(
+            business,
+            "cancellation",
+            body.cancellation_reference,
+            order_ref,
+            body.cancellation_date,
+            gross,
+            None,
+            refunds=refunds,
+            refunded=refund,
+        )
+        await insert_document(
+            conn,
+            business,
+            order_ref=order_ref,
+            kind="cancellation",
+            ref=body.cancellation_reference,
+            document_date=body.cancellation_date,
+            gross=gross,
+            entry_id=None,
+            details={"items": refs, "reason": body.reason},
+            response=response,
+            request_sha256=request_sha256,
+        )
+        to_close = (
+            []
+            if still_open or order.one_step
+            else await conn.fetch(
+                "SELECT authorization_id FROM amazon_authorizations WHERE merchant_id = $1 AND business = $2 "
+                "AND order_ref = $3 AND state = 'Open'",
+                business.merchant_id,
+                business.code,
+                order_ref,
+            )
+        )
+    await _after_commit(ctx, rt, business, order_ref, [r["authorization_id"] for r in to_close])
+    return await _refreshed(ctx, business, "cancellation", body.cancellation_reference, response), True
+
+
+async def create_return(
+    ctx: Kontor,
+    rt: Payments,
+    business: Business,
+    customer: str,
+    order_ref: str,
+    body: ReturnCreate,
+    request_sha256: bytes,
+) -> tuple[dict[str, Any], bool]:
+    """Credit note for returned items of one invoice (revenue and VAT back per rate), then refund or offset."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        replay = replay_or_refuse(
+            await stored_document(conn, business, "return", body.return_reference),
+            request_sha256,
+            f"return {body.return_reference}",
+        )
+        if replay is not None:
+            return replay, False
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        items = await load_items(conn, business, order_ref)
+        parts = _invoiced_parts(items, body.items, body.invoice_reference)
+        by_rate = gross_by_rate(parts)
+        response = await _credit(
+            ctx,
+            conn,
+            business,
+            order,
+            items,
+            by_rate,
+            kind="return",
+            ref=body.return_reference,
+            on=body.return_date,
+            prefix="REV",
+            details={"invoice": body.invoice_reference, "reason": body.reason},
+            request_sha256=request_sha256,
+        )
+        for item, quantity in parts:
+            await conn.execute(
+                "UPDATE order_items SET returned_qty = returned_qty + $5 WHERE merchant_id = $1 AND business = $2 "
+                "AND order_ref = $3 AND item_ref = $4",
+                business.merchant_id,
+                business.code,
+                order_ref,
+                item.item_ref,
+                quantity,
+            )
+    await _after_commit(ctx, rt, business, order_ref, [])
+    return await _refreshed(ctx, business, "return", body.return_reference, response), True
+
+
+async def create_goodwill(
+    ctx: Kontor,
+    rt: Payments,
+    business: Business,
+    customer: str,
+    order_ref: str,
+    body: GoodwillCreate,
+    request_sha256: bytes,
+) -> tuple[dict[str, Any], bool]:
+    """Goodwill credit with VAT (sales deductions), by items or one gross amount split over the rates."""
+    if (body.items is None) == (body.gross_amount is None):
+        raise BadRequest(
+            "goodwill_amount_ambiguous",
+            "give either items or gross_amount",
+            [FieldError("gross_amount", "exactly one of items and gross_amount")],
+        )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        replay = replay_or_refuse(
+            await stored_document(conn, business, "goodwill", body.goodwill_reference),
+            request_sha256,
+            f"goodwill {body.goodwill_reference}",
+        )
+        if replay is not None:
+            return replay, False
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        items = await load_items(conn, business, order_ref)
+        open_rates = await open_by_rate(conn, business, order_ref)
+        if body.gross_amount is not None:
+            by_rate = split_by_rate(parse_amount(body.gross_amount, business.currency), open_rates)
+        else:
+            by_rate = gross_by_rate(_invoiced_parts(items, body.items or [], None, returns=False))
+            _within(by_rate, open_rates)
+        response = await _credit(
+            ctx,
+            conn,
+            business,
+            order,
+            items,
+            by_rate,
+            kind="goodwill",
+            ref=body.goodwill_reference,
+            on=body.goodwill_date,
+            prefix="RED",
+            details={"reason": body.reason},
+            request_sha256=request_sha256,
+        )
+    await _after_commit(ctx, rt, business, order_ref, [])
+    return await _refreshed(ctx, business, "goodwill", body.goodwill_reference, response), True
+
+
+async def create_payment(
+    ctx: Kontor,
+    rt: Payments,
+    business: Business,
+    customer: str,
+    order_ref: str,
+    body: PaymentCreate,
+    request_sha256: bytes,
+) -> tuple[dict[str, Any], bool]:
+    """A payment received outside Amazon Pay (e.g. a bank transfer): Dr BANK / Cr AR (customer)."""
+    del rt
+    amount = parse_amount(body.amount, business.currency)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        replay = replay_or_refuse(
+            await stored_document(conn, business, "payment", body.payment_reference),
+            request_sha256,
+            f"payment {body.payment_reference}",
+        )
+        if replay is not None:
+            return replay, False
+        await load_order(conn, business, order_ref, customer=customer, lock=True)
+        roles = await roles_of(ctx, business)
+        entry_id = await book(
+            ctx,
+            conn,
+            business,
+            transfer_lines(roles("BANK"), roles("AR"), amount, business.currency, customer=customer),
+            on=body.payment_date,
+            description=f"Payment {body.payment_reference}, order {order_ref}",
+            reference=order_ref,
+            metadata={"payment": body.payment_reference},
+        )
+        response = document_response(
+            business, "payment", body.payment_reference, order_ref, body.payment_date, amount, entry_id
+        )
+        await insert_document(
+            conn,
+            business,
+            order_ref=order_ref,
+            kind="payment",
+            ref=body.payment_reference,
+            document_date=body.payment_date,
+            gross=amount,
+            entry_id=entry_id,
+            details={"method": body.method},
+            response=response,
+            request_sha256=request_sha256,
+        )
+        await emit(
+            conn,
+            business,
+            "payment.received",
+            {
+                "customer": customer,
+                "order_reference": order_ref,
+                "amount": body.amount,
+                "currency": business.currency,
+                "method": body.method,
+                "payment_reference": body.payment_reference,
+                "entry_id": entry_id,
+            },
+        )
+        await emit_balance(conn, business, customer, "payment.received")
+    return response, True
+
+
+# --- shared -------------------------------------------------------------------------------------------
+async def _credit(
+    ctx: Kontor,
+    conn: Any,
+    business: Business,
+    order: Any,
+    items: dict[int, ItemRow],
+    by_rate: dict[Decimal, int],
+    *,
+    kind: str,
+    ref: str,
+    on: date,
+    prefix: str,
+    details: dict[str, Any],
+    request_sha256: bytes,
+) -> dict[str, Any]:
+    gross = sum(by_rate.values())
+    refund = refundable(await order_money(conn, business, order, items), gross)
+    refunds = await plan_refunds(conn, business, order.order_ref, refund, source_kind=kind, source_ref=ref)
+    roles = await roles_of(ctx, business)
+    entry_id = await book(
+        ctx,
+        conn,
+        business,
+        credit_lines(roles, order.customer, by_rate, business.currency, prefix=prefix),
+        on=on,
+        description=f"{kind.capitalize()} {ref}, order {order.order_ref}",
+        reference=order.order_ref,
+        metadata={kind: ref},
+    )
+    response = document_response(
+        business, kind, ref, order.order_ref, on, gross, entry_id, refunds=refunds, refunded=refund
+    )
+    await insert_document(
+        conn,
+        business,
+        order_ref=order.order_ref,
+        kind=kind,
+        ref=ref,
+        document_date=on,
+        gross=gross,
+        entry_id=entry_id,
+        details={**details, "by_rate": rates_json(by_rate)},
+        response=response,
+        request_sha256=request_sha256,
+    )
+    await emit_balance(conn, business, order.customer, f"{kind}.created")
+    return response
+
+
+def _open_items(items: dict[int, ItemRow], refs: list[int]) -> list[Item]:
+    if len(set(refs)) != len(refs):
+        raise BadRequest("item_repeated", "an item is named twice")
+    chosen = []
+    for i, ref in enumerate(refs):
+        row = items.get(ref)
+        if row is None:
+            raise Unprocessable(
+                "item_unknown",
+                f"order has no item {ref}",
+                [FieldError(f"items[{i}].item_reference", "not an item of this order")],
+            )
+        if row.state != "open":
+            raise Conflict(
+                "item_not_cancellable",
+                f"item {ref} is {row.state}: only items not yet invoiced can be "
+                "cancelled; return invoiced items instead",
+                [FieldError(f"items[{i}].item_reference", f"item is {row.state}")],
+            )
+        chosen.append(row.item)
+    return chosen
+
+
+def _invoiced_parts(
+    items: dict[int, ItemRow], specs: list[ItemQuantity], invoice_ref: str | None, *, returns: bool = True
+) -> list[tuple[Item, int]]:
+    """(item, quantity) pairs of invoiced items; returns are limited to what was invoiced and not returned."""
+    parts = []
+    for i, spec in enumerate(specs):
+        row = items.get(spec.item_reference)
+        path = f"items[{i}]"
+        if row is None:
+            raise Unprocessable(
+                "item_unknown",
+                f"order has no item {spec.item_reference}",
+                [FieldError(f"{path}.item_reference", "not an item of this order")],
+            )
+        if row.state != "invoiced" or (invoice_ref is not None and row.invoice_ref != invoice_ref):
+            raise Conflict(
+                "item_not_invoiced",
+                f"item {spec.item_reference} is not invoiced" + (f" by invoice {invoice_ref}" if invoice_ref else ""),
+                [FieldError(f"{path}.item_reference", "not invoiced" + (" by this invoice" if invoice_ref else ""))],
+            )
+        left = row.item.quantity - (row.returned_qty if returns else 0)
+        quantity = spec.quantity or left
+        if quantity > left or quantity <= 0:
+            raise Unprocessable(
+                "return_exceeds_invoiced",
+                f"item {spec.item_reference}: {quantity} asked, {left} invoiced and not yet returned",
+                [FieldError(f"{path}.quantity", f"at most {left}")],
+            )
+        parts.append((row.item, quantity))
+    return parts
+
+
+def _within(by_rate: dict[Decimal, int], open_rates: dict[Decimal, int]) -> None:
+    for rate, gross in by_rate.items():
+        if gross > open_rates.get(rate, 0):
+            raise Unprocessable(
+                "credit_exceeds_invoiced",
+                f"the credit at {rate} % exceeds what was invoiced and not yet credited at that rate",
+            )
+
+
+async def _refreshed(ctx: Kontor, business: Business, kind: str, ref: str, response: dict[str, Any]) -> dict[str, Any]:
+    """The response with its refunds as Amazon now has them; stored, so a replay answers the same."""
+    if not response["refunds"]:
+        return response
+    rows = await ctx.pool.fetch(
+        "SELECT reference_id, refund_id, state, reason FROM amazon_refunds WHERE merchant_id = $1 AND business = $2 "
+        "AND source_kind = $3 AND source_ref = $4",
+        business.merchant_id,
+        business.code,
+        kind,
+        ref,
+    )
+    states = {r["reference_id"]: r for r in rows}
+    for refund in response["refunds"]:
+        row = states[refund["reference"]]
+        refund.update(refund_id=row["refund_id"], state=row["state"], reason=row["reason"])
+    await ctx.pool.execute(
+        "UPDATE order_documents SET response = $5 WHERE merchant_id = $1 AND business = $2 AND kind = $3 AND ref = $4",
+        business.merchant_id,
+        business.code,
+        kind,
+        ref,
+        response,
+    )
+    return response
+
+
+async def _after_commit(
+    ctx: Kontor, rt: Payments, business: Business, order_ref: str, close_authorizations: list[str]
+) -> None:
+    """Ask Amazon for the refunds just recorded, and close authorizations nothing will be captured from."""
+    creds = (await load_settings(ctx, business)).credentials
+    await send_requested_refunds(ctx, rt.gateway, business, creds, order_ref)
+    for authorization_id in close_authorizations:
+        try:
+            await rt.gateway.close_authorization(creds, authorization_id, "all items cancelled")
+        except AmazonPayError:
+            continue  # closing is a courtesy: an unused authorization expires by itself
+        await ctx.pool.execute(
+            "UPDATE amazon_authorizations SET state = 'Closed', reason = 'SellerClosed' "
+            "WHERE merchant_id = $1 AND authorization_id = $2",
+            business.merchant_id,
+            authorization_id,
+        )

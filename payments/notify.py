@@ -1,0 +1,52 @@
+"""Notifications to the merchant: written to the outbox in the transaction of the booking that caused them.
+
+Delivery (signed webhooks with retries) reads the outbox; writing in the same transaction means a
+notification exists exactly when its booking does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ledger.domain import Business
+from ledger.money import format_amount
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
+
+__all__ = ["emit", "emit_balance"]
+
+
+async def emit(conn: Connection, business: Business, event_type: str, payload: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (merchant_id, business, type, payload) VALUES ($1, $2, $3, $4)",
+        business.merchant_id,
+        business.code,
+        event_type,
+        {"business": business.code, **payload},
+    )
+
+
+async def emit_balance(conn: Connection, business: Business, customer: str, reason: str) -> None:
+    """balance.updated with the customer's account after the booking (DEBIT owes, CREDIT is owed)."""
+    net = await conn.fetchval(
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
+        business.merchant_id,
+        business.code,
+        customer,
+        business.currency,
+    )
+    state = "DEBIT" if net > 0 else "CREDIT" if net < 0 else "BALANCED"
+    await emit(
+        conn,
+        business,
+        "balance.updated",
+        {
+            "customer": customer,
+            "balance": format_amount(abs(net), business.currency),
+            "state": state,
+            "currency": business.currency,
+            "reason": reason,
+        },
+    )

@@ -1,0 +1,224 @@
+"""Wire types of the order and Amazon Pay API (field names in the spirit of the reference product).
+
+Every document a payment service reports carries its own reference (order, invoice, cancellation,
+return, goodwill, payment reference): a retry with the same reference and body gets the stored
+response, the same reference with another body is refused with 409.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from ledger.schemas import AmountText, VatRateText
+
+Reference = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_./-]{1,32}$", examples=["4711"])]
+OrderReference = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9_-]{1,20}$",
+        examples=["order-42"],
+        description="At most 20 characters: Amazon reference ids derive from it",
+    ),
+]
+SignedAmountText = Annotated[str, Meta(pattern=r"^-?[0-9]{1,16}(\.[0-9]{1,8})?$", examples=["119.00", "-5.00"])]
+AmazonOrderReferenceId = Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{4,40}$", examples=["S02-1234567-1234567"])]
+Text40 = Annotated[str, Meta(min_length=1, max_length=100)]
+PositionType = Literal[
+    "SALES_ARTICLE",
+    "DISCOUNT",
+    "SHIPPING_COSTS",
+    "SHIPPING_COSTS_EXPRESS",
+    "FREE_ARTICLE",
+    "SERVICE_CHARGE",
+    "CASH_ON_DELIVERY",
+    "GIFT_CARD_VOUCHER_SALE",
+    "MARKETPLACE_PROVISION",
+    "SUBSCRIPTION_ORDER",
+]
+GoodwillReason = Literal[
+    "CUSTOMER_COMPLAINT",
+    "DELIVERY_DELAYED",
+    "ARTICLE_PARCEL_MISSING",
+    "CORRECTION_VOUCHER",
+    "ARTICLE_DEFECTIVE",
+    "CORRECTION_PRICE",
+    "LOSS_OF_RETURN_POST",
+    "LOSS_OF_RETURN_WAREHOUSE",
+    "LOSS_OF_DELIVERY",
+    "CONTRADICTION_OF_SIGNATURE",
+    "FRAUD",
+    "ISSUE_IN_STORE",
+    "REFUND_EXPRESS_COSTS",
+    "LOSS_OF_DELIVERY_WARENPOST",
+    "WRONG_DELIVERY",
+    "OTHER",
+]
+
+
+class AmazonPaySettingsIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    seller_id: Annotated[str, Meta(pattern=r"^[A-Z0-9]{5,32}$")]
+    region: Literal["eu", "uk", "na", "jp"] = "eu"
+    sandbox: bool = False
+    payment_execution: Literal["one_step", "two_step"] = "one_step"
+    mws_auth_token: Annotated[str, Meta(min_length=1, max_length=200)] | None = None  # write-only
+
+
+class AmazonPaySettingsOut(Struct, kw_only=True):
+    seller_id: str
+    region: str
+    sandbox: bool
+    payment_execution: str
+    mws_auth_token_set: bool
+    updated_at: datetime
+
+
+class AddressIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    first_name: Annotated[str, Meta(max_length=100)] | None = None
+    last_name: Annotated[str, Meta(max_length=100)] | None = None
+    company: Annotated[str, Meta(max_length=100)] | None = None
+    street: Annotated[str, Meta(max_length=100)] | None = None
+    street_number: Annotated[str, Meta(max_length=20)] | None = None
+    postal_code: Annotated[str, Meta(max_length=20)] | None = None
+    postal_place: Annotated[str, Meta(max_length=100)] | None = None
+    country_code: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None
+    email: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class ItemIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    item_reference: Annotated[int, Meta(ge=1, le=999999)]
+    position_type: PositionType = "SALES_ARTICLE"
+    description: Text40
+    quantity: Annotated[int, Meta(ge=1, le=1_000_000)] = 1
+    gross_unit_price: SignedAmountText
+    vat_rate: VatRateText
+
+
+class PaymentMethodIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    type: Literal["AMAZON_PAY"] = "AMAZON_PAY"
+    amazon_order_reference_id: AmazonOrderReferenceId
+    seller_note: Annotated[str, Meta(max_length=1024)] | None = None  # passed to Amazon (sandbox simulations)
+
+
+class OrderCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    order_reference: OrderReference
+    order_date: date
+    items: Annotated[list[ItemIn], Meta(min_length=1, max_length=500)]
+    payment_method: PaymentMethodIn
+    bill_to: AddressIn = AddressIn()
+
+
+class ItemRef(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    item_reference: Annotated[int, Meta(ge=1, le=999999)]
+
+
+class ItemQuantity(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    item_reference: Annotated[int, Meta(ge=1, le=999999)]
+    quantity: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # default: all that is left
+
+
+class InvoiceCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    invoice_reference: Reference
+    invoice_date: date
+    items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
+    due_date: date | None = None
+    dispatch_date: date | None = None
+    carrier: Annotated[str, Meta(max_length=32)] | None = None
+    tracking_code: Annotated[str, Meta(max_length=100)] | None = None
+    capture_note: Annotated[str, Meta(max_length=255)] | None = None  # two-step: passed to Amazon with the capture
+
+
+class CancellationCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    cancellation_reference: Reference
+    cancellation_date: date
+    reason: Literal["OUT_OF_STOCK", "CUSTOMER_CANCELLATION", "PREPAYMENT_NOT_RECEIVED", "CUSTOMER_SERVICE"]
+    items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
+
+
+class ReturnCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    return_reference: Reference
+    return_date: date
+    invoice_reference: Reference
+    reason: Literal["CUSTOMER_RETURN", "CARRIER_RETURN"]
+    items: Annotated[list[ItemQuantity], Meta(min_length=1, max_length=500)]
+
+
+class GoodwillCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    goodwill_reference: Reference
+    goodwill_date: date
+    reason: GoodwillReason
+    items: Annotated[list[ItemQuantity], Meta(max_length=500)] | None = None
+    gross_amount: AmountText | None = None  # instead of items: split over the VAT rates pro rata
+
+
+class PaymentCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    payment_reference: Reference
+    payment_date: date
+    amount: AmountText
+    method: Literal["BANK_TRANSFER", "CASH", "CARD_TERMINAL", "OTHER"] = "BANK_TRANSFER"
+
+
+class ItemOut(Struct, kw_only=True):
+    item_reference: int
+    position_type: str
+    description: str
+    quantity: int
+    gross_unit_price: str
+    vat_rate: str
+    state: str
+    invoice_reference: str | None
+    returned_quantity: int
+
+
+class CaptureOut(Struct, kw_only=True):
+    capture_id: str
+    amount: str
+    state: str
+    reason: str | None
+
+
+class RefundOut(Struct, kw_only=True):
+    reference: str
+    refund_id: str | None
+    amount: str
+    state: str
+    reason: str | None
+
+
+class OrderMoneyOut(Struct, kw_only=True):
+    invoiced: str
+    credited: str
+    paid: str
+    refunded: str
+    open: str  # what the customer still owes on this order (negative: owed to the customer)
+
+
+class OrderOut(Struct, kw_only=True):
+    order_reference: str
+    customer: str
+    order_date: date
+    currency: str
+    gross_amount: str
+    payment_execution: str
+    status: str
+    status_reason: str | None
+    amazon_order_reference_id: str
+    items: list[ItemOut]
+    captures: list[CaptureOut]
+    refunds: list[RefundOut]
+    money: OrderMoneyOut
+
+
+class DocumentOut(Struct, kw_only=True):
+    kind: str
+    reference: str
+    order_reference: str
+    document_date: date
+    gross_amount: str
+    entry_id: int | None
+    refunded: str
+    offset: str
+    captures: list[CaptureOut]
+    refunds: list[RefundOut]
