@@ -636,3 +636,66 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, event_id)
 );
+
+-- Amazon Pay IPNs exactly as received (raw SNS envelope), deduplicated by notification id.
+CREATE TABLE IF NOT EXISTS ipn_messages (
+    merchant_id       bigint      NOT NULL,
+    notification_id   text        NOT NULL,
+    seller_id         text        NOT NULL,
+    notification_type text        NOT NULL,
+    raw               text        NOT NULL,
+    received_at       timestamptz NOT NULL DEFAULT now(),
+    attempts          integer     NOT NULL DEFAULT 0,
+    processed_at      timestamptz,
+    outcome           text,
+    PRIMARY KEY (merchant_id, notification_id)
+);
+CREATE INDEX IF NOT EXISTS ipn_messages_unprocessed ON ipn_messages (received_at) WHERE processed_at IS NULL;
+
+-- Chargebacks (and A-to-z claims), booked once whether the IPN or the settlement reports them first.
+CREATE TABLE IF NOT EXISTS chargebacks (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    chargeback_id  text     NOT NULL,
+    order_ref      text     NOT NULL,
+    capture_id     text,
+    kind           text     NOT NULL CHECK (kind IN ('chargeback', 'a-to-z')),
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    reason         text,
+    received_on    date     NOT NULL,
+    entry_id       bigint   NOT NULL,
+    settlement_id  text,               -- the settlement that debited it, once seen there
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, chargeback_id),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+
+CREATE TABLE IF NOT EXISTS disputes (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    dispute_id     bigint   GENERATED ALWAYS AS IDENTITY,
+    chargeback_id  text     NOT NULL,
+    order_ref      text     NOT NULL,
+    customer       text     NOT NULL,
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    reason         text,
+    opened_on      date     NOT NULL,
+    deadline       date     NOT NULL,
+    state          text     NOT NULL CHECK (state IN ('open', 'won', 'lost')),
+    resolved_on    date,
+    reversal_entry_id bigint,
+    PRIMARY KEY (merchant_id, dispute_id),
+    UNIQUE (merchant_id, chargeback_id),
+    FOREIGN KEY (merchant_id, chargeback_id) REFERENCES chargebacks (merchant_id, chargeback_id)
+);
+
+CREATE TABLE IF NOT EXISTS dispute_evidence (
+    merchant_id  bigint      NOT NULL,
+    dispute_id   bigint      NOT NULL,
+    evidence_id  bigint      GENERATED ALWAYS AS IDENTITY,
+    kind         text        NOT NULL CHECK (kind IN ('invoice_copy', 'proof_of_delivery', 'tracking_number', 'note')),
+    content      text        NOT NULL CHECK (length(content) BETWEEN 1 AND 10000),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, dispute_id, evidence_id),
+    FOREIGN KEY (merchant_id, dispute_id) REFERENCES disputes (merchant_id, dispute_id)
+);

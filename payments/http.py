@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Response, Router, get, post, put
-from litestar.params import FromPath, JSONBody, PathParameter
+from litestar import Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
+from ledger.context import Kontor
 from ledger.http.auth import ADMIN, POST, READ
 from ledger.http.deps import Call, CallDep
-from payments import documents, orders
+from payments import disputes, documents, orders
+from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
+from payments.ipn import IPN_BYTES_MAX, process_ipn, receive_ipn
 from payments.orders import Payments
 from payments.schemas import (
     AmazonPaySettingsIn,
@@ -164,6 +168,46 @@ async def create_payment(
     return _created(out, created)
 
 
+DisputePath = Annotated[int, PathParameter(ge=1)]
+
+
+@get("/disputes", opt={"roles": READ}, operation_id="listDisputes", tags=["disputes"])
+async def read_disputes(
+    business_code: Code,
+    call: CallDep,
+    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(open|won|lost)$")] = None,
+) -> list[DisputeOut]:
+    return await disputes.list_disputes(call.ctx, await call.business(business_code), state_filter)
+
+
+@post(
+    "/disputes/{dispute_id:int}/evidence",
+    opt={"roles": POST},
+    operation_id="addDisputeEvidence",
+    tags=["disputes"],
+    status_code=201,
+    summary="Attach evidence: invoice copy, proof of delivery, tracking, note",
+)
+async def dispute_evidence(
+    business_code: Code, dispute_id: DisputePath, data: JSONBody[EvidenceIn], call: CallDep
+) -> DisputeOut:
+    return await disputes.add_evidence(call.ctx, await call.business(business_code), dispute_id, data)
+
+
+@post(
+    "/disputes/{dispute_id:int}/outcome",
+    opt={"roles": POST},
+    operation_id="resolveDispute",
+    tags=["disputes"],
+    status_code=200,
+    summary="Record the outcome: won reverses the chargeback, lost leaves the debt open",
+)
+async def dispute_outcome(
+    business_code: Code, dispute_id: DisputePath, data: JSONBody[OutcomeIn], call: CallDep
+) -> DisputeOut:
+    return await disputes.resolve_dispute(call.ctx, await call.business(business_code), dispute_id, data)
+
+
 router = Router(
     path="/v1/businesses/{business_code:int}",
     route_handlers=[
@@ -176,5 +220,26 @@ router = Router(
         create_return,
         create_goodwill,
         create_payment,
+        read_disputes,
+        dispute_evidence,
+        dispute_outcome,
     ],
 )
+
+
+@post(
+    "/v1/amazon-pay/ipn",
+    opt={"public": True},
+    operation_id="receiveAmazonPayIpn",
+    tags=["amazon pay"],
+    status_code=200,
+    request_max_body_size=IPN_BYTES_MAX,
+    summary="Amazon Pay IPNs (SNS). Authenticated by the SNS signature, not by an API key",
+)
+async def amazon_pay_ipn(request: Request[Any, Any, Any], state: State) -> dict[str, str]:
+    runtime: Payments = state.payments
+    ctx: Kontor = state.kontor
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    for merchant_id, notification_id in await receive_ipn(ctx, runtime, await request.body(), headers):
+        runtime.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
+    return {"status": "accepted"}

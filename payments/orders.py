@@ -8,7 +8,9 @@ request, after a crash or a lost response, repeats the same Amazon call instead 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,9 @@ from ledger.domain import Business
 from ledger.errors import BadRequest, Conflict, FieldError, KontorError, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
 from payments.amazon.client import AmazonPayError, AmazonPayGateway, AuthorizationDetails, CaptureDetails
+from payments.amazon.sns import SnsVerifier
 from payments.bookings import book, record_capture, roles_of
+from payments.config import PaymentsSettings
 from payments.domain import Item, gross_by_rate, invoice_lines
 from payments.notify import emit, emit_balance
 from payments.schemas import (
@@ -65,11 +69,20 @@ def gateway_unavailable(exc: AmazonPayError) -> GatewayUnavailable:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Payments:
     """What the payments use cases need at run time besides the ledger context."""
 
     gateway: AmazonPayGateway
+    sns: SnsVerifier
+    settings: PaymentsSettings
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the response, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 def _items(body: OrderCreate, business: Business) -> list[Item]:

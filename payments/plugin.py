@@ -6,9 +6,14 @@ API-key middleware; the IPN endpoint is public and authenticated by its SNS sign
 
 from __future__ import annotations
 
+import asyncio
+import warnings
+from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
+from cryptography import x509
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.plugins import InitPluginProtocol
@@ -19,8 +24,10 @@ from ledger.domain import Business
 from ledger.scheduler import Jobs
 from ledger.tenancy import get_business
 from payments.amazon.client import AmazonPayGateway
+from payments.amazon.sns import SnsVerifier
 from payments.config import PaymentsSettings
-from payments.http import router
+from payments.http import amazon_pay_ipn, router
+from payments.ipn import process_pending_ipns
 from payments.orders import Payments
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.settings import MerchantSettings
@@ -41,26 +48,39 @@ class PaymentsPlugin(InitPluginProtocol):
     def route_handlers(self) -> list[Any]:
         return [router]
 
+    def public_route_handlers(self) -> list[Any]:
+        return [amazon_pay_ipn]
+
     async def start(self, state: State, ctx: Kontor) -> None:
         settings = self._given or settings_from_env(PaymentsSettings)
         self._http = httpx.AsyncClient()
-        self.runtime = Payments(
-            gateway=AmazonPayGateway(
-                access_key_id=settings.amazon_pay_access_key_id,
-                secret_key=settings.amazon_pay_secret_key,
-                http=self._http,
-                endpoint=settings.amazon_pay_endpoint,
-            )
+        gateway = AmazonPayGateway(
+            access_key_id=settings.amazon_pay_access_key_id,
+            secret_key=settings.amazon_pay_secret_key,
+            http=self._http,
+            endpoint=settings.amazon_pay_endpoint,
         )
+        sns = SnsVerifier(
+            trusted_roots=_trusted_roots(settings), http=self._http, fetch_base=settings.amazon_pay_sns_cert_base
+        )
+        self.runtime = Payments(gateway=gateway, sns=sns, settings=settings)
         state.payments = self.runtime
         self.settings = settings
 
     async def stop(self) -> None:
+        if self.runtime is not None:
+            await asyncio.gather(*self.runtime.tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
 
     def register_jobs(self, jobs: Jobs) -> None:
         jobs.add("amazon-pay-refunds", self.follow_refunds, "interval", seconds=self.settings.refund_retry_interval_s)
+        jobs.add("amazon-pay-ipns", self.process_ipns, "interval", seconds=10)
+
+    async def process_ipns(self, ctx: Kontor) -> None:
+        """IPNs stored but not processed (a crash, Amazon unreachable while re-reading) are picked up here."""
+        assert self.runtime is not None
+        await process_pending_ipns(ctx, self.runtime, older_than_s=5)
 
     async def follow_refunds(self, ctx: Kontor) -> None:
         """Request refunds whose request was lost, and re-read refunds still pending at Amazon."""
@@ -75,6 +95,14 @@ class PaymentsPlugin(InitPluginProtocol):
             creds = MerchantSettings(row).credentials
             await send_requested_refunds(ctx, self.runtime.gateway, business, creds)
             await poll_pending_refunds(ctx, self.runtime.gateway, business, creds)
+
+
+def _trusted_roots(settings: PaymentsSettings) -> list[x509.Certificate]:
+    """Roots trusted for Amazon SNS signing certificates: a configured file, else the certifi bundle."""
+    path = Path(settings.amazon_pay_sns_ca_file) if settings.amazon_pay_sns_ca_file else Path(certifi.where())
+    with warnings.catch_warnings():  # certifi carries legacy roots with non-positive serial numbers
+        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+        return x509.load_pem_x509_certificates(path.read_bytes())
 
 
 plugin = PaymentsPlugin()

@@ -130,31 +130,6 @@ def client_for(application: Litestar) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://kontor.test")
 
 
-def plugins_for_tests(simulator_url: str) -> list[Any]:
-    from dunning.plugin import DunningPlugin
-    from payments.config import PaymentsSettings
-    from payments.plugin import PaymentsPlugin
-
-    return [
-        PaymentsPlugin(
-            PaymentsSettings(
-                amazon_pay_access_key_id=SIM_ACCESS_KEY,
-                amazon_pay_secret_key=SIM_SECRET,
-                amazon_pay_endpoint=simulator_url,
-                refund_retry_interval_s=3600,
-            )
-        ),
-        DunningPlugin(),
-    ]
-
-
-@pytest.fixture(scope="session")
-async def app(settings: Settings, clock: FixedClock, simulator: Simulator) -> AsyncIterator[Litestar]:
-    """The service, started on the test session's event loop (requests really run concurrently)."""
-    async with running(create_app(settings, clock=clock, plugins=plugins_for_tests(simulator.url))) as application:
-        yield application
-
-
 def free_port() -> int:
     import socket
 
@@ -206,6 +181,41 @@ async def simulator() -> AsyncIterator[Simulator]:
     sim = AmazonPaySimulator(access_keys={SIM_ACCESS_KEY: SIM_SECRET})
     async with serving(sim.app(), free_port()) as url, httpx.AsyncClient() as http:
         yield Simulator(sim=sim, url=url, http=http)
+
+
+def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
+    from dunning.plugin import DunningPlugin
+    from payments.config import PaymentsSettings
+    from payments.plugin import PaymentsPlugin
+
+    return [
+        PaymentsPlugin(
+            PaymentsSettings(
+                amazon_pay_access_key_id=SIM_ACCESS_KEY,
+                amazon_pay_secret_key=SIM_SECRET,
+                amazon_pay_endpoint=simulator_url,
+                amazon_pay_sns_ca_file=str(sns_root),
+                amazon_pay_sns_cert_base=simulator_url,
+                refund_retry_interval_s=3600,
+            )
+        ),
+        DunningPlugin(),
+    ]
+
+
+@pytest.fixture(scope="session")
+async def app(
+    settings: Settings, clock: FixedClock, simulator: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Litestar]:
+    """The service on the test session's event loop (requests really run concurrently), also served over HTTP
+    so that the Amazon Pay simulator can deliver IPNs to it; the simulator's test root signs those."""
+    sns_root = tmp_path_factory.mktemp("sns") / "root.pem"
+    sns_root.write_bytes(simulator.sim.identity.root_pem())
+    application = create_app(settings, clock=clock, plugins=plugins_for_tests(simulator.url, sns_root))
+    async with running(application), serving(application, free_port()) as url:
+        simulator.sim.ipn_url = f"{url}/v1/amazon-pay/ipn"
+        yield application
+        simulator.sim.ipn_url = None
 
 
 @pytest.fixture(scope="session")

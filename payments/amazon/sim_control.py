@@ -68,6 +68,15 @@ def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         )
         return {"chargeback_id": chargeback_id}
 
+    @post("/sim/chargebacks/reversals", status_code=200)
+    async def reverse_chargeback(data: JSONBody[dict[str, Any]]) -> dict[str, str]:
+        s = seller(str(data["seller_id"]))
+        try:
+            s.reverse_chargeback(str(data["chargeback_id"]), sim.now())
+        except SimError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from exc
+        return {"reversed": str(data["chargeback_id"])}
+
     @post("/sim/declines", status_code=200)
     async def arm_decline(data: JSONBody[dict[str, Any]]) -> dict[str, str]:
         seller(str(data["seller_id"])).armed_declines[str(data["operation"])] = str(data["reason"])
@@ -108,6 +117,7 @@ def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         register,
         process_refunds,
         chargeback,
+        reverse_chargeback,
         arm_decline,
         advance_clock,
         balance,

@@ -125,6 +125,7 @@ class Seller:
     refunds: dict[str, SimRefund] = field(default_factory=dict)
     by_reference: dict[str, tuple[str, tuple[object, ...]]] = field(default_factory=dict)
     armed_declines: dict[str, str] = field(default_factory=dict)  # operation -> reason code
+    chargebacks: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (capture id, amount)
     events: list[SettlementEvent] = field(default_factory=list)
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -347,7 +348,20 @@ class Seller:
             raise SimError("InvalidChargeback", "chargeback exceeds what can be taken back from this capture")
         capture.chargebacks += amount
         chargeback_id = "C" + secrets.token_hex(6).upper()
+        self.chargebacks[chargeback_id] = (capture.capture_id, amount)
         self.events.append(
             SettlementEvent(now, "Chargeback", chargeback_id, capture.reference_id, capture.order_reference_id, -amount)
         )
         return chargeback_id, capture
+
+    def reverse_chargeback(self, chargeback_id: str, now: datetime) -> int:
+        """The merchant won the representment: the amount comes back (a positive Chargeback row)."""
+        if chargeback_id not in self.chargebacks:
+            raise SimError("InvalidChargeback", f"unknown chargeback {chargeback_id}")
+        capture_id, amount = self.chargebacks.pop(chargeback_id)
+        capture = self.captures[capture_id]
+        capture.chargebacks -= amount
+        self.events.append(
+            SettlementEvent(now, "Chargeback", chargeback_id, capture.reference_id, capture.order_reference_id, amount)
+        )
+        return amount

@@ -1,0 +1,314 @@
+"""Chargebacks and dispute cases.
+
+A chargeback (or an A-to-z claim) takes money back from the merchant: Dr AR (customer) / Cr PSP, so the
+claim on the customer revives; no VAT entry (the agreed price did not change). It counts against the
+capture's refund limit. It is booked once, whichever reports it first (IPN or settlement row), and
+opens a dispute case with an 11-day deadline for evidence. A won case reverses the chargeback
+(Dr PSP / Cr AR); a lost one leaves the debt for dunning or write-off.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import asyncpg
+from msgspec import Meta, Struct
+
+from ledger.context import Kontor
+from ledger.domain import Business
+from ledger.errors import Conflict, NotFound
+from ledger.money import format_amount
+from payments.bookings import book, roles_of
+from payments.domain import transfer_lines
+from payments.notify import emit, emit_balance
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
+
+__all__ = [
+    "DisputeOut",
+    "EvidenceIn",
+    "OutcomeIn",
+    "add_evidence",
+    "list_disputes",
+    "record_chargeback",
+    "resolve_dispute",
+]
+
+EVIDENCE_DAYS = 11
+
+
+class EvidenceIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["invoice_copy", "proof_of_delivery", "tracking_number", "note"]
+    content: Annotated[str, Meta(min_length=1, max_length=10000)]
+
+
+class OutcomeIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    outcome: Literal["won", "lost"]
+    resolved_on: date
+
+
+class EvidenceOut(Struct, kw_only=True):
+    kind: str
+    content: str
+
+
+class DisputeOut(Struct, kw_only=True):
+    dispute_id: int
+    chargeback_id: str
+    order_reference: str
+    customer: str
+    amount: str
+    reason: str | None
+    opened_on: date
+    deadline: date
+    state: str
+    resolved_on: date | None
+    evidence: list[EvidenceOut]
+
+
+async def record_chargeback(
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    *,
+    chargeback_id: str,
+    order_reference_id: str,
+    capture_reference: str | None,
+    amount: int,
+    reason: str | None,
+    on: date,
+    kind: str = "chargeback",
+    settlement_id: str | None = None,
+) -> bool:
+    """Book a chargeback once and open its dispute; returns False when it was booked before."""
+    known = await conn.fetchrow(
+        "SELECT settlement_id FROM chargebacks WHERE merchant_id = $1 AND chargeback_id = $2 FOR UPDATE",
+        business.merchant_id,
+        chargeback_id,
+    )
+    if known is not None:
+        if settlement_id and known["settlement_id"] is None:
+            await conn.execute(
+                "UPDATE chargebacks SET settlement_id = $3 WHERE merchant_id = $1 AND chargeback_id = $2",
+                business.merchant_id,
+                chargeback_id,
+                settlement_id,
+            )
+        return False
+    order = await conn.fetchrow(
+        "SELECT order_ref, customer FROM orders WHERE merchant_id = $1 AND business = $2 "
+        "AND amazon_order_reference_id = $3",
+        business.merchant_id,
+        business.code,
+        order_reference_id,
+    )
+    if order is None:
+        raise NotFound("order_not_found", f"no order has Amazon order reference {order_reference_id}")
+    capture = await conn.fetchrow(
+        "SELECT capture_id FROM amazon_captures WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
+        "AND ($4::text IS NULL OR reference_id = $4 OR capture_id = $4) ORDER BY created_at LIMIT 1 FOR UPDATE",
+        business.merchant_id,
+        business.code,
+        order["order_ref"],
+        capture_reference,
+    )
+    roles = await roles_of(ctx, business)
+    entry_id = await book(
+        ctx,
+        conn,
+        business,
+        transfer_lines(roles("AR"), roles("PSP"), amount, business.currency, customer=order["customer"]),
+        on=on,
+        description=f"Amazon Pay {kind} {chargeback_id}, order {order['order_ref']}",
+        reference=order["order_ref"],
+        metadata={"amazon_chargeback_id": chargeback_id},
+    )
+    capture_id = capture["capture_id"] if capture else None
+    await conn.execute(
+        "INSERT INTO chargebacks (merchant_id, business, chargeback_id, order_ref, capture_id, kind, amount_minor, "
+        "reason, received_on, entry_id, settlement_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        business.merchant_id,
+        business.code,
+        chargeback_id,
+        order["order_ref"],
+        capture_id,
+        kind,
+        amount,
+        reason,
+        on,
+        entry_id,
+        settlement_id,
+    )
+    if capture_id:
+        await conn.execute(
+            "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor + $3 "
+            "WHERE merchant_id = $1 AND capture_id = $2",
+            business.merchant_id,
+            capture_id,
+            amount,
+        )
+    dispute_id = await conn.fetchval(
+        "INSERT INTO disputes (merchant_id, business, chargeback_id, order_ref, customer, amount_minor, reason, "
+        "opened_on, deadline, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open') RETURNING dispute_id",
+        business.merchant_id,
+        business.code,
+        chargeback_id,
+        order["order_ref"],
+        order["customer"],
+        amount,
+        reason,
+        on,
+        on + timedelta(days=EVIDENCE_DAYS),
+    )
+    await emit(
+        conn,
+        business,
+        "chargeback.received",
+        {
+            "customer": order["customer"],
+            "order_reference": order["order_ref"],
+            "chargeback_id": chargeback_id,
+            "type": kind,
+            "amount": format_amount(amount, business.currency),
+            "currency": business.currency,
+            "reason": reason,
+            "dispute_id": dispute_id,
+            "evidence_deadline": (on + timedelta(days=EVIDENCE_DAYS)).isoformat(),
+            "entry_id": entry_id,
+        },
+    )
+    await emit_balance(conn, business, order["customer"], "chargeback.received")
+    return True
+
+
+async def _dispute(conn: Connection, business: Business, dispute_id: int, *, lock: bool = False) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT d.*, c.capture_id FROM disputes d JOIN chargebacks c USING (merchant_id, chargeback_id) "
+        "WHERE d.merchant_id = $1 AND d.business = $2 AND d.dispute_id = $3" + (" FOR UPDATE OF d" if lock else ""),
+        business.merchant_id,
+        business.code,
+        dispute_id,
+    )
+    if row is None:
+        raise NotFound("dispute_not_found", f"dispute {dispute_id} not found")
+    return row
+
+
+def _out(business: Business, row: asyncpg.Record, evidence: list[asyncpg.Record]) -> DisputeOut:
+    return DisputeOut(
+        dispute_id=row["dispute_id"],
+        chargeback_id=row["chargeback_id"],
+        order_reference=row["order_ref"],
+        customer=row["customer"],
+        amount=format_amount(row["amount_minor"], business.currency),
+        reason=row["reason"],
+        opened_on=row["opened_on"],
+        deadline=row["deadline"],
+        state=row["state"],
+        resolved_on=row["resolved_on"],
+        evidence=[EvidenceOut(kind=e["kind"], content=e["content"]) for e in evidence],
+    )
+
+
+async def list_disputes(ctx: Kontor, business: Business, state: str | None) -> list[DisputeOut]:
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT d.*, NULL::text AS capture_id FROM disputes d WHERE merchant_id = $1 AND business = $2 "
+            "AND ($3::text IS NULL OR state = $3) ORDER BY dispute_id",
+            business.merchant_id,
+            business.code,
+            state,
+        )
+        evidence = await conn.fetch(
+            "SELECT dispute_id, kind, content FROM dispute_evidence WHERE merchant_id = $1 "
+            "AND dispute_id = ANY($2::bigint[]) ORDER BY evidence_id",
+            business.merchant_id,
+            [r["dispute_id"] for r in rows],
+        )
+    return [_out(business, r, [e for e in evidence if e["dispute_id"] == r["dispute_id"]]) for r in rows]
+
+
+async def add_evidence(ctx: Kontor, business: Business, dispute_id: int, body: EvidenceIn) -> DisputeOut:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _dispute(conn, business, dispute_id, lock=True)
+        if row["state"] != "open":
+            raise Conflict("dispute_resolved", f"dispute {dispute_id} is {row['state']}; evidence is closed")
+        await conn.execute(
+            "INSERT INTO dispute_evidence (merchant_id, dispute_id, kind, content) VALUES ($1, $2, $3, $4)",
+            business.merchant_id,
+            dispute_id,
+            body.kind,
+            body.content,
+        )
+    return await _one(ctx, business, dispute_id)
+
+
+async def _one(ctx: Kontor, business: Business, dispute_id: int) -> DisputeOut:
+    async with ctx.pool.acquire() as conn:
+        row = await _dispute(conn, business, dispute_id)
+        evidence = await conn.fetch(
+            "SELECT kind, content FROM dispute_evidence WHERE merchant_id = $1 "
+            "AND dispute_id = $2 ORDER BY evidence_id",
+            business.merchant_id,
+            dispute_id,
+        )
+    return _out(business, row, list(evidence))
+
+
+async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body: OutcomeIn) -> DisputeOut:
+    """Won: the chargeback is reversed (Dr PSP / Cr AR); lost: the debt stays open for dunning or write-off."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _dispute(conn, business, dispute_id, lock=True)
+        if row["state"] != "open":
+            if row["state"] == body.outcome:
+                return await _one(ctx, business, dispute_id)  # the same outcome again changes nothing
+            raise Conflict("dispute_resolved", f"dispute {dispute_id} was already {row['state']}")
+        entry_id = None
+        if body.outcome == "won":
+            roles = await roles_of(ctx, business)
+            entry_id = await book(
+                ctx,
+                conn,
+                business,
+                transfer_lines(
+                    roles("PSP"), roles("AR"), row["amount_minor"], business.currency, customer=row["customer"]
+                ),
+                on=body.resolved_on,
+                description=f"Chargeback {row['chargeback_id']} reversed: dispute {dispute_id} won",
+                reference=row["order_ref"],
+                metadata={"amazon_chargeback_id": row["chargeback_id"]},
+            )
+            if row["capture_id"]:
+                await conn.execute(
+                    "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor - $3 "
+                    "WHERE merchant_id = $1 AND capture_id = $2",
+                    business.merchant_id,
+                    row["capture_id"],
+                    row["amount_minor"],
+                )
+        await conn.execute(
+            "UPDATE disputes SET state = $3, resolved_on = $4, reversal_entry_id = $5 "
+            "WHERE merchant_id = $1 AND dispute_id = $2",
+            business.merchant_id,
+            dispute_id,
+            body.outcome,
+            body.resolved_on,
+            entry_id,
+        )
+        await emit(
+            conn,
+            business,
+            "dispute.resolved",
+            {
+                "dispute_id": dispute_id,
+                "chargeback_id": row["chargeback_id"],
+                "order_reference": row["order_ref"],
+                "customer": row["customer"],
+                "outcome": body.outcome,
+                "amount": format_amount(row["amount_minor"], business.currency),
+            },
+        )
+        await emit_balance(conn, business, row["customer"], "dispute.resolved")
+    return await _one(ctx, business, dispute_id)
