@@ -599,6 +599,7 @@ CREATE TABLE IF NOT EXISTS amazon_captures (
     refunds_minor    bigint   NOT NULL DEFAULT 0 CHECK (refunds_minor >= 0),  -- pending + completed
     refund_count     integer  NOT NULL DEFAULT 0 CHECK (refund_count BETWEEN 0 AND 10),
     chargebacks_minor bigint  NOT NULL DEFAULT 0 CHECK (chargebacks_minor >= 0),
+    settlement_id    text,              -- the settlement that reported it, once reconciled
     created_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, capture_id),
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
@@ -617,6 +618,7 @@ CREATE TABLE IF NOT EXISTS amazon_refunds (
     source_kind    text     NOT NULL,
     source_ref     text     NOT NULL,
     entry_id       bigint,            -- the booking Dr AR / Cr PSP, once Completed
+    settlement_id  text,              -- the settlement that reported it, once reconciled
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, reference_id),
     FOREIGN KEY (merchant_id, capture_id) REFERENCES amazon_captures (merchant_id, capture_id)
@@ -665,6 +667,7 @@ CREATE TABLE IF NOT EXISTS chargebacks (
     received_on    date     NOT NULL,
     entry_id       bigint   NOT NULL,
     settlement_id  text,               -- the settlement that debited it, once seen there
+    reversal_settlement_id text,       -- the settlement that paid it back (representment won)
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, chargeback_id),
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
@@ -699,3 +702,87 @@ CREATE TABLE IF NOT EXISTS dispute_evidence (
     PRIMARY KEY (merchant_id, dispute_id, evidence_id),
     FOREIGN KEY (merchant_id, dispute_id) REFERENCES disputes (merchant_id, dispute_id)
 );
+
+-- Settlement reports (flat file), one per SettlementId; the rows are the reconciliation detail.
+CREATE TABLE IF NOT EXISTS settlements (
+    merchant_id    bigint      NOT NULL,
+    business       smallint    NOT NULL,
+    settlement_id  text        NOT NULL,
+    file_sha256    bytea       NOT NULL,
+    period_start   timestamptz,
+    period_end     timestamptz,
+    summary        jsonb       NOT NULL,
+    imported_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, settlement_id),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+CREATE TABLE IF NOT EXISTS settlement_rows (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    settlement_id   text     NOT NULL,
+    line_no         integer  NOT NULL,
+    transaction_type text    NOT NULL,
+    transaction_id  text     NOT NULL,
+    seller_reference_id text NOT NULL,
+    order_reference_id text  NOT NULL,
+    description     text     NOT NULL,
+    amount_minor    bigint   NOT NULL,  -- signed, the merchant's view (+ credited)
+    fee_minor       bigint   NOT NULL,
+    posted_on       date     NOT NULL,
+    -- pending while importing; then matched, booked, fee, reserve, payout, exception or empty
+    outcome         text     NOT NULL,
+    PRIMARY KEY (merchant_id, business, settlement_id, line_no)
+);
+
+-- Payouts to the bank (settlement Transfer rows) until a bank statement line clears them.
+CREATE TABLE IF NOT EXISTS payouts (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    settlement_id  text     NOT NULL,
+    line_no        integer  NOT NULL,
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    posted_on      date     NOT NULL,
+    entry_id       bigint   NOT NULL,
+    cleared_by     text,               -- statement id and line that cleared it
+    clearing_entry_id bigint,
+    PRIMARY KEY (merchant_id, business, settlement_id, line_no)
+);
+CREATE INDEX IF NOT EXISTS payouts_uncleared ON payouts (merchant_id, business, amount_minor) WHERE cleared_by IS NULL;
+
+CREATE TABLE IF NOT EXISTS bank_statements (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    statement_id   text     NOT NULL,
+    file_sha256    bytea    NOT NULL,
+    summary        jsonb    NOT NULL,
+    imported_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, statement_id),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- What reconciliation could not match: parked in SUSPENSE until an accountant resolves or dismisses it.
+CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    exception_id    bigint   GENERATED ALWAYS AS IDENTITY,
+    source          text     NOT NULL CHECK (source IN ('settlement', 'bank')),
+    source_ref      text     NOT NULL,
+    line_no         integer  NOT NULL,
+    kind            text     NOT NULL,
+    description     text     NOT NULL,
+    amount_minor    bigint   NOT NULL,  -- signed: > 0 was credited to SUSPENSE, < 0 debited
+    suspense_entry_id bigint,
+    state           text     NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'resolved', 'dismissed')),
+    resolution      jsonb,
+    resolution_entry_id bigint,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, exception_id)
+);
+CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
+    ON reconciliation_exceptions (merchant_id, business, state, exception_id);
+
+-- Columns added after their tables first shipped (CREATE TABLE IF NOT EXISTS does not add them).
+ALTER TABLE amazon_captures ADD COLUMN IF NOT EXISTS settlement_id text;
+ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
+ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;

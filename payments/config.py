@@ -21,3 +21,6 @@ class PaymentsSettings:
     # the AWS account publishing Amazon Pay's IPN topics; a topic must also end with the merchant's SellerId
     amazon_pay_topic_account: str = "291180941288"
     refund_retry_interval_s: float = 60.0
+    # a bank transfer matches an invoice or a customer when it differs from what is open by at most this
+    # (a decimal amount in the business code's currency; an upload may pass ?tolerance= to override it)
+    bank_match_tolerance: str = "0.00"

@@ -31,7 +31,9 @@ __all__ = [
     "EvidenceIn",
     "OutcomeIn",
     "add_evidence",
+    "close_dispute",
     "list_disputes",
+    "open_dispute_of",
     "record_chargeback",
     "resolve_dispute",
 ]
@@ -265,50 +267,68 @@ async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body
             if row["state"] == body.outcome:
                 return await _one(ctx, business, dispute_id)  # the same outcome again changes nothing
             raise Conflict("dispute_resolved", f"dispute {dispute_id} was already {row['state']}")
-        entry_id = None
-        if body.outcome == "won":
-            roles = await roles_of(ctx, business)
-            entry_id = await book(
-                ctx,
-                conn,
-                business,
-                transfer_lines(
-                    roles("PSP"), roles("AR"), row["amount_minor"], business.currency, customer=row["customer"]
-                ),
-                on=body.resolved_on,
-                description=f"Chargeback {row['chargeback_id']} reversed: dispute {dispute_id} won",
-                reference=row["order_ref"],
-                metadata={"amazon_chargeback_id": row["chargeback_id"]},
-            )
-            if row["capture_id"]:
-                await conn.execute(
-                    "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor - $3 "
-                    "WHERE merchant_id = $1 AND capture_id = $2",
-                    business.merchant_id,
-                    row["capture_id"],
-                    row["amount_minor"],
-                )
-        await conn.execute(
-            "UPDATE disputes SET state = $3, resolved_on = $4, reversal_entry_id = $5 "
-            "WHERE merchant_id = $1 AND dispute_id = $2",
-            business.merchant_id,
-            dispute_id,
-            body.outcome,
-            body.resolved_on,
-            entry_id,
-        )
-        await emit(
+        await close_dispute(ctx, conn, business, row, body.outcome, body.resolved_on)
+    return await _one(ctx, business, dispute_id)
+
+
+async def open_dispute_of(conn: Connection, business: Business, chargeback_id: str) -> asyncpg.Record | None:
+    """The dispute of a chargeback, locked, with its capture (None for an unknown chargeback)."""
+    row = await conn.fetchval(
+        "SELECT dispute_id FROM disputes WHERE merchant_id = $1 AND business = $2 AND chargeback_id = $3",
+        business.merchant_id,
+        business.code,
+        chargeback_id,
+    )
+    return None if row is None else await _dispute(conn, business, row, lock=True)
+
+
+async def close_dispute(
+    ctx: Kontor, conn: Connection, business: Business, row: asyncpg.Record, outcome: str, on: date
+) -> int | None:
+    """Record the outcome of an open dispute (locked by the caller); returns the reversal entry when won."""
+    dispute_id = row["dispute_id"]
+    entry_id = None
+    if outcome == "won":
+        roles = await roles_of(ctx, business)
+        entry_id = await book(
+            ctx,
             conn,
             business,
-            "dispute.resolved",
-            {
-                "dispute_id": dispute_id,
-                "chargeback_id": row["chargeback_id"],
-                "order_reference": row["order_ref"],
-                "customer": row["customer"],
-                "outcome": body.outcome,
-                "amount": format_amount(row["amount_minor"], business.currency),
-            },
+            transfer_lines(roles("PSP"), roles("AR"), row["amount_minor"], business.currency, customer=row["customer"]),
+            on=on,
+            description=f"Chargeback {row['chargeback_id']} reversed: dispute {dispute_id} won",
+            reference=row["order_ref"],
+            metadata={"amazon_chargeback_id": row["chargeback_id"]},
         )
-        await emit_balance(conn, business, row["customer"], "dispute.resolved")
-    return await _one(ctx, business, dispute_id)
+        if row["capture_id"]:
+            await conn.execute(
+                "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor - $3 "
+                "WHERE merchant_id = $1 AND capture_id = $2",
+                business.merchant_id,
+                row["capture_id"],
+                row["amount_minor"],
+            )
+    await conn.execute(
+        "UPDATE disputes SET state = $3, resolved_on = $4, reversal_entry_id = $5 "
+        "WHERE merchant_id = $1 AND dispute_id = $2",
+        business.merchant_id,
+        dispute_id,
+        outcome,
+        on,
+        entry_id,
+    )
+    await emit(
+        conn,
+        business,
+        "dispute.resolved",
+        {
+            "dispute_id": dispute_id,
+            "chargeback_id": row["chargeback_id"],
+            "order_reference": row["order_ref"],
+            "customer": row["customer"],
+            "outcome": outcome,
+            "amount": format_amount(row["amount_minor"], business.currency),
+        },
+    )
+    await emit_balance(conn, business, row["customer"], "dispute.resolved")
+    return entry_id

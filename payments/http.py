@@ -9,12 +9,16 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from ledger.context import Kontor
+from ledger.errors import FieldError, Unprocessable
 from ledger.http.auth import ADMIN, POST, READ
-from ledger.http.deps import Call, CallDep
-from payments import disputes, documents, orders
+from ledger.http.deps import Call, CallDep, PageLimit
+from ledger.money import AmountError, parse_amount
+from payments import disputes, documents, orders, reconciliation
+from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
 from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
 from payments.ipn import IPN_BYTES_MAX, process_ipn, receive_ipn
 from payments.orders import Payments
+from payments.reconciliation import ExceptionOut, ExceptionPage, Resolution
 from payments.schemas import (
     AmazonPaySettingsIn,
     AmazonPaySettingsOut,
@@ -28,12 +32,14 @@ from payments.schemas import (
     ReturnCreate,
 )
 from payments.settings import get_settings, put_settings
+from payments.settlement import SETTLEMENT_BYTES_MAX, SettlementOut, get_settlement, import_settlement
 
 __all__ = ["router"]
 
 Code = FromPath[int]
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
+SettlementPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 REPLAYED = {"Idempotent-Replayed": "true"}
 
 
@@ -208,6 +214,95 @@ async def dispute_outcome(
     return await disputes.resolve_dispute(call.ctx, await call.business(business_code), dispute_id, data)
 
 
+@post(
+    "/amazon-pay/settlements",
+    opt={"roles": POST},
+    operation_id="importSettlement",
+    tags=["reconciliation"],
+    request_max_body_size=SETTLEMENT_BYTES_MAX,
+    summary="Upload an Amazon Pay settlement report (flat-file CSV): book fees, reserves, payouts; reconcile",
+    description="The body is the report file as Amazon delivers it (text/csv). 201 when imported, 200 with "
+    "Idempotent-Replayed when the same file was imported before; 409 for another file with the same SettlementId; "
+    "422 naming line and column when any row is invalid (then nothing is booked).",
+)
+async def upload_settlement(business_code: Code, call: CallDep) -> Response[SettlementOut]:
+    business = await call.business(business_code)
+    out, created = await import_settlement(call.ctx, business, await call.request.body())
+    return _created(out, created)
+
+
+@get(
+    "/amazon-pay/settlements/{settlement_id:str}",
+    opt={"roles": READ},
+    operation_id="getSettlement",
+    tags=["reconciliation"],
+)
+async def read_settlement(business_code: Code, settlement_id: SettlementPath, call: CallDep) -> SettlementOut:
+    return await get_settlement(call.ctx, await call.business(business_code), settlement_id)
+
+
+@post(
+    "/bank-statements",
+    opt={"roles": POST},
+    operation_id="importBankStatement",
+    tags=["reconciliation"],
+    request_max_body_size=STATEMENT_BYTES_MAX,
+    summary="Upload a bank statement (ISO 20022 CAMT.053 XML): clear payouts, match bank transfers",
+    description="The body is the CAMT.053 file. A credit line matches an uncleared Amazon Pay payout, or an "
+    "invoice or customer reference in its remittance information within `tolerance` of what is open; the rest "
+    "becomes reconciliation exceptions.",
+)
+async def upload_bank_statement(
+    business_code: Code,
+    call: CallDep,
+    tolerance: Annotated[
+        str | None,
+        QueryParameter(pattern=r"^[0-9]{1,9}(\.[0-9]{1,4})?$", description="default: KONTOR_BANK_MATCH_TOLERANCE"),
+    ] = None,
+) -> Response[StatementOut]:
+    business = await call.business(business_code)
+    text = tolerance if tolerance is not None else _runtime(call).settings.bank_match_tolerance
+    try:
+        allowed = parse_amount(text, business.currency, allow_zero=True)
+    except AmountError as exc:
+        raise Unprocessable("invalid_tolerance", str(exc), [FieldError("tolerance", str(exc))]) from exc
+    out, created = await import_statement(call.ctx, business, await call.request.body(), allowed)
+    return _created(out, created)
+
+
+@get(
+    "/reconciliation/exceptions",
+    opt={"roles": READ},
+    operation_id="listReconciliationExceptions",
+    tags=["reconciliation"],
+)
+async def read_exceptions(
+    business_code: Code,
+    call: CallDep,
+    limit: PageLimit = 100,
+    after: Annotated[int, QueryParameter(ge=0, description="next_after of the previous page")] = 0,
+    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(open|resolved|dismissed)$")] = "open",
+    source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank)$")] = None,
+) -> ExceptionPage:
+    return await reconciliation.list_exceptions(
+        call.ctx, await call.business(business_code), state=state_filter, source=source, after=after, limit=limit
+    )
+
+
+@post(
+    "/reconciliation/exceptions/{exception_id:int}/resolution",
+    opt={"roles": POST},
+    operation_id="resolveReconciliationException",
+    tags=["reconciliation"],
+    status_code=200,
+    summary="Resolve (book from SUSPENSE to an account) or dismiss (reverse the parking) with a reason",
+)
+async def resolve_exception(
+    business_code: Code, exception_id: Annotated[int, PathParameter(ge=1)], data: JSONBody[Resolution], call: CallDep
+) -> ExceptionOut:
+    return await reconciliation.resolve_exception(call.ctx, await call.business(business_code), exception_id, data)
+
+
 router = Router(
     path="/v1/businesses/{business_code:int}",
     route_handlers=[
@@ -223,6 +318,11 @@ router = Router(
         read_disputes,
         dispute_evidence,
         dispute_outcome,
+        upload_settlement,
+        read_settlement,
+        upload_bank_statement,
+        read_exceptions,
+        resolve_exception,
     ],
 )
 

@@ -349,7 +349,7 @@ class AmazonPaySimulator:
         if event.type == "Capture":
             pct = -((event.amount * CAPTURE_FEE_PERMILLE + 500) // 1000)  # 1.9 %, half-up
             fixed = -CAPTURE_FEE_FIXED_MINOR
-        elif event.type == "Chargeback":
+        elif event.type == "Chargeback" and event.amount < 0:  # paying one back costs no fee
             fixed = -CHARGEBACK_FEE_MINOR
         order = seller.orders.get(event.order_reference_id)
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -113,3 +114,21 @@ async def make_shop(tenant: Tenant, sim: Simulator, execution: str = "one_step")
     )
     assert r.status_code == 200, r.text
     return Shop(tenant=tenant, sim=sim, seller_id=seller_id)
+
+
+async def eventually(check: Any, timeout_s: float = 5.0) -> None:
+    """Wait for background IPN processing to reach a state (the IPN is acknowledged before it is applied)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await check()
+            return
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def paid_order(shop: Shop, ref: str, price: str = "50.00") -> None:
+    assert (await shop.create_order(ref, [item(1, price), item(2, "10.00")])).status_code == 201
+    assert (await shop.invoice(ref, f"I-{ref}", [1, 2])).status_code == 201

@@ -3,34 +3,14 @@ acknowledges, and processes each exactly once (re-reading the object at Amazon b
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import Simulator, Tenant
-from tests.e2e.amazon import Shop, item, make_shop
-
-
-@pytest.fixture
-async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
-    return await make_shop(tenant, simulator)
-
-
-async def eventually(check: Any, timeout_s: float = 5.0) -> None:
-    """Wait for background IPN processing to reach a state (the IPN is acknowledged before it is applied)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            await check()
-            return
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+from tests.e2e.amazon import Shop, eventually, make_shop, paid_order
 
 
 async def ipn_rows(pool: asyncpg.Pool, merchant_id: int) -> list[asyncpg.Record]:
@@ -40,9 +20,9 @@ async def ipn_rows(pool: asyncpg.Pool, merchant_id: int) -> list[asyncpg.Record]
     )
 
 
-async def paid_order(shop: Shop, ref: str, price: str = "50.00") -> None:
-    assert (await shop.create_order(ref, [item(1, price), item(2, "10.00")])).status_code == 201
-    assert (await shop.invoice(ref, f"I-{ref}", [1, 2])).status_code == 201
+@pytest.fixture
+async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
+    return await make_shop(tenant, simulator)
 
 
 async def test_refund_completed_by_ipn_is_booked_once(shop: Shop, pool: asyncpg.Pool) -> None:

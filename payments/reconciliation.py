@@ -1,0 +1,276 @@
+"""Reconciliation exceptions: what a settlement report or a bank statement says that the ledger cannot match.
+
+Nothing is booked blindly, and nothing is left out either: the amount of an unmatched line is parked in
+SUSPENSE against the account the money really moved on (PSP for settlement rows, BANK for statement
+lines), so PSP keeps equalling what Amazon owes and BANK what the bank holds. The exception then waits
+for an accountant, who either resolves it (SUSPENSE is booked out to the right account, a customer's if
+it is the receivables account) or dismisses it with a reason (the parking is reversed: the line is not
+a business event of these books, e.g. a duplicate row Amazon will correct, or a payment to another
+business code's account).
+
+Signs: an exception's amount is > 0 when money came in unexplained (Dr PSP or BANK / Cr SUSPENSE) and
+< 0 when it went out (Dr SUSPENSE / Cr PSP or BANK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
+
+import asyncpg
+from msgspec import Meta, Struct
+
+from ledger.context import Kontor
+from ledger.domain import Account, Business, LineDraft, Side
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.money import format_amount
+from ledger.tenancy import account_index
+from payments.bookings import book, roles_of
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
+
+__all__ = [
+    "ExceptionDraft",
+    "ExceptionOut",
+    "ExceptionPage",
+    "Resolution",
+    "dismiss_exception",
+    "list_exceptions",
+    "park",
+    "resolve_exception",
+]
+
+COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK"}
+_PER_ENTRY = 500  # exceptions parked per journal entry
+
+
+class ExceptionDraft(NamedTuple):
+    line_no: int
+    kind: str
+    description: str
+    amount: int  # signed, see the module docstring
+
+
+class Resolution(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Book the parked amount out of SUSPENSE to `account` (a number of the chart), or dismiss it."""
+
+    action: Literal["resolve", "dismiss"]
+    account: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+    customer: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    booking_date: date | None = None
+
+
+class ExceptionOut(Struct, kw_only=True):
+    exception_id: int
+    source: str
+    source_reference: str
+    line: int
+    kind: str
+    description: str
+    amount: str
+    currency: str
+    state: str
+    suspense_entry_id: int | None
+    resolution: dict[str, str | None] | None
+    resolution_entry_id: int | None
+
+
+class ExceptionPage(Struct, kw_only=True):
+    items: list[ExceptionOut]
+    next_after: int | None
+
+
+async def park(
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    *,
+    source: Literal["settlement", "bank"],
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+    on: date,
+) -> list[int]:
+    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions."""
+    if not drafts:
+        return []
+    roles = await roles_of(ctx, business)
+    suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
+    entry_of: list[int | None] = []
+    for start in range(0, len(drafts), _PER_ENTRY):
+        chunk = drafts[start : start + _PER_ENTRY]
+        lines = [_suspense_line(suspense, d.amount, business.currency) for d in chunk if d.amount]
+        net = sum(d.amount for d in chunk)
+        if net:
+            side = Side.DEBIT if net > 0 else Side.CREDIT
+            lines.append(LineDraft(counter, side, abs(net), business.currency))
+        entry_id = None
+        if lines:
+            entry_id = await book(
+                ctx,
+                conn,
+                business,
+                lines,
+                on=on,
+                description=f"Unreconciled {source} lines of {source_ref} parked in suspense",
+                reference=source_ref[:64],
+                metadata={"reconciliation": source},
+            )
+        entry_of.extend(entry_id if d.amount else None for d in chunk)
+    rows = await conn.fetch(
+        "INSERT INTO reconciliation_exceptions (merchant_id, business, source, source_ref, line_no, kind, "
+        "description, amount_minor, suspense_entry_id) "
+        "SELECT $1, $2, $3, $4, * FROM unnest($5::int[], $6::text[], $7::text[], $8::bigint[], $9::bigint[]) "
+        "RETURNING exception_id",
+        business.merchant_id,
+        business.code,
+        source,
+        source_ref,
+        [d.line_no for d in drafts],
+        [d.kind for d in drafts],
+        [d.description[:1000] for d in drafts],
+        [d.amount for d in drafts],
+        entry_of,
+    )
+    return [r["exception_id"] for r in rows]
+
+
+def _suspense_line(suspense: Account, amount: int, currency: str) -> LineDraft:
+    return LineDraft(suspense, Side.CREDIT if amount > 0 else Side.DEBIT, abs(amount), currency)
+
+
+def _out(business: Business, row: asyncpg.Record) -> ExceptionOut:
+    return ExceptionOut(
+        exception_id=row["exception_id"],
+        source=row["source"],
+        source_reference=row["source_ref"],
+        line=row["line_no"],
+        kind=row["kind"],
+        description=row["description"],
+        amount=format_amount(row["amount_minor"], business.currency),
+        currency=business.currency,
+        state=row["state"],
+        suspense_entry_id=row["suspense_entry_id"],
+        resolution=row["resolution"],
+        resolution_entry_id=row["resolution_entry_id"],
+    )
+
+
+async def list_exceptions(
+    ctx: Kontor, business: Business, *, state: str | None, source: str | None, after: int, limit: int
+) -> ExceptionPage:
+    rows = await ctx.pool.fetch(
+        "SELECT * FROM reconciliation_exceptions WHERE merchant_id = $1 AND business = $2 "
+        "AND ($3::text IS NULL OR state = $3) AND ($4::text IS NULL OR source = $4) AND exception_id > $5 "
+        "ORDER BY exception_id LIMIT $6",
+        business.merchant_id,
+        business.code,
+        state,
+        source,
+        after,
+        limit + 1,
+    )
+    items = [_out(business, r) for r in rows[:limit]]
+    return ExceptionPage(items=items, next_after=items[-1].exception_id if len(rows) > limit else None)
+
+
+async def _open_exception(conn: Connection, business: Business, exception_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT * FROM reconciliation_exceptions WHERE merchant_id = $1 AND business = $2 AND exception_id = $3 "
+        "FOR UPDATE",
+        business.merchant_id,
+        business.code,
+        exception_id,
+    )
+    if row is None:
+        raise NotFound("exception_not_found", f"reconciliation exception {exception_id} not found")
+    if row["state"] != "open":
+        raise Conflict("exception_closed", f"reconciliation exception {exception_id} was already {row['state']}")
+    return row
+
+
+async def resolve_exception(ctx: Kontor, business: Business, exception_id: int, body: Resolution) -> ExceptionOut:
+    if body.action == "dismiss":
+        return await dismiss_exception(ctx, business, exception_id, body)
+    if body.account is None:
+        raise Unprocessable(
+            "account_required", "resolving books the amount to an account", [FieldError("account", "required")]
+        )
+    index = await account_index(ctx, business)
+    target = index.by_number.get(body.account)
+    if target is None:
+        raise Unprocessable("unknown_account", f"no account {body.account}", [FieldError("account", "unknown")])
+    if target.customer_ledger != (body.customer is not None):
+        raise Unprocessable(
+            "customer_mismatch",
+            "a customer is needed exactly when the account is the customer ledger",
+            [FieldError("customer", "required for the customer ledger, not allowed otherwise")],
+        )
+    suspense = index.by_role["SUSPENSE"]
+    if target.account_id == suspense.account_id:
+        raise Unprocessable("suspense_target", "resolve to an account other than SUSPENSE", [FieldError("account", "")])
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _open_exception(conn, business, exception_id)
+        await _move(ctx, conn, business, row, target, body, "resolved")
+    return await _one(ctx, business, exception_id)
+
+
+async def dismiss_exception(ctx: Kontor, business: Business, exception_id: int, body: Resolution) -> ExceptionOut:
+    """Reverse the parking: the line is not a business event of these books."""
+    roles = await roles_of(ctx, business)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await _open_exception(conn, business, exception_id)
+        counter = roles(COUNTER_ROLE[row["source"]])
+        await _move(ctx, conn, business, row, counter, body, "dismissed")
+    return await _one(ctx, business, exception_id)
+
+
+async def _move(
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    row: asyncpg.Record,
+    target: Account,
+    body: Resolution,
+    state: str,
+) -> None:
+    amount = row["amount_minor"]
+    entry_id = None
+    if amount:
+        suspense = (await account_index(ctx, business)).by_role["SUSPENSE"]
+        out_side = Side.DEBIT if amount > 0 else Side.CREDIT  # take back out of SUSPENSE what was parked
+        lines = (
+            LineDraft(suspense, out_side, abs(amount), business.currency),
+            LineDraft(target, out_side.opposite(), abs(amount), business.currency, body.customer),
+        )
+        entry_id = await book(
+            ctx,
+            conn,
+            business,
+            lines,
+            on=body.booking_date or ctx.today(),
+            description=f"Reconciliation exception {row['exception_id']} {state}: {body.reason}",
+            reference=row["source_ref"][:64],
+            metadata={"reconciliation_exception": str(row["exception_id"])},
+        )
+    await conn.execute(
+        "UPDATE reconciliation_exceptions SET state = $3, resolution = $4, resolution_entry_id = $5 "
+        "WHERE merchant_id = $1 AND exception_id = $2",
+        business.merchant_id,
+        row["exception_id"],
+        state,
+        {"reason": body.reason, "account": target.number, "customer": body.customer},
+        entry_id,
+    )
+
+
+async def _one(ctx: Kontor, business: Business, exception_id: int) -> ExceptionOut:
+    row = await ctx.pool.fetchrow(
+        "SELECT * FROM reconciliation_exceptions WHERE merchant_id = $1 AND exception_id = $2",
+        business.merchant_id,
+        exception_id,
+    )
+    assert row is not None
+    return _out(business, row)

@@ -1,0 +1,762 @@
+"""Amazon Pay settlement reports: parse, book, reconcile (reference/amazon-pay.md §6.2, accounting.md).
+
+The flat file is validated whole before anything is booked: every row's net must equal its amount plus
+its fees, the fee components must add up, every row belongs to the one settlement and the business
+code's currency; errors name the line and the column, and the upload then books nothing (422).
+
+Then, in one transaction (so a crash leaves either the whole settlement or nothing):
+- the rows are stored (COPY) and reconciled set-based: every capture and refund Kontor booked is
+  settled exactly once and with the same amount (one UPDATE ... FROM per kind: a 100,000-row report
+  is a handful of statements, not 100,000 round trips);
+- what the ledger has not booked yet but the row proves is booked from the row: a capture Amazon
+  completed, a refund that completed, a chargeback or A-to-z claim (once, even when the IPN reported
+  it too), a chargeback paid back (the dispute is then won);
+- fees of all rows (and authorization fees) are one entry Dr PSP_FEE / Cr PSP; each reserve row moves
+  PSP <-> PSP_RESERVE; each Transfer row is a payout Dr TRANSIT / Cr PSP, cleared later by the bank
+  statement;
+- everything else (unknown transactions, amounts that differ, rows settled before, types without a
+  rule) becomes a reconciliation exception with its amount parked in SUSPENSE.
+PSP then equals what Amazon still owes outside the reserve.
+
+The same file again answers the stored result (200, Idempotent-Replayed); another file with the same
+SettlementId is a 409.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgspec
+from msgspec import Struct
+
+from ledger.context import Kontor
+from ledger.domain import Business, LineDraft, Side
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.money import AmountError, format_amount, parse_amount
+from payments.amazon.client import CaptureDetails, RefundDetails
+from payments.bookings import book, record_capture, record_refund, roles_of
+from payments.disputes import close_dispute, open_dispute_of, record_chargeback
+from payments.domain import transfer_lines
+from payments.notify import emit
+from payments.reconciliation import ExceptionDraft, park
+from payments.settings import load_settings
+from payments.store import load_order
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
+
+__all__ = [
+    "SETTLEMENT_BYTES_MAX",
+    "ExceptionSummary",
+    "SettlementOut",
+    "get_settlement",
+    "import_settlement",
+    "parse_report",
+]
+
+SETTLEMENT_BYTES_MAX = 128 * 1024 * 1024
+ROWS_MAX = 1_000_000
+ERRORS_LISTED = 50
+EXCEPTIONS_LISTED = 100
+COLUMNS = (
+    "TransactionPostedDate",
+    "SettlementId",
+    "AmazonTransactionId",
+    "SellerReferenceId",
+    "TransactionType",
+    "AmazonOrderReferenceId",
+    "CurrencyCode",
+    "TransactionDescription",
+    "TransactionAmount",
+    "TransactionPercentageFee",
+    "TransactionFixedFee",
+    "TotalTransactionFee",
+    "NetTransactionAmount",
+)
+CHARGEBACK_TYPES = {"Chargeback": "chargeback", "A-to-z Guarantee Claim": "a-to-z"}
+ROW_COLUMNS = (
+    "merchant_id",
+    "business",
+    "settlement_id",
+    "line_no",
+    "transaction_type",
+    "transaction_id",
+    "seller_reference_id",
+    "order_reference_id",
+    "description",
+    "amount_minor",
+    "fee_minor",
+    "posted_on",
+    "outcome",
+)
+
+
+class Row(NamedTuple):
+    line_no: int
+    settlement_id: str
+    posted_on: date
+    transaction_id: str
+    seller_reference_id: str
+    type: str
+    order_reference_id: str
+    description: str
+    amount: int  # signed, the merchant's view: + credited to the merchant
+    fee: int  # signed, normally <= 0
+
+
+class Report(NamedTuple):
+    seller_id: str
+    settlement_id: str
+    period_start: datetime | None
+    period_end: datetime | None
+    rows: list[Row]
+
+
+class ExceptionSummary(Struct, kw_only=True):
+    exception_id: int
+    line: int
+    kind: str
+    amount: str
+    description: str
+
+
+class SettlementOut(Struct, kw_only=True):
+    settlement_id: str
+    seller_id: str
+    currency: str
+    period_start: datetime | None
+    period_end: datetime | None
+    rows: int
+    totals: dict[str, str]  # gross per transaction type, and fees
+    outcomes: dict[str, int]  # rows per outcome: matched, booked, fee, reserve, payout, exception, empty
+    entries: list[int]
+    exception_count: int
+    exceptions: list[ExceptionSummary]  # the first 100; GET .../reconciliation/exceptions has all
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
+        self.count = 0
+
+    def add(self, line: int, column: str, message: str) -> None:
+        self.count += 1
+        if len(self.items) < ERRORS_LISTED:
+            self.items.append(FieldError(f"line {line}, column {column}", message))
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            more = f" (the first {ERRORS_LISTED} are listed)" if self.count > ERRORS_LISTED else ""
+            raise Unprocessable(
+                "invalid_settlement_report",
+                f"the settlement report has {self.count} error(s){more}; nothing was booked",
+                self.items,
+            )
+
+
+def _signed(text: str, currency: str) -> int:
+    negative = text.startswith("-")
+    minor = parse_amount(text[1:] if negative else text, currency, allow_zero=True)
+    return -minor if negative else minor
+
+
+def _timestamp(text: str) -> datetime:
+    """Amazon's '2015-10-01T07:06:47 -0700' (ISO 8601 with a space before the offset)."""
+    stamp = datetime.fromisoformat(text.replace(" ", ""))
+    if stamp.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return stamp
+
+
+def parse_report(body: bytes, currency: str) -> Report:
+    """Validate the whole file; raises 422 listing every error (up to 50) by line and column."""
+    errors = _Errors()
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Unprocessable(
+            "invalid_settlement_report", f"the settlement report is not UTF-8 text (byte {exc.start})"
+        ) from exc
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: dict[str, tuple[int, str]] = {}
+    rows: list[Row] = []
+    try:
+        index = _read_header(reader, header, errors)
+        if index is not None:
+            _read_rows(reader, index, currency, rows, errors)
+    except csv.Error as exc:
+        errors.add(reader.line_num, "-", f"not valid CSV: {exc}")
+    seller = header.get("SellerId")
+    if seller is None:
+        errors.add(1, "SellerId", "the report header names no SellerId")
+    period: dict[str, datetime] = {}
+    for key in ("SettlementStartDate", "SettlementEndDate"):
+        if key in header:
+            try:
+                period[key] = _timestamp(header[key][1])
+            except ValueError:
+                errors.add(header[key][0], key, "not a timestamp such as '2015-10-01T14:59:44 -0700'")
+    if not rows and not errors.count:
+        errors.add(reader.line_num, "-", "the report has no transaction rows")
+    errors.raise_if_any()
+    assert seller is not None
+    return Report(
+        seller[1],
+        rows[0].settlement_id,
+        period.get("SettlementStartDate"),
+        period.get("SettlementEndDate"),
+        rows,
+    )
+
+
+def _read_header(reader: Any, header: dict[str, tuple[int, str]], errors: _Errors) -> dict[str, int] | None:
+    """The key-value lines (SellerId, dates) up to the column header row; returns the column index."""
+    for cells in reader:
+        if not cells or cells[0] != "TransactionPostedDate":
+            if len(cells) >= 2 and cells[1]:
+                header[cells[0]] = (reader.line_num, cells[1])
+            continue
+        index = {name: i for i, name in enumerate(cells) if name}
+        for name in COLUMNS:
+            if name not in index:
+                errors.add(reader.line_num, name, "required column missing from the header row")
+        errors.raise_if_any()
+        return index
+    errors.add(reader.line_num, "TransactionPostedDate", "no header row of transaction columns found")
+    return None
+
+
+def _read_rows(reader: Any, index: dict[str, int], currency: str, rows: list[Row], errors: _Errors) -> None:
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        if len(rows) >= ROWS_MAX:
+            raise Unprocessable("settlement_too_large", f"a settlement report has at most {ROWS_MAX} rows")
+        row = _row(cells, index, reader.line_num, currency, errors)
+        if row is None:
+            continue
+        if rows and row.settlement_id != rows[0].settlement_id:
+            errors.add(
+                row.line_no,
+                "SettlementId",
+                f"{row.settlement_id!r}: one report is one settlement ({rows[0].settlement_id!r})",
+            )
+        rows.append(row)
+
+
+def _row(cells: list[str], index: dict[str, int], line: int, currency: str, errors: _Errors) -> Row | None:
+    if len(cells) < len(index):
+        errors.add(line, "-", f"{len(cells)} columns, the header has {len(index)}")
+        return None
+    before = errors.count
+
+    def text(name: str, limit: int = 64, *, required: bool = False) -> str:
+        value = cells[index[name]].strip()
+        if len(value) > limit:
+            errors.add(line, name, f"longer than {limit} characters")
+        elif required and not value:
+            errors.add(line, name, "required")
+        return value
+
+    def money(name: str) -> int:
+        try:
+            return _signed(cells[index[name]].strip(), currency)
+        except AmountError as exc:
+            errors.add(line, name, str(exc))
+            return 0
+
+    try:
+        posted = _timestamp(cells[index["TransactionPostedDate"]])
+    except ValueError:
+        errors.add(line, "TransactionPostedDate", "not a timestamp such as '2015-10-01T07:06:47 -0700'")
+        posted = None
+    settlement_id = text("SettlementId", required=True)
+    kind = text("TransactionType", required=True)
+    if cells[index["CurrencyCode"]] != currency:
+        errors.add(line, "CurrencyCode", f"{cells[index['CurrencyCode']]!r}: this business code books {currency}")
+    transaction_id = text("AmazonTransactionId", required=kind in ("Capture", "Refund", *CHARGEBACK_TYPES))
+    amount, pct, fixed = money("TransactionAmount"), money("TransactionPercentageFee"), money("TransactionFixedFee")
+    fee, net = money("TotalTransactionFee"), money("NetTransactionAmount")
+    if errors.count == before:
+        if fee != pct + fixed:
+            errors.add(line, "TotalTransactionFee", "is not TransactionPercentageFee + TransactionFixedFee")
+        elif net != amount + fee:
+            errors.add(line, "NetTransactionAmount", "is not TransactionAmount + TotalTransactionFee")
+    if errors.count != before or posted is None:
+        return None
+    return Row(
+        line,
+        settlement_id,
+        posted.date(),
+        transaction_id,
+        text("SellerReferenceId"),
+        kind,
+        text("AmazonOrderReferenceId"),
+        text("TransactionDescription", 500),
+        amount,
+        fee,
+    )
+
+
+# --- importing -------------------------------------------------------------------------------------------
+async def import_settlement(ctx: Kontor, business: Business, body: bytes) -> tuple[SettlementOut, bool]:
+    """Book and reconcile a settlement report; returns the result and whether it was new."""
+    report = parse_report(body, business.currency)
+    seller_id = (await load_settings(ctx, business)).credentials.seller_id
+    if report.seller_id != seller_id:
+        raise Unprocessable(
+            "seller_mismatch",
+            f"the report is for seller {report.seller_id}; business code {business.code} is seller {seller_id}",
+            [FieldError("line 3, column SellerId", "another seller's report")],
+        )
+    digest = hashlib.sha256(body).digest()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        stored = await conn.fetchrow(
+            "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
+            "summary) VALUES ($1, $2, $3, $4, $5, $6, '{}') ON CONFLICT DO NOTHING RETURNING settlement_id",
+            business.merchant_id,
+            business.code,
+            report.settlement_id,
+            digest,
+            report.period_start,
+            report.period_end,
+        )
+        if stored is None:  # imported before (the insert waited for that transaction to commit)
+            return await _replay(conn, business, report.settlement_id, digest), False
+        out = await _Reconciliation(ctx, conn, business, report).run()
+        await conn.execute(
+            "UPDATE settlements SET summary = $4 WHERE merchant_id = $1 AND business = $2 AND settlement_id = $3",
+            business.merchant_id,
+            business.code,
+            report.settlement_id,
+            msgspec.to_builtins(out),
+        )
+        await emit(conn, business, "settlement.reconciled", msgspec.to_builtins(out))
+    return out, True
+
+
+async def get_settlement(ctx: Kontor, business: Business, settlement_id: str) -> SettlementOut:
+    summary = await ctx.pool.fetchval(
+        "SELECT summary FROM settlements WHERE merchant_id = $1 AND business = $2 AND settlement_id = $3",
+        business.merchant_id,
+        business.code,
+        settlement_id,
+    )
+    if summary is None:
+        raise NotFound("settlement_not_found", f"settlement {settlement_id} was not imported")
+    return msgspec.convert(summary, SettlementOut, strict=False)
+
+
+async def _replay(conn: Connection, business: Business, settlement_id: str, digest: bytes) -> SettlementOut:
+    row = await conn.fetchrow(
+        "SELECT file_sha256, summary FROM settlements WHERE merchant_id = $1 AND business = $2 AND settlement_id = $3",
+        business.merchant_id,
+        business.code,
+        settlement_id,
+    )
+    assert row is not None
+    if bytes(row["file_sha256"]) != digest:
+        raise Conflict(
+            "settlement_conflict",
+            f"settlement {settlement_id} was imported before from another file; a settlement is imported once",
+        )
+    return msgspec.convert(row["summary"], SettlementOut, strict=False)
+
+
+class _Reconciliation:
+    def __init__(self, ctx: Kontor, conn: Connection, business: Business, report: Report) -> None:
+        self.ctx, self.conn, self.business, self.report = ctx, conn, business, report
+        self.sid = report.settlement_id
+        self.on = report.period_end.date() if report.period_end else max(r.posted_on for r in report.rows)
+        self.outcome: dict[int, str] = {}
+        self.entries: list[int] = []
+        self.exceptions: list[ExceptionDraft] = []
+
+    def _key(self) -> tuple[int, int, str]:
+        return self.business.merchant_id, self.business.code, self.sid
+
+    async def run(self) -> SettlementOut:
+        conn, (merchant, code, sid) = self.conn, self._key()
+        await conn.copy_records_to_table(
+            "settlement_rows",
+            columns=ROW_COLUMNS,
+            records=[
+                (
+                    merchant,
+                    code,
+                    sid,
+                    r.line_no,
+                    r.type,
+                    r.transaction_id,
+                    r.seller_reference_id,
+                    r.order_reference_id,
+                    r.description,
+                    r.amount,
+                    r.fee,
+                    r.posted_on,
+                    "pending",
+                )
+                for r in self.report.rows
+            ],
+        )
+        matched = await self._match_booked()
+        pending = [r for r in self.report.rows if r.line_no not in matched]
+        await self._classify(pending)
+        await self._book_fees()
+        ids = await park(
+            self.ctx, conn, self.business, source="settlement", source_ref=sid, drafts=self.exceptions, on=self.on
+        )
+        await conn.execute(
+            "UPDATE settlement_rows s SET outcome = u.outcome FROM unnest($4::int[], $5::text[]) AS u(line_no, outcome) "
+            "WHERE s.merchant_id = $1 AND s.business = $2 AND s.settlement_id = $3 AND s.line_no = u.line_no",
+            merchant,
+            code,
+            sid,
+            list(self.outcome),
+            list(self.outcome.values()),
+        )
+        return self._summary(len(matched), ids)
+
+    async def _match_booked(self) -> set[int]:
+        """Captures and refunds booked before, same amount, not settled yet: matched in two statements."""
+        merchant, code, sid = self._key()
+        captures = await self.conn.fetch(
+            "WITH m AS (UPDATE amazon_captures c SET settlement_id = r.settlement_id FROM settlement_rows r "
+            "WHERE r.merchant_id = $1 AND r.business = $2 AND r.settlement_id = $3 AND r.transaction_type = 'Capture' "
+            "AND c.merchant_id = $1 AND c.capture_id = r.transaction_id AND c.business = $2 "
+            "AND c.settlement_id IS NULL AND c.entry_id IS NOT NULL AND c.amount_minor = r.amount_minor "
+            "RETURNING r.line_no) "
+            "UPDATE settlement_rows s SET outcome = 'matched' FROM m WHERE s.merchant_id = $1 AND s.business = $2 "
+            "AND s.settlement_id = $3 AND s.line_no = m.line_no RETURNING s.line_no",
+            merchant,
+            code,
+            sid,
+        )
+        refunds = await self.conn.fetch(
+            "WITH m AS (UPDATE amazon_refunds f SET settlement_id = r.settlement_id FROM settlement_rows r "
+            "WHERE r.merchant_id = $1 AND r.business = $2 AND r.settlement_id = $3 AND r.transaction_type = 'Refund' "
+            "AND f.merchant_id = $1 AND f.refund_id = r.transaction_id AND f.business = $2 "
+            "AND f.settlement_id IS NULL AND f.entry_id IS NOT NULL AND f.amount_minor = -r.amount_minor "
+            "RETURNING r.line_no) "
+            "UPDATE settlement_rows s SET outcome = 'matched' FROM m WHERE s.merchant_id = $1 AND s.business = $2 "
+            "AND s.settlement_id = $3 AND s.line_no = m.line_no RETURNING s.line_no",
+            merchant,
+            code,
+            sid,
+        )
+        return {r["line_no"] for r in captures} | {r["line_no"] for r in refunds}
+
+    def _exception(self, row: Row, kind: str, description: str, amount: int) -> None:
+        self.outcome[row.line_no] = "exception"
+        self.exceptions.append(ExceptionDraft(row.line_no, kind, description, amount))
+
+    async def _classify(self, rows: list[Row]) -> None:
+        handlers = {
+            "Capture": self._capture,
+            "Refund": self._refund,
+            "Transfer": self._transfer,
+            "Reserve": self._reserve,
+            "Authorization": self._fee_only,
+        }
+        for row in rows:
+            if row.amount == 0 and row.fee == 0:
+                self.outcome[row.line_no] = "empty"
+            elif row.type in CHARGEBACK_TYPES:
+                await self._chargeback(row)
+            elif row.type in handlers:
+                await handlers[row.type](row)
+            else:
+                self._exception(
+                    row, "unclassified", f"{row.type} row: no booking rule; classify it ({row.description})", row.amount
+                )
+
+    async def _fee_only(self, row: Row) -> None:
+        self.outcome[row.line_no] = "fee"  # authorization fees: the amount is a fee too, booked with the fees
+
+    async def _capture(self, row: Row) -> None:
+        merchant, code, sid = self._key()
+        mirror = await self.conn.fetchrow(
+            "SELECT order_ref, reference_id, amount_minor, entry_id, settlement_id FROM amazon_captures "
+            "WHERE merchant_id = $1 AND business = $2 AND capture_id = $3 FOR UPDATE",
+            merchant,
+            code,
+            row.transaction_id,
+        )
+        if mirror is None:
+            self._exception(row, "unknown_capture", f"capture {row.transaction_id} is not in the ledger", row.amount)
+            return
+        if mirror["settlement_id"] is not None:
+            self._exception(
+                row,
+                "already_settled",
+                f"capture {row.transaction_id} was settled before, in {mirror['settlement_id']}",
+                row.amount,
+            )
+            return
+        if mirror["entry_id"] is None:  # completed at Amazon (the row proves it); no IPN booked it yet
+            order = await load_order(self.conn, self.business, mirror["order_ref"])
+            details = CaptureDetails(
+                row.transaction_id, mirror["reference_id"], mirror["amount_minor"], 0, "Completed", None, ()
+            )
+            await record_capture(
+                self.ctx, self.conn, self.business, order, details, authorization_id=None, on=row.posted_on
+            )
+        await self.conn.execute(
+            "UPDATE amazon_captures SET settlement_id = $3 WHERE merchant_id = $1 AND capture_id = $2",
+            merchant,
+            row.transaction_id,
+            sid,
+        )
+        self._compare(row, "capture", mirror["amount_minor"], "booked" if mirror["entry_id"] is None else "matched")
+
+    def _compare(self, row: Row, what: str, ledger_amount: int, outcome: str) -> None:
+        if row.amount == ledger_amount:
+            self.outcome[row.line_no] = outcome
+        else:
+            self._exception(
+                row,
+                "amount_mismatch",
+                f"{what} {row.transaction_id}: the report says {format_amount(row.amount, self.business.currency)}, "
+                f"the ledger {format_amount(ledger_amount, self.business.currency)}",
+                row.amount - ledger_amount,
+            )
+
+    async def _refund(self, row: Row) -> None:
+        merchant, code, sid = self._key()
+        mirror = await self.conn.fetchrow(
+            "SELECT reference_id, refund_id, amount_minor, state, entry_id, settlement_id FROM amazon_refunds "
+            "WHERE merchant_id = $1 AND business = $2 AND (refund_id = $3 OR reference_id = $4) FOR UPDATE",
+            merchant,
+            code,
+            row.transaction_id,
+            row.seller_reference_id or None,
+        )
+        if mirror is None or mirror["state"] == "Declined":
+            self._exception(
+                row,
+                "unknown_refund",
+                f"refund {row.transaction_id} is not in the ledger"
+                + (" (Kontor saw it declined)" if mirror is not None else ""),
+                row.amount,
+            )
+            return
+        if mirror["settlement_id"] is not None:
+            self._exception(
+                row,
+                "already_settled",
+                f"refund {row.transaction_id} was settled before, in {mirror['settlement_id']}",
+                row.amount,
+            )
+            return
+        if mirror["entry_id"] is None:  # completed at Amazon; no IPN booked it yet
+            details = RefundDetails(
+                row.transaction_id, mirror["reference_id"], mirror["amount_minor"], "Completed", None, "SellerInitiated"
+            )
+            await record_refund(self.ctx, self.conn, self.business, details, on=row.posted_on)
+        await self.conn.execute(
+            "UPDATE amazon_refunds SET settlement_id = $3 WHERE merchant_id = $1 AND reference_id = $2",
+            merchant,
+            mirror["reference_id"],
+            sid,
+        )
+        self._compare(row, "refund", -mirror["amount_minor"], "booked" if mirror["entry_id"] is None else "matched")
+
+    async def _chargeback(self, row: Row) -> None:
+        merchant, code, sid = self._key()
+        known = await self.conn.fetchrow(
+            "SELECT amount_minor, settlement_id, reversal_settlement_id FROM chargebacks "
+            "WHERE merchant_id = $1 AND business = $2 AND chargeback_id = $3 FOR UPDATE",
+            merchant,
+            code,
+            row.transaction_id,
+        )
+        if row.amount > 0:
+            await self._chargeback_reversal(row, known)
+            return
+        if known is not None:
+            if known["settlement_id"] is not None:
+                self._exception(
+                    row,
+                    "already_settled",
+                    f"chargeback {row.transaction_id} was settled before, in {known['settlement_id']}",
+                    row.amount,
+                )
+                return
+            await self.conn.execute(
+                "UPDATE chargebacks SET settlement_id = $3 WHERE merchant_id = $1 AND chargeback_id = $2",
+                merchant,
+                row.transaction_id,
+                sid,
+            )
+            self._compare(row, "chargeback", -known["amount_minor"], "matched")
+            return
+        order_known = await self.conn.fetchval(
+            "SELECT true FROM orders WHERE merchant_id = $1 AND business = $2 AND amazon_order_reference_id = $3",
+            merchant,
+            code,
+            row.order_reference_id,
+        )
+        if not order_known:
+            self._exception(
+                row,
+                "unknown_order",
+                f"{row.type} {row.transaction_id} for Amazon order {row.order_reference_id!r}, which no order has",
+                row.amount,
+            )
+            return
+        await record_chargeback(
+            self.ctx,
+            self.conn,
+            self.business,
+            chargeback_id=row.transaction_id,
+            order_reference_id=row.order_reference_id,
+            capture_reference=row.seller_reference_id or None,
+            amount=-row.amount,
+            reason=row.description or None,
+            on=row.posted_on,
+            kind=CHARGEBACK_TYPES[row.type],
+            settlement_id=sid,
+        )
+        self.outcome[row.line_no] = "booked"
+
+    async def _chargeback_reversal(self, row: Row, known: Any) -> None:
+        """A positive chargeback row: Amazon paid it back, the representment was won."""
+        if known is None or known["reversal_settlement_id"] is not None:
+            why = (
+                "is not in the ledger"
+                if known is None
+                else f"was paid back before, in {known['reversal_settlement_id']}"
+            )
+            self._exception(row, "unknown_reversal", f"chargeback {row.transaction_id} {why}", row.amount)
+            return
+        dispute = await open_dispute_of(self.conn, self.business, row.transaction_id)
+        assert dispute is not None  # every chargeback opens one
+        if dispute["state"] == "lost":
+            self._exception(
+                row,
+                "reversal_of_lost_dispute",
+                f"chargeback {row.transaction_id} paid back, but dispute {dispute['dispute_id']} was recorded lost",
+                row.amount,
+            )
+            return
+        await self.conn.execute(
+            "UPDATE chargebacks SET reversal_settlement_id = $3 WHERE merchant_id = $1 AND chargeback_id = $2",
+            self.business.merchant_id,
+            row.transaction_id,
+            self.sid,
+        )
+        if dispute["state"] == "open":
+            await close_dispute(self.ctx, self.conn, self.business, dispute, "won", row.posted_on)
+            self._compare(row, "chargeback reversal", known["amount_minor"], "booked")
+        else:
+            self._compare(row, "chargeback reversal", known["amount_minor"], "matched")
+
+    async def _transfer(self, row: Row) -> None:
+        if row.amount > 0:
+            self._exception(row, "unclassified", f"transfer from the bank to Amazon ({row.description})", row.amount)
+            return
+        roles = await roles_of(self.ctx, self.business)
+        entry_id = await book(
+            self.ctx,
+            self.conn,
+            self.business,
+            transfer_lines(roles("TRANSIT"), roles("PSP"), -row.amount, self.business.currency),
+            on=row.posted_on,
+            description=f"Amazon Pay payout, settlement {self.sid}",
+            reference=self.sid,
+            metadata={"settlement_id": self.sid},
+        )
+        await self.conn.execute(
+            "INSERT INTO payouts (merchant_id, business, settlement_id, line_no, amount_minor, posted_on, entry_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            *self._key(),
+            row.line_no,
+            -row.amount,
+            row.posted_on,
+            entry_id,
+        )
+        self.entries.append(entry_id)
+        self.outcome[row.line_no] = "payout"
+
+    async def _reserve(self, row: Row) -> None:
+        roles = await roles_of(self.ctx, self.business)
+        held = row.amount < 0
+        psp, reserve = roles("PSP"), roles("PSP_RESERVE")
+        entry_id = await book(
+            self.ctx,
+            self.conn,
+            self.business,
+            transfer_lines(reserve if held else psp, psp if held else reserve, abs(row.amount), self.business.currency),
+            on=row.posted_on,
+            description=f"Amazon Pay reserve {'held' if held else 'released'}, settlement {self.sid}",
+            reference=self.sid,
+            metadata={"settlement_id": self.sid},
+        )
+        self.entries.append(entry_id)
+        self.outcome[row.line_no] = "reserve"
+
+    async def _book_fees(self) -> None:
+        """One entry for the settlement's fees (all rows) and authorization fee rows; detail stays in the rows."""
+        total = sum(r.fee + (r.amount if r.type == "Authorization" else 0) for r in self.report.rows)
+        if not total:
+            return
+        roles = await roles_of(self.ctx, self.business)
+        psp, fees = roles("PSP"), roles("PSP_FEE")
+        lines = (
+            transfer_lines(fees, psp, -total, self.business.currency)
+            if total < 0
+            else (
+                LineDraft(psp, Side.DEBIT, total, self.business.currency),
+                LineDraft(fees, Side.CREDIT, total, self.business.currency),
+            )
+        )
+        self.entries.append(
+            await book(
+                self.ctx,
+                self.conn,
+                self.business,
+                lines,
+                on=self.on,
+                description=f"Amazon Pay fees, settlement {self.sid}",
+                reference=self.sid,
+                metadata={"settlement_id": self.sid},
+            )
+        )
+
+    def _summary(self, matched: int, exception_ids: list[int]) -> SettlementOut:
+        currency = self.business.currency
+        totals: Counter[str] = Counter()
+        for r in self.report.rows:
+            totals[r.type] += r.amount
+            totals["fees"] += r.fee
+        outcomes = Counter(self.outcome.values())
+        if matched:
+            outcomes["matched"] += matched
+        return SettlementOut(
+            settlement_id=self.sid,
+            seller_id=self.report.seller_id,
+            currency=currency,
+            period_start=self.report.period_start,
+            period_end=self.report.period_end,
+            rows=len(self.report.rows),
+            totals={k: format_amount(v, currency) for k, v in sorted(totals.items())},
+            outcomes=dict(sorted(outcomes.items())),
+            entries=self.entries,
+            exception_count=len(exception_ids),
+            exceptions=[
+                ExceptionSummary(
+                    exception_id=eid,
+                    line=d.line_no,
+                    kind=d.kind,
+                    amount=format_amount(d.amount, currency),
+                    description=d.description,
+                )
+                for eid, d in list(zip(exception_ids, self.exceptions, strict=True))[:EXCEPTIONS_LISTED]
+            ],
+        )
