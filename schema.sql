@@ -786,3 +786,36 @@ CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
 ALTER TABLE amazon_captures ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
+
+-- Webhooks: the merchant's callback URLs per notification type, and each event's delivery to each of them.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS dispatched_at timestamptz;  -- fanned out to deliveries
+CREATE INDEX IF NOT EXISTS outbox_undispatched ON outbox (event_id) WHERE dispatched_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS notification_callbacks (
+    merchant_id  bigint      NOT NULL REFERENCES merchants (merchant_id),
+    callback_id  bigint      GENERATED ALWAYS AS IDENTITY,
+    url          text        NOT NULL CHECK (length(url) BETWEEN 8 AND 2000),
+    types        text[]      NOT NULL CHECK (cardinality(types) > 0),
+    secret       text        NOT NULL,  -- HMAC-SHA256 signing key, shown to the merchant once
+    active       boolean     NOT NULL DEFAULT true,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, callback_id)
+);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    merchant_id     bigint      NOT NULL,
+    delivery_id     bigint      GENERATED ALWAYS AS IDENTITY,
+    event_id        bigint      NOT NULL,
+    callback_id     bigint      NOT NULL,
+    state           text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_status     integer,
+    last_error      text,
+    delivered_at    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, delivery_id),
+    UNIQUE (merchant_id, event_id, callback_id),
+    FOREIGN KEY (merchant_id, callback_id) REFERENCES notification_callbacks (merchant_id, callback_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';

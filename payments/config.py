@@ -24,3 +24,9 @@ class PaymentsSettings:
     # a bank transfer matches an invoice or a customer when it differs from what is open by at most this
     # (a decimal amount in the business code's currency; an upload may pass ?tolerance= to override it)
     bank_match_tolerance: str = "0.00"
+    # webhooks to merchants: attempts per delivery, first retry delay (doubling each time), request timeout;
+    # plain http and private addresses only for development and tests
+    webhook_attempts_max: int = 12
+    webhook_backoff_s: float = 30.0
+    webhook_timeout_s: float = 10.0
+    webhook_allow_http: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, Router, get, post, put
+from litestar import Request, Response, Router, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
@@ -13,7 +13,7 @@ from ledger.errors import FieldError, Unprocessable
 from ledger.http.auth import ADMIN, POST, READ
 from ledger.http.deps import Call, CallDep, PageLimit
 from ledger.money import AmountError, parse_amount
-from payments import disputes, documents, orders, reconciliation
+from payments import disputes, documents, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
 from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
 from payments.ipn import IPN_BYTES_MAX, process_ipn, receive_ipn
@@ -33,8 +33,9 @@ from payments.schemas import (
 )
 from payments.settings import get_settings, put_settings
 from payments.settlement import SETTLEMENT_BYTES_MAX, SettlementOut, get_settlement, import_settlement
+from payments.webhooks import CallbackCreate, CallbackCreated, CallbackOut, DeliveryPage
 
-__all__ = ["router"]
+__all__ = ["amazon_pay_ipn", "merchant_router", "router"]
 
 Code = FromPath[int]
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
@@ -343,3 +344,48 @@ async def amazon_pay_ipn(request: Request[Any, Any, Any], state: State) -> dict[
     for merchant_id, notification_id in await receive_ipn(ctx, runtime, await request.body(), headers):
         runtime.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
     return {"status": "accepted"}
+
+
+@post(
+    "/notification-callbacks",
+    opt={"roles": ADMIN},
+    operation_id="createNotificationCallback",
+    tags=["notifications"],
+    status_code=201,
+    summary="Subscribe a callback URL to notification types; the signing secret is shown once",
+)
+async def create_callback(data: JSONBody[CallbackCreate], call: CallDep) -> CallbackCreated:
+    allow_http = _runtime(call).settings.webhook_allow_http
+    return await webhooks.create_callback(call.ctx, call.merchant_id, data, allow_http)
+
+
+@get("/notification-callbacks", opt={"roles": ADMIN}, operation_id="listNotificationCallbacks", tags=["notifications"])
+async def read_callbacks(call: CallDep) -> list[CallbackOut]:
+    return await webhooks.list_callbacks(call.ctx, call.merchant_id)
+
+
+@delete(
+    "/notification-callbacks/{callback_id:int}",
+    opt={"roles": ADMIN},
+    operation_id="deleteNotificationCallback",
+    tags=["notifications"],
+    status_code=200,
+)
+async def delete_callback(callback_id: Annotated[int, PathParameter(ge=1)], call: CallDep) -> CallbackOut:
+    return await webhooks.delete_callback(call.ctx, call.merchant_id, callback_id)
+
+
+@get("/webhooks/deliveries", opt={"roles": READ}, operation_id="listWebhookDeliveries", tags=["notifications"])
+async def read_deliveries(
+    call: CallDep,
+    limit: PageLimit = 100,
+    after: Annotated[int, QueryParameter(ge=0, description="next_after of the previous page")] = 0,
+    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(pending|delivered|failed)$")] = None,
+    callback_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+) -> DeliveryPage:
+    return await webhooks.list_deliveries(
+        call.ctx, call.merchant_id, state=state_filter, callback_id=callback_id, after=after, limit=limit
+    )
+
+
+merchant_router = Router(path="/v1", route_handlers=[create_callback, read_callbacks, delete_callback, read_deliveries])

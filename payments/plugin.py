@@ -26,11 +26,12 @@ from ledger.tenancy import get_business
 from payments.amazon.client import AmazonPayGateway
 from payments.amazon.sns import SnsVerifier
 from payments.config import PaymentsSettings
-from payments.http import amazon_pay_ipn, router
+from payments.http import amazon_pay_ipn, merchant_router, router
 from payments.ipn import process_pending_ipns
 from payments.orders import Payments
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.settings import MerchantSettings
+from payments.webhooks import WebhookWorker
 
 __all__ = ["PaymentsPlugin", "plugin"]
 
@@ -41,12 +42,13 @@ class PaymentsPlugin(InitPluginProtocol):
         self.settings = settings or PaymentsSettings()
         self._http: httpx.AsyncClient | None = None
         self.runtime: Payments | None = None
+        self.webhooks: WebhookWorker | None = None
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         return app_config
 
     def route_handlers(self) -> list[Any]:
-        return [router]
+        return [router, merchant_router]
 
     def public_route_handlers(self) -> list[Any]:
         return [amazon_pay_ipn]
@@ -65,6 +67,12 @@ class PaymentsPlugin(InitPluginProtocol):
         )
         self.runtime = Payments(gateway=gateway, sns=sns, settings=settings)
         state.payments = self.runtime
+        self.webhooks = WebhookWorker(
+            self._http,
+            attempts_max=settings.webhook_attempts_max,
+            backoff_s=settings.webhook_backoff_s,
+            timeout_s=settings.webhook_timeout_s,
+        )
         self.settings = settings
 
     async def stop(self) -> None:
@@ -76,6 +84,11 @@ class PaymentsPlugin(InitPluginProtocol):
     def register_jobs(self, jobs: Jobs) -> None:
         jobs.add("amazon-pay-refunds", self.follow_refunds, "interval", seconds=self.settings.refund_retry_interval_s)
         jobs.add("amazon-pay-ipns", self.process_ipns, "interval", seconds=10)
+        jobs.add("webhooks", self.deliver_webhooks, "interval", seconds=1)
+
+    async def deliver_webhooks(self, ctx: Kontor) -> None:
+        assert self.webhooks is not None
+        await self.webhooks.run_once(ctx)
 
     async def process_ipns(self, ctx: Kontor) -> None:
         """IPNs stored but not processed (a crash, Amazon unreachable while re-reading) are picked up here."""

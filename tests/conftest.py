@@ -197,6 +197,8 @@ def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
                 amazon_pay_sns_ca_file=str(sns_root),
                 amazon_pay_sns_cert_base=simulator_url,
                 refund_retry_interval_s=3600,
+                webhook_allow_http=True,
+                webhook_attempts_max=3,
             )
         ),
         DunningPlugin(),
