@@ -23,6 +23,7 @@ import msgspec
 import uvicorn
 
 from ledger import tenancy
+from ledger.app import discover_plugins
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
@@ -30,6 +31,7 @@ from ledger.db import apply_schema, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
+from ledger.plugins import plugin_commands
 from ledger.schemas import BusinessCreate
 
 __all__ = ["main"]
@@ -221,6 +223,9 @@ def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir
     if not _run(_settings(data_dir), work):
         sys.exit(1)
 
+
+for _command in plugin_commands(discover_plugins()):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

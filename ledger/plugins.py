@@ -4,7 +4,8 @@ A plugin is a Litestar `InitPluginProtocol` that may also provide any of:
 - `route_handlers()`: routes behind the API-key middleware (they declare roles like ledger's);
 - `public_route_handlers()`: routes without an API key, which authenticate otherwise (signed IPNs);
 - `register_jobs(jobs)`: scheduled jobs;
-- `async start(state, ctx)` / `async stop()`: resources that live as long as the service (HTTP clients).
+- `async start(state, ctx)` / `async stop()`: resources that live as long as the service (HTTP clients);
+- `commands()`: click commands added to the `kontor` command line (`kontor simulate amazon-pay`).
 Ledger calls these by name and imports nothing of the plugins (dependency rule: plugins -> ledger).
 """
 
@@ -16,7 +17,7 @@ from litestar.datastructures import State
 
 from ledger.context import Kontor
 
-__all__ = ["Startable", "plugin_public_routes", "plugin_routes"]
+__all__ = ["Startable", "plugin_commands", "plugin_public_routes", "plugin_routes"]
 
 
 @runtime_checkable
@@ -32,3 +33,7 @@ def plugin_routes(plugins: list[Any]) -> list[Any]:
 
 def plugin_public_routes(plugins: list[Any]) -> list[Any]:
     return [h for p in plugins for h in (p.public_route_handlers() if hasattr(p, "public_route_handlers") else [])]
+
+
+def plugin_commands(plugins: list[Any]) -> list[Any]:
+    return [c for p in plugins for c in (p.commands() if hasattr(p, "commands") else [])]

@@ -25,6 +25,7 @@ from ledger.scheduler import Jobs
 from ledger.tenancy import get_business
 from payments.amazon.client import AmazonPayGateway
 from payments.amazon.sns import SnsVerifier
+from payments.cli import simulate
 from payments.config import PaymentsSettings
 from payments.http import amazon_pay_ipn, merchant_router, router
 from payments.ipn import process_pending_ipns
@@ -52,6 +53,9 @@ class PaymentsPlugin(InitPluginProtocol):
 
     def public_route_handlers(self) -> list[Any]:
         return [amazon_pay_ipn]
+
+    def commands(self) -> list[Any]:
+        return [simulate]
 
     async def start(self, state: State, ctx: Kontor) -> None:
         settings = self._given or settings_from_env(PaymentsSettings)

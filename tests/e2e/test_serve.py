@@ -66,12 +66,12 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
     raise AssertionError("server did not become ready")
 
 
-def serve(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def serve(data_dir: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = data_dir.with_suffix(f".{port}.log")
     with log.open("wb") as sink:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
             [*KONTOR, "serve", "--data-dir", str(data_dir), "--port", str(port), *extra],
-            env=env_without_database(),
+            env=env_without_database(**(env or {})),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -196,3 +196,72 @@ def test_cli_reports_bad_input_clearly(data_dir: Path) -> None:
     unknown = kontor("merchant", "create", "X", "--business", "1001:DE:XAU", "--data-dir", str(data_dir), env=env)
     assert unknown.returncode == 1
     assert "XAU is not an ISO 4217 currency" in unknown.stderr
+
+
+def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
+    """The README's development setup: `kontor simulate amazon-pay` and `kontor serve` configured as it says."""
+    sim_port, port = free_port(), free_port()
+    root = data_dir.with_suffix(".root.pem")
+    log = data_dir.with_suffix(".sim.log")
+    with log.open("wb") as sink:
+        ipn_url = f"http://127.0.0.1:{port}/v1/amazon-pay/ipn"
+        sim = subprocess.Popen(
+            [*KONTOR, "simulate", "amazon-pay", "--port", str(sim_port), "--root-pem", str(root), "--ipn-url", ipn_url],
+            env=env_without_database(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    proc = None
+    try:
+        deadline = time.monotonic() + 30
+        while "export KONTOR_AMAZON_PAY_SNS_CERT_BASE" not in log.read_text():
+            assert sim.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        settings = dict(
+            line.strip().removeprefix("export ").split("=", 1)
+            for line in log.read_text().splitlines()
+            if line.strip().startswith("export ")
+        )
+        key = create_merchant(data_dir)
+        proc = serve(data_dir, port, env=settings)
+        base = f"http://127.0.0.1:{port}/v1/businesses/1001"
+        auth = {"Authorization": f"Bearer {key}"}
+        r = httpx.put(
+            f"{base}/amazon-pay/settings",
+            headers=auth,
+            json={"seller_id": "ADEVSELLER01", "mws_auth_token": "amzn.mws.dev", "payment_execution": "one_step"},
+        )
+        assert r.status_code == 200, r.text
+        order = {
+            "order_reference": "dev-1",
+            "order_date": "2026-11-20",
+            "items": [
+                {
+                    "item_reference": 1,
+                    "description": "Article",
+                    "gross_unit_price": "119.00",
+                    "vat_rate": "19",
+                    "quantity": 1,
+                    "position_type": "SALES_ARTICLE",
+                }
+            ],
+            "payment_method": {"amazon_order_reference_id": "S02-1234567-1234567"},
+            "bill_to": {"first_name": "Erika", "last_name": "Mustermann", "country_code": "DE"},
+        }
+        created = httpx.post(f"{base}/customers/C-1/orders", headers=auth, json=order, timeout=30)
+        assert created.status_code == 201, created.text
+        assert [c["state"] for c in created.json()["captures"]] == ["Completed"]
+        sim_url = f"http://127.0.0.1:{sim_port}/sim"
+        sent = httpx.get(f"{sim_url}/ipn/sent").json()
+        assert sent, "the simulator sent the capture's IPN"
+        assert httpx.post(f"{sim_url}/ipn/replay", json={"index": 0}).json() == {"status": 200}  # verified
+        report = httpx.get(f"{sim_url}/settlement-report", params={"seller_id": "ADEVSELLER01"}).text
+        settled = httpx.post(f"{base}/amazon-pay/settlements", headers=auth, content=report.encode(), timeout=30)
+        assert settled.status_code == 201, settled.text
+        assert settled.json()["outcomes"]["matched"] == 1
+    finally:
+        if proc is not None:
+            assert stop(proc) == 0
+        assert stop(sim) in (0, -signal.SIGTERM)
+        root.unlink(missing_ok=True)
