@@ -730,7 +730,7 @@ CREATE TABLE IF NOT EXISTS settlement_rows (
     amount_minor    bigint   NOT NULL,  -- signed, the merchant's view (+ credited)
     fee_minor       bigint   NOT NULL,
     posted_on       date     NOT NULL,
-    -- pending while importing; then matched, booked, fee, reserve, payout, exception or empty
+    -- matched, booked, fee, reserve, payout, exception or empty
     outcome         text     NOT NULL,
     PRIMARY KEY (merchant_id, business, settlement_id, line_no)
 );

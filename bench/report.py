@@ -65,6 +65,17 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
     ]
     for name, limit in (("balance", 5), ("balance_as_of", 20), ("trial_balance", 100), ("register", 10)):
         rows.append(_latency(f"P4 {name.replace('_', ' ')}", r["P4"][name], r["P4_baseline"][name], limit))
+    p5, p5_base = r["P5"], r["P5_baseline"]
+    rows.append(
+        Row(
+            f"P5 settlement report ({p5['rows']:,} rows)",
+            p5["seconds"],
+            "s",
+            p5_base["seconds"],
+            "<= 10 s, every row matched",
+            p5["status"] == 201 and p5["matched"] == p5["rows"] and p5["seconds"] <= 10,
+        )
+    )
     rows.append(
         Row(
             "P7 service RSS under P1 (largest process)",
