@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
@@ -21,13 +22,28 @@ if TYPE_CHECKING:
     # a plain connection or one borrowed from a pool: both run the same queries
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "schema_sql"]
+__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "schema_sql", "transaction_retrying"]
 
 log = logging.getLogger("kontor.db")
 
 # serialization failure, deadlock: safe to retry the whole transaction (bounded)
 RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
+T = TypeVar("T")
+
+
+async def transaction_retrying(pool: asyncpg.Pool, attempts: int, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; run it again (at most `attempts` times in all) when the database
+    aborts it for a serialization failure or a deadlock, the only errors safe to retry whole."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+            log.info("transaction retried after a deadlock or serialization failure", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
 
 
 def schema_sql() -> str:

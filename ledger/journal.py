@@ -148,6 +148,8 @@ def _json(value: object) -> str:
 def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:
     """Map a database refusal to the client error it stands for (pair assertions of the domain)."""
     state = exc.sqlstate
+    if isinstance(exc, RETRYABLE):
+        return exc  # the caller's transaction is retried whole (ledger.db.transaction_retrying)
     if state == "KN001":
         closed = getattr(exc, "detail", None) or "?"
         return Conflict(

@@ -31,6 +31,7 @@ from defusedxml import DefusedXmlException
 from msgspec import Struct
 
 from ledger.context import Kontor
+from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
@@ -209,66 +210,80 @@ def _entry(
 async def import_statement(ctx: Kontor, business: Business, body: bytes, tolerance: int) -> tuple[StatementOut, bool]:
     statements = parse_statement(body, business.currency)
     digest = hashlib.sha256(body).digest()
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        known = await conn.fetch(
-            "SELECT statement_id, file_sha256, summary FROM bank_statements WHERE merchant_id = $1 AND business = $2 "
-            "AND statement_id = ANY($3::text[]) FOR UPDATE",
+    ids_in_file = [s.statement_id for s in statements]
+
+    async def work(conn: Connection) -> tuple[StatementOut, bool]:
+        inserted = await conn.fetch(
+            "INSERT INTO bank_statements (merchant_id, business, statement_id, file_sha256, summary) "
+            "SELECT $1, $2, unnest($3::text[]), $4, '{}' ON CONFLICT DO NOTHING RETURNING statement_id",
             business.merchant_id,
             business.code,
-            [s.statement_id for s in statements],
-        )
-        if known:
-            if all(bytes(r["file_sha256"]) == digest for r in known) and len(known) == len(statements):
+            ids_in_file,
+            digest,
+        )  # a concurrent upload of the same statement waits here until the first one commits
+        if len(inserted) != len(statements):
+            known = await conn.fetch(
+                "SELECT statement_id, file_sha256, summary FROM bank_statements WHERE merchant_id = $1 "
+                "AND business = $2 AND statement_id = ANY($3::text[]) ORDER BY statement_id",
+                business.merchant_id,
+                business.code,
+                ids_in_file,
+            )
+            if not inserted and all(bytes(r["file_sha256"]) == digest for r in known):
                 return msgspec.convert(known[0]["summary"], StatementOut, strict=False), False
+            clash = next(r["statement_id"] for r in known if r["statement_id"] not in {i[0] for i in inserted})
             raise Conflict(
                 "statement_conflict",
-                f"statement {known[0]['statement_id']} was imported before from another file; statements are imported once",
+                f"statement {clash} was imported before from another file; statements are imported once",
             )
-        await conn.executemany(
-            "INSERT INTO bank_statements (merchant_id, business, statement_id, file_sha256, summary) "
-            "VALUES ($1, $2, $3, $4, '{}')",
-            [(business.merchant_id, business.code, s.statement_id, digest) for s in statements],
+        return await _book(ctx, conn, business, statements, tolerance), True
+
+    return await transaction_retrying(ctx.pool, ctx.settings.db_retry_attempts_max, work)
+
+
+async def _book(
+    ctx: Kontor, conn: Connection, business: Business, statements: list[Statement], tolerance: int
+) -> StatementOut:
+    matcher = _Matcher(ctx, conn, business, tolerance)
+    results = [await matcher.line(line) for s in statements for line in s.lines]
+    ids = []
+    for s in statements:
+        drafts = [d for d in matcher.exceptions if d[0] == s.statement_id]
+        ids += await park(
+            ctx,
+            conn,
+            business,
+            source="bank",
+            source_ref=s.statement_id,
+            drafts=[d[1] for d in drafts],
+            on=max(line.booking_date for line in s.lines) if s.lines else ctx.today(),
         )
-        matcher = _Matcher(ctx, conn, business, tolerance)
-        results = [await matcher.line(line) for s in statements for line in s.lines]
-        ids = []
-        for s in statements:
-            drafts = [d for d in matcher.exceptions if d[0] == s.statement_id]
-            ids += await park(
-                ctx,
-                conn,
-                business,
-                source="bank",
-                source_ref=s.statement_id,
-                drafts=[d[1] for d in drafts],
-                on=max(line.booking_date for line in s.lines) if s.lines else ctx.today(),
+    parked = [d[1] for d in matcher.exceptions]
+    out = StatementOut(
+        statement_ids=[s.statement_id for s in statements],
+        currency=business.currency,
+        lines=results,
+        exception_count=len(ids),
+        exceptions=[
+            ExceptionSummary(
+                exception_id=eid,
+                line=d.line_no,
+                kind=d.kind,
+                amount=format_amount(d.amount, business.currency),
+                description=d.description,
             )
-        parked = [d[1] for d in matcher.exceptions]
-        out = StatementOut(
-            statement_ids=[s.statement_id for s in statements],
-            currency=business.currency,
-            lines=results,
-            exception_count=len(ids),
-            exceptions=[
-                ExceptionSummary(
-                    exception_id=eid,
-                    line=d.line_no,
-                    kind=d.kind,
-                    amount=format_amount(d.amount, business.currency),
-                    description=d.description,
-                )
-                for eid, d in list(zip(ids, parked, strict=True))[:100]
-            ],
-        )
-        await conn.execute(
-            "UPDATE bank_statements SET summary = $4 WHERE merchant_id = $1 AND business = $2 "
-            "AND statement_id = ANY($3::text[])",
-            business.merchant_id,
-            business.code,
-            out.statement_ids,
-            msgspec.to_builtins(out),
-        )
-    return out, True
+            for eid, d in list(zip(ids, parked, strict=True))[:100]
+        ],
+    )
+    await conn.execute(
+        "UPDATE bank_statements SET summary = $4 WHERE merchant_id = $1 AND business = $2 "
+        "AND statement_id = ANY($3::text[])",
+        business.merchant_id,
+        business.code,
+        out.statement_ids,
+        msgspec.to_builtins(out),
+    )
+    return out
 
 
 class _Matcher:

@@ -35,6 +35,7 @@ import msgspec
 from msgspec import Struct
 
 from ledger.context import Kontor
+from ledger.db import transaction_retrying
 from ledger.domain import Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
@@ -316,7 +317,8 @@ async def import_settlement(ctx: Kontor, business: Business, body: bytes) -> tup
             [FieldError("line 3, column SellerId", "another seller's report")],
         )
     digest = hashlib.sha256(body).digest()
-    async with ctx.pool.acquire() as conn, conn.transaction():
+
+    async def work(conn: Connection) -> tuple[SettlementOut, bool]:
         stored = await conn.fetchrow(
             "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
             "summary) VALUES ($1, $2, $3, $4, $5, $6, '{}') ON CONFLICT DO NOTHING RETURNING settlement_id",
@@ -338,7 +340,9 @@ async def import_settlement(ctx: Kontor, business: Business, body: bytes) -> tup
             msgspec.to_builtins(out),
         )
         await emit(conn, business, "settlement.reconciled", msgspec.to_builtins(out))
-    return out, True
+        return out, True
+
+    return await transaction_retrying(ctx.pool, ctx.settings.db_retry_attempts_max, work)
 
 
 async def get_settlement(ctx: Kontor, business: Business, settlement_id: str) -> SettlementOut:

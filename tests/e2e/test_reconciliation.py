@@ -7,6 +7,7 @@ for the rows the simulator never produces (unknown transactions, mismatches, adj
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from decimal import Decimal
@@ -146,6 +147,19 @@ async def test_one_step_order_settled_with_fee_reserve_and_payout_cleared_by_the
     assert (replay.status_code, replay.json()) == (200, cleared.json())
     changed = await upload_statement(shop, statement.replace("110.44", "110.45"))
     assert (changed.status_code, changed.json()["code"]) == (409, "statement_conflict")
+    await shop.assert_books(("BALANCED", "0.00"))
+
+
+async def test_the_same_files_uploaded_concurrently_are_imported_once(shop: Shop) -> None:
+    await paid_order(shop, "rc-6")
+    report = await settlement_report(shop)
+    first, second = await asyncio.gather(upload_settlement(shop, report), upload_settlement(shop, report))
+    assert sorted((first.status_code, second.status_code)) == [200, 201]
+    assert first.json() == second.json()
+    statement = camt053("ST-rc-6", [("1.00", "CRDT", "unknown")])
+    a, b = await asyncio.gather(upload_statement(shop, statement), upload_statement(shop, statement))
+    assert sorted((a.status_code, b.status_code)) == [200, 201]
+    assert len(await exceptions(shop, source="bank")) == 1
     await shop.assert_books(("BALANCED", "0.00"))
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.conftest import Tenant
 
@@ -108,3 +110,36 @@ async def test_account_that_may_not_go_negative_under_concurrency(pool: asyncpg.
     assert statuses.count(409) == 20
     assert {r.json()["code"] for r in results if r.status_code == 409} == {"insufficient_balance"}
     assert await sum_of_lines(pool, tenant, "1370") == 0
+
+
+async def test_transactions_are_retried_whole_after_a_deadlock_and_only_so_often(pool: asyncpg.Pool) -> None:
+    from ledger.db import transaction_retrying
+
+    calls: list[int] = []
+
+    async def flaky(conn: Any) -> int:
+        calls.append(await conn.fetchval("SELECT txid_current()"))
+        if len(calls) < 3:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return len(calls)
+
+    assert await transaction_retrying(pool, 3, flaky) == 3
+    assert len(set(calls)) == 3  # each attempt ran in a transaction of its own
+
+    async def hopeless(conn: Any) -> None:
+        calls.append(0)
+        raise asyncpg.SerializationError("could not serialize access")
+
+    calls.clear()
+    with pytest.raises(asyncpg.SerializationError):
+        await transaction_retrying(pool, 2, hopeless)
+    assert len(calls) == 2
+
+    async def wrong(conn: Any) -> None:
+        calls.append(0)
+        raise asyncpg.UniqueViolationError("not retryable")
+
+    calls.clear()
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await transaction_retrying(pool, 3, wrong)
+    assert len(calls) == 1
