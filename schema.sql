@@ -530,6 +530,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS orders_by_amazon_reference
     ON orders (merchant_id, business, amazon_order_reference_id);
+CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (merchant_id, business, customer);
 
 CREATE TABLE IF NOT EXISTS order_items (
     merchant_id    bigint   NOT NULL,

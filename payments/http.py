@@ -282,11 +282,18 @@ async def read_exceptions(
     call: CallDep,
     limit: PageLimit = 100,
     after: Annotated[int, QueryParameter(ge=0, description="next_after of the previous page")] = 0,
-    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(open|resolved|dismissed)$")] = "open",
+    state_filter: Annotated[
+        str, QueryParameter(name="state", pattern="^(open|resolved|dismissed|all)$", description="default: open")
+    ] = "open",
     source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank)$")] = None,
 ) -> ExceptionPage:
     return await reconciliation.list_exceptions(
-        call.ctx, await call.business(business_code), state=state_filter, source=source, after=after, limit=limit
+        call.ctx,
+        await call.business(business_code),
+        state=None if state_filter == "all" else state_filter,
+        source=source,
+        after=after,
+        limit=limit,
     )
 
 

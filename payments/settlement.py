@@ -135,7 +135,7 @@ class SettlementOut(Struct, kw_only=True):
     rows: int
     totals: dict[str, str]  # gross per transaction type, and fees
     outcomes: dict[str, int]  # rows per outcome: matched, booked, fee, reserve, payout, exception, empty
-    entries: list[int]
+    entries: list[int]  # its own entries: fees, reserves, payouts (rows booked as captures etc. link theirs)
     exception_count: int
     exceptions: list[ExceptionSummary]  # the first 100; GET .../reconciliation/exceptions has all
 

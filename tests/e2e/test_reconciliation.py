@@ -279,6 +279,7 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
     assert await shop.balance("1590") == "0.00"
     assert await exceptions(shop) == []
     assert len(await exceptions(shop, state="resolved")) == 2
+    assert [e["state"] for e in await exceptions(shop, state="all")] == ["dismissed", "resolved", "resolved"]
     assert await shop.customer_state() == ("DEBIT", "10.00")  # 20.00 charged back, 10.00 paid
     trial = (await shop.tenant.get("/reports/trial-balance")).json()
     assert trial["balanced"] is True
