@@ -787,6 +787,8 @@ CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
 ALTER TABLE amazon_captures ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state text;  -- the order reference's state at Amazon (IPN)
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state_reason text;
 
 -- Webhooks: the merchant's callback URLs per notification type, and each event's delivery to each of them.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS dispatched_at timestamptz;  -- fanned out to deliveries

@@ -202,7 +202,28 @@ async def _chargeback(
     return "chargeback booked" if booked else "chargeback known"
 
 
+async def _order_reference(
+    ctx: Kontor, rt: Payments, conn: Connection, business: Business, order: Any, creds: Any, object_id: str, node: Any
+) -> str:
+    """Amazon opened, suspended (the buyer's payment method failed), closed or canceled the order reference.
+
+    Recorded on the order as Amazon's state; the order's own status is left alone (a one-step order closed
+    at Amazon is still invoiced, and open authorizations of a closed order reference can be captured)."""
+    details = await rt.gateway.get_order_reference_details(creds, object_id, business.currency)
+    await conn.execute(
+        "UPDATE orders SET amazon_state = $4, amazon_state_reason = $5 WHERE merchant_id = $1 AND business = $2 "
+        "AND order_ref = $3",
+        business.merchant_id,
+        business.code,
+        order.order_ref,
+        details.state,
+        details.reason,
+    )
+    return f"order reference {details.state}"
+
+
 _APPLIERS: dict[str, Callable[..., Awaitable[str]]] = {
+    "OrderReferenceNotification": _order_reference,
     "PaymentRefund": _refund,
     "PaymentCapture": _capture,
     "PaymentAuthorize": _authorization,

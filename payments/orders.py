@@ -336,6 +336,14 @@ async def get_order(ctx: Kontor, business: Business, customer: str, order_ref: s
             business.code,
             order_ref,
         )
+        amazon = await conn.fetchrow(
+            "SELECT amazon_state, amazon_state_reason FROM orders WHERE merchant_id = $1 AND business = $2 "
+            "AND order_ref = $3",
+            business.merchant_id,
+            business.code,
+            order_ref,
+        )
+    assert amazon is not None
     cur = business.currency
     return OrderOut(
         order_reference=order.order_ref,
@@ -347,6 +355,8 @@ async def get_order(ctx: Kontor, business: Business, customer: str, order_ref: s
         status=order.status,
         status_reason=order.status_reason,
         amazon_order_reference_id=order.amazon_order_reference_id,
+        amazon_state=amazon["amazon_state"],
+        amazon_state_reason=amazon["amazon_state_reason"],
         items=[
             ItemOut(
                 item_reference=r.item.item_ref,

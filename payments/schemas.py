@@ -205,6 +205,8 @@ class OrderOut(Struct, kw_only=True):
     status: str
     status_reason: str | None
     amazon_order_reference_id: str
+    amazon_state: str | None  # the order reference's state at Amazon, as its last IPN said (Open, Suspended, ...)
+    amazon_state_reason: str | None
     items: list[ItemOut]
     captures: list[CaptureOut]
     refunds: list[RefundOut]

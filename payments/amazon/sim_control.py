@@ -68,6 +68,18 @@ def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         )
         return {"chargeback_id": chargeback_id}
 
+    @post("/sim/orders/state", status_code=200)
+    async def order_state(data: JSONBody[dict[str, Any]]) -> dict[str, str]:
+        s = seller(str(data["seller_id"]))
+        try:
+            order = s.set_order_state(
+                str(data["order_reference_id"]), str(data["state"]), data.get("reason") and str(data["reason"])
+            )
+        except SimError as exc:
+            raise HTTPException(status_code=409, detail=exc.message) from exc
+        sim.order_changed(s, order)
+        return {"state": order.state}
+
     @post("/sim/chargebacks/reversals", status_code=200)
     async def reverse_chargeback(data: JSONBody[dict[str, Any]]) -> dict[str, str]:
         s = seller(str(data["seller_id"]))
@@ -118,6 +130,7 @@ def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         process_refunds,
         chargeback,
         reverse_chargeback,
+        order_state,
         arm_decline,
         advance_clock,
         balance,

@@ -178,6 +178,16 @@ class Seller:
             raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}")
         return order
 
+    def set_order_state(self, order_reference_id: str, state: str, reason: str | None) -> SimOrder:
+        """What Amazon does on its own: suspend (payment method declined), close, cancel, reopen."""
+        if state not in ("Open", "Suspended", "Closed", "Canceled"):
+            raise SimError("InvalidParameterValue", f"unknown order reference state {state}")
+        order = self.order(order_reference_id)
+        if order.state in ("Closed", "Canceled"):
+            raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}")
+        order.state, order.reason = state, reason
+        return order
+
     def close_order(self, order_reference_id: str) -> SimOrder:
         order = self.order(order_reference_id)
         if order.state in ("Open", "Suspended"):

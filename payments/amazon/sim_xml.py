@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, SubElement  # building XML only
 
 from ledger.money import format_amount
-from payments.amazon.sim_state import SimAuthorization, SimCapture, SimRefund
+from payments.amazon.sim_state import SimAuthorization, SimCapture, SimOrder, SimRefund
 
 __all__ = [
     "IPN_NAMESPACE",
@@ -16,6 +16,7 @@ __all__ = [
     "ids_xml",
     "iso",
     "money_xml",
+    "order_reference_xml",
     "refund_xml",
     "status_xml",
 ]
@@ -98,4 +99,12 @@ def chargeback_xml(chargeback_id: str, capture: SimCapture, amount: str, reason:
     SubElement(amount_node, "CurrencyCode").text = capture.currency
     SubElement(node, "ChargebackState").text = "RECEIVED"
     SubElement(node, "ChargebackReason").text = reason or "Generic Service Chargeback"
+    return node
+
+
+def order_reference_xml(order: SimOrder, at: datetime, tag: str = "OrderReferenceDetails") -> Element:
+    node = Element(tag)
+    SubElement(node, "AmazonOrderReferenceId").text = order.order_reference_id
+    money_xml(node, "OrderTotal", order.amount, order.currency)
+    status_xml(node, "OrderReferenceStatus", order.state, order.reason, at)
     return node

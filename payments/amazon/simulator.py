@@ -30,15 +30,14 @@ from litestar import Litestar, Request, Response, get, post
 from ledger.money import format_amount, parse_amount
 from payments.amazon import mws
 from payments.amazon.sim_control import control_routes
-from payments.amazon.sim_state import Seller, SettlementEvent, SimError
+from payments.amazon.sim_state import Seller, SettlementEvent, SimError, SimOrder
 from payments.amazon.sim_xml import (
     IPN_NAMESPACE,
     authorization_xml,
     capture_xml,
     iso,
-    money_xml,
+    order_reference_xml,
     refund_xml,
-    status_xml,
 )
 from payments.amazon.sns import SigningIdentity
 
@@ -173,18 +172,18 @@ class AmazonPaySimulator:
         )
 
     def _op_ConfirmOrderReference(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        seller.confirm(p["AmazonOrderReferenceId"])
+        self.order_changed(seller, seller.confirm(p["AmazonOrderReferenceId"]))
 
     def _op_CloseOrderReference(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        seller.close_order(p["AmazonOrderReferenceId"])
+        self.order_changed(seller, seller.close_order(p["AmazonOrderReferenceId"]))
 
     def _op_GetOrderReferenceDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        order = seller.order(p["AmazonOrderReferenceId"])
-        node = Element("OrderReferenceDetails")
-        SubElement(node, "AmazonOrderReferenceId").text = order.order_reference_id
-        money_xml(node, "OrderTotal", order.amount, order.currency)
-        status_xml(node, "OrderReferenceStatus", order.state, order.reason, now)
-        return node
+        return order_reference_xml(seller.order(p["AmazonOrderReferenceId"]), now)
+
+    def order_changed(self, seller: Seller, order: SimOrder) -> None:
+        """Amazon notifies every order reference state change (OrderReferenceNotification)."""
+        details = order_reference_xml(order, self.now(), "OrderReference")
+        self._notify_later(seller, "OrderReferenceNotification", "OrderReferenceNotification", details)
 
     def _op_Authorize(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
         amount, currency = self._amount(seller, p, "AuthorizationAmount")

@@ -213,3 +213,27 @@ async def test_won_dispute_reverses_the_chargeback(shop: Shop) -> None:
         "POST", "chargebacks/reversals", json={"seller_id": shop.seller_id, "chargeback_id": chargeback_id}
     )
     await shop.assert_books(("BALANCED", "0.00"))
+
+
+async def test_order_reference_notifications_record_amazons_state(shop: Shop) -> None:
+    await paid_order(shop, "ipn-6")
+    order = await shop.order("ipn-6")
+
+    async def state_is(expected: tuple[str, str | None]) -> None:
+        current = await shop.order("ipn-6")
+        assert (current["amazon_state"], current["amazon_state_reason"]) == expected
+
+    await eventually(lambda: state_is(("Open", None)))  # confirmed: Amazon says so by IPN
+    await shop.sim.control(
+        "POST",
+        "orders/state",
+        json={
+            "seller_id": shop.seller_id,
+            "order_reference_id": order["amazon_order_reference_id"],
+            "state": "Closed",
+            "reason": "AmazonClosed",
+        },
+    )
+    await eventually(lambda: state_is(("Closed", "AmazonClosed")))
+    assert (await shop.order("ipn-6"))["status"] == "authorized"  # its own status is Kontor's
+    await shop.assert_books(("BALANCED", "0.00"))
