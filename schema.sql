@@ -822,3 +822,123 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     FOREIGN KEY (merchant_id, callback_id) REFERENCES notification_callbacks (merchant_id, callback_id)
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+
+-- Dunning ------------------------------------------------------------------------------------------------
+-- The German base rate (§247 BGB), effective-dated; an operator table shared by every merchant.
+CREATE TABLE IF NOT EXISTS base_rates (
+    valid_from  date         PRIMARY KEY,
+    rate        numeric(6,3) NOT NULL CHECK (rate BETWEEN -10 AND 30),
+    updated_at  timestamptz  NOT NULL DEFAULT now()
+);
+-- published by the Deutsche Bundesbank (half-yearly); later rates are added by the operator
+INSERT INTO base_rates (valid_from, rate) VALUES
+    ('2016-07-01', -0.88), ('2023-01-01', 1.62), ('2023-07-01', 3.12),
+    ('2024-01-01', 3.62), ('2024-07-01', 3.37), ('2025-01-01', 2.27), ('2025-07-01', 1.27)
+ON CONFLICT (valid_from) DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS dunning_policies (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    policy          jsonb    NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- A customer's place in dunning: level reached, when, default date, what was booked for fees and interest.
+CREATE TABLE IF NOT EXISTS dunning_accounts (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    customer        text     NOT NULL,
+    level           smallint NOT NULL DEFAULT 0 CHECK (level BETWEEN 0 AND 4),
+    last_notice_on  date,
+    cycle_started_on date,              -- the first reminder of the current cycle (reset when all is paid)
+    default_on      date,               -- in default from this day (the first reminder's pay-by date + 1)
+    interest_minor  bigint   NOT NULL DEFAULT 0,  -- interest booked in this dunning cycle
+    flat_fee_booked boolean  NOT NULL DEFAULT false,
+    collection_status smallint CHECK (collection_status IN (90, 91, 95, 96, 97, 98, 99)),
+    collection_since date,
+    paused_until    date,               -- paused when set and >= today (9999-12-31: until resumed)
+    pause_reason    text,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, customer)
+);
+
+-- Items (orders) paused by the merchant: not counted as overdue while paused.
+CREATE TABLE IF NOT EXISTS dunning_item_pauses (
+    merchant_id   bigint   NOT NULL,
+    business      smallint NOT NULL,
+    order_ref     text     NOT NULL,
+    until         date     NOT NULL,
+    reason        text     NOT NULL,
+    PRIMARY KEY (merchant_id, business, order_ref)
+);
+
+CREATE TABLE IF NOT EXISTS dunning_runs (
+    merchant_id   bigint   NOT NULL,
+    business      smallint NOT NULL,
+    run_id        bigint   GENERATED ALWAYS AS IDENTITY,
+    as_of         date     NOT NULL,
+    trigger       text     NOT NULL CHECK (trigger IN ('schedule', 'api', 'cli')),
+    state         text     NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    counts        jsonb    NOT NULL DEFAULT '{}',
+    skipped       jsonb    NOT NULL DEFAULT '[]',  -- customers skipped and why (paused, disputed), first 1,000
+    error         text,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    PRIMARY KEY (merchant_id, run_id)
+);
+-- one scheduled run per business code and day: the slot the instances compete for
+CREATE UNIQUE INDEX IF NOT EXISTS dunning_runs_scheduled_slot
+    ON dunning_runs (merchant_id, business, as_of) WHERE trigger = 'schedule';
+
+CREATE TABLE IF NOT EXISTS dunning_notices (
+    merchant_id   bigint   NOT NULL,
+    business      smallint NOT NULL,
+    notice_id     bigint   GENERATED ALWAYS AS IDENTITY,
+    customer      text     NOT NULL,
+    level         smallint NOT NULL CHECK (level BETWEEN 1 AND 4),
+    issued_on     date     NOT NULL,
+    pay_by        date     NOT NULL,
+    items_key     text     NOT NULL,   -- the items it covers, for idempotency
+    content       jsonb    NOT NULL,   -- level, items, amounts, pay-by date: the document is rendered from it
+    run_id        bigint,
+    entry_id      bigint,              -- fee, flat fee and interest, if any
+    PRIMARY KEY (merchant_id, notice_id),
+    UNIQUE (merchant_id, business, customer, level, items_key)
+);
+
+CREATE TABLE IF NOT EXISTS write_offs (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    write_off_id    bigint   GENERATED ALWAYS AS IDENTITY,
+    customer        text     NOT NULL,
+    written_off_on  date     NOT NULL,
+    reason          text     NOT NULL,
+    costs_minor     bigint   NOT NULL,  -- fees and flat fees
+    interest_minor  bigint   NOT NULL,
+    principal_by_rate jsonb  NOT NULL,  -- {"19": gross minor, ...}; "none" for principal of no known rate
+    entry_id        bigint   NOT NULL,
+    recovered       jsonb    NOT NULL DEFAULT '{}',  -- what later payments recovered, same shape + costs/interest
+    open_minor      bigint   NOT NULL CHECK (open_minor >= 0),  -- written off and not yet recovered
+    PRIMARY KEY (merchant_id, write_off_id)
+);
+CREATE INDEX IF NOT EXISTS write_offs_recoverable
+    ON write_offs (merchant_id, business, customer) WHERE open_minor > 0;
+
+-- Collection agency cases: handed over after the final level (90 ready -> 91 transferred -> feedback).
+CREATE TABLE IF NOT EXISTS collection_cases (
+    merchant_id   bigint   NOT NULL,
+    business      smallint NOT NULL,
+    case_id       bigint   GENERATED ALWAYS AS IDENTITY,
+    customer      text     NOT NULL,
+    status        smallint NOT NULL CHECK (status IN (90, 91, 95, 96, 97, 98, 99)),
+    amount_minor  bigint   NOT NULL,
+    opened_on     date     NOT NULL,
+    transferred_on date,
+    closed_on     date,
+    history       jsonb    NOT NULL DEFAULT '[]',
+    PRIMARY KEY (merchant_id, case_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS collection_cases_active
+    ON collection_cases (merchant_id, business, customer) WHERE status IN (90, 91);

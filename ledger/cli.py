@@ -34,7 +34,7 @@ from ledger.logs import configure_logging
 from ledger.plugins import plugin_commands
 from ledger.schemas import BusinessCreate
 
-__all__ = ["main"]
+__all__ = ["data_dir_option", "main", "run_with_kontor"]
 
 T = TypeVar("T")
 
@@ -73,6 +73,11 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
         raise click.ClickException(
             f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
         ) from None
+
+
+def run_with_kontor(data_dir: Path | None, work: Callable[[Kontor], Awaitable[T]]) -> T:
+    """For plugins' commands: run `work` with a context on the configured (or embedded) database."""
+    return _run(_settings(data_dir), work)
 
 
 data_dir_option = click.option(

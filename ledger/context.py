@@ -9,18 +9,21 @@ trip. API keys are cached for `key_cache_ttl_s` only, so a revocation reaches ev
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import asyncpg
 
 from ledger.config import Settings
 from ledger.domain import Account, Business
 
-__all__ = ["AccountIndex", "Clock", "KeyRecord", "Kontor", "system_clock"]
+__all__ = ["AccountIndex", "Clock", "KeyRecord", "Kontor", "ReceivableHook", "system_clock"]
 
 Clock = Callable[[], datetime]
+# (ctx, connection in the booking's transaction, business code, customer, booking date)
+ReceivableHook = Callable[["Kontor", Any, Business, str, date], Awaitable[None]]
 
 
 def system_clock() -> datetime:
@@ -53,6 +56,9 @@ class Kontor:
     businesses: dict[tuple[int, int], Business] = field(default_factory=dict)
     accounts: dict[tuple[int, int], AccountIndex] = field(default_factory=dict)
     keys: dict[tuple[int, int], KeyRecord] = field(default_factory=dict)
+    # called in the transaction of every booking on a customer's receivable, after it (plugins register
+    # them at start: dunning recovers a written-off debt from a payment); ledger itself calls none
+    receivable_hooks: list[ReceivableHook] = field(default_factory=list)
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()

@@ -15,6 +15,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from ledger.chain import link_pending
 from ledger.context import Kontor
@@ -86,7 +87,9 @@ class Jobs:
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
         )
 
-    def add(self, job_id: str, func: Callable[[Kontor], Awaitable[Any]], trigger: str, **trigger_args: Any) -> None:
+    def add(
+        self, job_id: str, func: Callable[[Kontor], Awaitable[Any]], trigger: str | BaseTrigger, **trigger_args: Any
+    ) -> None:
         async def run() -> None:
             try:
                 await func(self.ctx)

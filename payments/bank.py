@@ -436,7 +436,7 @@ class _Matcher:
             "payment.received",
             payment | {"method": "BANK_TRANSFER", "entry_id": entry_id, "matched_by": what},
         )
-        await emit_balance(self.conn, self.business, customer, "payment.received")
+        await emit_balance(self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date)
         return self._result(line, "payment", what, entry_id)
 
 

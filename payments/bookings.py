@@ -126,7 +126,7 @@ async def record_capture(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(conn, business, order.customer, "payment.received")
+    await emit_balance(ctx, conn, business, order.customer, "payment.received", on=on)
 
 
 async def record_refund(
@@ -195,5 +195,5 @@ async def record_refund(
             entry_id,
         )
         await emit(conn, business, "refund.completed", {**payload, "entry_id": entry_id})
-        await emit_balance(conn, business, row["customer"], "refund.completed")
+        await emit_balance(ctx, conn, business, row["customer"], "refund.completed", on=on)
     return str(row["order_ref"])

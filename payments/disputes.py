@@ -181,7 +181,7 @@ async def record_chargeback(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(conn, business, order["customer"], "chargeback.received")
+    await emit_balance(ctx, conn, business, order["customer"], "chargeback.received", on=on)
     return True
 
 
@@ -330,5 +330,5 @@ async def close_dispute(
             "amount": format_amount(row["amount_minor"], business.currency),
         },
     )
-    await emit_balance(conn, business, row["customer"], "dispute.resolved")
+    await emit_balance(ctx, conn, business, row["customer"], "dispute.resolved", on=on)
     return entry_id

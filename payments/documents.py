@@ -271,7 +271,7 @@ async def create_payment(
                 "entry_id": entry_id,
             },
         )
-        await emit_balance(conn, business, customer, "payment.received")
+        await emit_balance(ctx, conn, business, customer, "payment.received", on=body.payment_date)
     return response, True
 
 
@@ -321,7 +321,7 @@ async def _credit(
         response=response,
         request_sha256=request_sha256,
     )
-    await emit_balance(conn, business, order.customer, f"{kind}.created")
+    await emit_balance(ctx, conn, business, order.customer, f"{kind}.created", on=on)
     return response
 
 

@@ -6,8 +6,10 @@ notification exists exactly when its booking does.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.money import format_amount
 
@@ -27,8 +29,13 @@ async def emit(conn: Connection, business: Business, event_type: str, payload: d
     )
 
 
-async def emit_balance(conn: Connection, business: Business, customer: str, reason: str) -> None:
-    """balance.updated with the customer's account after the booking (DEBIT owes, CREDIT is owed)."""
+async def emit_balance(
+    ctx: Kontor, conn: Connection, business: Business, customer: str, reason: str, *, on: date
+) -> None:
+    """After a booking on a customer's account: the plugins' receivable hooks run (dunning recovers a
+    written-off debt from a payment), then balance.updated tells the merchant the account's state."""
+    for hook in ctx.receivable_hooks:
+        await hook(ctx, conn, business, customer, on)
     net = await conn.fetchval(
         "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",

@@ -484,7 +484,7 @@ async def create_invoice(
                 "entry_id": entry_id,
             },
         )
-        await emit_balance(conn, business, customer, "invoice.created")
+        await emit_balance(ctx, conn, business, customer, "invoice.created", on=body.invoice_date)
     if not order.one_step:
         capture = await _capture_invoice(ctx, rt, business, order, gross, sequence, body.capture_note)
         response["captures"] = [msgspec.to_builtins(capture)]

@@ -62,6 +62,9 @@ NOTIFICATION_TYPES = frozenset(
         "chargeback.received",
         "dispute.resolved",
         "settlement.reconciled",
+        "reminder.sent",
+        "document.created",
+        "debt.written_off",
     }
 )
 CALLBACKS_PER_MERCHANT_MAX = 20

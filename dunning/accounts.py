@@ -1,0 +1,337 @@
+"""A customer's open items as dunning sees them, pauses, and the collection agency's cases.
+
+Collection statuses (reference product): 90 ready for hand-over, 91 transferred to the agency, then the
+agency's feedback: 95 recalled, 96 denied, 97 closed by the merchant, 98 closed without payment (the
+debt is written off), 99 paid (the payment is booked; the case closes).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+import asyncpg
+from msgspec import Meta, Struct
+
+from dunning.items import open_items
+from dunning.runs import _reset
+from dunning.store import load_events, load_states
+from dunning.writeoffs import split_principal, write_off
+from ledger.context import Kontor
+from ledger.domain import Business
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.money import AmountError, format_amount, parse_amount
+from ledger.tenancy import account_index
+from payments.bookings import book, roles_of
+from payments.domain import transfer_lines
+from payments.notify import emit, emit_balance
+
+__all__ = [
+    "CaseOut",
+    "CollectionStatusIn",
+    "OpenItemsOut",
+    "PauseIn",
+    "customer_open_items",
+    "handovers",
+    "handovers_csv",
+    "pause_customer",
+    "pause_item",
+    "record_collection_status",
+    "transfer_handovers",
+]
+
+
+class PrincipalOut(Struct, kw_only=True):
+    order_reference: str | None
+    due_date: date
+    amount: str
+    overdue: bool
+    by_rate: dict[str, str]  # VAT rate -> gross part ("none": no known rate)
+    paused: bool
+
+
+class OpenItemsOut(Struct, kw_only=True):
+    customer: str
+    currency: str
+    as_of: date
+    principal: list[PrincipalOut]
+    costs: str
+    interest: str
+    credit: str
+    total: str
+    overdue_total: str
+    dunning_level: int
+    last_notice_on: date | None
+    default_on: date | None
+    paused_until: date | None
+    collection_status: int | None
+
+
+async def customer_open_items(ctx: Kontor, business: Business, customer: str, as_of: date) -> OpenItemsOut:
+    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    async with ctx.pool.acquire() as conn:
+        events = (await load_events(conn, business, ar, [customer], as_of)).get(customer, [])
+        state = (await load_states(conn, business, [customer])).get(customer)
+        paused = {
+            r["order_ref"]
+            for r in await conn.fetch(
+                "SELECT order_ref FROM dunning_item_pauses WHERE merchant_id = $1 AND business = $2 AND until >= $3",
+                business.merchant_id,
+                business.code,
+                as_of,
+            )
+        }
+        items = open_items(events)
+        cur = business.currency
+        principal = []
+        for bucket in sorted(items.principal.values(), key=lambda b: (b.due, b.key)):
+            if bucket.open <= 0:
+                continue
+            split = await split_principal(conn, business, [bucket])
+            principal.append(
+                PrincipalOut(
+                    order_reference=bucket.order_ref,
+                    due_date=bucket.due,
+                    amount=format_amount(bucket.open, cur),
+                    overdue=bucket.due < as_of,
+                    by_rate={rate: format_amount(v, cur) for rate, v in split.items()},
+                    paused=bucket.order_ref in paused,
+                )
+            )
+    overdue = sum(b.open for b in items.overdue(as_of)) + items.costs + items.interest
+    return OpenItemsOut(
+        customer=customer,
+        currency=cur,
+        as_of=as_of,
+        principal=principal,
+        costs=format_amount(items.costs, cur),
+        interest=format_amount(items.interest, cur),
+        credit=format_amount(items.credit, cur),
+        total=format_amount(items.total, cur),
+        overdue_total=format_amount(overdue, cur),
+        dunning_level=state.level if state else 0,
+        last_notice_on=state.last_notice_on if state else None,
+        default_on=state.default_on if state else None,
+        paused_until=state.paused_until if state and state.paused(as_of) else None,
+        collection_status=state.collection_status if state else None,
+    )
+
+
+# --- pauses --------------------------------------------------------------------------------------------------
+class PauseIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    until: date | None = None  # none: until resumed
+
+
+FOREVER = date(9999, 12, 31)
+
+
+async def pause_customer(ctx: Kontor, business: Business, customer: str, body: PauseIn | None) -> None:
+    """Pause (body) or resume (None) the dunning of a customer."""
+    await ctx.pool.execute(
+        "INSERT INTO dunning_accounts (merchant_id, business, customer, paused_until, pause_reason) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, business, customer) DO UPDATE "
+        "SET paused_until = excluded.paused_until, pause_reason = excluded.pause_reason, updated_at = now()",
+        business.merchant_id,
+        business.code,
+        customer,
+        None if body is None else (body.until or FOREVER),
+        None if body is None else body.reason,
+    )
+
+
+async def pause_item(ctx: Kontor, business: Business, order_ref: str, body: PauseIn | None) -> None:
+    """Pause (body) or resume (None) the dunning of one order's items."""
+    known = await ctx.pool.fetchval(
+        "SELECT true FROM orders WHERE merchant_id = $1 AND business = $2 AND order_ref = $3",
+        business.merchant_id,
+        business.code,
+        order_ref,
+    )
+    if not known:
+        raise NotFound("order_not_found", f"order {order_ref} not found")
+    if body is None:
+        await ctx.pool.execute(
+            "DELETE FROM dunning_item_pauses WHERE merchant_id = $1 AND business = $2 AND order_ref = $3",
+            business.merchant_id,
+            business.code,
+            order_ref,
+        )
+        return
+    await ctx.pool.execute(
+        "INSERT INTO dunning_item_pauses (merchant_id, business, order_ref, until, reason) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (merchant_id, business, order_ref) DO UPDATE SET until = excluded.until, reason = excluded.reason",
+        business.merchant_id,
+        business.code,
+        order_ref,
+        body.until or FOREVER,
+        body.reason,
+    )
+
+
+# --- collection ----------------------------------------------------------------------------------------------
+class CaseOut(Struct, kw_only=True):
+    case_id: int
+    customer: str
+    status: int
+    amount: str
+    currency: str
+    opened_on: date
+    transferred_on: date | None
+    closed_on: date | None
+    history: list[dict[str, object]]
+
+
+class CollectionStatusIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    customer: Annotated[str, Meta(min_length=1, max_length=64)]
+    status: Literal[95, 96, 97, 98, 99]
+    on: date
+    amount: Annotated[str, Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,4})?$")] | None = None  # 99: what was paid
+    note: Annotated[str, Meta(max_length=500)] | None = None
+
+
+def _case(business: Business, r: asyncpg.Record) -> CaseOut:
+    return CaseOut(
+        case_id=r["case_id"],
+        customer=r["customer"],
+        status=r["status"],
+        amount=format_amount(r["amount_minor"], business.currency),
+        currency=business.currency,
+        opened_on=r["opened_on"],
+        transferred_on=r["transferred_on"],
+        closed_on=r["closed_on"],
+        history=list(r["history"]),
+    )
+
+
+async def handovers(ctx: Kontor, business: Business, status: int | None) -> list[CaseOut]:
+    rows = await ctx.pool.fetch(
+        "SELECT * FROM collection_cases WHERE merchant_id = $1 AND business = $2 AND ($3::smallint IS NULL OR status = $3) "
+        "ORDER BY case_id",
+        business.merchant_id,
+        business.code,
+        status,
+    )
+    return [_case(business, r) for r in rows]
+
+
+def handovers_csv(cases: list[CaseOut]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["case_id", "customer", "status", "amount", "currency", "opened_on", "transferred_on"])
+    for c in cases:
+        writer.writerow([c.case_id, c.customer, c.status, c.amount, c.currency, c.opened_on, c.transferred_on or ""])
+    return out.getvalue()
+
+
+async def transfer_handovers(ctx: Kontor, business: Business, on: date) -> list[CaseOut]:
+    """Every case ready for hand-over (90) is transferred to the agency (91); returns them."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "UPDATE collection_cases SET status = 91, transferred_on = $3, "
+            "history = history || jsonb_build_array(jsonb_build_object('status', 91, 'on', $3::date)) "
+            "WHERE merchant_id = $1 AND business = $2 AND status = 90 RETURNING *",
+            business.merchant_id,
+            business.code,
+            on,
+        )
+        await conn.execute(
+            "UPDATE dunning_accounts SET collection_status = 91, updated_at = now() WHERE merchant_id = $1 "
+            "AND business = $2 AND customer = ANY($3::text[])",
+            business.merchant_id,
+            business.code,
+            [r["customer"] for r in rows],
+        )
+        for r in rows:
+            await emit(
+                conn,
+                business,
+                "reminder.sent",
+                {"customer": r["customer"], "collection_status": 91, "case_id": r["case_id"]},
+            )
+    return [_case(business, r) for r in sorted(rows, key=lambda r: r["case_id"])]
+
+
+async def record_collection_status(ctx: Kontor, business: Business, body: CollectionStatusIn) -> CaseOut:
+    """The agency's feedback on a transferred case: booked and notified."""
+    amount = None
+    if body.status == 99:
+        if body.amount is None:
+            raise Unprocessable("amount_required", "status 99 (paid) needs the amount paid", [FieldError("amount", "")])
+        try:
+            amount = parse_amount(body.amount, business.currency)
+        except AmountError as exc:
+            raise Unprocessable("amount_invalid", str(exc), [FieldError("amount", str(exc))]) from exc
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        case = await conn.fetchrow(
+            "SELECT * FROM collection_cases WHERE merchant_id = $1 AND business = $2 AND customer = $3 "
+            "AND status IN (90, 91) FOR UPDATE",
+            business.merchant_id,
+            business.code,
+            body.customer,
+        )
+        if case is None:
+            raise Conflict("no_collection_case", f"customer {body.customer} has no case with the collection agency")
+        entry: dict[str, object] = {"status": body.status, "on": body.on.isoformat(), "note": body.note}
+        closes = body.status in (97, 98, 99)  # 98 and 99 leave nothing to dun; 97: the merchant took it over
+        if body.status == 99:
+            assert amount is not None
+            roles = await roles_of(ctx, business)
+            entry["entry_id"] = await book(
+                ctx,
+                conn,
+                business,
+                transfer_lines(roles("BANK"), roles("AR"), amount, business.currency, customer=body.customer),
+                on=body.on,
+                description=f"Payment collected by the agency, case {case['case_id']}",
+                reference=body.customer,
+                metadata={"collection_case": str(case["case_id"])},
+            )
+            await emit_balance(ctx, conn, business, body.customer, "collection.paid", on=body.on)
+        elif body.status == 98:
+            ar = (await account_index(ctx, business)).by_role["AR"].account_id
+            events = (await load_events(conn, business, ar, [body.customer], body.on)).get(body.customer, [])
+            items = open_items(events)
+            done = await write_off(
+                ctx,
+                conn,
+                business,
+                body.customer,
+                costs=items.costs,
+                interest=items.interest,
+                principal=[b for b in items.overdue(body.on + timedelta(days=1)) if b.open > 0],
+                reason="collection closed without payment",
+                on=body.on,
+            )
+            entry["write_off_id"] = done.write_off_id
+        row = await conn.fetchrow(
+            "UPDATE collection_cases SET status = $3, closed_on = CASE WHEN $4 THEN $5::date END, "
+            "history = history || jsonb_build_array($6::jsonb) WHERE merchant_id = $1 AND case_id = $2 RETURNING *",
+            business.merchant_id,
+            case["case_id"],
+            body.status,
+            closes,
+            body.on,
+            entry,
+        )
+        if body.status in (98, 99):
+            await _reset(conn, business, body.customer)
+        else:
+            await conn.execute(
+                "UPDATE dunning_accounts SET collection_status = $4, updated_at = now() WHERE merchant_id = $1 "
+                "AND business = $2 AND customer = $3",
+                business.merchant_id,
+                business.code,
+                body.customer,
+                body.status,
+            )
+        await emit(
+            conn,
+            business,
+            "reminder.sent",
+            {"customer": body.customer, "collection_status": body.status, "case_id": case["case_id"]},
+        )
+    assert row is not None
+    return _case(business, row)
