@@ -742,7 +742,8 @@ CREATE TABLE IF NOT EXISTS payouts (
     business       smallint NOT NULL,
     settlement_id  text     NOT NULL,
     line_no        integer  NOT NULL,
-    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    -- > 0 paid out to the bank; < 0 a balance repayment Amazon collects from the bank
+    amount_minor   bigint   NOT NULL CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0),
     posted_on      date     NOT NULL,
     entry_id       bigint   NOT NULL,
     cleared_by     text,               -- statement id and line that cleared it
@@ -787,6 +788,8 @@ CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
 ALTER TABLE amazon_captures ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
+ALTER TABLE payouts DROP CONSTRAINT IF EXISTS payouts_amount_minor_check;
+ALTER TABLE payouts ADD CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0);
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state text;  -- the order reference's state at Amazon (IPN)
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state_reason text;
 

@@ -7,7 +7,8 @@ XML that does not parse, the line and column.
 
 Each booked (`Sts` BOOK) line, in one transaction per file:
 - a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id the remittance
-  names) clears it: Dr BANK / Cr TRANSIT;
+  names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance repayment Amazon collects clears
+  that: Dr TRANSIT / Cr BANK;
 - a credit whose remittance text or end-to-end id names an invoice reference (or else a customer) is a
   customer's bank transfer when it is within the tolerance of the invoice's amount or of what the
   customer owes: Dr BANK / Cr AR (customer), recorded as the order's payment document for an invoice;
@@ -312,12 +313,12 @@ class _Matcher:
     async def line(self, line: Line) -> LineResult:
         if not line.booked:
             return self._result(line, "pending", None, None)
-        if line.amount < 0:
-            return self._park(line, "unmatched_debit", "money out of the bank")
         tokens = _TOKEN.findall(line.remittance)
         cleared = await self._payout(line, tokens)
         if cleared is not None:
             return cleared
+        if line.amount < 0:
+            return self._park(line, "unmatched_debit", "money out of the bank")
         paid = await self._payment(line, tokens)
         if paid is not None:
             return paid
@@ -336,13 +337,18 @@ class _Matcher:
         if payout is None:
             return None
         roles = await roles_of(self.ctx, self.business)
+        bank, transit = roles("BANK"), roles("TRANSIT")
+        received = line.amount > 0
         entry_id = await book(
             self.ctx,
             self.conn,
             self.business,
-            transfer_lines(roles("BANK"), roles("TRANSIT"), line.amount, self.business.currency),
+            transfer_lines(
+                bank if received else transit, transit if received else bank, abs(line.amount), self.business.currency
+            ),
             on=line.booking_date,
-            description=f"Amazon Pay payout of settlement {payout['settlement_id']} received",
+            description=f"Amazon Pay {'payout' if received else 'balance repayment'} of settlement "
+            f"{payout['settlement_id']} {'received' if received else 'collected'}",
             reference=payout["settlement_id"],
             metadata={"bank_statement": line.statement_id, "settlement_id": payout["settlement_id"]},
         )

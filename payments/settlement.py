@@ -12,8 +12,8 @@ Then, in one transaction (so a crash leaves either the whole settlement or nothi
   completed, a refund that completed, a chargeback or A-to-z claim (once, even when the IPN reported
   it too), a chargeback paid back (the dispute is then won);
 - fees of all rows (and authorization fees) are one entry Dr PSP_FEE / Cr PSP; each reserve row moves
-  PSP <-> PSP_RESERVE; each Transfer row is a payout Dr TRANSIT / Cr PSP, cleared later by the bank
-  statement;
+  PSP <-> PSP_RESERVE; each Transfer row is a payout Dr TRANSIT / Cr PSP (or, positive, a balance
+  repayment Amazon collects from the bank: Dr PSP / Cr TRANSIT), cleared later by the bank statement;
 - everything else (unknown transactions, amounts that differ, rows settled before, types without a
   rule) becomes a reconciliation exception with its amount parked in SUSPENSE.
 PSP then equals what Amazon still owes outside the reserve.
@@ -655,17 +655,20 @@ class _Reconciliation:
             self._compare(row, "chargeback reversal", known["amount_minor"], "matched")
 
     async def _transfer(self, row: Row) -> None:
-        if row.amount > 0:
-            self._exception(row, "unclassified", f"transfer from the bank to Amazon ({row.description})", row.amount)
-            return
+        """A payout (negative row: Dr TRANSIT / Cr PSP), or a balance repayment Amazon collects from the bank
+        (positive: Dr PSP / Cr TRANSIT); the bank statement clears either."""
         roles = await roles_of(self.ctx, self.business)
+        transit, psp = roles("TRANSIT"), roles("PSP")
+        paid_out = row.amount < 0
         entry_id = await book(
             self.ctx,
             self.conn,
             self.business,
-            transfer_lines(roles("TRANSIT"), roles("PSP"), -row.amount, self.business.currency),
+            transfer_lines(
+                transit if paid_out else psp, psp if paid_out else transit, abs(row.amount), self.business.currency
+            ),
             on=row.posted_on,
-            description=f"Amazon Pay payout, settlement {self.sid}",
+            description=f"Amazon Pay {'payout' if paid_out else 'balance repayment'}, settlement {self.sid}",
             reference=self.sid,
             metadata={"settlement_id": self.sid},
         )

@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
 
 from ledger.money import format_amount, parse_amount
-from payments.amazon.sim_state import Seller, SimError
+from payments.amazon.sim_state import CHARGEBACK_FEE_MINOR, RESERVE_PERCENT, Seller, SimError
 from payments.amazon.sim_xml import chargeback_xml, refund_xml
 
 if TYPE_CHECKING:
@@ -39,6 +39,12 @@ def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
             str(data["mws_auth_token"]),
             decimals=int(data.get("decimals", 2)),
             sandbox=bool(data.get("sandbox", False)),
+            reserve_percent=int(data.get("reserve_percent", RESERVE_PERCENT)),
+            chargeback_fee_minor=(
+                parse_amount(str(data["chargeback_fee"]), "EUR", allow_zero=True)
+                if "chargeback_fee" in data
+                else CHARGEBACK_FEE_MINOR
+            ),
         )
         return {"seller_id": str(data["seller_id"])}
 

@@ -17,7 +17,26 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-__all__ = ["Seller", "SettlementEvent", "SimAuthorization", "SimCapture", "SimError", "SimOrder", "SimRefund"]
+__all__ = [
+    "CAPTURE_FEE_FIXED_MINOR",
+    "CAPTURE_FEE_PERMILLE",
+    "CHARGEBACK_FEE_MINOR",
+    "RESERVE_PERCENT",
+    "Seller",
+    "SettlementEvent",
+    "SimAuthorization",
+    "SimCapture",
+    "SimError",
+    "SimOrder",
+    "SimRefund",
+]
+
+
+# the simulator's settlement terms (per seller where registered otherwise)
+CAPTURE_FEE_PERMILLE = 19  # 1.9 %, half-up
+CAPTURE_FEE_FIXED_MINOR = 35
+CHARGEBACK_FEE_MINOR = 1500
+RESERVE_PERCENT = 5
 
 
 class SimError(Exception):

@@ -30,7 +30,16 @@ from litestar import Litestar, Request, Response, get, post
 from ledger.money import format_amount, parse_amount
 from payments.amazon import mws
 from payments.amazon.sim_control import control_routes
-from payments.amazon.sim_state import Seller, SettlementEvent, SimError, SimOrder
+from payments.amazon.sim_state import (
+    CAPTURE_FEE_FIXED_MINOR,
+    CAPTURE_FEE_PERMILLE,
+    CHARGEBACK_FEE_MINOR,
+    RESERVE_PERCENT,
+    Seller,
+    SettlementEvent,
+    SimError,
+    SimOrder,
+)
 from payments.amazon.sim_xml import (
     IPN_NAMESPACE,
     authorization_xml,
@@ -45,10 +54,6 @@ __all__ = ["AmazonPaySimulator"]
 
 log = logging.getLogger("kontor.simulator")
 MARKETPLACE = "A53RDEWN57UMW"
-CAPTURE_FEE_PERMILLE = 19
-CAPTURE_FEE_FIXED_MINOR = 35
-CHARGEBACK_FEE_MINOR = 1500
-RESERVE_PERCENT = 5
 CERTIFICATE_PATH = "/SimpleNotificationService-kontor-simulator.pem"
 SETTLEMENT_COLUMNS = [
     "TransactionPostedDate",
@@ -77,7 +82,9 @@ class _Books:
     settled_events: int = 0
     settlements: int = 0
     fees: int = 0  # fees charged in settlements (negative)
-    transferred: int = 0  # paid out (positive)
+    transferred: int = 0  # paid out (positive); balance repayments collected from the merchant count negative
+    reserve_percent: int = RESERVE_PERCENT
+    chargeback_fee_minor: int = CHARGEBACK_FEE_MINOR
 
 
 @dataclass
@@ -97,9 +104,20 @@ class AmazonPaySimulator:
     def now(self) -> datetime:
         return datetime.now(UTC) + self.clock_offset
 
-    def register(self, seller_id: str, mws_auth_token: str, *, decimals: int = 2, sandbox: bool = False) -> Seller:
+    def register(
+        self,
+        seller_id: str,
+        mws_auth_token: str,
+        *,
+        decimals: int = 2,
+        sandbox: bool = False,
+        reserve_percent: int = RESERVE_PERCENT,
+        chargeback_fee_minor: int = CHARGEBACK_FEE_MINOR,
+    ) -> Seller:
         seller = self.sellers.setdefault(seller_id, Seller(seller_id, mws_auth_token, decimals, sandbox))
-        self.books.setdefault(seller_id, _Books())
+        self.books.setdefault(
+            seller_id, _Books(reserve_percent=reserve_percent, chargeback_fee_minor=chargeback_fee_minor)
+        )
         return seller
 
     # --- the MWS endpoint -----------------------------------------------------------------------------
@@ -320,9 +338,9 @@ class AmazonPaySimulator:
         now = self.now()
         start = events[0].posted_at if events else now
         currency = next(iter(seller.orders.values())).currency if seller.orders else "EUR"
-        rows = [self._row(seller, settlement_id, e, currency) for e in events]
+        rows = [self._row(seller, settlement_id, e, currency, books) for e in events]
         captured = sum(e.amount for e in events if e.type == "Capture")
-        new_reserve = captured * RESERVE_PERCENT // 100
+        new_reserve = captured * books.reserve_percent // 100
         if books.reserve:
             rows.append(
                 self._plain_row(settlement_id, now, "Reserve", "Previous Reserve Balance", books.reserve, currency)
@@ -334,22 +352,21 @@ class AmazonPaySimulator:
         books.fees += sum(r["_fee"] for r in rows)
         books.reserve = new_reserve
         payout = sum(r["_net"] for r in rows)
-        if payout > 0:
-            rows.append(
-                self._plain_row(
-                    settlement_id, now, "Transfer", f"SellerPayments transfer {settlement_id}", -payout, currency
-                )
-            )
+        if payout:  # a negative balance is collected from the merchant's bank account (balance repayment)
+            text = f"SellerPayments transfer {settlement_id}" if payout > 0 else f"Balance repayment {settlement_id}"
+            rows.append(self._plain_row(settlement_id, now, "Transfer", text, -payout, currency))
             books.transferred += payout
         return self._csv(seller, rows, start, now)
 
-    def _row(self, seller: Seller, settlement_id: str, event: SettlementEvent, currency: str) -> dict[str, Any]:
+    def _row(
+        self, seller: Seller, settlement_id: str, event: SettlementEvent, currency: str, books: _Books
+    ) -> dict[str, Any]:
         pct = fixed = 0
         if event.type == "Capture":
             pct = -((event.amount * CAPTURE_FEE_PERMILLE + 500) // 1000)  # 1.9 %, half-up
             fixed = -CAPTURE_FEE_FIXED_MINOR
         elif event.type == "Chargeback" and event.amount < 0:  # paying one back costs no fee
-            fixed = -CHARGEBACK_FEE_MINOR
+            fixed = -books.chargeback_fee_minor
         order = seller.orders.get(event.order_reference_id)
         return {
             "_fee": pct + fixed,

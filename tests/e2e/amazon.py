@@ -97,10 +97,11 @@ def item(ref: int, price: str, *, vat: str = "19", quantity: int = 1, kind: str 
     }
 
 
-async def make_shop(tenant: Tenant, sim: Simulator, execution: str = "one_step") -> Shop:
+async def make_shop(tenant: Tenant, sim: Simulator, execution: str = "one_step", **terms: Any) -> Shop:
+    """A merchant with Amazon Pay; `terms` go to the simulator's seller (reserve_percent, chargeback_fee)."""
     seller_id = "A" + secrets.token_hex(7).upper()
     token = "amzn.mws." + secrets.token_hex(8)
-    await sim.control("POST", "sellers", json={"seller_id": seller_id, "mws_auth_token": token})
+    await sim.control("POST", "sellers", json={"seller_id": seller_id, "mws_auth_token": token, **terms})
     r = await tenant.client.put(
         tenant.url("/amazon-pay/settings"),
         headers=tenant.headers(),

@@ -176,11 +176,17 @@ async def test_chargeback_reported_by_ipn_and_settlement_is_booked_once(shop: Sh
     await eventually(booked)
     r = await upload_settlement(shop, await settlement_report(shop))
     assert r.status_code == 201, r.text
-    assert r.json()["outcomes"] == {"matched": 2, "reserve": 1}  # capture and chargeback; nothing left to pay out
+    assert r.json()["outcomes"] == {"matched": 2, "payout": 1, "reserve": 1}  # capture, chargeback; a repayment
     assert r.json()["totals"]["fees"] == "-16.49"  # 1.14 + 0.35 on the capture, 15.00 for the chargeback
     assert await pool.fetchval("SELECT count(*) FROM chargebacks WHERE merchant_id = $1", shop.tenant.merchant_id) == 1
     await shop.assert_books(("DEBIT", "60.00"))
-    assert await shop.balance("1210") == "-19.49"  # the merchant owes Amazon: fees and reserve exceeded the takings
+    # fees and reserve exceeded the takings: Amazon collects 19.49 from the merchant's bank (balance repayment)
+    assert r.json()["totals"]["Transfer"] == "19.49"
+    assert await shop.balance("1210") == "0.00"
+    assert await shop.balance("1360") == "-19.49"
+    cleared = await upload_statement(shop, camt053("ST-rc-2", [("19.49", "DBIT", "AMAZON PAYMENTS")]))
+    assert [line["outcome"] for line in cleared.json()["lines"]] == ["payout_cleared"]
+    assert (await shop.balance("1360"), await shop.balance("1200")) == ("0.00", "-19.49")
 
 
 async def test_refund_and_chargeback_paid_back_settle_and_win_the_dispute(shop: Shop) -> None:
