@@ -943,5 +943,7 @@ CREATE TABLE IF NOT EXISTS collection_cases (
     history       jsonb    NOT NULL DEFAULT '[]',
     PRIMARY KEY (merchant_id, case_id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS collection_cases_active
-    ON collection_cases (merchant_id, business, customer) WHERE status IN (90, 91);
+-- one open case per customer (ready, transferred, recalled or denied: not closed by 97, 98 or 99)
+DROP INDEX IF EXISTS collection_cases_active;
+CREATE UNIQUE INDEX IF NOT EXISTS collection_cases_open
+    ON collection_cases (merchant_id, business, customer) WHERE status IN (90, 91, 95, 96);

@@ -267,13 +267,13 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
     async with ctx.pool.acquire() as conn, conn.transaction():
         case = await conn.fetchrow(
             "SELECT * FROM collection_cases WHERE merchant_id = $1 AND business = $2 AND customer = $3 "
-            "AND status IN (90, 91) FOR UPDATE",
+            "AND status IN (90, 91, 95, 96) ORDER BY case_id DESC LIMIT 1 FOR UPDATE",
             business.merchant_id,
             business.code,
             body.customer,
         )
         if case is None:
-            raise Conflict("no_collection_case", f"customer {body.customer} has no case with the collection agency")
+            raise Conflict("no_collection_case", f"customer {body.customer} has no open collection case")
         entry: dict[str, object] = {"status": body.status, "on": body.on.isoformat(), "note": body.note}
         closes = body.status in (97, 98, 99)  # 98 and 99 leave nothing to dun; 97: the merchant took it over
         if body.status == 99:

@@ -188,3 +188,170 @@ async def test_the_worked_example_to_the_cent(
         ("document.created", 3),
         ("reminder.sent", 3),
     ]
+
+
+async def charged_back_order(shop: Shop, ref: str, items: list[dict[str, Any]], amount: str, **order: Any) -> None:
+    """An order invoiced and paid on day 0, then charged back (booked on day 40) and the dispute lost."""
+    assert (await shop.create_order(ref, items, order_date=day(0), **order)).status_code == 201
+    assert (
+        await shop.invoice(ref, f"I-{ref}", [i["item_reference"] for i in items], invoice_date=day(0))
+    ).status_code == 201
+    capture_id = (await shop.order(ref))["captures"][0]["capture_id"]
+    await shop.sim.control(
+        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": amount}
+    )
+    t = shop.tenant
+
+    async def booked() -> None:
+        assert len((await t.get("/disputes", state="open")).json()) == 1
+
+    await eventually(booked)
+    dispute = (await t.get("/disputes", state="open")).json()[0]["dispute_id"]
+    lost = await t.client.post(
+        t.url(f"/disputes/{dispute}/outcome"),
+        headers=t.headers(t.poster_key),
+        json={"outcome": "lost", "resolved_on": day(40)},
+    )
+    assert lost.status_code == 200, lost.text
+
+
+@pytest.fixture
+async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
+    return await make_shop(tenant, simulator)
+
+
+async def test_mixed_rates_are_written_off_pro_rata_when_dunning_is_off(shop: Shop) -> None:
+    """§7: 50.00 of a 59.50 (19 %) + 53.50 (7 %) invoice is uncollectible: 26.33 at 19 %, 23.67 at 7 %."""
+    await charged_back_order(shop, "mx-1", [item(1, "59.50"), item(2, "53.50", vat="7")], "50.00")
+    await put_policy(shop, enabled=False, write_off_days=60)
+    assert (await run(shop, 99))["counts"].get("write_off", 0) == 0  # 59 days overdue
+    done = await run(shop, 100)
+    assert done["counts"]["write_off"] == 1
+    assert await shop.balance("2406") == "22.13"
+    assert await shop.balance("2401") == "22.12"
+    assert await shop.balance("1776") == "-5.30"  # 9.50 invoiced - 4.20 corrected
+    assert await shop.balance("1771") == "-1.95"  # 3.50 - 1.55
+    assert await shop.customer_state() == ("BALANCED", "0.00")
+    await shop.assert_books()
+
+
+async def test_a_business_customer_owes_9_points_and_the_flat_fee_once(shop: Shop, base_rate_2026: None) -> None:
+    await charged_back_order(
+        shop, "bb-1", [item(1, "100.00")], "100.00", bill_to={"company": "Kunde GmbH", "country_code": "DE"}
+    )
+    await put_policy(
+        shop,
+        levels=[*EXAMPLE_POLICY["levels"], {"days": 14, "payment_term_days": 7, "fee": "2.00"}],
+        after_final="collection",
+    )
+    await run(shop, 41)
+    await run(shop, 70)
+    await run(shop, 84)
+    notices = (await shop.tenant.get("/dunning/notices", customer=shop.customer)).json()
+    # 100.00 x 11 % (2 % + 9 points) x 15/365 = 0.4521; x 29/365 = 0.8740
+    assert [
+        (n["level"], n["content"]["flat_fee"], n["content"]["costs"], n["content"]["interest"]) for n in notices
+    ] == [
+        (1, "0.00", "0.00", "0.00"),
+        (2, "40.00", "41.00", "0.45"),
+        (3, "0.00", "42.50", "0.87"),
+    ]
+    assert await shop.balance("2700") == "-42.50"
+    assert await shop.customer_state() == ("DEBIT", "143.37")
+
+
+async def test_below_the_threshold_there_is_no_dunning_and_a_write_off_after_the_delay(shop: Shop) -> None:
+    await charged_back_order(shop, "th-1", [item(1, "20.00")], "20.00")
+    await put_policy(shop, threshold="25.00", write_off_days=60)
+    assert (await run(shop, 41))["counts"].get("notice", 0) == 0
+    assert (await shop.tenant.get("/dunning/notices")).json() == []
+    done = await run(shop, 100)
+    assert done["counts"]["write_off"] == 1
+    assert (await shop.balance("2406"), await shop.balance("1776")) == ("16.81", "0.00")  # 20.00: 16.81 + 3.19
+    assert await shop.customer_state() == ("BALANCED", "0.00")
+
+
+async def test_disputed_and_paused_customers_and_items_are_skipped(tenant: Tenant, simulator: Simulator) -> None:
+    shop = await make_shop(tenant, simulator)
+    await charged_back_order(shop, "ps-1", [item(1, "50.00")], "50.00")
+    t = shop.tenant
+    await put_policy(shop)
+    pause = await t.client.put(
+        t.url(f"/customers/{shop.customer}/dunning-pause"),
+        json={"reason": "customer in hospital", "until": day(60)},
+        headers=t.headers(t.poster_key),
+    )
+    assert pause.status_code == 204, pause.text
+    skipped = await run(shop, 41)
+    assert skipped["counts"].get("notice", 0) == 0
+    assert skipped["skipped"] == [{"customer": shop.customer, "reason": "paused: customer in hospital"}]
+    await t.client.delete(t.url(f"/customers/{shop.customer}/dunning-pause"), headers=t.headers(t.poster_key))
+    item_pause = await t.client.put(
+        t.url("/orders/ps-1/dunning-pause"), json={"reason": "complaint"}, headers=t.headers(t.poster_key)
+    )
+    assert item_pause.status_code == 204
+    assert (await run(shop, 42))["skipped"] == [{"customer": shop.customer, "reason": "items paused"}]
+    items = (await t.get(f"/customers/{shop.customer}/open-items", as_of=day(42))).json()
+    assert [(p["order_reference"], p["paused"], p["by_rate"]) for p in items["principal"]] == [
+        ("ps-1", True, {"19": "50.00"})
+    ]
+    await t.client.delete(t.url("/orders/ps-1/dunning-pause"), headers=t.headers(t.poster_key))
+    # a second chargeback with its dispute still open: the customer is not dunned
+    capture_id = (await shop.order("ps-1"))["captures"][0]["capture_id"]
+    await shop.sim.control(
+        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "5.00"}
+    )
+
+    async def disputed() -> None:
+        assert len((await t.get("/disputes", state="open")).json()) == 1
+
+    await eventually(disputed)
+    assert (await run(shop, 43))["skipped"] == [{"customer": shop.customer, "reason": "open dispute"}]
+    history = (await t.get("/dunning/runs")).json()
+    assert [r["skipped"][0]["reason"] for r in history] == [
+        "open dispute",
+        "items paused",
+        "paused: customer in hospital",
+    ]
+
+
+async def test_collection_handover_feedback_write_off_and_payment(tenant: Tenant, simulator: Simulator) -> None:
+    shop = await make_shop(tenant, simulator)
+    t = shop.tenant
+    await charged_back_order(shop, "co-1", [item(1, "80.00")], "80.00")
+    shop.customer = "C-200"
+    await charged_back_order(shop, "co-2", [item(1, "60.00")], "60.00")
+    shop.customer = "C-100"
+    await put_policy(shop, levels=[EXAMPLE_POLICY["levels"][0]], after_final="collection", after_final_days=7)
+    await run(shop, 41)
+    assert (await run(shop, 48))["counts"]["collection"] == 2
+    ready = await t.get("/collection/handovers")
+    assert [(c["customer"], c["status"], c["amount"]) for c in ready.json()] == [
+        ("C-100", 90, "80.00"),
+        ("C-200", 90, "60.00"),
+    ]
+    csv_file = await t.get("/collection/handovers", format="csv")
+    assert csv_file.text.splitlines()[0] == "case_id,customer,status,amount,currency,opened_on,transferred_on"
+    moved = await t.client.post(t.url("/collection/handovers"), headers=t.headers(t.poster_key))
+    assert [c["status"] for c in moved.json()] == [91, 91]
+    assert (await run(shop, 60))["skipped"][0]["reason"] == "in collection (status 91)"
+
+    async def feedback(customer: str, status: int, **extra: Any) -> httpx.Response:
+        return await t.client.post(
+            t.url("/collection/status"),
+            json={"customer": customer, "status": status, "on": day(90), **extra},
+            headers=t.headers(t.poster_key),
+        )
+
+    assert (await feedback("C-100", 96, note="debtor unknown at address")).json()["status"] == 96
+    closed = await feedback("C-100", 98)
+    assert closed.json()["status"] == 98
+    assert await shop.customer_state("C-100") == ("BALANCED", "0.00")  # written off
+    assert await shop.balance("2406") == "67.23"  # 80.00: net 67.23, VAT 12.77 corrected
+    bad = await feedback("C-200", 99)
+    assert (bad.status_code, bad.json()["code"]) == (422, "amount_required")
+    paid = await feedback("C-200", 99, amount="60.00")
+    assert [h["status"] for h in paid.json()["history"]] == [90, 91, 99]
+    assert await shop.customer_state("C-200") == ("BALANCED", "0.00")
+    again = await feedback("C-200", 98)
+    assert (again.status_code, again.json()["code"]) == (409, "no_collection_case")
