@@ -53,7 +53,7 @@ __all__ = ["RunOut", "get_run", "list_runs", "run_dunning"]
 
 log = logging.getLogger("kontor.dunning")
 
-_LOCK_CLASS = 0x44554E  # 'DUN'
+LOCK_CLASS = 0x44554E  # 'DUN'
 SKIPPED_LISTED = 1000
 Trigger = Literal["schedule", "api", "cli"]
 
@@ -182,7 +182,7 @@ def _next_notice(
 
 
 # --- running -------------------------------------------------------------------------------------------
-def _lock_key(business: Business) -> int:
+def lock_key(business: Business) -> int:
     return (business.merchant_id * 10_000 + business.code) % 2_147_483_647
 
 
@@ -200,12 +200,12 @@ async def run_dunning(
     policy, _ = await load_policy(ctx, business)
     rates = await base_rates(ctx)
     async with ctx.pool.acquire() as lock:
-        if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_CLASS, _lock_key(business)):
+        if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, lock_key(business)):
             raise Conflict("dunning_run_in_progress", f"a dunning run of business code {business.code} is running")
         try:
             return await _locked_run(ctx, business, policy, rates, as_of, trigger, dry_run, chunk, progress)
         finally:
-            await lock.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_CLASS, _lock_key(business))
+            await lock.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, lock_key(business))
 
 
 async def _claim(ctx: Kontor, business: Business, as_of: date, trigger: Trigger) -> tuple[int, bool]:

@@ -7,13 +7,21 @@ worked example: the day of the chargeback.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from ledger.config import Settings
+from ledger.context import Kontor
+from ledger.db import create_pool
+from ledger.tenancy import get_business
 from tests.conftest import OPERATOR_KEY, Simulator, Tenant
 from tests.e2e.amazon import Shop, eventually, item, make_shop
 from tests.e2e.test_reconciliation import camt053, settlement_report, upload_settlement, upload_statement
@@ -355,3 +363,79 @@ async def test_collection_handover_feedback_write_off_and_payment(tenant: Tenant
     assert await shop.customer_state("C-200") == ("BALANCED", "0.00")
     again = await feedback("C-200", 98)
     assert (again.status_code, again.json()["code"]) == (409, "no_collection_case")
+
+
+async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
+    shop: Shop, settings: Settings, database_url: str, pool: asyncpg.Pool
+) -> None:
+    from dunning.plugin import run_due
+    from dunning.runs import LOCK_CLASS, lock_key
+
+    await charged_back_order(shop, "r9-1", [item(1, "30.00")], "30.00")
+    await put_policy(shop)
+    business = await get_business(
+        Kontor(pool=pool, reports_pool=pool, settings=settings), shop.tenant.merchant_id, 1001
+    )
+    now = {"day": 41}
+
+    def clock() -> datetime:
+        return datetime.combine(DAY0 + timedelta(days=now["day"]), time(7), UTC)
+
+    pools = [await create_pool(database_url, size_max=4) for _ in range(3)]
+    instances = [Kontor(pool=p, reports_pool=p, settings=settings, clock=clock) for p in pools]
+    try:
+        await asyncio.gather(*(run_due(k) for k in instances))
+        slots = await pool.fetch(
+            "SELECT as_of, state FROM dunning_runs WHERE merchant_id = $1 AND trigger = 'schedule'",
+            shop.tenant.merchant_id,
+        )
+        assert [(str(s["as_of"]), s["state"]) for s in slots] == [(day(41), "done")]
+        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+        await asyncio.gather(*(run_due(k) for k in instances))  # the day's slot is done: nothing again
+        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+
+        # day 70: a leader takes the slot and the lock, then dies before finishing
+        now["day"] = 70
+        leader = await asyncpg.connect(database_url)
+        await leader.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, lock_key(business))
+        await leader.execute(
+            "INSERT INTO dunning_runs (merchant_id, business, as_of, trigger, state) VALUES ($1, 1001, $2, 'schedule', "
+            "'running')",
+            shop.tenant.merchant_id,
+            DAY0 + timedelta(days=70),
+        )
+        await run_due(instances[0])  # the leader still holds the run: the others leave it alone
+        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+        await pool.execute("SELECT pg_terminate_backend($1)", leader.get_server_pid())
+        await run_due(instances[1], only_started=True)  # the resume job finds the orphaned slot
+        slots = await pool.fetch(
+            "SELECT as_of, state FROM dunning_runs WHERE merchant_id = $1 AND trigger = 'schedule' ORDER BY as_of",
+            shop.tenant.merchant_id,
+        )
+        assert [(str(s["as_of"]), s["state"]) for s in slots] == [(day(41), "done"), (day(70), "done")]
+        assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()] == [1, 2]
+    finally:
+        for p in pools:
+            await p.close()
+
+
+async def test_the_command_line_previews_and_runs(shop: Shop, database_url: str) -> None:
+    await charged_back_order(shop, "cl-1", [item(1, "30.00")], "30.00")
+    await put_policy(shop)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")} | {"KONTOR_DATABASE_URL": database_url}
+    base = [sys.executable, "-m", "ledger.cli", "dunning"]
+    scope = ["--merchant", str(shop.tenant.merchant_id), "--as-of", day(41)]
+
+    def kontor(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args, *scope], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    preview = await asyncio.to_thread(kontor, "preview")
+    assert preview.returncode == 0, preview.stderr
+    assert f"{shop.customer}: notice level 1 30.00" not in preview.stdout  # the first reminder costs nothing
+    assert f"{shop.customer}: notice level 1 0.00" in preview.stdout
+    assert (await shop.tenant.get("/dunning/notices")).json() == []  # a preview books nothing
+    done = await asyncio.to_thread(kontor, "run")
+    assert done.returncode == 0, done.stderr
+    assert "done (" in done.stdout
+    assert "notice 1" in done.stdout
+    assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()] == [1]
