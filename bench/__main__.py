@@ -1,4 +1,4 @@
-"""`python -m bench`: the performance figures of quality.md (P1-P5, P7), each beside its raw-SQL baseline.
+"""`python -m bench`: the performance figures of quality.md (P1-P7), each beside its raw-SQL baseline.
 
 Starts everything itself: PostgreSQL (embedded, or a fresh database on --url), the service as a real
 `kontor serve` process with --workers workers, and the load generator as a separate process; seeds the
@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 import psutil
 
-from bench import settlement
+from bench import dunning, settlement
 from bench.report import Row, p4_queries, print_table, rows_for
 from bench.workloads import BASELINE_DDL, baseline_accounts
 from ledger import tenancy
@@ -54,13 +54,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before measuring")
     p.add_argument("--reads", type=int, default=400, help="requests per P4 read")
     p.add_argument("--p5-rows", type=int, default=100_000, help="capture rows in the P5 settlement report")
+    p.add_argument("--p6-customers", type=int, default=100_000, help="overdue customers in the P6 dunning run")
     p.add_argument("--log-level", default="INFO", help="service log level (INFO writes an access line per request)")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness in seconds")
     args = p.parse_args(argv)
     if args.quick:
         args.merchants, args.p4_entries, args.duration, args.warmup, args.reads = 5, 2_000, 1.0, 0.3, 20
-        args.p5_rows = 500
+        args.p5_rows, args.p6_customers = 500, 300
     return args
 
 
@@ -290,6 +291,10 @@ def run(args: argparse.Namespace) -> list[Row]:
                 seeded = asyncio.run(settlement.seed(dsn, args.p5_rows, Path(work)))
                 results["P5_baseline"] = asyncio.run(settlement.baseline(dsn, seeded))
                 results["P5"] = settlement.upload(port, seeded) | {"rows": args.p5_rows}
+            debtors = asyncio.run(dunning.seed(dsn, args.p6_customers))
+            results["P6_baseline"] = asyncio.run(dunning.baseline(dsn, debtors))
+            results["P6_reminders"] = dunning.run(port, debtors, 41) | {"customers": args.p6_customers}
+            results["P6"] = dunning.run(port, debtors, 70) | {"customers": args.p6_customers}
     rows = rows_for(results)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "table": [r.as_dict() for r in rows]}, indent=2))

@@ -23,8 +23,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
-from fractions import Fraction
+from decimal import Decimal
 from typing import NamedTuple
 
 __all__ = ["Bucket", "Event", "OpenItems", "default_interest", "open_items"]
@@ -36,9 +35,10 @@ class Event(NamedTuple):
     on: date
     entry_id: int
     amount: int
-    kind: str  # claim, credit_note, payment, fee, interest, write_off, recovery
+    kind: str  # claim, credit_note, payment, charges (fee, interest), write_off, recovery
     order_ref: str | None = None
     due: date | None = None
+    fee: int = 0  # kind "charges": the part that is fees; the rest is interest
 
 
 @dataclass
@@ -141,13 +141,16 @@ class OpenItems:
             self._claim(event)
         elif event.kind == "credit_note":
             self._credit_note(event)
-        elif event.kind in ("fee", "interest"):
-            used = min(self.credit, event.amount)
+        elif event.kind in ("charges", "fee", "interest"):
+            fee = event.fee if event.kind == "charges" else event.amount if event.kind == "fee" else 0
+            self.costs += fee
+            self.interest += event.amount - fee
+            used = min(self.credit, event.amount)  # what the customer had paid ahead pays them (§367 order)
             self.credit -= used
-            if event.kind == "fee":
-                self.costs += event.amount - used
-            else:
-                self.interest += event.amount - used
+            for name in ("costs", "interest"):
+                take = min(getattr(self, name), used)
+                setattr(self, name, getattr(self, name) - take)
+                used -= take
         elif event.kind == "write_off":
             self._write_off(event)
         elif event.kind == "recovery":
@@ -188,7 +191,8 @@ def default_interest(
     The exact sum is rounded half-up once.
     """
     changes = sorted({d for d, _ in base_rates if default_on < d <= through})
-    exact = Fraction(0)
+    # exact in integers: rates have at most 3 decimals, so sum(amount x rate x 1000 x days) / (100 x 365 x 1000)
+    numerator = 0
     for bucket in buckets:
         start = max(default_on, bucket.due + timedelta(days=1))
         steps = [*bucket.history, (through + timedelta(days=1), 0)]
@@ -198,8 +202,9 @@ def default_interest(
                 continue
             cuts = [lo, *(c for c in changes if lo < c < hi), hi]
             for a, b in itertools.pairwise(cuts):
-                rate = Fraction(_rate_on(base_rates, a) + points)
-                exact += Fraction(amount) * rate * (b - a).days / 100 / 365
-    if exact <= 0:
+                rate_milli = int((_rate_on(base_rates, a) + points) * 1000)
+                numerator += amount * rate_milli * (b - a).days
+    if numerator <= 0:
         return 0
-    return int((Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    whole, rest = divmod(numerator, 100 * 365 * 1000)
+    return whole + (1 if 2 * rest >= 100 * 365 * 1000 else 0)  # half-up

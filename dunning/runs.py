@@ -44,7 +44,7 @@ from ledger.errors import Conflict, NotFound
 from ledger.money import format_amount
 from ledger.tenancy import account_index
 from payments.bookings import roles_of
-from payments.notify import emit
+from payments.notify import emit, emit_many
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -534,15 +534,14 @@ async def _issue_notices(
                 | {"url": url},
             )
         )
-    for event_type, payload in events:
-        await emit(conn, business, event_type, payload)
+    await emit_many(conn, business, events)
 
 
 async def _book_charges(
     ctx: Kontor, conn: Connection, business: Business, issued: list[Decision], on: date, ids: dict[str, int]
 ) -> dict[str, int]:
-    """Fees (with the B2B flat fee) and interest of the notices, an entry each (the metadata tells dunning's
-    replay which is which), posted in batches; returns each notice's first entry."""
+    """Fees (with the B2B flat fee) and interest of each notice: one entry, Dr AR / Cr DUN_FEE_INC, INT_INC
+    (the metadata carries the split for dunning's replay), posted in batches of 1,000."""
     roles = await roles_of(ctx, business)
     ar, fees, interest = roles("AR"), roles("DUN_FEE_INC"), roles("INT_INC")
     cur = business.currency
@@ -550,27 +549,34 @@ async def _book_charges(
     owners: list[str] = []
     for d in issued:
         charges = d.fee + d.flat_fee
-        for kind, amount, counter in (("fee", charges, fees), ("interest", d.interest_increment, interest)):
-            if not amount:
-                continue
-            drafts.append(
-                EntryDraft(
-                    on,
-                    f"Dunning level {d.level} for customer {d.customer}: "
-                    + ("fees (no VAT)" if kind == "fee" else "default interest"),
-                    (LineDraft(ar, Side.DEBIT, amount, cur, d.customer), LineDraft(counter, Side.CREDIT, amount, cur)),
-                    d.customer,
-                    {"dunning": kind, "notice_id": str(ids[d.customer])},
-                )
+        if not charges + d.interest_increment:
+            continue
+        lines = [LineDraft(ar, Side.DEBIT, charges + d.interest_increment, cur, d.customer)]
+        if charges:
+            lines.append(LineDraft(fees, Side.CREDIT, charges, cur))
+        if d.interest_increment:
+            lines.append(LineDraft(interest, Side.CREDIT, d.interest_increment, cur))
+        drafts.append(
+            EntryDraft(
+                on,
+                f"Dunning level {d.level} for customer {d.customer}: fees (no VAT) and default interest",
+                tuple(lines),
+                d.customer,
+                {
+                    "dunning": "charges",
+                    "fee": str(charges),
+                    "interest": str(d.interest_increment),
+                    "notice_id": str(ids[d.customer]),
+                },
             )
-            owners.append(d.customer)
+        )
+        owners.append(d.customer)
     entry_of: dict[str, int] = {}
     for start in range(0, len(drafts), 1000):
         posted = await journal.post_entries(
             ctx, business, drafts[start : start + 1000], idem_key=None, request_sha256=bytes(32), conn=conn
         )
-        for owner, entry in zip(owners[start : start + 1000], posted.entries, strict=True):
-            entry_of.setdefault(owner, entry.id)
+        entry_of.update(zip(owners[start : start + 1000], (e.id for e in posted.entries), strict=True))
     return entry_of
 
 

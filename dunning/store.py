@@ -24,23 +24,27 @@ __all__ = ["State", "candidates", "load_context", "load_events", "load_states"]
 _CREDIT_NOTES = ("return", "goodwill", "cancellation")
 
 
+def _kind(meta: dict[str, str], amount: int) -> str:
+    dunning = meta.get("dunning")
+    if dunning in ("charges", "write_off", "recovery"):
+        return dunning
+    if amount < 0:
+        return "credit_note" if any(k in meta for k in _CREDIT_NOTES) else "payment"
+    return "claim"
+
+
 def _event(row: Any) -> Event:
     meta = row["metadata"] or {}
-    amount = row["amount"]
-    on = row["effective_date"]
-    dunning = meta.get("dunning")
-    if dunning in ("fee", "interest", "write_off", "recovery"):
-        return Event(on, row["entry_id"], amount, dunning)
-    if amount > 0 and "invoice" in meta:
-        due = date.fromisoformat(row["due"]) if row["due"] else on
-        return Event(on, row["entry_id"], amount, "claim", row["reference"], due)
-    if amount > 0 and "amazon_chargeback_id" in meta:
-        return Event(on, row["entry_id"], amount, "claim", row["reference"], on)
-    if amount < 0 and any(k in meta for k in _CREDIT_NOTES):
-        return Event(on, row["entry_id"], amount, "credit_note", row["reference"])
-    if amount > 0:
-        return Event(on, row["entry_id"], amount, "claim", row["reference"], on)
-    return Event(on, row["entry_id"], amount, "payment", row["reference"])
+    amount, on = row["amount"], row["effective_date"]
+    kind = _kind(meta, amount)
+    if kind == "charges":  # fees and interest of a notice, split in the metadata
+        return Event(on, row["entry_id"], amount, kind, fee=int(meta["fee"]))
+    if kind in ("write_off", "recovery"):
+        return Event(on, row["entry_id"], amount, kind)
+    if kind == "claim":  # an invoice is due on its due date; a chargeback or other claim at once
+        due = date.fromisoformat(row["due"]) if "invoice" in meta and row["due"] else on
+        return Event(on, row["entry_id"], amount, kind, row["reference"], due)
+    return Event(on, row["entry_id"], amount, kind, row["reference"])
 
 
 async def load_events(

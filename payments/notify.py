@@ -16,7 +16,7 @@ from ledger.money import format_amount
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["emit", "emit_balance"]
+__all__ = ["emit", "emit_balance", "emit_many"]
 
 
 async def emit(conn: Connection, business: Business, event_type: str, payload: dict[str, Any]) -> None:
@@ -27,6 +27,19 @@ async def emit(conn: Connection, business: Business, event_type: str, payload: d
         event_type,
         {"business": business.code, **payload},
     )
+
+
+async def emit_many(conn: Connection, business: Business, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Several notifications in one statement (a dunning run writes two per notice)."""
+    if events:
+        await conn.execute(
+            "INSERT INTO outbox (merchant_id, business, type, payload) SELECT $1, $2, u.type, u.payload "
+            "FROM unnest($3::text[], $4::jsonb[]) AS u(type, payload)",
+            business.merchant_id,
+            business.code,
+            [t for t, _ in events],
+            [{"business": business.code, **p} for _, p in events],
+        )
 
 
 async def emit_balance(

@@ -27,7 +27,21 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     assert done.returncode in (0, 1), done.stderr  # 1 = some target missed, which tiny sizes may do
     table = json.loads(out.read_text())["table"]
     workloads = [row["workload"] for row in table]
-    assert [w.split()[0] for w in workloads] == ["P1", "P1", "P2", "P2", "P3", "P4", "P4", "P4", "P4", "P5", "P7"]
+    assert [w.split()[0] for w in workloads] == [
+        "P1",
+        "P1",
+        "P2",
+        "P2",
+        "P3",
+        "P4",
+        "P4",
+        "P4",
+        "P4",
+        "P5",
+        "P6",
+        "P6",
+        "P7",
+    ]
     for row in table:
         assert row["figure"] is not None, row
         assert row["figure"] > 0, row
@@ -37,3 +51,4 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     assert "P7 service RSS" in done.stdout
     assert (results["P5"]["status"], results["P5"]["matched"]) == (201, 500)
     assert results["P5_baseline"]["matched"] == 500
+    assert (results["P6"]["status"], results["P6"]["notices"], results["P6_reminders"]["notices"]) == (200, 300, 300)
