@@ -27,6 +27,7 @@ from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
+from payments.notify import emit_balance
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -255,6 +256,8 @@ async def _move(
             reference=row["source_ref"][:64],
             metadata={"reconciliation_exception": str(row["exception_id"])},
         )
+    if entry_id is not None and body.customer is not None:  # booked to a customer's account
+        await emit_balance(ctx, conn, business, body.customer, "reconciliation", on=body.booking_date or ctx.today())
     await conn.execute(
         "UPDATE reconciliation_exceptions SET state = $3, resolution = $4, resolution_entry_id = $5 "
         "WHERE merchant_id = $1 AND exception_id = $2",

@@ -147,7 +147,9 @@ async def test_the_worked_example_to_the_cent(
     assert first["counts"]["notice"] == 1
     assert (await run(shop, 41))["counts"].get("notice", 0) == 0  # the same day again: nothing twice
     assert (await run(shop, 69))["counts"].get("notice", 0) == 0  # not due yet
-    second, third = await run(shop, 70), await run(shop, 84)
+    second = await run(shop, 70)
+    assert (await run(shop, 70))["counts"].get("notice", 0) == 0  # run again that day: no second fee
+    third = await run(shop, 84)
     assert (second["counts"]["notice"], third["counts"]["notice"]) == (1, 1)
     notices = (await t.get("/dunning/notices", customer=shop.customer)).json()
     assert [(n["level"], n["pay_by"], n["content"]["fee"], n["content"]["interest"]) for n in notices] == [
@@ -266,6 +268,15 @@ async def test_a_business_customer_owes_9_points_and_the_flat_fee_once(shop: Sho
     ]
     assert await shop.balance("2700") == "-42.50"
     assert await shop.customer_state() == ("DEBIT", "143.37")
+
+
+async def test_an_underpayment_below_its_threshold_is_written_off_at_once(shop: Shop) -> None:
+    await charged_back_order(shop, "up-1", [item(1, "0.80")], "0.80")
+    await put_policy(shop, underpayment_threshold="1.00")
+    done = await run(shop, 41)
+    assert (done["counts"]["write_off"], done["counts"].get("notice", 0)) == (1, 0)
+    assert await shop.customer_state() == ("BALANCED", "0.00")
+    assert (await shop.balance("2406"), await shop.balance("1776")) == ("0.67", "0.00")  # 0.80: 0.67 + 0.13
 
 
 async def test_below_the_threshold_there_is_no_dunning_and_a_write_off_after_the_delay(shop: Shop) -> None:
