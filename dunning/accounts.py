@@ -22,7 +22,7 @@ from dunning.writeoffs import split_principal, write_off
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
-from ledger.money import AmountError, format_amount, parse_amount
+from ledger.money import format_amount, parse_amount_field
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
@@ -260,10 +260,7 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
     if body.status == 99:
         if body.amount is None:
             raise Unprocessable("amount_required", "status 99 (paid) needs the amount paid", [FieldError("amount", "")])
-        try:
-            amount = parse_amount(body.amount, business.currency)
-        except AmountError as exc:
-            raise Unprocessable("amount_invalid", str(exc), [FieldError("amount", str(exc))]) from exc
+        amount = parse_amount_field(body.amount, business.currency, "amount")
     async with ctx.pool.acquire() as conn, conn.transaction():
         case = await conn.fetchrow(
             "SELECT * FROM collection_cases WHERE merchant_id = $1 AND business = $2 AND customer = $3 "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 from litestar import Response, Router, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import Struct
 
@@ -15,14 +18,23 @@ from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runs import RunOut
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
-from ledger.http.deps import CallDep, PageLimit
+from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
 
 __all__ = ["base_rate_routes", "router"]
 
-Code = FromPath[int]
+Code = BusinessCodePath
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
-IdPath = Annotated[int, PathParameter(ge=1)]
+
+
+@dataclass
+class AlsoCsv(Operation):
+    """The OpenAPI operation of a route whose 200 is JSON or, with ?format=csv, a CSV file."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
 
 class RunIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -82,7 +94,7 @@ async def read_runs(
     call: CallDep,
     limit: PageLimit = 50,
     before: Annotated[
-        int | None, QueryParameter(ge=1, description="run_id of the last run of the previous page")
+        int | None, QueryParameter(ge=1, le=ID_MAX, description="run_id of the last run of the previous page")
     ] = None,
 ) -> list[RunOut]:
     return await runs.list_runs(call.ctx, await call.business(business_code), before=before, limit=limit)
@@ -98,7 +110,7 @@ async def read_notices(
     business_code: Code,
     call: CallDep,
     customer: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    after: Annotated[int, QueryParameter(ge=0)] = 0,
+    after: Annotated[int, QueryParameter(ge=0, le=ID_MAX)] = 0,
     limit: PageLimit = 100,
 ) -> list[NoticeOut]:
     return await notices.list_notices(
@@ -175,6 +187,12 @@ async def resume_order(business_code: Code, order: OrderPath, call: CallDep) -> 
     operation_id="listCollectionHandovers",
     tags=["collection"],
     summary="Cases for the collection agency (?format=csv for the hand-over file)",
+    responses={
+        200: ResponseSpec(
+            list[CaseOut], description="the cases (JSON), or the hand-over file (?format=csv)", generate_examples=False
+        )
+    },
+    operation_class=AlsoCsv,
 )
 async def read_handovers(
     business_code: Code,
@@ -184,7 +202,7 @@ async def read_handovers(
 ) -> Response[object]:
     cases = await accounts.handovers(call.ctx, await call.business(business_code), status)
     if file_format == "csv":
-        return Response(accounts.handovers_csv(cases), media_type="text/csv; charset=utf-8")
+        return Response(accounts.handovers_csv(cases), media_type="text/csv")
     return Response(cases)
 
 

@@ -241,6 +241,12 @@ async def put_base_rate(ctx: Kontor, valid_from: date, spec: BaseRateIn) -> Base
         raise Unprocessable(
             "base_rate_date_invalid", "base rates change on the first day of a month (1 January, 1 July)"
         )
+    if not -10 <= Decimal(spec.rate) <= 30:
+        raise Unprocessable(
+            "base_rate_invalid",
+            f"a base rate of {spec.rate} % is outside -10 to 30 %",
+            [FieldError("rate", "must be between -10 and 30 (percent)")],
+        )
     await ctx.pool.execute(
         "INSERT INTO base_rates (valid_from, rate) VALUES ($1, $2) "
         "ON CONFLICT (valid_from) DO UPDATE SET rate = excluded.rate, updated_at = now()",

@@ -26,10 +26,10 @@ from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
 from ledger.http import accounts, journal, onboarding, reports
 from ledger.http.access import access_layer
-from ledger.http.auth import AuthMiddleware, RateLimiter
+from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
 from ledger.http.ops import MetricsController, health, ready
-from ledger.http.problems import EXCEPTION_HANDLERS
+from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
 from ledger.plugins import Startable, plugin_public_routes, plugin_routes
 from ledger.scheduler import Jobs
@@ -80,11 +80,13 @@ def create_app(
         lifespan=[_lifespan(settings, clock, found)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
-        plugins=found,
+        plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )
+    document_problems(application)
+    application.state.query_names = query_names(application)
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
     application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
     return application

@@ -22,12 +22,35 @@ if TYPE_CHECKING:
     # a plain connection or one borrowed from a pool: both run the same queries
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["RETRYABLE", "Connection", "apply_schema", "create_pool", "schema_sql", "transaction_retrying"]
+__all__ = [
+    "CONNECTION_LOST",
+    "RETRYABLE",
+    "TEXT_REFUSED",
+    "Connection",
+    "apply_schema",
+    "create_pool",
+    "schema_sql",
+    "transaction_retrying",
+]
 
 log = logging.getLogger("kontor.db")
 
 # serialization failure, deadlock: safe to retry the whole transaction (bounded)
 RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+# the connection or the server went away (failover, restart, pg_terminate_backend, network). asyncpg raises
+# InternalClientError/InterfaceError when a connection killed mid-operation is used before its socket closes.
+# Whether a transaction in flight committed is unknown: only idempotent work may be retried.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
+# text PostgreSQL cannot store: a NUL character (\u0000), also inside jsonb
+TEXT_REFUSED = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 _SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
 T = TypeVar("T")
 

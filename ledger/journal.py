@@ -23,7 +23,7 @@ import msgspec
 
 from ledger import metrics
 from ledger.context import Kontor
-from ledger.db import RETRYABLE
+from ledger.db import CONNECTION_LOST, RETRYABLE, TEXT_REFUSED
 from ledger.domain import (
     Account,
     Business,
@@ -54,7 +54,6 @@ __all__ = [
     "reverse_entry",
 ]
 
-_CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError, OSError)
 _POST_SQL = (
     "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries($1, $2, $3, $4, $5, $6, $7, $8)"
 )
@@ -148,8 +147,8 @@ def _json(value: object) -> str:
 def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:
     """Map a database refusal to the client error it stands for (pair assertions of the domain)."""
     state = exc.sqlstate
-    if isinstance(exc, RETRYABLE):
-        return exc  # the caller's transaction is retried whole (ledger.db.transaction_retrying)
+    if isinstance(exc, (*RETRYABLE, *CONNECTION_LOST, *TEXT_REFUSED)):
+        return exc  # retried whole (ledger.db.transaction_retrying), or answered 503/422 (ledger.http.problems)
     if state == "KN001":
         closed = getattr(exc, "detail", None) or "?"
         return Conflict(
@@ -182,7 +181,7 @@ async def _call_post(ctx: Kontor, args: tuple[object, ...], idem_key: str | None
         except RETRYABLE:
             if attempt == attempts:
                 raise
-        except _CONNECTION_ERRORS:
+        except CONNECTION_LOST:
             if idem_key is None or attempt == attempts:
                 raise
     raise AssertionError("unreachable")

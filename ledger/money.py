@@ -18,6 +18,8 @@ from functools import cache
 
 import moneyed
 
+from ledger.errors import FieldError, Unprocessable
+
 __all__ = [
     "AMOUNT_MINOR_MAX",
     "AmountError",
@@ -27,6 +29,7 @@ __all__ = [
     "is_known_currency",
     "minor_per_unit",
     "parse_amount",
+    "parse_amount_field",
     "vat_from_gross",
 ]
 
@@ -112,6 +115,14 @@ def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     if minor > AMOUNT_MINOR_MAX:
         raise AmountError(f"amount exceeds the maximum of {format_amount(AMOUNT_MINOR_MAX, currency)}")
     return minor
+
+
+def parse_amount_field(text: str, currency: str, field: str, *, allow_zero: bool = False) -> int:
+    """parse_amount for a request field: an invalid amount is a 422 naming the field."""
+    try:
+        return parse_amount(text, currency, allow_zero=allow_zero)
+    except AmountError as exc:
+        raise Unprocessable("amount_invalid", f"{field}: {exc}", [FieldError(field, str(exc))]) from exc
 
 
 def minor_per_unit(currency: str) -> int:

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger.context import Kontor
 from ledger.errors import FieldError, Unprocessable
 from ledger.http.auth import ADMIN, POST, READ
-from ledger.http.deps import Call, CallDep, PageLimit
+from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.money import AmountError, parse_amount
 from payments import disputes, documents, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
@@ -37,7 +37,7 @@ from payments.webhooks import CallbackCreate, CallbackCreated, CallbackOut, Deli
 
 __all__ = ["amazon_pay_ipn", "merchant_router", "router"]
 
-Code = FromPath[int]
+Code = BusinessCodePath
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 SettlementPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
@@ -175,7 +175,7 @@ async def create_payment(
     return _created(out, created)
 
 
-DisputePath = Annotated[int, PathParameter(ge=1)]
+DisputePath = IdPath
 
 
 @get("/disputes", opt={"roles": READ}, operation_id="listDisputes", tags=["disputes"])
@@ -281,7 +281,7 @@ async def read_exceptions(
     business_code: Code,
     call: CallDep,
     limit: PageLimit = 100,
-    after: Annotated[int, QueryParameter(ge=0, description="next_after of the previous page")] = 0,
+    after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
     state_filter: Annotated[
         str, QueryParameter(name="state", pattern="^(open|resolved|dismissed|all)$", description="default: open")
     ] = "open",
@@ -306,7 +306,7 @@ async def read_exceptions(
     summary="Resolve (book from SUSPENSE to an account) or dismiss (reverse the parking) with a reason",
 )
 async def resolve_exception(
-    business_code: Code, exception_id: Annotated[int, PathParameter(ge=1)], data: JSONBody[Resolution], call: CallDep
+    business_code: Code, exception_id: IdPath, data: JSONBody[Resolution], call: CallDep
 ) -> ExceptionOut:
     return await reconciliation.resolve_exception(call.ctx, await call.business(business_code), exception_id, data)
 
@@ -338,6 +338,7 @@ router = Router(
 @post(
     "/v1/amazon-pay/ipn",
     opt={"public": True},
+    security=[{}],  # no key: an empty requirement overrides the global BearerAuth
     operation_id="receiveAmazonPayIpn",
     tags=["amazon pay"],
     status_code=200,
@@ -378,7 +379,7 @@ async def read_callbacks(call: CallDep) -> list[CallbackOut]:
     tags=["notifications"],
     status_code=200,
 )
-async def delete_callback(callback_id: Annotated[int, PathParameter(ge=1)], call: CallDep) -> CallbackOut:
+async def delete_callback(callback_id: IdPath, call: CallDep) -> CallbackOut:
     return await webhooks.delete_callback(call.ctx, call.merchant_id, callback_id)
 
 
@@ -386,9 +387,9 @@ async def delete_callback(callback_id: Annotated[int, PathParameter(ge=1)], call
 async def read_deliveries(
     call: CallDep,
     limit: PageLimit = 100,
-    after: Annotated[int, QueryParameter(ge=0, description="next_after of the previous page")] = 0,
+    after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
     state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(pending|delivered|failed)$")] = None,
-    callback_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+    callback_id: Annotated[int | None, QueryParameter(ge=1, le=ID_MAX)] = None,
 ) -> DeliveryPage:
     return await webhooks.list_deliveries(
         call.ctx, call.merchant_id, state=state_filter, callback_id=callback_id, after=after, limit=limit

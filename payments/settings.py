@@ -10,7 +10,7 @@ import asyncpg
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from payments.amazon.client import Credentials
 from payments.schemas import AmazonPaySettingsIn, AmazonPaySettingsOut
 
@@ -53,7 +53,10 @@ async def load_settings(ctx: Kontor, business: Business) -> MerchantSettings:
 
 
 async def get_settings(ctx: Kontor, business: Business) -> AmazonPaySettingsOut:
-    return (await load_settings(ctx, business)).out
+    try:
+        return (await load_settings(ctx, business)).out
+    except Conflict as missing:  # reading what does not exist is a 404; using it (an order) is the conflict
+        raise NotFound(missing.code, missing.detail) from None
 
 
 async def put_settings(ctx: Kontor, business: Business, spec: AmazonPaySettingsIn) -> AmazonPaySettingsOut:

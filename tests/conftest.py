@@ -70,7 +70,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, size_max=60)
+    pool = await create_pool(database_url, size_max=60, application_name="kontor-tests")
     async with pool.acquire() as conn:
         await apply_schema(conn)
     yield pool
@@ -216,8 +216,16 @@ async def app(
     application = create_app(settings, clock=clock, plugins=plugins_for_tests(simulator.url, sns_root))
     async with running(application), serving(application, free_port()) as url:
         simulator.sim.ipn_url = f"{url}/v1/amazon-pay/ipn"
+        application.state.test_base_url = url
         yield application
         simulator.sim.ipn_url = None
+
+
+@pytest.fixture(scope="session")
+def app_url(app: Litestar) -> str:
+    """Where the test app listens over HTTP (for clients in other threads or processes)."""
+    url: str = app.state.test_base_url
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,11 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get, patch, post
-from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger import reports, tenancy
 from ledger.http.auth import ADMIN, READ
-from ledger.http.deps import CallDep, Cursor, PageLimit
+from ledger.http.deps import BusinessCodePath, CallDep, Cursor, PageLimit
 from ledger.schemas import (
     AccountBalanceOut,
     AccountCreate,
@@ -27,7 +27,7 @@ CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z
 CustomerQuery = Annotated[str | None, QueryParameter(max_length=64, description="Only this customer's lines")]
 RoleQuery = Annotated[str | None, QueryParameter(max_length=32, description="Filter by role key, e.g. AR")]
 AsOf = Annotated[date | None, QueryParameter(description="Effective date the balance is taken at (inclusive)")]
-Code = FromPath[int]
+Code = BusinessCodePath
 
 
 @get("/accounts", opt={"roles": READ}, operation_id="listAccounts", tags=["accounts"])

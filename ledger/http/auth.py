@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ledger.context import Kontor
-from ledger.errors import Forbidden, InvariantViolation, RateLimited, Unauthorized
+from ledger.errors import BadRequest, FieldError, Forbidden, InvariantViolation, RateLimited, Unauthorized
 from ledger.tenancy import Principal, authenticate
 
-__all__ = ["ADMIN", "CLOSE", "OPERATOR", "POST", "READ", "AuthMiddleware", "RateLimiter", "current_principal"]
+__all__ = [
+    "ADMIN",
+    "CLOSE",
+    "OPERATOR",
+    "POST",
+    "READ",
+    "AuthMiddleware",
+    "RateLimiter",
+    "current_principal",
+    "query_names",
+]
 
 READ = frozenset({"accountant", "poster", "admin"})
 POST = frozenset({"poster", "admin"})
@@ -92,8 +103,32 @@ class AuthMiddleware(ASGIMiddleware):
             )
         limiter: RateLimiter = app.state.rate_limiter
         limiter.check(principal)
+        if scope["query_string"]:
+            _refuse_unknown_query(scope, app.state.query_names.get(id(handler), frozenset()))
         scope["auth"] = principal
         await next_app(scope, receive, send)
+
+
+def query_names(app: Any) -> dict[int, frozenset[str]]:
+    """The query parameters each route handler reads, by handler id (computed once when the app is built)."""
+    names: dict[int, frozenset[str]] = {}
+    for route in app.routes:
+        for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
+            names[id(handler)] = frozenset(p.field_alias for p in kwargs_model.expected_query_params)
+    return names
+
+
+def _refuse_unknown_query(scope: Scope, known: frozenset[str]) -> None:
+    """A misspelt parameter (`?asof=` for `?as_of=`) must not silently give another report than was asked for."""
+    given = {name for name, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)}
+    unknown = sorted(given - known)
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        raise BadRequest(
+            "query_parameter_unknown",
+            f"unknown query parameter {', '.join(map(repr, unknown))}; this route reads: {expected}",
+            [FieldError(name, "unknown query parameter") for name in unknown],
+        )
 
 
 def current_principal(scope: Scope) -> Principal:

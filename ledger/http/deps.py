@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request
 from litestar.di import NamedDependency, Provide
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -21,9 +21,22 @@ from ledger.errors import Forbidden, NotFound
 from ledger.http.auth import current_principal
 from ledger.tenancy import Principal, get_business
 
-__all__ = ["DEPENDENCIES", "Call", "CallDep", "Cursor", "IdempotencyKey", "PageLimit"]
+__all__ = [
+    "DEPENDENCIES",
+    "ID_MAX",
+    "BusinessCodePath",
+    "Call",
+    "CallDep",
+    "Cursor",
+    "IdPath",
+    "IdempotencyKey",
+    "PageLimit",
+]
 
 PAGE_SIZE_MAX = 500
+ID_MAX = 2**63 - 1  # bigint: larger ids cannot exist, and asyncpg would refuse to send them
+BusinessCodePath = Annotated[int, PathParameter(ge=1000, le=9999, description="4-digit business code")]
+IdPath = Annotated[int, PathParameter(ge=1, le=ID_MAX)]
 PageLimit = Annotated[int, QueryParameter(ge=1, le=PAGE_SIZE_MAX, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")]
 IdempotencyKey = Annotated[

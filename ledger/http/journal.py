@@ -6,13 +6,13 @@ from datetime import date
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
-from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger import journal, posting
 from ledger.chain import verify_chain
 from ledger.errors import BadRequest
 from ledger.http.auth import POST, READ
-from ledger.http.deps import CallDep, Cursor, IdempotencyKey, PageLimit
+from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
 from ledger.tenancy import account_index
 
@@ -20,7 +20,7 @@ __all__ = ["router"]
 
 REPLAY_HEADER = "Idempotent-Replayed"
 EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
-Code = FromPath[int]
+Code = BusinessCodePath
 _REPLAYED = {REPLAY_HEADER: "true"}
 
 
@@ -97,6 +97,7 @@ async def list_entries(
     cursor: Cursor = None,
     limit: PageLimit = 50,
 ) -> Page[EntryOut]:
+    business = await call.business(business_code)  # first: another merchant's code is a 404, whatever the query
     pairs: dict[str, str] = {}
     for item in metadata or []:
         key, sep, value = item.partition(":")
@@ -112,7 +113,7 @@ async def list_entries(
         metadata=pairs or None,
         descending=order == "desc",
     )
-    return await journal.list_entries(call.ctx, await call.business(business_code), where, cursor, limit)
+    return await journal.list_entries(call.ctx, business, where, cursor, limit)
 
 
 @get("/entries/{entry_id:int}", opt={"roles": READ}, operation_id="getEntry", tags=["journal"])

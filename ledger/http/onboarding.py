@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from litestar import Router, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from ledger import tenancy
 from ledger.http.auth import ADMIN, OPERATOR, READ
-from ledger.http.deps import CallDep
+from ledger.http.deps import BusinessCodePath, CallDep, IdPath
 from ledger.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -49,7 +49,7 @@ async def create_business(data: JSONBody[BusinessCreate], call: CallDep) -> Busi
 
 
 @get("/businesses/{business_code:int}", opt={"roles": READ}, operation_id="getBusiness", tags=["onboarding"])
-async def get_business(business_code: FromPath[int], call: CallDep) -> BusinessOut:
+async def get_business(business_code: BusinessCodePath, call: CallDep) -> BusinessOut:
     return await tenancy.describe_business(call.ctx, await call.business(business_code))
 
 
@@ -77,7 +77,7 @@ async def create_api_key(data: JSONBody[ApiKeyCreate], call: CallDep) -> ApiKeyC
     status_code=200,
     summary="Revoke an API key (effective at once here, within seconds everywhere)",
 )
-async def revoke_api_key(key_id: FromPath[int], call: CallDep) -> ApiKeyOut:
+async def revoke_api_key(key_id: IdPath, call: CallDep) -> ApiKeyOut:
     return await tenancy.revoke_key(call.ctx, call.merchant_id, key_id)
 
 

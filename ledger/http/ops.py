@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.prometheus import PrometheusController
 
 __all__ = ["MetricsController", "health", "ready"]
@@ -13,7 +14,14 @@ __all__ = ["MetricsController", "health", "ready"]
 PUBLIC = {"public": True}
 
 
-@get("/health", opt=PUBLIC, tags=["ops"], operation_id="health", summary="Liveness: the process answers")
+@get(
+    "/health",
+    opt=PUBLIC,
+    security=[{}],  # no key: an empty requirement overrides the global BearerAuth
+    tags=["ops"],
+    operation_id="health",
+    summary="Liveness: the process answers",
+)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -21,6 +29,8 @@ async def health() -> dict[str, str]:
 @get(
     "/ready",
     opt=PUBLIC,
+    security=[{}],  # no key: an empty requirement overrides the global BearerAuth
+    responses={503: ResponseSpec(dict[str, str], description="the database does not answer", generate_examples=False)},
     tags=["ops"],
     operation_id="ready",
     summary="Readiness: the database answers and the schema is applied",

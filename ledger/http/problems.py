@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin  # not exported; pinned >= 2.25
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.types import ExceptionHandlersMap
+from litestar.typing import FieldDefinition
 
+from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
+from ledger.money import AmountError
 
-__all__ = ["EXCEPTION_HANDLERS", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "document_problems", "problem"]
 
 log = logging.getLogger("kontor.http")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -33,6 +41,7 @@ _HTTP_CODES = {
     429: "rate_limited",
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
 def problem(
@@ -84,9 +93,14 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         message = str(item.get("message", "invalid"))
         match = _MSGSPEC_PATH.search(message)
         if match:
-            errors.append(FieldError(match["path"] or "body", message[: match.start()]))
-        else:  # Litestar already gives the path within the body, or the name of the header/query parameter
-            errors.append(FieldError(str(item.get("key") or item.get("source") or "body"), message))
+            path, text = match["path"], message[: match.start()]
+        else:  # Litestar already gives the path within the body ("data" for the body itself), or the parameter
+            path, text = str(item.get("key") or item.get("source") or ""), message
+            path = "" if path == "data" else path
+        unknown = _UNKNOWN_FIELD.fullmatch(text)
+        if unknown:  # name the field itself, not the object that holds it
+            path = f"{path}.{unknown['name']}" if path else unknown["name"]
+        errors.append(FieldError(path or "body", text))
     return errors
 
 
@@ -116,6 +130,37 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
 
 
+def _text_refused(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # the whole use case ran in one transaction, which the refusal rolled back: nothing was stored
+    return problem(
+        request,
+        status=422,
+        code="text_invalid",
+        title="Unprocessable content",
+        detail="a text field contains a NUL character (\\u0000) or a character PostgreSQL cannot store",
+    )
+
+
+def _amount_refused(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return problem(request, status=422, code="amount_invalid", title="Unprocessable content", detail=str(exc))
+
+
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning(
+        "database connection lost",
+        extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
+    )
+    return problem(
+        request,
+        status=503,
+        code="database_unavailable",
+        title="Database unavailable",
+        detail="the connection to the database was lost; retry shortly. A posting retried with the same "
+        "Idempotency-Key is booked at most once.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error(
         "unhandled error",
@@ -135,5 +180,105 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     KontorError: _kontor_error,
     HTTPException: _http_exception,
+    **dict.fromkeys(CONNECTION_LOST, _database_unavailable),
+    **dict.fromkeys(TEXT_REFUSED, _text_refused),
+    AmountError: _amount_refused,
     Exception: _unexpected,
 }
+
+
+class ProblemField(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details, as every error answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str
+    request_id: str | None = None
+    errors: list[ProblemField] | None = None
+
+
+_PROBLEMS = {
+    400: "malformed request: not JSON, a parameter or a field does not match the schema",
+    401: "API key missing or invalid",
+    403: "the key's role may not do this",
+    404: "the business code or resource does not exist (for this merchant)",
+    409: "the request conflicts with the books' state (closed period, already reversed, ...)",
+    413: "request body too large",
+    422: "the request is well-formed but breaks a rule (unbalanced, unknown account, ...)",
+    429: "rate limit of the key exceeded (Retry-After)",
+}
+_READ_STATUSES = (400, 401, 403, 404, 422, 429)
+_WRITE_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429)
+
+
+class StrictStructSchemaPlugin(StructSchemaPlugin):
+    """Litestar's struct schemas, plus `additionalProperties: false` for request structs that refuse unknown
+    fields (forbid_unknown_fields), so that the document says what the service does: an unknown field is a 400."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        struct = field_definition.type_
+        if struct.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        hints = get_type_hints(struct, include_extras=True)
+        for f in msgspec.structs.fields(struct):
+            key = _constrained_key(hints[f.name])
+            prop = (schema.properties or {}).get(f.encode_name)
+            if key is None or prop is None:
+                continue
+            for target in [prop, *(getattr(prop, "one_of", None) or [])]:
+                if isinstance(target, Schema) and target.type == OpenAPIType.OBJECT:
+                    target.property_names = Schema(
+                        type=OpenAPIType.STRING,
+                        pattern=key.pattern,
+                        min_length=key.min_length,
+                        max_length=key.max_length,
+                    )
+        return schema
+
+
+def _constrained_key(annotation: Any) -> msgspec.Meta | None:
+    """The Meta of a dict's key type (`dict[Annotated[str, Meta(pattern=...)], ...]`, optional or annotated)."""
+    for candidate in get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,):
+        inner = candidate
+        while get_origin(inner) is Annotated:
+            inner = get_args(inner)[0]
+        if get_origin(inner) is dict:
+            key = get_args(inner)[0]
+            if get_origin(key) is Annotated:
+                return next((m for m in get_args(key)[1:] if isinstance(m, msgspec.Meta)), None)
+    return None
+
+
+def document_problems(app: Litestar) -> None:
+    """Declare the problem+json answers every route can give, so that the OpenAPI document is complete.
+
+    Done once when the app is built (the document is generated on first request); a handler's own
+    `responses` win. Routes without roles are public and declare their own answers.
+    """
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            methods = set(handler.http_methods) - {"OPTIONS", "HEAD"}
+            if not methods or not handler.opt.get("roles"):
+                continue
+            statuses = _READ_STATUSES if methods <= {"GET"} else _WRITE_STATUSES
+            declared = dict(handler.responses or {})
+            for status in statuses:
+                declared.setdefault(
+                    status,
+                    ResponseSpec(
+                        data_container=Problem,
+                        media_type=PROBLEM_MEDIA_TYPE,
+                        description=_PROBLEMS[status],
+                        generate_examples=False,
+                    ),
+                )
+            handler.responses = declared

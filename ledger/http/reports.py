@@ -6,18 +6,18 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get, post
-from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from ledger import journal, reports
 from ledger.http.auth import CLOSE, READ
-from ledger.http.deps import CallDep
+from ledger.http.deps import BusinessCodePath, CallDep
 from ledger.schemas import BalanceSheetOut, IncomeStatementOut, PeriodCloseOut, PeriodOut, TrialBalanceOut
 
 __all__ = ["router"]
 
 PeriodPath = Annotated[str, PathParameter(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")]
 AsOf = Annotated[date | None, QueryParameter(description="Effective date (inclusive)")]
-Code = FromPath[int]
+Code = BusinessCodePath
 
 
 @get("/reports/trial-balance", opt={"roles": READ}, operation_id="getTrialBalance", tags=["reports"])

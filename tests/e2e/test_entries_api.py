@@ -125,7 +125,12 @@ def line(account: str, side: str, amount: Any, **extra: Any) -> dict[str, Any]:
         ([line("1200", "debit", 1.5), line("8400", "credit", "1.50")], 400, "request_invalid", "lines[0].debit"),
         ([line("1200", "debit", "1e2"), line("8400", "credit", "100")], 400, "request_invalid", "lines[0].debit"),
         ([line("1200", "debit", "1.00")], 400, "request_invalid", "lines"),
-        ([line("1200", "debit", "1.00", note="x"), line("8400", "credit", "1.00")], 400, "request_invalid", "lines[0]"),
+        (
+            [line("1200", "debit", "1.00", note="x"), line("8400", "credit", "1.00")],
+            400,
+            "request_invalid",
+            "lines[0].note",
+        ),
         (
             [line("1200", "debit", "1.00", currency="XAU"), line("8400", "credit", "1.00", currency="XAU")],
             422,
@@ -406,4 +411,4 @@ async def test_entries_of_unknown_business_or_id(tenant: Tenant, app_client: htt
     r = await app_client.get("/v1/businesses/4242/entries", headers=tenant.headers())
     assert (r.status_code, r.json()["code"]) == (404, "business_not_found")
     r = await app_client.get("/v1/businesses/12/entries", headers=tenant.headers())
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (400, "business_code")  # codes have four digits

@@ -1,11 +1,20 @@
-"""Tenant isolation: merchant A's keys against merchant B's business codes, entries, accounts and customers.
+"""R7, tenant isolation: merchant A's keys against merchant B's business codes, entries, accounts and customers.
 
 Passes when every attempt answers 404 (the resource does not exist for A) and B's books are unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import asyncpg
+import httpx
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from litestar import Litestar
+from schemathesis import GenerationMode
 
 from tests.conftest import Tenant, make_tenant
 
@@ -79,3 +88,63 @@ async def test_same_idempotency_key_in_two_merchants_is_two_requests(tenant: Ten
     assert (first.status_code, second.status_code) == (201, 201)
     assert "Idempotent-Replayed" not in second.headers
     assert first.json()["id"] != second.json()["id"]
+
+
+async def test_every_route_refuses_another_merchants_ids(
+    pool: asyncpg.Pool, app: Litestar, app_url: str, app_client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Every operation that names a business code or an id, generated from the OpenAPI document with valid
+    bodies, sent with merchant A's admin key and merchant B's business code and ids: 404 (or 403), and B's
+    books unchanged."""
+    a = tenant
+    b = await make_tenant(a.client, businesses=[{"code": 2200, "country": "GB", "currency": "GBP"}])
+    b_entry = await b.post_entry([{"account": "1200", "debit": "10.00"}, {"account": "8400", "credit": "10.00"}])
+    b_callback = await b.client.post(
+        "/v1/notification-callbacks",
+        headers=b.headers(),
+        json={"url": "https://hooks.example.com/b", "types": ["balance.updated"]},
+    )
+    assert (b_entry.status_code, b_callback.status_code) == (201, 201)
+    ids = {
+        "business_code": 2200,
+        "key_id": int(b.poster_key.split("_")[2]),
+        "callback_id": b_callback.json()["callback_id"],
+        "customer": "C-1",
+        "order": "o-1",
+        "number": "1200",
+        "period": "2026-01",
+        "settlement_id": "1",
+    }
+    before = await snapshot(pool, b.merchant_id)
+    doc = (await app_client.get("/schema/openapi.json")).json()
+    sent = await asyncio.to_thread(attack, doc, app_url, a.admin_key, ids, b_entry.json()["id"])
+    assert len(sent) > 50, sorted(sent)  # every operation that names a business code or an id
+    assert await snapshot(pool, b.merchant_id) == before
+    assert (await b.get(f"/entries/{b_entry.json()['id']}", key=b.poster_key)).status_code == 200
+
+
+def attack(doc: dict[str, Any], base_url: str, key: str, ids: dict[str, Any], other_id: int) -> set[str]:
+    sent: set[str] = set()
+    with requests.Session() as session:
+        for result in schemathesis.openapi.from_dict(doc).get_all_operations():
+            op = result.ok()
+            params = {p["name"] for p in doc["paths"][op.path][op.method].get("parameters", []) if p["in"] == "path"}
+            if not params or op.path.startswith("/v1/base-rates"):
+                continue  # acts on the caller's own merchant only, or operator data shared by all
+            values = {name: ids.get(name, other_id) for name in params}
+            probe_operation(op, values, base_url, key, session)
+            sent.add(f"{op.method.upper()} {op.path}")
+    return sent
+
+
+def probe_operation(op: Any, values: dict[str, Any], base_url: str, key: str, session: requests.Session) -> None:
+    @settings(max_examples=3, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def probe(case: schemathesis.Case) -> None:
+        case.path_parameters = values
+        r = case.call(base_url=base_url, session=session, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code in (403, 404), (op.method, op.path, r.status_code, r.text[:300])
+        assert r.headers["content-type"][0].startswith("application/problem+json")
+
+    probe()

@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import replace
 
+import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
@@ -19,7 +20,8 @@ from litestar import Litestar
 from ledger.app import create_app
 from ledger.config import Settings
 from ledger.http.auth import AuthMiddleware
-from tests.conftest import Tenant, client_for, make_tenant, running
+from tests.conftest import OPERATOR_KEY, Simulator, Tenant, client_for, make_tenant, running
+from tests.e2e.amazon import item, make_shop
 
 # open without an API key: health and metrics; Amazon Pay IPNs authenticate by their SNS signature instead
 # (tests/e2e/test_ipn.py refuses forged ones)
@@ -80,6 +82,13 @@ def guarded_routes(app: Litestar) -> list[tuple[str, str, object]]:
     return out
 
 
+def concrete(path: str) -> str:
+    out = re.sub(r"\{business_code:int\}", "1001", path)
+    out = re.sub(r"\{\w+:int\}", "999999999", out)  # no such id: never revokes the keys in use
+    out = re.sub(r"\{\w+:str\}", "x1", out)
+    return re.sub(r"\{\w+:date\}", "2026-01-01", out)
+
+
 async def test_every_route_is_guarded_except_the_public_ones(app: Litestar) -> None:
     routes = guarded_routes(app)
     assert len(routes) > 20
@@ -100,10 +109,38 @@ async def test_every_guarded_route_refuses_requests_without_a_key(app: Litestar,
     for path, method, _ in guarded_routes(app):
         if path in PUBLIC_PATHS or path.startswith("/schema") or method in ("HEAD", "OPTIONS"):
             continue
-        concrete = re.sub(r"\{\w+:str\}", "x1", re.sub(r"\{\w+:int\}", "1001", path))
-        concrete = re.sub(r"\{\w+:date\}", "2026-01-01", concrete)
-        r = await app_client.request(method, concrete, json={})
-        assert r.status_code == 401, (method, concrete, r.status_code)
+        r = await app_client.request(method, concrete(path), json={})
+        assert r.status_code == 401, (method, path, r.status_code)
+
+
+async def test_every_route_admits_only_its_roles(
+    app: Litestar, app_client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Each role's key against every guarded route: a role the route does not declare gets 403 and changes nothing;
+    a declared role gets past the guard (whatever the handler then says about the empty request)."""
+    keys = {
+        "admin": tenant.admin_key,
+        "poster": tenant.poster_key,
+        "accountant": tenant.accountant_key,
+        "operator": OPERATOR_KEY,
+    }
+    before = await pool.fetchval("SELECT count(*) FROM entries WHERE merchant_id = $1", tenant.merchant_id)
+    checked = 0
+    for path, method, handler in guarded_routes(app):
+        roles = handler.opt.get("roles")  # type: ignore[attr-defined]
+        if not roles or method in ("HEAD", "OPTIONS"):
+            continue
+        for role, key in keys.items():
+            headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"guard-{role}-{method}-{path}"}
+            r = await app_client.request(method, concrete(path), json={}, headers=headers)
+            if role in roles:
+                assert r.status_code not in (401, 403), (role, method, path, r.text)
+            else:
+                assert r.status_code == 403, (role, method, path, r.status_code, r.text)
+                assert r.json()["code"] == "role_forbidden"
+            checked += 1
+    assert checked > 250
+    assert await pool.fetchval("SELECT count(*) FROM entries WHERE merchant_id = $1", tenant.merchant_id) == before
 
 
 async def test_options_lists_methods_without_a_key(tenant: Tenant, app_client: httpx.AsyncClient) -> None:
@@ -144,3 +181,29 @@ async def test_secrets_never_reach_the_logs(
     assert "request" in logged
     for secret in (secret_key, secret_key.split("_", 3)[3], tenant.admin_key.split("_", 3)[3], "guessing-secret"):
         assert secret not in logged
+
+
+async def test_merchant_secrets_never_reach_responses_or_logs(
+    tenant: Tenant, simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The MWS auth token and a webhook signing secret: written once, never shown again, never logged, even at
+    DEBUG while Kontor calls Amazon Pay with the token and signs a delivery with the secret."""
+    caplog.set_level(logging.DEBUG)
+    shop = await make_shop(tenant, simulator)
+    settings_shown = await tenant.client.get(tenant.url("/amazon-pay/settings"), headers=tenant.headers())
+    callback = await tenant.client.post(
+        "/v1/notification-callbacks",
+        headers=tenant.headers(),
+        json={"url": "http://127.0.0.1:9/hook", "types": ["balance.updated"]},
+    )
+    assert callback.status_code == 201, callback.text
+    secret = callback.json()["secret"]
+    assert (await shop.create_order("sec-1", [item(1, "11.90")])).status_code == 201
+    listed = await tenant.client.get("/v1/notification-callbacks", headers=tenant.headers())
+    assert secret not in listed.text
+    mws_token = simulator.sim.sellers[shop.seller_id].mws_auth_token
+    assert mws_token not in settings_shown.text
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "sec-1" in logged or "orders" in logged  # the calls were logged at all
+    assert mws_token not in logged
+    assert secret not in logged

@@ -1,4 +1,4 @@
-"""Concurrency: parallel postings on hot accounts, concurrent duplicates, a balance that may not go negative.
+"""Concurrency: parallel postings on hot accounts, concurrent duplicates (R3), a balance that may not go negative (R2).
 
 Method: fire requests concurrently through the HTTP API (the service runs them on its own event loop
 with a real connection pool), then compare what the API reports with sums computed by SQL over the
@@ -88,7 +88,8 @@ async def test_concurrent_reuse_with_different_bodies(pool: asyncpg.Pool, tenant
 
 
 async def test_account_that_may_not_go_negative_under_concurrency(pool: asyncpg.Pool, tenant: Tenant) -> None:
-    """30 concurrent withdrawals of 100.00 from a wallet holding 1,000.00: exactly 10 succeed."""
+    """R2: 200 concurrent withdrawals of 100.00 from a wallet holding 10,000.00: exactly 100 succeed, none fails
+    with a server error, and the wallet ends at zero."""
     r = await tenant.client.post(
         tenant.url("/accounts"),
         headers=tenant.headers(),
@@ -96,20 +97,71 @@ async def test_account_that_may_not_go_negative_under_concurrency(pool: asyncpg.
     )
     assert r.status_code == 201, r.text
     funded = await tenant.post_entry(
-        [{"account": "1200", "debit": "1000.00"}, {"account": "1370", "credit": "1000.00"}]
+        [{"account": "1200", "debit": "10000.00"}, {"account": "1370", "credit": "10000.00"}]
     )
     assert funded.status_code == 201
     results = await asyncio.gather(
         *(
             tenant.post_entry([{"account": "1370", "debit": "100.00"}, {"account": "1200", "credit": "100.00"}])
-            for _ in range(30)
+            for _ in range(200)
         )
     )
     statuses = [r.status_code for r in results]
-    assert statuses.count(201) == 10
-    assert statuses.count(409) == 20
+    assert (statuses.count(201), statuses.count(409)) == (100, 100), sorted(set(statuses))
     assert {r.json()["code"] for r in results if r.status_code == 409} == {"insufficient_balance"}
     assert await sum_of_lines(pool, tenant, "1370") == 0
+    balance = (await tenant.get("/accounts/1370/balance")).json()["balances"][0]
+    assert (balance["balance"], balance["side"]) == ("0.00", "BALANCED")
+
+
+def idempotent_posting(i: int) -> dict[str, Any]:
+    return {
+        "effective_date": "2026-11-20",
+        "description": f"order {i}",
+        "reference": f"R3-{i}",
+        "lines": [
+            {"account": "1400", "customer": f"C-{i % 17}", "debit": f"{100 + i}.19"},
+            {"account": "8400", "credit": f"{100 + i}.00"},
+            {"account": "1776", "credit": "0.19"},
+        ],
+    }
+
+
+async def send_three_times(tenant: Tenant, count: int) -> None:
+    """R3: every posting is sent three times, two of them concurrently and one after, in waves of 50."""
+    keys = [str(uuid.uuid4()) for _ in range(count)]
+
+    async def send(i: int) -> list[Any]:
+        body, headers = idempotent_posting(i), tenant.headers(tenant.poster_key, keys[i])
+        pair = await asyncio.gather(
+            *(tenant.client.post(tenant.url("/entries"), json=body, headers=headers) for _ in "ab")
+        )
+        later = await tenant.client.post(tenant.url("/entries"), json=body, headers=headers)
+        return [*pair, later]
+
+    for wave in range(0, count, 50):
+        for responses in await asyncio.gather(*(send(i) for i in range(wave, min(wave + 50, count)))):
+            assert [r.status_code for r in responses] == [201, 201, 201], [r.text for r in responses]
+            assert len({r.text for r in responses}) == 1, "replays return the identical body"
+            assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 2
+    # a used key with another body is refused and books nothing
+    changed = {**idempotent_posting(0), "description": "changed"}
+    r = await tenant.client.post(
+        tenant.url("/entries"), json=changed, headers=tenant.headers(tenant.poster_key, keys[0])
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "idempotency_key_reused")
+
+
+async def test_postings_sent_three_times_are_booked_once(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    count = 1000
+    await send_three_times(tenant, count)
+    assert await pool.fetchval("SELECT count(*) FROM entries WHERE merchant_id = $1", tenant.merchant_id) == count
+    refs = await pool.fetchval(
+        "SELECT count(DISTINCT reference) FROM entries WHERE merchant_id = $1", tenant.merchant_id
+    )
+    assert refs == count
+    expected = sum((100 + i) * 100 + 19 for i in range(count))
+    assert await sum_of_lines(pool, tenant, "1400") == expected
 
 
 async def test_transactions_are_retried_whole_after_a_deadlock_and_only_so_often(pool: asyncpg.Pool) -> None:
