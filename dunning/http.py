@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 from litestar import Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import Struct
 
@@ -19,22 +17,13 @@ from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runs import RunOut
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
+from ledger.http.problems import also_files
 
 __all__ = ["base_rate_routes", "router"]
 
 Code = BusinessCodePath
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
-
-
-@dataclass
-class AlsoCsv(Operation):
-    """The OpenAPI operation of a route whose 200 is JSON or, with ?format=csv, a CSV file."""
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
 
 class RunIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -192,16 +181,16 @@ async def resume_order(business_code: Code, order: OrderPath, call: CallDep) -> 
             list[CaseOut], description="the cases (JSON), or the hand-over file (?format=csv)", generate_examples=False
         )
     },
-    operation_class=AlsoCsv,
+    operation_class=also_files("text/csv"),
 )
 async def read_handovers(
     business_code: Code,
     call: CallDep,
     status: Annotated[int | None, QueryParameter(ge=90, le=99)] = 90,
-    file_format: Annotated[str, QueryParameter(name="format", pattern="^(json|csv)$")] = "json",
+    format: Annotated[str, QueryParameter(pattern="^(json|csv)$")] = "json",
 ) -> Response[object]:
     cases = await accounts.handovers(call.ctx, await call.business(business_code), status)
-    if file_format == "csv":
+    if format == "csv":
         return Response(accounts.handovers_csv(cases), media_type="text/csv")
     return Response(cases)
 

@@ -13,12 +13,12 @@ import base64
 import binascii
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import asyncpg
 
 from ledger.context import Kontor
-from ledger.domain import CREDIT_NORMAL_TYPES, Account, Business
+from ledger.domain import CREDIT_NORMAL_TYPES, Account, Business, month_end, parse_period
 from ledger.errors import BadRequest, Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import (
@@ -28,6 +28,9 @@ from ledger.schemas import (
     CurrencyBalance,
     CurrencyTotals,
     CustomerAccountOut,
+    GLReportOut,
+    GLRow,
+    GLTotals,
     IncomeStatementOut,
     RegisterOut,
     RegisterRow,
@@ -37,7 +40,15 @@ from ledger.schemas import (
 )
 from ledger.tenancy import account_index, get_account
 
-__all__ = ["account_balance", "balance_sheet", "customer_account", "income_statement", "register", "trial_balance"]
+__all__ = [
+    "account_balance",
+    "balance_sheet",
+    "customer_account",
+    "gl_report",
+    "income_statement",
+    "register",
+    "trial_balance",
+]
 
 
 def side_of(net: int) -> BalanceSide:
@@ -372,4 +383,64 @@ async def register(
         opening_side=side_of(opening),
         rows=out,
         next_cursor=next_cursor,
+    )
+
+
+GL_COLUMNS = (
+    "opening_debit", "opening_credit", "debit", "credit", "closing_debit", "closing_credit",
+)  # fmt: skip
+
+
+async def gl_report(ctx: Kontor, business: Business, period: str) -> GLReportOut:
+    """The month-end G/L report: per account (and currency) the opening balance, the period's debits and credits
+    and the closing balance, with the account's country, tax code and the merchant's alternative number."""
+    first = parse_period(period)
+    last = month_end(first)
+    opening = {(a.account_id, c): d - k for a, c, d, k in await _account_sums(ctx, business, from_date=None,
+                                                                              to_date=first - timedelta(days=1))}  # fmt: skip
+    moved = {(a.account_id, c): (a, d, k) for a, c, d, k in await _account_sums(ctx, business, from_date=first,
+                                                                                to_date=last)}  # fmt: skip
+    index = await account_index(ctx, business)
+    keys = sorted(set(opening) | set(moved), key=lambda k: (index.by_id[k[0]].number, k[1]))
+    rows: list[GLRow] = []
+    totals: dict[str, list[int]] = defaultdict(lambda: [0] * 6)
+    for account_id, currency in keys:
+        account = index.by_id[account_id]
+        before = opening.get((account_id, currency), 0)
+        _, debit, credit = moved.get((account_id, currency), (account, 0, 0))
+        after = before + debit - credit
+        figures = [max(before, 0), max(-before, 0), debit, credit, max(after, 0), max(-after, 0)]
+        for i, value in enumerate(figures):
+            totals[currency][i] += value
+        amounts = {name: format_amount(v, currency) for name, v in zip(GL_COLUMNS, figures, strict=True)}
+        rows.append(
+            GLRow(
+                account=account.number,
+                alt_number=account.alt_number,
+                name=account.name,
+                type=account.type,
+                country=business.country,
+                tax_code="" if account.vat_rate is None else format(account.vat_rate.normalize(), "f"),
+                currency=currency,
+                **amounts,
+            )
+        )
+    closed = await ctx.reports_pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM period_closes WHERE merchant_id = $1 AND business = $2 AND period >= $3)",
+        business.merchant_id,
+        business.code,
+        first,
+    )
+    return GLReportOut(
+        business=business.code,
+        country=business.country,
+        period=period,
+        from_date=first,
+        to_date=last,
+        closed=bool(closed),
+        rows=rows,
+        totals=[
+            GLTotals(currency=c, **{n: format_amount(v, c) for n, v in zip(GL_COLUMNS, t, strict=True)})
+            for c, t in sorted(totals.items())
+        ],
     )

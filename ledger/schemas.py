@@ -299,6 +299,43 @@ class PeriodCloseOut(Struct, kw_only=True):
     periods: list[PeriodOut]
 
 
+class GLRow(Struct, kw_only=True):
+    account: str
+    alt_number: str | None  # the merchant's own account number, for the import into their G/L
+    name: str
+    type: str
+    country: str
+    tax_code: str  # the VAT rate the account carries ("19", "7", "0"), empty when none
+    currency: str
+    opening_debit: str
+    opening_credit: str
+    debit: str  # movements of the period
+    credit: str
+    closing_debit: str
+    closing_credit: str
+
+
+class GLTotals(Struct, kw_only=True):
+    currency: str
+    opening_debit: str
+    opening_credit: str
+    debit: str
+    credit: str
+    closing_debit: str
+    closing_credit: str
+
+
+class GLReportOut(Struct, kw_only=True):
+    business: int
+    country: str
+    period: str
+    from_date: date
+    to_date: date
+    closed: bool  # the period is closed: these figures are final
+    rows: list[GLRow]
+    totals: list[GLTotals]
+
+
 class BrokenLink(Struct, kw_only=True):
     seq: int | None
     entry_id: int | None

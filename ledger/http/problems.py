@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
@@ -18,7 +19,7 @@ from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin  # not exported; pinned >= 2.25
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.types import ExceptionHandlersMap
 from litestar.typing import FieldDefinition
 
@@ -26,7 +27,7 @@ from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
 
-__all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "document_problems", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
 
 log = logging.getLogger("kontor.http")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -282,3 +283,17 @@ def document_problems(app: Litestar) -> None:
                     ),
                 )
             handler.responses = declared
+
+
+def also_files(*media_types: str) -> type[Operation]:
+    """The OpenAPI operation class of a route whose 200 is JSON or, with ?format=..., a file of these types."""
+
+    @dataclass
+    class AlsoFiles(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+                for media_type in media_types:
+                    ok.content[media_type] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+    return AlsoFiles

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Router, get, post
+from litestar import Response, Router, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from ledger import journal, reports
+from ledger.glexport import gl_csv, gl_xlsx
 from ledger.http.auth import CLOSE, READ
 from ledger.http.deps import BusinessCodePath, CallDep
-from ledger.schemas import BalanceSheetOut, IncomeStatementOut, PeriodCloseOut, PeriodOut, TrialBalanceOut
+from ledger.http.problems import also_files
+from ledger.schemas import (
+    BalanceSheetOut,
+    GLReportOut,
+    IncomeStatementOut,
+    PeriodCloseOut,
+    PeriodOut,
+    TrialBalanceOut,
+)
 
 __all__ = ["router"]
 
@@ -59,7 +69,40 @@ async def close_period(business_code: Code, period: PeriodPath, call: CallDep) -
     return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}")
 
 
+GL_MEDIA = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+@get(
+    "/periods/{period:str}/gl-report",
+    opt={"roles": READ},
+    operation_id="getGLReport",
+    tags=["periods"],
+    summary="The month-end G/L report: opening, movements and closing per account, country and tax code",
+    responses={
+        200: ResponseSpec(GLReportOut, description="JSON, or the file (?format=csv|xlsx)", generate_examples=False)
+    },
+    operation_class=also_files(*GL_MEDIA.values()),
+)
+async def gl_report(
+    business_code: Code,
+    period: PeriodPath,
+    call: CallDep,
+    format: Annotated[str, QueryParameter(pattern="^(json|csv|xlsx)$")] = "json",
+) -> Response[Any]:
+    report = await reports.gl_report(call.ctx, await call.business(business_code), period)
+    if format == "json":
+        return Response(report)
+    body: str | bytes = gl_csv(report) if format == "csv" else gl_xlsx(report)
+    name = f"gl-{report.business}-{report.period}.{format}"
+    return Response(
+        body, media_type=GL_MEDIA[format], headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
 router = Router(
     path="/v1/businesses/{business_code:int}",
-    route_handlers=[trial_balance, income_statement, balance_sheet, list_periods, close_period],
+    route_handlers=[trial_balance, income_statement, balance_sheet, list_periods, close_period, gl_report],
 )

@@ -128,4 +128,5 @@ async def test_every_operation_answers_as_documented_100_examples(
     app: Litestar, app_url: str, app_client: httpx.AsyncClient
 ) -> None:
     outcome = await run_fuzz(app, app_url, app_client, examples=100)
+    print(f"R6: {len(outcome.counts)} operation/mode pairs, {sum(outcome.counts.values())} requests")
     assert not outcome.failures, "\n".join(outcome.failures)
