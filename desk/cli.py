@@ -28,6 +28,8 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, NotFound
 from ledger.tenancy import get_business
+from payments.closing import book_prepayment_vat
+from payments.notify import emit_period_closed
 
 __all__ = ["export", "period", "report"]
 
@@ -245,7 +247,10 @@ def period_close(
         return answer(await client.post(f"/periods/{month}/close"))
 
     async def in_db(ctx: Kontor, business: Business) -> Any:
+        # as in the service: period-end postings are booked, period.closed goes out
+        ctx.period_closing_hooks.append(book_prepayment_vat)
+        ctx.period_closed_hooks.append(emit_period_closed)
         return msgspec.to_builtins(await journal.close_period(ctx, business, month, "kontor period close"))
 
     closed = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
-    click.echo(f"business {code}: closed through {closed.get('period', month)}")
+    click.echo(f"business {code}: closed through {closed['closed_through']}")

@@ -19,11 +19,24 @@ import asyncpg
 from ledger.config import Settings
 from ledger.domain import Account, Business
 
-__all__ = ["AccountIndex", "Clock", "KeyRecord", "Kontor", "ReceivableHook", "system_clock"]
+__all__ = [
+    "AccountIndex",
+    "Clock",
+    "KeyRecord",
+    "Kontor",
+    "PeriodClosedHook",
+    "PeriodClosingHook",
+    "ReceivableHook",
+    "system_clock",
+]
 
 Clock = Callable[[], datetime]
 # (ctx, connection in the booking's transaction, business code, customer, booking date)
 ReceivableHook = Callable[["Kontor", Any, Business, str, date], Awaitable[None]]
+# (ctx, connection in the closing transaction, business code, the months it closed now: 'YYYY-MM', oldest first)
+PeriodClosedHook = Callable[["Kontor", Any, Business, list[str]], Awaitable[None]]
+# (ctx, connection in the closing transaction, business code, first day of each month about to be closed)
+PeriodClosingHook = Callable[["Kontor", Any, Business, list[date]], Awaitable[None]]
 
 
 def system_clock() -> datetime:
@@ -59,6 +72,11 @@ class Kontor:
     # called in the transaction of every booking on a customer's receivable, after it (plugins register
     # them at start: dunning recovers a written-off debt from a payment); ledger itself calls none
     receivable_hooks: list[ReceivableHook] = field(default_factory=list)
+    # called in the transaction that closes months, with the months newly closed (none: no call), so that a
+    # notification goes out exactly once however often and from wherever a month is closed
+    period_closed_hooks: list[PeriodClosedHook] = field(default_factory=list)
+    # called in the same transaction before the months are closed: period-end postings dated in them
+    period_closing_hooks: list[PeriodClosingHook] = field(default_factory=list)
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()

@@ -15,7 +15,7 @@ import binascii
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -450,9 +450,49 @@ async def close_period(ctx: Kontor, business: Business, period: str, closed_by: 
     last = month_end(first)
     if last >= ctx.today():
         raise Conflict("period_not_over", f"{period} ends on {last.isoformat()}; it can be closed from the next day on")
-    closed_through = await ctx.pool.fetchval(
-        "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
-    )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if ctx.period_closing_hooks:
+            months = await _months_to_close(conn, business, first)
+            if months:
+                for closing in ctx.period_closing_hooks:
+                    await closing(ctx, conn, business, months)
+        closed_through = await conn.fetchval(
+            "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
+        )
+        # the function holds the business code's lock until this transaction ends: months inserted by it are
+        # the rows stamped with this transaction's now()
+        newly = await conn.fetch(
+            "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 AND business = $2 "
+            "AND closed_at = now() ORDER BY period",
+            business.merchant_id,
+            business.code,
+        )
+        if newly:
+            for hook in ctx.period_closed_hooks:
+                await hook(ctx, conn, business, [r["period"] for r in newly])
     return PeriodCloseOut(
         business=business.code, closed_through=closed_through, periods=await list_periods(ctx, business)
     )
+
+
+async def _months_to_close(conn: Connection, business: Business, last_month: date) -> list[date]:
+    """The months kontor_close_period is about to close, under the same lock it takes (held to commit)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(kontor_business_lock_key($1, $2))", business.merchant_id, business.code
+    )
+    row = await conn.fetchrow(
+        "SELECT closed_through, (SELECT min(effective_date) FROM entries WHERE merchant_id = $1 AND business = $2) "
+        "AS first_entry FROM businesses WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
+    assert row is not None
+    if row["closed_through"] is not None:
+        start = row["closed_through"] + timedelta(days=1)
+    else:
+        start = min(row["first_entry"] or last_month, last_month).replace(day=1)
+    months = []
+    while start <= last_month:
+        months.append(start)
+        start = month_end(start) + timedelta(days=1)
+    return months

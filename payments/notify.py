@@ -16,7 +16,7 @@ from ledger.money import format_amount
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["emit", "emit_balance", "emit_many"]
+__all__ = ["emit", "emit_balance", "emit_many", "emit_period_closed"]
 
 
 async def emit(conn: Connection, business: Business, event_type: str, payload: dict[str, Any]) -> None:
@@ -69,4 +69,26 @@ async def emit_balance(
             "currency": business.currency,
             "reason": reason,
         },
+    )
+
+
+async def emit_period_closed(ctx: Kontor, conn: Connection, business: Business, periods: list[str]) -> None:
+    """`period.closed`, once per month newly closed, with where its G/L report is (JSON, CSV, XLSX)."""
+    report = "/v1/businesses/{code}/periods/{period}/gl-report"
+    await emit_many(
+        conn,
+        business,
+        [
+            (
+                "period.closed",
+                {
+                    "period": period,
+                    "gl_report": {
+                        f: report.format(code=business.code, period=period) + ("" if f == "json" else f"?format={f}")
+                        for f in ("json", "csv", "xlsx")
+                    },
+                },
+            )
+            for period in periods
+        ],
     )

@@ -26,9 +26,11 @@ from ledger.tenancy import get_business
 from payments.amazon.client import AmazonPayGateway
 from payments.amazon.sns import SnsVerifier
 from payments.cli import simulate
+from payments.closing import book_prepayment_vat
 from payments.config import PaymentsSettings
 from payments.http import amazon_pay_ipn, merchant_router, router
 from payments.ipn import process_pending_ipns
+from payments.notify import emit_period_closed
 from payments.orders import Payments
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.settings import MerchantSettings
@@ -70,6 +72,10 @@ class PaymentsPlugin(InitPluginProtocol):
             trusted_roots=_trusted_roots(settings), http=self._http, fetch_base=settings.amazon_pay_sns_cert_base
         )
         self.runtime = Payments(gateway=gateway, sns=sns, settings=settings)
+        if emit_period_closed not in ctx.period_closed_hooks:
+            ctx.period_closed_hooks.append(emit_period_closed)
+        if book_prepayment_vat not in ctx.period_closing_hooks:
+            ctx.period_closing_hooks.append(book_prepayment_vat)
         state.payments = self.runtime
         self.webhooks = WebhookWorker(
             self._http,

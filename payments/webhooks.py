@@ -65,6 +65,7 @@ NOTIFICATION_TYPES = frozenset(
         "reminder.sent",
         "document.created",
         "debt.written_off",
+        "period.closed",
     }
 )
 CALLBACKS_PER_MERCHANT_MAX = 20

@@ -184,6 +184,7 @@ async def simulator() -> AsyncIterator[Simulator]:
 
 
 def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
+    from desk.plugin import DeskPlugin
     from dunning.plugin import DunningPlugin
     from payments.config import PaymentsSettings
     from payments.plugin import PaymentsPlugin
@@ -202,6 +203,7 @@ def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
             )
         ),
         DunningPlugin(),
+        DeskPlugin(),
     ]
 
 

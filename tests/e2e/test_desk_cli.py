@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import Tenant
@@ -133,13 +134,22 @@ async def test_the_csv_export_has_every_line_and_its_totals_match_the_trial_bala
         assert net == want
 
 
-async def test_closing_a_period_from_the_command_line(tenant: Tenant, app_url: str, database_url: str) -> None:
+async def test_closing_a_period_from_the_command_line(
+    tenant: Tenant, app_url: str, database_url: str, pool: asyncpg.Pool
+) -> None:
     admin = ["--business", str(tenant.business), "--url", app_url, "--key", tenant.admin_key]
     code, out, err = await kontor("period", "close", "--period", "2026-09", *admin)
     assert code == 0, err
     assert "closed through 2026-09" in out
     periods = (await tenant.get("/periods")).json()
     assert [p["period"] for p in periods] == ["2026-09"]
+    code, out, err = await kontor("period", "close", "--period", "2026-10", *in_db(tenant), database_url=database_url)
+    assert (code, out.strip()) == (0, f"business {tenant.business}: closed through 2026-10-31"), err
+    announced = await pool.fetch(
+        "SELECT payload->>'period' AS p FROM outbox WHERE merchant_id = $1 AND type = 'period.closed' ORDER BY 1",
+        tenant.merchant_id,
+    )
+    assert [r["p"] for r in announced] == ["2026-09", "2026-10"], "closed from the API and from the database"
     code, out, err = await kontor("period", "close", "--period", "2099-01", *in_db(tenant), database_url=database_url)
     assert code == 1
     assert "period_not_over" in err
