@@ -21,7 +21,7 @@ import click
 import httpx
 import msgspec
 
-from desk.reports import REPORTS, Args
+from desk.reports import REPORTS, Args, Fetch
 from desk.tables import Format, render
 from ledger import journal
 from ledger.context import Kontor
@@ -34,7 +34,6 @@ from payments.notify import emit_period_closed
 __all__ = ["export", "period", "report"]
 
 T = TypeVar("T")
-Fetch = Callable[[str, dict[str, str]], Awaitable[Any]]
 
 
 class Target:

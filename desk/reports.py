@@ -18,7 +18,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest
 
-__all__ = ["REPORTS", "Args", "Report"]
+__all__ = ["REPORTS", "Args", "Fetch", "Report"]
 
 PAGE = 500
 
