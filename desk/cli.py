@@ -58,7 +58,10 @@ class Target:
         base = f"{self.url.rstrip('/')}/v1/businesses/{self.code}" if self.url else ""
         headers = {"Authorization": f"Bearer {self.key}"}
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-            return await work(client)
+            try:
+                return await work(client)
+            except httpx.HTTPError as exc:
+                raise click.ClickException(f"cannot reach the service at {self.url}: {exc!r}") from None
 
     async def _db(self, ctx: Kontor, work: Callable[[Kontor, Business], Awaitable[T]]) -> T:
         merchants = [self.merchant] if self.merchant is not None else [

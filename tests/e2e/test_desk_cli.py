@@ -171,3 +171,8 @@ async def test_clear_errors(tenant: Tenant, app_url: str) -> None:
     code, _, err = await kontor("report", "trial-balance", "--business", "1001", "--url", app_url)
     assert code == 2
     assert "--url needs --key" in err
+    code, _, err = await kontor("report", "trial-balance", "--business", "1001", "--url", "http://127.0.0.1:9",
+                                "--key", tenant.accountant_key)  # fmt: skip
+    assert code == 1
+    assert "cannot reach the service at http://127.0.0.1:9" in err
+    assert "Traceback" not in err
