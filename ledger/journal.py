@@ -459,17 +459,18 @@ async def close_period(ctx: Kontor, business: Business, period: str, closed_by: 
         closed_through = await conn.fetchval(
             "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
         )
-        # the function holds the business code's lock until this transaction ends: months inserted by it are
-        # the rows stamped with this transaction's now()
-        newly = await conn.fetch(
-            "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 AND business = $2 "
-            "AND closed_at = now() ORDER BY period",
-            business.merchant_id,
-            business.code,
-        )
-        if newly:
-            for hook in ctx.period_closed_hooks:
-                await hook(ctx, conn, business, [r["period"] for r in newly])
+        if ctx.period_closed_hooks:
+            # the function holds the business code's lock until this transaction ends: months inserted by it
+            # are the rows stamped with this transaction's now()
+            newly = await conn.fetch(
+                "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 "
+                "AND business = $2 AND closed_at = now() ORDER BY period",
+                business.merchant_id,
+                business.code,
+            )
+            if newly:
+                for hook in ctx.period_closed_hooks:
+                    await hook(ctx, conn, business, [r["period"] for r in newly])
     return PeriodCloseOut(
         business=business.code, closed_through=closed_through, periods=await list_periods(ctx, business)
     )

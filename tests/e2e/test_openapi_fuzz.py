@@ -10,6 +10,7 @@ and base rates).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,6 @@ PUBLIC_IPN = "/v1/amazon-pay/ipn"
 
 
 def operator_routes(app: Litestar) -> set[tuple[str, str]]:
-    import re
-
     out = set()
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
