@@ -947,3 +947,16 @@ CREATE TABLE IF NOT EXISTS collection_cases (
 DROP INDEX IF EXISTS collection_cases_active;
 CREATE UNIQUE INDEX IF NOT EXISTS collection_cases_open
     ON collection_cases (merchant_id, business, customer) WHERE status IN (90, 91, 95, 96);
+
+-- Sessions of the accountant's web pages: the cookie holds "<merchant id>.<random token>", only its SHA-256
+-- is stored. A session lives as long as its expiry and its API key (a revoked key ends its sessions at once).
+CREATE TABLE IF NOT EXISTS web_sessions (
+    merchant_id    bigint      NOT NULL,
+    session_sha256 bytea       NOT NULL CHECK (length(session_sha256) = 32),
+    key_id         bigint      NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz NOT NULL,
+    PRIMARY KEY (merchant_id, session_sha256),
+    FOREIGN KEY (merchant_id, key_id) REFERENCES api_keys (merchant_id, key_id)
+);
+CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions (expires_at);
