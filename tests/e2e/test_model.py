@@ -200,9 +200,8 @@ class Books(RuleBasedStateMachine):
             "reason": "CUSTOMER_RETURN",
             "items": [{"item_reference": ref, "quantity": qty}],
         }
-        self.credit(o, "returns", body, unit * qty, fits=qty <= left and unit * qty <= o.gross - o.credited)
-        if qty <= left:
-            o.returned[ref] = o.returned.get(ref, 0) + qty
+        if self.credit(o, "returns", body, unit * qty, fits=qty <= left and unit * qty <= o.gross - o.credited):
+            o.returned[ref] = o.returned.get(ref, 0) + qty  # only a booked return takes the items back
 
     @precondition(lambda self: any(o.invoiced and not o.written_off for o in self.orders))
     @rule(pick=st.integers(min_value=0), minor=st.integers(min_value=1, max_value=20_000))
@@ -218,8 +217,9 @@ class Books(RuleBasedStateMachine):
         }
         self.credit(o, "goodwills", body, minor, fits=minor <= o.gross - o.credited)
 
-    def credit(self, o: Order, kind: str, body: dict[str, Any], gross: int, *, fits: bool) -> None:
-        """A credit note: the receivable goes down by its gross; what was paid is refunded, the rest offset."""
+    def credit(self, o: Order, kind: str, body: dict[str, Any], gross: int, *, fits: bool) -> bool:
+        """A credit note: the receivable goes down by its gross; what was paid is refunded, the rest offset.
+        True when it was booked."""
         self.shop.customer = o.customer
         before = self.journal_size()
         r = self.w.run(self.shop.document(o.ref, kind, body))
@@ -227,10 +227,10 @@ class Books(RuleBasedStateMachine):
             assert r.status_code == 422, r.text
             assert r.json()["code"] in ("return_exceeds_invoiced", "credit_exceeds_invoiced", "nothing_open"), r.text
             assert self.journal_size() == before, "a refused credit note booked something"
-            return
+            return False
         if r.status_code == 422 and r.json()["code"] == "refund_limit_exceeded":
             assert self.journal_size() == before, "a refused credit note booked something"
-            return
+            return False
         assert r.status_code == 201, r.text
         doc = r.json()
         refunded, offset = (int(doc[k].replace(".", "")) for k in ("refunded", "offset"))
@@ -243,6 +243,7 @@ class Books(RuleBasedStateMachine):
             o.refunded += refunded
             o.receivable += refunded
             self.psp -= refunded
+        return True
 
     @precondition(lambda self: any(o.invoiced and not o.written_off and o.refundable > 0 for o in self.orders))
     @rule(pick=st.integers(min_value=0), share=st.integers(min_value=1, max_value=100))
