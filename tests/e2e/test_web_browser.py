@@ -30,10 +30,10 @@ pytestmark = pytest.mark.skipif(
 
 if CHROMIUM and CHROMEDRIVER:
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
 
@@ -78,11 +78,14 @@ def german(amount: str) -> str:
 
 
 def submit(driver: WebDriver, element: Any) -> None:
-    """Click what loads a new page and wait until that page is there (a click does not wait for it)."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Click what loads a new page and wait until that page is there (a click does not wait for it): the old
+    page's window carries a mark that the new page's window has not. Errors while the page is being replaced
+    (the driver asking a document that is going away) mean "not yet"."""
+    driver.execute_script("window.kontorOldPage = true")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.kontorOldPage === undefined && document.readyState === 'complete'")
+    )
 
 
 def click(driver: WebDriver, text: str) -> None:
