@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
+import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response
 from litestar._openapi.schema_generation import SchemaCreator
@@ -162,6 +163,22 @@ def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Re
     )
 
 
+def _database_timeout(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning(
+        "database query timed out",
+        extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
+    )
+    return problem(
+        request,
+        status=503,
+        code="database_timeout",
+        title="Database timeout",
+        detail="the database did not answer in time (KONTOR_DB_COMMAND_TIMEOUT_S); retry shortly. A posting "
+        "retried with the same Idempotency-Key is booked at most once.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error(
         "unhandled error",
@@ -182,6 +199,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     KontorError: _kontor_error,
     HTTPException: _http_exception,
     **dict.fromkeys(CONNECTION_LOST, _database_unavailable),
+    TimeoutError: _database_timeout,  # asyncpg's command timeout
+    asyncpg.QueryCanceledError: _database_timeout,  # the server's statement_timeout
     **dict.fromkeys(TEXT_REFUSED, _text_refused),
     AmountError: _amount_refused,
     Exception: _unexpected,
