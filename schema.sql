@@ -960,3 +960,13 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     FOREIGN KEY (merchant_id, key_id) REFERENCES api_keys (merchant_id, key_id)
 );
 CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions (expires_at);
+
+-- DATEV export settings per business code (consultant and client numbers, fiscal year, account length).
+CREATE TABLE IF NOT EXISTS datev_settings (
+    merchant_id   bigint      NOT NULL,
+    business      smallint    NOT NULL,
+    settings      jsonb       NOT NULL CHECK (jsonb_typeof(settings) = 'object'),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);

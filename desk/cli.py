@@ -23,7 +23,7 @@ import msgspec
 
 from desk.reports import REPORTS, Args, Fetch
 from desk.tables import Format, render
-from ledger import journal
+from ledger import datev, journal
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, NotFound
@@ -219,6 +219,30 @@ def export_csv(
         click.echo(
             f"{sum(len(e['lines']) for e in entries)} lines of {len(entries)} entries written to {output}", err=True
         )
+
+
+@export.command("datev")
+@target_options
+@click.option("--period", "month", required=True, help="The month, YYYY-MM.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file to write.")
+def export_datev(
+    code: int, merchant: int | None, url: str | None, key: str | None, data_dir: Path | None, month: str, output: Path
+) -> None:
+    """The month's entries as a DATEV EXTF Buchungsstapel (needs the business code's DATEV settings)."""
+
+    async def over_api(client: httpx.AsyncClient) -> bytes:
+        response = await client.get(f"/periods/{month}/datev")
+        if not response.is_success:
+            answer(response)  # raises the problem as a one-line error
+        return response.content
+
+    async def in_db(ctx: Kontor, business: Business) -> bytes:
+        return await datev.buchungsstapel(ctx, business, month, created=ctx.clock())
+
+    body = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
+    output.write_bytes(body)
+    rows = body.count(b"\r\n") - 2  # all lines but the format header and the column names
+    click.echo(f"{rows} bookings of {month} written to {output}", err=True)
 
 
 async def _pages(page: Callable[[dict[str, str]], Awaitable[Any]]) -> AsyncIterator[dict[str, Any]]:

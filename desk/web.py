@@ -35,7 +35,7 @@ from msgspec import Struct
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
-from ledger import journal, reports
+from ledger import datev, journal, reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, KontorError, Unauthorized
@@ -61,6 +61,7 @@ HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'",
 }
 GL_MEDIA = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+FORMATS = ("csv", "xlsx", "datev")
 
 
 # --- formatting in the business code's locale ---------------------------------------------------------
@@ -279,12 +280,13 @@ class CustomerRow(Struct, kw_only=True):
 async def customer_balances(ctx: Kontor, business: Business, after: str, limit: int) -> list[CustomerRow]:
     """The business code's customers in name order, after `after`, with their balance and dunning level."""
     rows = await ctx.reports_pool.fetch(
-        "SELECT l.customer, COALESCE(sum(l.amount_minor) FILTER (WHERE l.side = 'D'), 0)::bigint AS debit, "
-        "COALESCE(sum(l.amount_minor) FILTER (WHERE l.side = 'C'), 0)::bigint AS credit, "
-        "COALESCE(max(d.level), 0) AS level FROM lines l LEFT JOIN dunning_accounts d "
-        "ON d.merchant_id = l.merchant_id AND d.business = l.business AND d.customer = l.customer "
-        "WHERE l.merchant_id = $1 AND l.business = $2 AND l.customer IS NOT NULL AND l.customer > $3 "
-        "AND l.currency = $4 GROUP BY l.customer ORDER BY l.customer LIMIT $5",
+        # the page's customers first, then their dunning level: the join never sees more than a page of rows
+        "SELECT c.customer, c.debit, c.credit, COALESCE(d.level, 0) AS level FROM (SELECT customer, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0)::bigint AS debit, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)::bigint AS credit FROM lines "
+        "WHERE merchant_id = $1 AND business = $2 AND customer IS NOT NULL AND customer > $3 AND currency = $4 "
+        "GROUP BY customer ORDER BY customer LIMIT $5) c LEFT JOIN dunning_accounts d "
+        "ON d.merchant_id = $1 AND d.business = $2 AND d.customer = c.customer ORDER BY c.customer",
         business.merchant_id,
         business.code,
         after,
@@ -387,14 +389,19 @@ async def gl_download(
     period: FromPath[str],
     file_format: Annotated[str, QueryParameter(name="format")] = "csv",
 ) -> Response[Any]:
-    if file_format not in GL_MEDIA:
-        raise BadRequest("format_unknown", "the G/L report downloads as csv or xlsx")
+    if file_format not in FORMATS:
+        raise BadRequest("format_unknown", "the G/L report downloads as csv, xlsx or datev")
     ctx, business, _ = await _page(request, code)
-    report = await reports.gl_report(ctx, business, _month(period))
-    body: str | bytes = gl_csv(report) if file_format == "csv" else gl_xlsx(report)
-    name = f"gl-{report.business}-{report.period}.{file_format}"
+    month = _month(period)
+    if file_format == "datev":
+        body = await datev.buchungsstapel(ctx, business, month, created=ctx.clock())
+        name, (media_type, _, charset) = datev.file_name(business, month), datev.MEDIA_TYPE.partition("; charset=")
+    else:
+        report = await reports.gl_report(ctx, business, month)
+        body = gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report)
+        name, media_type, charset = f"gl-{business.code}-{month}.{file_format}", GL_MEDIA[file_format], "utf-8"
     headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(body, media_type=GL_MEDIA[file_format], headers=headers)
+    return Response(body, media_type=media_type, encoding=charset, headers=headers)
 
 
 def _month(period: FromPath[str]) -> str:

@@ -73,7 +73,7 @@ async def emit_balance(
 
 
 async def emit_period_closed(ctx: Kontor, conn: Connection, business: Business, periods: list[str]) -> None:
-    """`period.closed`, once per month newly closed, with where its G/L report is (JSON, CSV, XLSX)."""
+    """`period.closed`, once per month newly closed, with where its G/L report is (JSON, CSV, XLSX, DATEV)."""
     report = "/v1/businesses/{code}/periods/{period}/gl-report"
     await emit_many(
         conn,
@@ -85,7 +85,7 @@ async def emit_period_closed(ctx: Kontor, conn: Connection, business: Business, 
                     "period": period,
                     "gl_report": {
                         f: report.format(code=business.code, period=period) + ("" if f == "json" else f"?format={f}")
-                        for f in ("json", "csv", "xlsx")
+                        for f in ("json", "csv", "xlsx", "datev")
                     },
                 },
             )

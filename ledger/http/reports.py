@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from litestar import Response, Router, get, post
+from litestar import Response, Router, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ledger import journal, reports
+from ledger import datev, journal, reports
+from ledger.domain import Business
 from ledger.glexport import gl_csv, gl_xlsx
 from ledger.http.auth import CLOSE, READ
-from ledger.http.deps import BusinessCodePath, CallDep
+from ledger.http.deps import BusinessCodePath, Call, CallDep
 from ledger.http.problems import also_files
 from ledger.schemas import (
     BalanceSheetOut,
@@ -72,7 +73,18 @@ async def close_period(business_code: Code, period: PeriodPath, call: CallDep) -
 GL_MEDIA = {
     "csv": "text/csv",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "datev": datev.MEDIA_TYPE,
 }
+
+
+def _attachment(body: str | bytes, media_type: str, name: str) -> Response[Any]:
+    media_type, _, charset = media_type.partition("; charset=")
+    return Response(
+        body,
+        media_type=media_type,
+        encoding=charset or "utf-8",  # Litestar adds "; charset=<encoding>" to text types
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @get(
@@ -81,8 +93,11 @@ GL_MEDIA = {
     operation_id="getGLReport",
     tags=["periods"],
     summary="The month-end G/L report: opening, movements and closing per account, country and tax code",
+    description="`?format=datev` gives the month's DATEV Buchungsstapel (as `/periods/{period}/datev`).",
     responses={
-        200: ResponseSpec(GLReportOut, description="JSON, or the file (?format=csv|xlsx)", generate_examples=False)
+        200: ResponseSpec(
+            GLReportOut, description="JSON, or the file (?format=csv|xlsx|datev)", generate_examples=False
+        )
     },
     operation_class=also_files(*GL_MEDIA.values()),
 )
@@ -90,19 +105,68 @@ async def gl_report(
     business_code: Code,
     period: PeriodPath,
     call: CallDep,
-    format: Annotated[str, QueryParameter(pattern="^(json|csv|xlsx)$")] = "json",
+    format: Annotated[str, QueryParameter(pattern="^(json|csv|xlsx|datev)$")] = "json",
 ) -> Response[Any]:
-    report = await reports.gl_report(call.ctx, await call.business(business_code), period)
+    business = await call.business(business_code)
+    if format == "datev":
+        return await _datev_file(call, business, period)
+    report = await reports.gl_report(call.ctx, business, period)
     if format == "json":
         return Response(report)
     body: str | bytes = gl_csv(report) if format == "csv" else gl_xlsx(report)
-    name = f"gl-{report.business}-{report.period}.{format}"
-    return Response(
-        body, media_type=GL_MEDIA[format], headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return _attachment(body, GL_MEDIA[format], f"gl-{report.business}-{report.period}.{format}")
+
+
+@get(
+    "/periods/{period:str}/datev",
+    opt={"roles": READ},
+    operation_id="getDatevExport",
+    tags=["periods"],
+    summary="The month's entries as a DATEV EXTF Buchungsstapel (Windows-1252, ';', decimal comma)",
+    description="Needs the business code's DATEV settings (409 `datev_settings_missing` without). Taxed lines and "
+    "their VAT are one gross row where DATEV's VAT on it is exactly the booked VAT, else key 40 and a VAT row.",
+    responses={
+        200: ResponseSpec(str, media_type=datev.MEDIA_TYPE, description="EXTF_Buchungsstapel_<code>_<month>.csv")
+    },
+)
+async def datev_export(business_code: Code, period: PeriodPath, call: CallDep) -> Response[Any]:
+    return await _datev_file(call, await call.business(business_code), period)
+
+
+async def _datev_file(call: Call, business: Business, period: str) -> Response[Any]:
+    body = await datev.buchungsstapel(call.ctx, business, period, created=call.ctx.clock())
+    return _attachment(body, datev.MEDIA_TYPE, datev.file_name(business, period))
+
+
+@get("/datev/settings", opt={"roles": READ}, operation_id="getDatevSettings", tags=["periods"])
+async def read_datev_settings(business_code: Code, call: CallDep) -> datev.DatevSettingsOut:
+    return await datev.get_settings(call.ctx, await call.business(business_code))
+
+
+@put(
+    "/datev/settings",
+    opt={"roles": CLOSE},
+    operation_id="putDatevSettings",
+    tags=["periods"],
+    summary="Consultant and client numbers, fiscal year and account length for the DATEV export",
+)
+async def write_datev_settings(
+    business_code: Code, data: JSONBody[datev.DatevSettingsIn], call: CallDep
+) -> datev.DatevSettingsOut:
+    return await datev.put_settings(call.ctx, await call.business(business_code), data)
 
 
 router = Router(
     path="/v1/businesses/{business_code:int}",
-    route_handlers=[trial_balance, income_statement, balance_sheet, list_periods, close_period, gl_report],
+    route_handlers=[
+        trial_balance,
+        income_statement,
+        balance_sheet,
+        list_periods,
+        close_period,
+        gl_report,
+        datev_export,
+        read_datev_settings,
+        write_datev_settings,
+    ],
 )

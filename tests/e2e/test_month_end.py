@@ -49,6 +49,7 @@ async def test_closing_notifies_each_month_once(pool: asyncpg.Pool, tenant: Tena
         "json": f"/v1/businesses/{t.business}/periods/2026-10/gl-report",
         "csv": f"/v1/businesses/{t.business}/periods/2026-10/gl-report?format=csv",
         "xlsx": f"/v1/businesses/{t.business}/periods/2026-10/gl-report?format=xlsx",
+        "datev": f"/v1/businesses/{t.business}/periods/2026-10/gl-report?format=datev",
     }
     again = await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)
     assert again.status_code == 200

@@ -119,3 +119,27 @@ def test_amounts_are_written_in_the_business_codes_locale() -> None:
     )  # fmt: skip
     assert Formats("en_US", "USD").amount("1234.5") == "1,234.50"
     assert Formats(locale_of("CH"), "CHF").amount("1234.50") == "1'234.50"
+
+
+async def test_the_gl_report_downloads_through_the_session(tenant: Tenant, web: httpx.AsyncClient) -> None:
+    t = tenant
+    await t.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-05")
+    await sign_in(web, t.accountant_key)
+    page = "/ui/1001/periods/2026-10/gl-report"
+    missing = await web.get(page, params={"format": "datev"})
+    assert missing.status_code == 409
+    assert "has no DATEV settings" in missing.text
+    settings = {"consultant_number": 1234567, "client_number": 4711}
+    assert (await t.client.put(t.url("/datev/settings"), json=settings, headers=t.headers())).status_code == 200
+    for file_format, media_type in [
+        ("csv", "text/csv; charset=utf-8"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("datev", "text/csv; charset=windows-1252"),
+    ]:
+        mine = await web.get(page, params={"format": file_format})
+        api = await t.get("/periods/2026-10/gl-report", key=t.accountant_key, format=file_format)
+        assert (mine.status_code, mine.headers["content-type"]) == (200, media_type), file_format
+        assert mine.headers["content-disposition"] == api.headers["content-disposition"]
+        if file_format != "xlsx":  # (XLSX files carry their creation time)
+            assert mine.content.split(b"\r\n")[1:] == api.content.split(b"\r\n")[1:]  # DATEV: all but the header
+    assert (await web.get(page, params={"format": "pdf"})).status_code == 400

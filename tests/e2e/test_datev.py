@@ -1,0 +1,200 @@
+"""The DATEV EXTF Buchungsstapel: read back as DATEV would import it, and checked against the month's movements.
+
+The import is emulated as DATEV does it: each row debits (S) or credits (H) its Konto and the opposite on the
+Gegenkonto; on a taxed Gegenkonto DATEV splits the VAT out of the gross (automatic account without a key, or
+BU key 3/2), half-up, onto the VAT account of that rate; key 40 splits nothing. The per-account result must be
+the G/L report's movements of the month to the cent, so no VAT is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ledger.datev import COLUMNS
+from ledger.money import vat_from_gross
+from tests.conftest import Tenant
+from tests.e2e.test_desk_cli import kontor
+
+SETTINGS = {"consultant_number": 1234567, "client_number": 4711, "fiscal_year_start_month": 7, "account_length": 4}
+AMOUNT, KONTO, GEGEN, KEY = "Umsatz (ohne Soll/Haben-Kz)", "Konto", "Gegenkonto (ohne BU-Schlüssel)", "BU-Schlüssel"
+
+
+def minor(text: str) -> int:
+    return int(Decimal(text.replace(",", ".")) * 100)
+
+
+def read_datev(body: bytes) -> tuple[list[str], list[dict[str, str]]]:
+    text = body.decode("cp1252")
+    assert text.endswith("\r\n")
+    assert "\n" not in text.replace("\r\n", "")  # CRLF only
+    header, columns, *rows = csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"')
+    assert columns == COLUMNS
+    assert all(len(r) == len(COLUMNS) for r in rows)
+    return header, [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+def import_like_datev(rows: list[dict[str, str]], accounts: list[dict[str, Any]], automatic: bool) -> dict[str, int]:
+    """Net movement (debit - credit) per DATEV account number after DATEV's VAT automatics."""
+    number = {a["number"]: a["alt_number"] or a["number"] for a in accounts}
+    rate_of = {number[a["number"]]: Decimal(a["vat_rate"]) for a in accounts
+               if a["vat_rate"] and not (a["role"] or "").startswith("VAT_")}  # fmt: skip
+    vat_account = {Decimal(a["vat_rate"]): number[a["number"]] for a in accounts
+                   if (a["role"] or "").startswith("VAT_") and a["vat_rate"]}  # fmt: skip
+    keys = {"3": Decimal(19), "2": Decimal(7)}
+    net: dict[str, int] = defaultdict(int)
+    for r in rows:
+        amount, sign = minor(r[AMOUNT]), (1 if r["Soll/Haben-Kennzeichen"] == "S" else -1)
+        net[r[KONTO]] += sign * amount
+        rate = rate_of.get(r[GEGEN])
+        split = rate is not None and ((automatic and r[KEY] == "") or keys.get(r[KEY]) == rate)
+        tax = vat_from_gross(amount, rate) if split and rate is not None else 0
+        if split and rate is not None:
+            net[vat_account[rate]] -= sign * tax
+        net[r[GEGEN]] -= sign * (amount - tax)
+    return {k: v for k, v in net.items() if v}
+
+
+async def books(t: Tenant) -> None:
+    r = await t.client.patch(t.url("/accounts/8400"), headers=t.headers(), json={"alt_number": "8409"})
+    assert r.status_code == 200, r.text
+
+    async def post(lines: list[tuple[str, str, str]], day: str, text: str, ref: str | None = None) -> None:
+        body = [{"account": a, ("debit" if side == "D" else "credit"): amount} for a, side, amount in lines]
+        for line, (account, _, _) in zip(body, lines, strict=True):
+            if account == "1400":
+                line["customer"] = "C-1"
+        extra = {"reference": ref} if ref else {}
+        posted = await t.post_entry(body, date=day, description=text, **extra)
+        assert posted.status_code == 201, posted.text
+
+    await post([("1400", "D", "119.00"), ("8400", "C", "100.00"), ("1776", "C", "19.00")], "2026-10-05",
+               "Rechnung Müller", "INV-1/Ä")  # fmt: skip
+    await post([("1400", "D", "172.50"), ("8400", "C", "100.00"), ("1776", "C", "19.00"), ("8300", "C", "50.00"),
+                ("1771", "C", "3.50")], "2026-10-06", "Rechnung 19 % und 7 %")  # fmt: skip
+    # VAT that is not DATEV's tax on the gross (10.00 x 19/119 = 1.60): no folding, key 40 and a VAT row
+    await post([("1400", "D", "10.00"), ("8400", "C", "8.41"), ("1776", "C", "1.59")], "2026-10-07", "Krumm")
+    await post([("1200", "D", "50.00"), ("8400", "C", "50.00")], "2026-10-08", "Erlös ohne Steuer")
+    await post([("8720", "D", "10.00"), ("1776", "D", "1.90"), ("1400", "C", "11.90")], "2026-10-09",
+               'Gutschrift "Kulanz"; Müller')  # fmt: skip
+    await post([("1200", "D", "119.00"), ("1400", "C", "119.00")], "2026-10-31", "Zahlung")
+    await post([("1200", "D", "1.00"), ("1400", "C", "1.00")], "2026-11-01", "November: not in the file")
+
+
+async def month_movements(t: Tenant) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    accounts = (await t.get("/accounts")).json()
+    number = {a["number"]: a["alt_number"] or a["number"] for a in accounts}
+    gl = (await t.get("/periods/2026-10/gl-report", key=t.accountant_key)).json()
+    moved = {number[r["account"]]: minor(r["debit"]) - minor(r["credit"]) for r in gl["rows"]}
+    return accounts, {k: v for k, v in moved.items() if v}
+
+
+async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant) -> None:
+    t = tenant
+    await books(t)
+    missing = await t.get("/periods/2026-10/datev", key=t.accountant_key)
+    assert (missing.status_code, missing.json()["code"]) == (409, "datev_settings_missing")
+    put = await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers(t.accountant_key))
+    assert put.status_code == 200, put.text
+    assert put.json() | {"updated_at": None} == {**SETTINGS, "automatic_accounts": True, "updated_at": None}
+
+    r = await t.get("/periods/2026-10/datev", key=t.accountant_key)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "text/csv; charset=windows-1252"
+    assert r.headers["content-disposition"] == 'attachment; filename="EXTF_Buchungsstapel_1001_2026-10.csv"'
+    header, rows = read_datev(r.content)
+    assert header[:5] == ["EXTF", "700", "21", "Buchungsstapel", "13"]
+    assert len(header[5]) == 17
+    assert header[5].isdigit()
+    assert header[10:16] == ["1234567", "4711", "20260701", "4", "20261001", "20261031"]
+    assert (header[16], header[20], header[21], header[26]) == ("Kontor 1001 2026-10", "0", "EUR", "03")
+
+    # one gross row per invoice and rate; the odd VAT stays a row with key 40 on the revenue
+    shown = [(r[AMOUNT], r["Soll/Haben-Kennzeichen"], r[KONTO], r[GEGEN], r[KEY], r["Belegdatum"]) for r in rows]
+    assert shown == [
+        ("119,00", "S", "1400", "8409", "", "0510"),
+        ("119,00", "S", "1400", "8409", "", "0610"),
+        ("53,50", "S", "1400", "8300", "", "0610"),
+        ("8,41", "S", "1400", "8409", "40", "0710"),
+        ("1,59", "S", "1400", "1776", "", "0710"),
+        ("50,00", "S", "1200", "8409", "40", "0810"),
+        ("11,90", "H", "1400", "8720", "", "0910"),
+        ("119,00", "S", "1200", "1400", "", "3110"),
+    ]
+    assert rows[0]["Belegfeld 1"] == "INV-1/"  # DATEV's characters only
+    assert rows[0]["Buchungstext"] == "Rechnung Müller"  # Windows-1252 holds the umlaut
+    assert rows[6]["Buchungstext"] == 'Gutschrift "Kulanz"; Müller'
+    assert (rows[0]["Zusatzinformation - Art 2"], rows[0]["Zusatzinformation - Inhalt 2"]) == ("Kunde", "C-1")
+    assert rows[5]["Zusatzinformation - Art 2"] == ""  # no customer on bank and revenue
+    assert rows[1]["Belegfeld 1"] == rows[1]["Zusatzinformation - Inhalt 1"]  # no reference: the entry id
+
+    accounts, moved = await month_movements(t)
+    assert import_like_datev(rows, accounts, automatic=True) == moved
+    assert moved["1776"] == -(1900 + 1900 + 159 - 190)
+
+    # without automatic accounts: the same rows carry BU keys 3 and 2, and the import still gives the books
+    settings = {**SETTINGS, "automatic_accounts": False}
+    assert (await t.client.put(t.url("/datev/settings"), json=settings, headers=t.headers())).status_code == 200
+    _, keyed = read_datev((await t.get("/periods/2026-10/datev", key=t.accountant_key)).content)
+    assert [r[KEY] for r in keyed] == ["3", "3", "2", "", "", "", "3", ""]
+    assert import_like_datev(keyed, accounts, automatic=False) == moved
+
+    # a closed month is written as fixed (Festschreibung), and the G/L report's DATEV format is this file
+    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    closed = await t.get("/periods/2026-10/gl-report", key=t.accountant_key, format="datev")
+    assert closed.status_code == 200
+    header, again = read_datev(closed.content)
+    assert header[20] == "1"
+    assert again == keyed
+
+
+async def test_datev_settings_are_checked_and_accounts_must_fit(tenant: Tenant) -> None:
+    t = tenant
+    for bad, field in [
+        ({**SETTINGS, "consultant_number": 1000}, "consultant_number"),
+        ({**SETTINGS, "client_number": 100000}, "client_number"),
+        ({**SETTINGS, "fiscal_year_start_month": 13}, "fiscal_year_start_month"),
+        ({**SETTINGS, "account_length": 9}, "account_length"),
+        ({**SETTINGS, "skr": "03"}, "skr"),
+    ]:
+        r = await t.client.put(t.url("/datev/settings"), json=bad, headers=t.headers())
+        assert r.status_code in (400, 422), (bad, r.text)
+        assert field in r.text
+    assert (await t.get("/datev/settings")).status_code == 409
+    poster = await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers(t.poster_key))
+    assert poster.status_code == 403
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    assert (await t.get("/datev/settings", key=t.poster_key)).json()["client_number"] == 4711
+    # an account number DATEV cannot take is named, not silently cut
+    r = await t.client.patch(t.url("/accounts/8400"), headers=t.headers(), json={"alt_number": "840000"})
+    assert r.status_code == 200
+    await t.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-05")
+    refused = await t.get("/periods/2026-10/datev")
+    assert (refused.status_code, refused.json()["code"]) == (422, "datev_account_invalid")
+    assert "840000" in refused.json()["detail"]
+    assert (await t.get("/periods/2026-13/datev")).status_code == 422  # as the G/L report: no such month
+
+
+async def test_kontor_export_datev_over_the_api_and_from_the_database(
+    tenant: Tenant, app_url: str, database_url: str, tmp_path: Path
+) -> None:
+    t = tenant
+    await books(t)
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    api_file, db_file = tmp_path / "api.csv", tmp_path / "db.csv"
+    code, _, err = await kontor("export", "datev", "--business", "1001", "--period", "2026-10", "-o", str(api_file),
+                                "--url", app_url, "--key", t.accountant_key)  # fmt: skip
+    assert code == 0, err
+    assert "8 bookings of 2026-10 written to" in err
+    code, _, err = await kontor("export", "datev", "--business", "1001", "--period", "2026-10", "-o", str(db_file),
+                                "--merchant", str(t.merchant_id), database_url=database_url)  # fmt: skip
+    assert code == 0, err
+    (api_header, api_rows), (db_header, db_rows) = read_datev(api_file.read_bytes()), read_datev(db_file.read_bytes())
+    assert api_rows == db_rows
+    assert api_header[:5] + api_header[6:] == db_header[:5] + db_header[6:]  # all but the creation time
+    accounts, moved = await month_movements(t)
+    assert import_like_datev(db_rows, accounts, automatic=True) == moved
