@@ -35,11 +35,11 @@ from msgspec import Struct
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
-from ledger import datev, journal, reports
+from ledger import journal, reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, KontorError, Unauthorized
-from ledger.glexport import gl_csv, gl_xlsx
+from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount
@@ -60,8 +60,6 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
 }
-GL_MEDIA = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-FORMATS = ("csv", "xlsx", "datev")
 
 
 # --- formatting in the business code's locale ---------------------------------------------------------
@@ -389,19 +387,12 @@ async def gl_download(
     period: FromPath[str],
     file_format: Annotated[str, QueryParameter(name="format")] = "csv",
 ) -> Response[Any]:
-    if file_format not in FORMATS:
-        raise BadRequest("format_unknown", "the G/L report downloads as csv, xlsx or datev")
+    if file_format not in FILE_FORMATS:
+        raise BadRequest("format_unknown", f"the G/L report downloads as {', '.join(FILE_FORMATS)}")
     ctx, business, _ = await _page(request, code)
-    month = _month(period)
-    if file_format == "datev":
-        body = await datev.buchungsstapel(ctx, business, month, created=ctx.clock())
-        name, (media_type, _, charset) = datev.file_name(business, month), datev.MEDIA_TYPE.partition("; charset=")
-    else:
-        report = await reports.gl_report(ctx, business, month)
-        body = gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report)
-        name, media_type, charset = f"gl-{business.code}-{month}.{file_format}", GL_MEDIA[file_format], "utf-8"
-    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(body, media_type=media_type, encoding=charset, headers=headers)
+    file = await gl_file(ctx, business, _month(period), file_format, created=ctx.clock())
+    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{file.name}"'}
+    return Response(file.body, media_type=file.media_type, encoding=file.charset, headers=headers)
 
 
 def _month(period: FromPath[str]) -> str:

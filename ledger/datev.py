@@ -34,7 +34,8 @@ from ledger.tenancy import account_index
 
 __all__ = ["DatevSettingsIn", "DatevSettingsOut", "buchungsstapel", "file_name", "get_settings", "put_settings"]
 
-MEDIA_TYPE = "text/csv; charset=windows-1252"
+CHARSET = "windows-1252"
+MEDIA_TYPE = f"text/csv; charset={CHARSET}"
 BU_KEYS = {Decimal(19): "3", Decimal(7): "2"}  # DATEV's output-VAT keys for the German rates
 NO_AUTOMATIC = "40"  # "Aufhebung der Automatik": DATEV computes no VAT on this row
 CHART_SKR = {"skr03": "03", "skr04": "04"}

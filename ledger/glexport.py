@@ -9,14 +9,41 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import xlsxwriter
 
+from ledger import datev, reports
+from ledger.context import Kontor
+from ledger.domain import Business
 from ledger.money import currency_decimals
 from ledger.schemas import GLReportOut
 
-__all__ = ["GL_HEADER", "gl_csv", "gl_xlsx"]
+__all__ = ["FILE_FORMATS", "GL_HEADER", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FILE_FORMATS = {"csv": "text/csv", "xlsx": XLSX, "datev": "text/csv"}  # format -> media type
+
+
+@dataclass(frozen=True)
+class GLFile:
+    body: bytes
+    media_type: str
+    charset: str  # of text files (Litestar appends it to text/* media types)
+    name: str
+
+
+async def gl_file(ctx: Kontor, business: Business, period: str, file_format: str, *, created: datetime) -> GLFile:
+    """The month's G/L report as a file: CSV, XLSX, or DATEV (the month's Buchungsstapel)."""
+    if file_format == "datev":
+        body = await datev.buchungsstapel(ctx, business, period, created=created)
+        return GLFile(body, FILE_FORMATS["datev"], datev.CHARSET, datev.file_name(business, period))
+    report = await reports.gl_report(ctx, business, period)
+    body = gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report)
+    return GLFile(body, FILE_FORMATS[file_format], "utf-8", f"gl-{business.code}-{period}.{file_format}")
+
 
 GL_HEADER = [
     "business", "country", "period", "account", "alt_number", "name", "type", "tax_code", "currency",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
@@ -147,36 +148,34 @@ def _amount_refused(request: Request[Any, Any, Any], exc: Exception) -> Response
     return problem(request, status=422, code="amount_invalid", title="Unprocessable content", detail=str(exc))
 
 
-def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.warning(
-        "database connection lost",
-        extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
-    )
-    return problem(
-        request,
-        status=503,
-        code="database_unavailable",
-        title="Database unavailable",
-        detail="the connection to the database was lost; retry shortly. A posting retried with the same "
-        "Idempotency-Key is booked at most once.",
-        headers={"Retry-After": "1"},
-    )
+def _database_problem(
+    code: str, title: str, detail: str, retry_after: str
+) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:
+    """A database failure that is not the client's: logged, 503 with Retry-After, never 500."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        log.warning(
+            title,
+            extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
+        )
+        return problem(request, status=503, code=code, title=title, detail=detail, headers={"Retry-After": retry_after})
+
+    return handle
 
 
-def _database_timeout(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.warning(
-        "database query timed out",
-        extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
-    )
-    return problem(
-        request,
-        status=503,
-        code="database_timeout",
-        title="Database timeout",
-        detail="the database did not answer in time (KONTOR_DB_COMMAND_TIMEOUT_S); retry shortly. A posting "
-        "retried with the same Idempotency-Key is booked at most once.",
-        headers={"Retry-After": "5"},
-    )
+_RETRY = "A posting retried with the same Idempotency-Key is booked at most once."
+_database_unavailable = _database_problem(
+    "database_unavailable",
+    "Database unavailable",
+    f"the connection to the database was lost; retry shortly. {_RETRY}",
+    "1",
+)
+_database_timeout = _database_problem(
+    "database_timeout",
+    "Database timeout",
+    f"the database did not answer in time (KONTOR_DB_COMMAND_TIMEOUT_S); retry shortly. {_RETRY}",
+    "5",
+)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

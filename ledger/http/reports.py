@@ -10,10 +10,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger import datev, journal, reports
-from ledger.domain import Business
-from ledger.glexport import gl_csv, gl_xlsx
+from ledger.glexport import XLSX, GLFile, gl_file
 from ledger.http.auth import CLOSE, READ
-from ledger.http.deps import BusinessCodePath, Call, CallDep
+from ledger.http.deps import BusinessCodePath, CallDep
 from ledger.http.problems import also_files
 from ledger.schemas import (
     BalanceSheetOut,
@@ -70,20 +69,12 @@ async def close_period(business_code: Code, period: PeriodPath, call: CallDep) -
     return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}")
 
 
-GL_MEDIA = {
-    "csv": "text/csv",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "datev": datev.MEDIA_TYPE,
-}
-
-
-def _attachment(body: str | bytes, media_type: str, name: str) -> Response[Any]:
-    media_type, _, charset = media_type.partition("; charset=")
+def _attachment(file: GLFile) -> Response[Any]:
     return Response(
-        body,
-        media_type=media_type,
-        encoding=charset or "utf-8",  # Litestar adds "; charset=<encoding>" to text types
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        file.body,
+        media_type=file.media_type,
+        encoding=file.charset,  # Litestar adds "; charset=<encoding>" to text types
+        headers={"Content-Disposition": f'attachment; filename="{file.name}"'},
     )
 
 
@@ -99,7 +90,7 @@ def _attachment(body: str | bytes, media_type: str, name: str) -> Response[Any]:
             GLReportOut, description="JSON, or the file (?format=csv|xlsx|datev)", generate_examples=False
         )
     },
-    operation_class=also_files(*GL_MEDIA.values()),
+    operation_class=also_files("text/csv", XLSX),
 )
 async def gl_report(
     business_code: Code,
@@ -108,13 +99,9 @@ async def gl_report(
     format: Annotated[str, QueryParameter(pattern="^(json|csv|xlsx|datev)$")] = "json",
 ) -> Response[Any]:
     business = await call.business(business_code)
-    if format == "datev":
-        return await _datev_file(call, business, period)
-    report = await reports.gl_report(call.ctx, business, period)
     if format == "json":
-        return Response(report)
-    body: str | bytes = gl_csv(report) if format == "csv" else gl_xlsx(report)
-    return _attachment(body, GL_MEDIA[format], f"gl-{report.business}-{report.period}.{format}")
+        return Response(await reports.gl_report(call.ctx, business, period))
+    return _attachment(await gl_file(call.ctx, business, period, format, created=call.ctx.clock()))
 
 
 @get(
@@ -130,12 +117,8 @@ async def gl_report(
     },
 )
 async def datev_export(business_code: Code, period: PeriodPath, call: CallDep) -> Response[Any]:
-    return await _datev_file(call, await call.business(business_code), period)
-
-
-async def _datev_file(call: Call, business: Business, period: str) -> Response[Any]:
-    body = await datev.buchungsstapel(call.ctx, business, period, created=call.ctx.clock())
-    return _attachment(body, datev.MEDIA_TYPE, datev.file_name(business, period))
+    business = await call.business(business_code)
+    return _attachment(await gl_file(call.ctx, business, period, "datev", created=call.ctx.clock()))
 
 
 @get("/datev/settings", opt={"roles": READ}, operation_id="getDatevSettings", tags=["periods"])
