@@ -396,6 +396,7 @@ async def gl_download(
 
 
 def _month(period: FromPath[str]) -> str:
+    """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
     if len(period) != 7 or period[4] != "-" or not (period[:4] + period[5:]).isdigit():
         raise BadRequest("period_invalid", "a period is a month: YYYY-MM")
     return period
