@@ -33,6 +33,7 @@ from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, d
 from ledger.logs import configure_logging
 from ledger.plugins import Startable, plugin_public_routes, plugin_routes
 from ledger.scheduler import Jobs
+from ledger.secrets import SecretBox
 
 __all__ = ["create_app", "discover_plugins"]
 
@@ -65,9 +66,11 @@ def _openapi() -> OpenAPIConfig:
 def create_app(
     settings: Settings | None = None, *, clock: Clock = system_clock, plugins: list[InitPluginProtocol] | None = None
 ) -> Litestar:
-    """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir."""
+    """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir.
+    SystemExit if the secret keys are malformed (ledger.secrets)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    secrets = SecretBox.from_settings(settings)
     found = discover_plugins() if plugins is None else plugins
     api = Router(
         path="/",
@@ -77,7 +80,7 @@ def create_app(
     )
     application = Litestar(
         route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],
-        lifespan=[_lifespan(settings, clock, found)],
+        lifespan=[_lifespan(settings, clock, secrets, found)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
         plugins=[*found, StrictStructSchemaPlugin()],
@@ -92,11 +95,16 @@ def create_app(
     return application
 
 
-def _lifespan(settings: Settings, clock: Clock, plugins: list[InitPluginProtocol]) -> Any:
+def _lifespan(
+    settings: Settings,
+    clock: Clock,
+    secrets: SecretBox,
+    plugins: list[InitPluginProtocol],
+) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with _database(settings) as (pool, reports_pool):
-            ctx = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, clock=clock)
+            ctx = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, secrets=secrets, clock=clock)
             app.state.kontor = ctx
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
             started: list[Startable] = []

@@ -33,6 +33,7 @@ from ledger.errors import KontorError
 from ledger.logs import configure_logging
 from ledger.plugins import plugin_commands
 from ledger.schemas import BusinessCreate
+from ledger.secrets import SecretBox
 
 __all__ = ["data_dir_option", "main", "run_with_kontor"]
 
@@ -45,7 +46,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 @asynccontextmanager
-async def _context(settings: Settings) -> AsyncIterator[Kontor]:
+async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kontor]:
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url
     if url is None:
@@ -55,7 +56,7 @@ async def _context(settings: Settings) -> AsyncIterator[Kontor]:
     try:
         async with pool.acquire() as conn:
             await apply_schema(conn)
-        yield Kontor(pool=pool, reports_pool=pool, settings=settings)
+        yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
     finally:
         await pool.close()
         if embedded is not None:
@@ -63,8 +64,10 @@ async def _context(settings: Settings) -> AsyncIterator[Kontor]:
 
 
 def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
+    secrets = SecretBox.from_settings(settings)  # a malformed key stops the command before any work
+
     async def main() -> T:
-        async with _context(settings) as ctx:
+        async with _context(settings, secrets) as ctx:
             return await work(ctx)
 
     try:
@@ -102,6 +105,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     """Start the HTTP service (on the embedded PostgreSQL unless KONTOR_DATABASE_URL is set)."""
     settings = _settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
+    SecretBox.from_settings(settings)  # check the keys (create the default key file) once, before any worker
+    if data_dir is not None:  # the workers build their settings from the environment: the same key file
+        os.environ["KONTOR_DATA_DIR"] = str(settings.data_dir)
     # uvicorn re-raises the signal that stopped it once it has shut down; turn it into SystemExit so the
     # `finally` below runs and the embedded server is stopped rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
