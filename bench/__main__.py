@@ -40,6 +40,7 @@ from ledger.context import Kontor
 from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
 from ledger.schemas import BusinessCreate
+from ledger.secrets import SecretBox, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +103,8 @@ async def prepare(dsn: str, merchants: int) -> dict[str, Any]:
                 "INSERT INTO bench_balances (account) SELECT unnest($1::bigint[])",
                 baseline_accounts(range(merchants + 3)),
             )
-        ctx = Kontor(pool=pool, reports_pool=pool, settings=Settings(database_url=dsn))
+        settings = Settings(database_url=dsn, secret_key=generate_key())  # seeding seals nothing
+        ctx = Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=SecretBox.from_settings(settings))
         spec = [BusinessCreate(code=1001, country="DE", currency="EUR")]
 
         async def merchant(name: str) -> dict[str, Any]:
@@ -134,6 +136,7 @@ def service(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")},
         "KONTOR_DATABASE_URL": dsn,
+        "KONTOR_SECRET_KEY": generate_key(),  # a throwaway database: no key file in the user's data dir
         "KONTOR_RATE_LIMIT_PER_SECOND": "1000000",
         "KONTOR_LOG_LEVEL": log_level,
         "KONTOR_DB_POOL_SIZE_MAX": "20",

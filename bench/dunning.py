@@ -30,6 +30,7 @@ from ledger.db import create_pool
 from ledger.domain import EntryDraft, LineDraft, Side
 from ledger.money import vat_from_gross
 from ledger.schemas import BusinessCreate
+from ledger.secrets import SecretBox, generate_key
 
 __all__ = ["DAY0", "baseline", "run", "seed"]
 
@@ -40,7 +41,8 @@ _CHUNK = 1000
 async def seed(dsn: str, customers: int) -> dict[str, Any]:
     pool = await create_pool(dsn, size_max=2)
     try:
-        ctx = Kontor(pool=pool, reports_pool=pool, settings=Settings(database_url=dsn))
+        settings = Settings(database_url=dsn, secret_key=generate_key())  # seeding seals nothing
+        ctx = Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=SecretBox.from_settings(settings))
         created = await tenancy.create_merchant(
             ctx, "P6 dunning shop", [BusinessCreate(code=1001, country="DE", currency="EUR")]
         )

@@ -31,6 +31,7 @@ from ledger.db import create_pool
 from ledger.domain import EntryDraft, LineDraft, Side
 from ledger.money import format_amount
 from ledger.schemas import BusinessCreate
+from ledger.secrets import SecretBox, generate_key
 
 __all__ = ["baseline", "seed", "upload"]
 
@@ -46,7 +47,8 @@ async def seed(dsn: str, rows: int, work_dir: Path) -> dict[str, Any]:
     """The merchant, its booked captures, and the report file; returns what the measurement needs."""
     pool = await create_pool(dsn, size_max=2)
     try:
-        ctx = Kontor(pool=pool, reports_pool=pool, settings=Settings(database_url=dsn))
+        settings = Settings(database_url=dsn, secret_key=generate_key())  # seeding seals nothing
+        ctx = Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=SecretBox.from_settings(settings))
         created = await tenancy.create_merchant(
             ctx, "P5 settlement shop", [BusinessCreate(code=1001, country="DE", currency="EUR")]
         )

@@ -8,6 +8,7 @@ the dependency rule dunning -> payments -> ledger holds (checked by import-linte
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
@@ -31,10 +32,14 @@ from ledger.http.deps import DEPENDENCIES
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
-from ledger.plugins import Startable, plugin_public_routes, plugin_routes
+from ledger.plugins import Startable, plugin_public_routes, plugin_routes, plugin_sealed_columns
+from ledger.rotation import count_unopenable
 from ledger.scheduler import Jobs
+from ledger.secrets import SealedColumn, SecretBox
 
 __all__ = ["create_app", "discover_plugins"]
+
+log = logging.getLogger("kontor.app")
 
 VERSION = "0.1.0"
 
@@ -65,10 +70,13 @@ def _openapi() -> OpenAPIConfig:
 def create_app(
     settings: Settings | None = None, *, clock: Clock = system_clock, plugins: list[InitPluginProtocol] | None = None
 ) -> Litestar:
-    """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir."""
+    """Build the service. Database: settings.database_url, else the embedded PostgreSQL in data_dir.
+    SystemExit if the secret keys are malformed (ledger.secrets)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    secrets = SecretBox.from_settings(settings)
     found = discover_plugins() if plugins is None else plugins
+    sealed = plugin_sealed_columns(found)
     api = Router(
         path="/",
         middleware=[AuthMiddleware()],
@@ -77,7 +85,7 @@ def create_app(
     )
     application = Litestar(
         route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],
-        lifespan=[_lifespan(settings, clock, found)],
+        lifespan=[_lifespan(settings, clock, secrets, found, sealed)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
         plugins=[*found, StrictStructSchemaPlugin()],
@@ -92,11 +100,18 @@ def create_app(
     return application
 
 
-def _lifespan(settings: Settings, clock: Clock, plugins: list[InitPluginProtocol]) -> Any:
+def _lifespan(
+    settings: Settings,
+    clock: Clock,
+    secrets: SecretBox,
+    plugins: list[InitPluginProtocol],
+    sealed: list[SealedColumn],
+) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with _database(settings) as (pool, reports_pool):
-            ctx = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, clock=clock)
+            ctx = Kontor(pool=pool, reports_pool=reports_pool, settings=settings, secrets=secrets, clock=clock)
+            await _warn_unopenable(ctx, sealed)
             app.state.kontor = ctx
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
             started: list[Startable] = []
@@ -119,6 +134,19 @@ def _lifespan(settings: Settings, clock: Clock, plugins: list[InitPluginProtocol
                     await resource.stop()
 
     return lifespan
+
+
+async def _warn_unopenable(ctx: Kontor, sealed: list[SealedColumn]) -> None:
+    """Log an error for stored secrets no configured key opens: typically instances sharing one database with
+    different keys (each created its own `<data_dir>/secret.key`), or a key dropped before rotating."""
+    for column, count in (await count_unopenable(ctx.pool, ctx.secrets, sealed)).items():
+        log.error(
+            "%d values in %s are sealed with keys this process does not hold (its keys: %s); configure the same "
+            "keys on every instance, see `kontor secrets rotate --dry-run`",
+            count,
+            column,
+            ", ".join(ctx.secrets.key_ids),
+        )
 
 
 @asynccontextmanager

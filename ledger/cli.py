@@ -1,4 +1,4 @@
-"""The `kontor` command: serve, onboard merchants, verify the journal.
+"""The `kontor` command: serve, onboard merchants, verify the journal, rotate the keys of stored secrets.
 
 Composition root for command-line processes. Without KONTOR_DATABASE_URL every command uses the
 embedded PostgreSQL in the data directory (the one `kontor serve` uses); if a server is already
@@ -31,8 +31,10 @@ from ledger.db import apply_schema, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
-from ledger.plugins import plugin_commands
+from ledger.plugins import plugin_commands, plugin_sealed_columns
+from ledger.rotation import BATCH_ROWS, ColumnRotation, rotate_sealed_columns
 from ledger.schemas import BusinessCreate
+from ledger.secrets import SecretBox, generate_key
 
 __all__ = ["data_dir_option", "main", "run_with_kontor"]
 
@@ -45,7 +47,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 @asynccontextmanager
-async def _context(settings: Settings) -> AsyncIterator[Kontor]:
+async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kontor]:
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url
     if url is None:
@@ -55,7 +57,7 @@ async def _context(settings: Settings) -> AsyncIterator[Kontor]:
     try:
         async with pool.acquire() as conn:
             await apply_schema(conn)
-        yield Kontor(pool=pool, reports_pool=pool, settings=settings)
+        yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
     finally:
         await pool.close()
         if embedded is not None:
@@ -63,8 +65,10 @@ async def _context(settings: Settings) -> AsyncIterator[Kontor]:
 
 
 def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
+    secrets = SecretBox.from_settings(settings)  # a malformed key stops the command before any work
+
     async def main() -> T:
-        async with _context(settings) as ctx:
+        async with _context(settings, secrets) as ctx:
             return await work(ctx)
 
     try:
@@ -102,6 +106,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     """Start the HTTP service (on the embedded PostgreSQL unless KONTOR_DATABASE_URL is set)."""
     settings = _settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
+    SecretBox.from_settings(settings)  # check the keys (create the default key file) once, before any worker
+    if data_dir is not None:  # the workers build their settings from the environment: the same key file
+        os.environ["KONTOR_DATA_DIR"] = str(settings.data_dir)
     # uvicorn re-raises the signal that stopped it once it has shut down; turn it into SystemExit so the
     # `finally` below runs and the embedded server is stopped rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -226,6 +233,45 @@ def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir
         return all_ok
 
     if not _run(_settings(data_dir), work):
+        sys.exit(1)
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Keys of the secrets stored sealed in the database (README, "Secrets at rest")."""
+
+
+@secrets_group.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new key (base64url of 32 random bytes) for KONTOR_SECRET_KEY or a key file."""
+    click.echo(generate_key())
+
+
+@secrets_group.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Only count and try to open what would be re-sealed.")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), default=BATCH_ROWS, show_default=True, help="Rows per transaction."
+)
+@data_dir_option
+def secrets_rotate(dry_run: bool, batch_size: int, data_dir: Path | None) -> None:
+    """Re-seal every stored secret not sealed with the current key; exit 1 if any does not open.
+
+    Configure the new key as current and the old one as previous on every instance first."""
+    columns = plugin_sealed_columns(discover_plugins())
+
+    async def work(ctx: Kontor) -> list[ColumnRotation]:
+        click.echo(f"current key {ctx.secrets.key_id}{' (dry run: nothing is written)' if dry_run else ''}")
+        return await rotate_sealed_columns(ctx.pool, ctx.secrets, columns, dry_run=dry_run, batch_rows=batch_size)
+
+    results = _run(_settings(data_dir), work)
+    for r in results:
+        verb = "to re-seal" if dry_run else "re-sealed"
+        click.echo(f"{r.column}: {r.resealed} {verb}, {r.current} already current, {len(r.failed)} do not open")
+        for failure in r.failed:
+            click.echo(f"  does not open: {failure}")
+    if not columns:
+        click.echo("no sealed columns are registered by the installed plugins")
+    if any(r.failed for r in results):
         sys.exit(1)
 
 

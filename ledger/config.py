@@ -48,6 +48,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
     access_log: bool = True
+    # secrets at rest (ledger.secrets): a key is the base64url text of 32 random bytes (`kontor secrets generate-key`)
+    secret_key: str | None = field(default=None, repr=False)  # the current key; excludes secret_key_file
+    secret_keys_previous: str | None = field(default=None, repr=False)  # comma-separated; only open old values
+    secret_key_file: Path | None = None  # one key per line, current first, `#` comments; None: <data_dir>/secret.key
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -77,7 +81,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
             if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes", "on")
-        if text == "Path":
+        if text in ("Path", "Path | None"):
             return Path(raw).expanduser()
     except ValueError:
         raise SystemExit(f"KONTOR_{name.upper()}={raw!r} is not a valid {text}") from None

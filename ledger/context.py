@@ -1,9 +1,10 @@
 """`Kontor`: what one process needs at run time, built by a composition root and passed down.
 
-Holds the write pool, the reports pool (a replica if configured), the settings, the clock and small
-in-process caches of rows that never change once written (business codes, accounts: both are never
-deleted and their keys are immutable, enforced in schema.sql), so the posting path costs one round
-trip. API keys are cached for `key_cache_ttl_s` only, so a revocation reaches every instance quickly.
+Holds the write pool, the reports pool (a replica if configured), the settings, the box that seals
+stored secrets (ledger.secrets), the clock and small in-process caches of rows that never change once
+written (business codes, accounts: both are never deleted and their keys are immutable, enforced in
+schema.sql), so the posting path costs one round trip. API keys are cached for `key_cache_ttl_s` only,
+so a revocation reaches every instance quickly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 
 from ledger.config import Settings
 from ledger.domain import Account, Business
+from ledger.secrets import SecretBox
 
 __all__ = [
     "AccountIndex",
@@ -65,6 +67,8 @@ class Kontor:
     pool: asyncpg.Pool
     reports_pool: asyncpg.Pool
     settings: Settings
+    # seals and opens the secrets plugins store (Amazon Pay keys, webhook secrets): SecretBox.from_settings
+    secrets: SecretBox
     clock: Clock = system_clock
     businesses: dict[tuple[int, int], Business] = field(default_factory=dict)
     accounts: dict[tuple[int, int], AccountIndex] = field(default_factory=dict)

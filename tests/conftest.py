@@ -32,8 +32,11 @@ from ledger.config import Settings
 from ledger.context import Kontor
 from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
+from ledger.secrets import generate_key
 
 OPERATOR_KEY = "operator-test-key-" + secrets.token_hex(8)
+# the session's secret key (never a key file in the user's data dir); CLI processes get it as KONTOR_SECRET_KEY
+SECRET_KEY = generate_key()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -82,6 +85,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         operator_key=OPERATOR_KEY,
+        secret_key=SECRET_KEY,
         scheduler_enabled=False,
         rate_limit_per_second=100_000,
         log_level="WARNING",

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Tenant
+from tests.conftest import SECRET_KEY, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 TITLES = {"Trial balance", "Balance sheet", "Income statement", "Customer account C-1", "Open items of customer C-1",
@@ -27,6 +27,7 @@ async def kontor(*args: str, database_url: str | None = None) -> tuple[int, str,
     if database_url:
         env["KONTOR_DATABASE_URL"] = database_url
     env["KONTOR_LOG_LEVEL"] = "WARNING"
+    env["KONTOR_SECRET_KEY"] = SECRET_KEY  # the test service's key, not a key file in the user's data dir
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ledger.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -21,8 +21,9 @@ import pytest
 from ledger.config import Settings
 from ledger.context import Kontor
 from ledger.db import create_pool
+from ledger.secrets import SecretBox
 from ledger.tenancy import get_business
-from tests.conftest import OPERATOR_KEY, Simulator, Tenant
+from tests.conftest import OPERATOR_KEY, SECRET_KEY, Simulator, Tenant
 from tests.e2e.amazon import Shop, eventually, item, make_shop
 from tests.e2e.test_reconciliation import camt053, settlement_report, upload_settlement, upload_statement
 
@@ -385,7 +386,9 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
     await charged_back_order(shop, "r9-1", [item(1, "30.00")], "30.00")
     await put_policy(shop)
     business = await get_business(
-        Kontor(pool=pool, reports_pool=pool, settings=settings), shop.tenant.merchant_id, 1001
+        Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=SecretBox.from_settings(settings)),
+        shop.tenant.merchant_id,
+        1001,
     )
     now = {"day": 41}
 
@@ -393,7 +396,8 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
         return datetime.combine(DAY0 + timedelta(days=now["day"]), time(7), UTC)
 
     pools = [await create_pool(database_url, size_max=4) for _ in range(3)]
-    instances = [Kontor(pool=p, reports_pool=p, settings=settings, clock=clock) for p in pools]
+    box = SecretBox.from_settings(settings)
+    instances = [Kontor(pool=p, reports_pool=p, settings=settings, secrets=box, clock=clock) for p in pools]
     try:
         await asyncio.gather(*(run_due(k) for k in instances))
         slots = await pool.fetch(
@@ -433,7 +437,10 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
 async def test_the_command_line_previews_and_runs(shop: Shop, database_url: str) -> None:
     await charged_back_order(shop, "cl-1", [item(1, "30.00")], "30.00")
     await put_policy(shop)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")} | {"KONTOR_DATABASE_URL": database_url}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTOR_")} | {
+        "KONTOR_DATABASE_URL": database_url,
+        "KONTOR_SECRET_KEY": SECRET_KEY,  # not a key file in the user's data dir
+    }
     base = [sys.executable, "-m", "ledger.cli", "dunning"]
     scope = ["--merchant", str(shop.tenant.merchant_id), "--as-of", day(41)]
 

@@ -75,6 +75,9 @@ def test_several_workers_share_one_database(data_dir: Path) -> None:
     proc = serve(data_dir, port, "--workers", "2")
     statuses = [post_sale(port, key).status_code for _ in range(20)]
     assert statuses == [201] * 20
+    assert (data_dir / "secret.key").stat().st_mode & 0o777 == 0o600  # created by the first command, owner only
+    log = data_dir.with_suffix(f".{port}.log").read_text()
+    assert "secret.key" not in log.replace(str(data_dir / "secret.key"), ""), "workers use --data-dir's key file"
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert "kontor_entries_posted_total 20.0" in metrics, "metrics aggregate across workers"
     pm = postmaster(data_dir / "pgdata")
