@@ -119,9 +119,9 @@ def handle_api(
     """One API request -> (status, JSON body, the merchant whose outbox may hold IPNs)."""
     merchant: SimMerchant | None = None
     try:
-        handler, params, api_path = _match(method, path)
+        handler, params = _match(method, path)
         caller = verify(host.ring, method, path, query, headers, body, datetime.now(UTC))
-        if api_path.startswith("/authorizationTokens/"):
+        if handler is exchange_token:
             return (*_exchange(host, caller, params[0], query), None)
         merchant = _merchant(host, caller)
         ctx = Ctx(host, caller, merchant, caller.environment, host.now(), query, base_url, params, body)
@@ -132,7 +132,7 @@ def handle_api(
         return (*_error(exc), merchant)
 
 
-def _match(method: str, path: str) -> tuple[Handler, tuple[str, ...], str]:
+def _match(method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
     split = split_path(path)
     if split is None:
         raise SimError(404, "RequestNotSupported", f"{path} is not an Amazon Pay API path")
@@ -143,8 +143,14 @@ def _match(method: str, path: str) -> tuple[Handler, tuple[str, ...], str]:
             handler = methods.get(method)
             if handler is None:
                 raise SimError(405, "RequestNotSupported", f"{method} is not supported on {api_path}")
-            return handler, found.groups(), api_path
+            return handler, found.groups()
     raise SimError(404, "RequestNotSupported", f"{api_path} is not an Amazon Pay API operation")
+
+
+@route("GET", "/authorizationTokens/{id}")
+def exchange_token(ctx: Ctx) -> tuple[int, Any]:
+    """Routed here, answered by `_exchange` (the call has no merchant yet: it is how a provider gets one)."""
+    raise SimError(500, "InternalServerError", "the token exchange is answered before the merchant is known")
 
 
 def _merchant(host: ApiHost, caller: Caller) -> SimMerchant:
@@ -225,6 +231,7 @@ def _apply_session(session: SimSession, body: CreateSessionBody | SessionUpdateB
         session.merchant_reference_id = metadata.merchantReferenceId or session.merchant_reference_id
         session.store_name = metadata.merchantStoreName or session.store_name
         session.note_to_buyer = metadata.noteToBuyer or session.note_to_buyer
+        session.custom_information = metadata.customInformation or session.custom_information
 
 
 @route("POST", "/checkoutSessions")

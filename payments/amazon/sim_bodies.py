@@ -166,7 +166,7 @@ def field_of(message: str) -> str | None:
     """The field a msgspec validation message is about (`$.a.b` path, or the named field)."""
     named = _FIELD.search(message)
     at = _PATH.search(message)
-    parts = [p for p in ((at[1] if at else "").lstrip(".").split(".")) if p]
+    parts = re.findall(r"[A-Za-z_]\w*", at[1]) if at else []
     if named:
         parts.append(named[1])
     return ".".join(parts) or None

@@ -37,6 +37,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar import Request, Response, get, post
+from litestar.params import QueryParameter
 
 from ledger.money import AmountError, format_amount, parse_amount
 from payments.amazon import sim_postsale, sim_state, sim_views
@@ -59,6 +60,8 @@ Environment = Literal["Sandbox", "Live"]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 KeyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
 Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+MerchantQuery = Annotated[str, QueryParameter(max_length=32)]
+OptionalMerchantQuery = Annotated[str | None, QueryParameter(max_length=32)]
 
 
 class _Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -221,13 +224,15 @@ def _buyer_session(sim: AmazonPaySimulator, body: BuyerSessionIn) -> dict[str, A
     if body.total_order_amount is not None:
         session.total_order_amount = _money(body.total_order_amount, currency, "total_order_amount")
     session.merchant_reference_id = body.merchant_reference_id or session.merchant_reference_id
-    session.store_name, session.soft_descriptor = body.store_name, body.soft_descriptor
+    session.store_name = body.store_name or session.store_name
+    session.soft_descriptor = body.soft_descriptor or session.soft_descriptor
     session.review_url = session.review_url or "https://shop.example/checkout/review"
     session.result_url = session.result_url or "https://shop.example/checkout/result"
     session.buyer = Buyer(
         name=body.buyer_name or "Jane Doe",
         email=body.buyer_email or "buyer@example.com",
         country_code=body.country_code or {"na": "US", "jp": "JP"}.get(merchant.region, "DE"),
+        state_or_region={"na": "WA", "jp": "Tokyo"}.get(merchant.region),
     )
     session.simulation, session.updated_at = body.simulation, now
     if body.simulation == "BuyerCanceled":
@@ -389,13 +394,13 @@ def _books_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         }
 
     @get("/sim/settlement-report", media_type="text/csv")
-    async def settlement_report(merchant_id: str) -> str:
+    async def settlement_report(merchant_id: MerchantQuery) -> str:
         merchant = sim.merchant(merchant_id)
         await sim.idle()
         return sim.settlement_report(merchant)
 
     @get("/sim/balance")
-    async def balance(merchant_id: str) -> dict[str, str]:
+    async def balance(merchant_id: MerchantQuery) -> dict[str, str]:
         merchant = sim.merchant(merchant_id)
         owed, reserve = sim.owed(merchant)
         return {
@@ -409,7 +414,7 @@ def _books_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
 
 def _ipn_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
     @get("/sim/ipn/sent")
-    async def sent(merchant_id: str | None = None) -> list[dict[str, Any]]:
+    async def sent(merchant_id: OptionalMerchantQuery = None) -> list[dict[str, Any]]:
         found = []
         for body, headers in sim.sent:
             text = body.decode()

@@ -96,20 +96,22 @@ class Buyer:
     email: str = "buyer@example.com"
     buyer_id: str = field(default_factory=lambda: "amzn1.account." + secrets.token_hex(14).upper())
     country_code: str = "DE"
+    phone_number: str = "+49 30 1234567"
+    state_or_region: str | None = None  # US addresses carry one (e.g. WA), German ones none
 
-    def address(self, line1: str = "1 Example Street") -> dict[str, str | None]:
+    def address(self, line1: str = "1 Example Street", line2: str | None = None) -> dict[str, str | None]:
         return {
             "name": self.name,
             "addressLine1": line1,
-            "addressLine2": None,
+            "addressLine2": line2,
             "addressLine3": None,
             "city": "Exampletown",
             "county": None,
             "district": None,
-            "stateOrRegion": None,
+            "stateOrRegion": self.state_or_region,
             "postalCode": "00000",
             "countryCode": self.country_code,
-            "phoneNumber": None,
+            "phoneNumber": self.phone_number,
         }
 
 
@@ -130,6 +132,7 @@ class SimSession:
     merchant_reference_id: str | None = None
     store_name: str | None = None
     note_to_buyer: str | None = None
+    custom_information: str | None = None
     review_url: str | None = None
     result_url: str | None = None
     store_id: str = "amzn1.application-oa2-client.00000000000000000000000000000000"

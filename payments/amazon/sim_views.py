@@ -65,12 +65,14 @@ def _status(state: str, reason: str | None, at: datetime) -> dict[str, Any]:
     return {"state": state, "reasonCode": reason, "reasonDescription": None, "lastUpdatedTimestamp": stamp(at)}
 
 
-def _metadata(reference: str | None, store: str | None, note: str | None = None) -> dict[str, Any]:
+def _metadata(
+    reference: str | None, store: str | None, note: str | None = None, custom: str | None = None
+) -> dict[str, Any]:
     return {
         "merchantReferenceId": reference,
         "merchantStoreName": store,
         "noteToBuyer": note,
-        "customInformation": None,
+        "customInformation": custom,
     }
 
 
@@ -95,7 +97,9 @@ def session_json(merchant: SimMerchant, session: SimSession) -> dict[str, Any]:
         "paymentDetails": _payment_details(session) if full else None,
         "chargePermissionType": "OneTime" if full else None,
         "recurringMetadata": None,
-        "merchantMetadata": _metadata(session.merchant_reference_id, session.store_name, session.note_to_buyer)
+        "merchantMetadata": _metadata(
+            session.merchant_reference_id, session.store_name, session.note_to_buyer, session.custom_information
+        )
         if full
         else None,
         "supplementaryData": None,
@@ -103,7 +107,7 @@ def session_json(merchant: SimMerchant, session: SimSession) -> dict[str, Any]:
         "billingAddress": None if buyer is None else buyer.address(),
         "paymentPreferences": [{"paymentDescriptor": "Your selected Amazon payment method"}] if buyer else None,
         "statusDetails": _status(session.state, session.reason_code, session.updated_at),
-        "shippingAddress": None if buyer is None else buyer.address("2 Example Street"),
+        "shippingAddress": None if buyer is None else buyer.address("2 Example Street", "Suite 100"),
         "platformId": None,
         "chargePermissionId": session.charge_permission_id,
         "chargeId": session.charge_id,
@@ -145,9 +149,9 @@ def permission_json(merchant: SimMerchant, permission: SimPermission) -> dict[st
             "email": buyer.email,
             "buyerId": buyer.buyer_id,
             "primeMembershipTypes": None,
-            "phoneNumber": None,
+            "phoneNumber": buyer.phone_number,
         },
-        "shippingAddress": buyer.address("2 Example Street"),
+        "shippingAddress": buyer.address("2 Example Street", "Suite 100"),
         "billingAddress": buyer.address(),
         "paymentPreferences": [{"paymentDescriptor": "Your selected Amazon payment method"}],
         "statusDetails": {

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar import Litestar, Request, Response, get, put, route
 from litestar.exceptions import MethodNotAllowedException, NotFoundException, ValidationException
+from litestar.params import PathParameter
 
 from ledger.money import currency_decimals, is_known_currency
 from payments.amazon import sim_postsale, sim_state
@@ -58,6 +60,7 @@ BODY_BYTES_MAX = 1 << 20
 UPLOAD_BYTES_MAX = 10 << 20
 SENT_MAX = 10_000
 MERCHANTS_MAX = 100_000
+Token = Annotated[str, PathParameter(max_length=128)]
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> str:
@@ -259,6 +262,13 @@ class AmazonPaySimulator:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def aclose(self) -> None:
+        """Finish the IPN deliveries and close their HTTP client (the app's shutdown; tests call it too)."""
+        await self.idle()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
     # --- the app --------------------------------------------------------------------------------------------
     async def serve_api(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         if self.failures:
@@ -290,7 +300,7 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
     methods: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
     @route(["/live/v2/{rest:path}", "/sandbox/v2/{rest:path}", "/v2/{rest:path}"], http_method=methods)
-    async def api(request: Request[Any, Any, Any], rest: str) -> Response[bytes]:
+    async def api(request: Request[Any, Any, Any]) -> Response[bytes]:
         return await sim.serve_api(request)
 
     @get(CERTIFICATE_PATH, media_type="application/x-pem-file")
@@ -302,7 +312,7 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
         return sim.identity.root_pem()
 
     @get("/s3/report-documents/{token:str}", media_type="text/csv")
-    async def document(token: str) -> Response[bytes]:
+    async def document(token: Token) -> Response[bytes]:
         for books in sim.books.values():
             content = open_document(books, token, sim.now())
             if content is not None:
@@ -310,7 +320,7 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
         return Response(b"<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
 
     @put("/s3/uploads/{merchant_id:str}/{token:str}", status_code=200)
-    async def upload(request: Request[Any, Any, Any], merchant_id: str, token: str) -> Response[bytes]:
+    async def upload(request: Request[Any, Any, Any], merchant_id: Token, token: Token) -> Response[bytes]:
         return await _upload(sim, request, merchant_id, token)
 
     def not_supported(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -321,9 +331,12 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
         """A control route's query parameter is missing or wrong (bodies are decoded by the routes themselves)."""
         problems = exc.extra if isinstance(exc.extra, list) else []
         first = problems[0] if problems and isinstance(problems[0], dict) else {}
-        payload = {"reasonCode": "InvalidParameterValue", "message": str(first.get("message") or exc.detail)}
-        if first.get("key"):
-            payload["field"] = str(first["key"])
+        message = str(first.get("message") or exc.detail)
+        named = first.get("key") or next(iter(re.findall(r"parameter '([a-z_]+)'", message)), None)
+        code = "MissingParameterValue" if message.startswith("Missing") else "InvalidParameterValue"
+        payload = {"reasonCode": code, "message": message}
+        if named:
+            payload["field"] = str(named)
         return _json(400, payload)
 
     return Litestar(
@@ -335,6 +348,7 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
             SimError: error_response,
         },
         request_max_body_size=UPLOAD_BYTES_MAX + 1,
+        on_shutdown=[sim.aclose],
         logging_config=None,
     )
 
