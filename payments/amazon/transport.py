@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 
 import httpx
 
@@ -48,7 +49,16 @@ HOSTS = {"na": "pay-api.amazon.com", "eu": "pay-api.amazon.eu", "jp": "pay-api.a
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 RESPONSE_BYTES_MAX = 1 << 20
 RETRY_AFTER_MAX_S = 10.0
-USER_AGENT = "kontor/0.1.0"
+
+
+def _user_agent() -> str:
+    try:
+        return f"kontor/{metadata.version('kontor')}"
+    except metadata.PackageNotFoundError:
+        return "kontor/unknown"
+
+
+USER_AGENT = _user_agent()
 
 
 def api_prefix(creds: Credentials) -> str:
