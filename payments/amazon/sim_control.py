@@ -31,17 +31,33 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar import Request, Response, get, post
-from litestar.params import QueryParameter
 
 from ledger.money import AmountError, format_amount, parse_amount
 from payments.amazon import sim_postsale, sim_state, sim_views
 from payments.amazon.sim_bodies import decode
+from payments.amazon.sim_control_bodies import (
+    BuyerSessionIn,
+    ClockIn,
+    DeclineIn,
+    DisputeIn,
+    FailuresIn,
+    GrantIn,
+    LegacyIn,
+    MerchantIn,
+    MerchantQuery,
+    MerchantRef,
+    OptionalMerchantQuery,
+    PaymentMethodIn,
+    ProviderIn,
+    RefundsProcessIn,
+    ReplayIn,
+    ResolveIn,
+)
 from payments.amazon.sim_model import Buyer, SimError
 from payments.amazon.sim_reports import close_period
 
@@ -53,126 +69,6 @@ if TYPE_CHECKING:
 __all__ = ["control_routes", "error_response"]
 
 T = TypeVar("T")
-MerchantId = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{4,32}$")]
-Money = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-Environment = Literal["Sandbox", "Live"]
-Short = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-KeyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
-Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
-MerchantQuery = Annotated[str, QueryParameter(max_length=32)]
-OptionalMerchantQuery = Annotated[str | None, QueryParameter(max_length=32)]
-
-
-class _Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Base of the control bodies: unknown fields are refused."""
-
-
-class MerchantIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId | None = None
-    region: Literal["na", "eu", "jp"] = "eu"
-    currency: Currency | None = None
-    environment: Environment = "Sandbox"
-    public_key_pem: Pem | None = None
-    public_key_id: KeyId | None = None
-    reserve_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
-    chargeback_fee: Money | None = None
-
-
-class ProviderIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    public_key_pem: Pem | None = None
-    public_key_id: KeyId | None = None
-    environment: Environment = "Sandbox"
-
-
-class GrantIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    public_key_id: KeyId
-
-
-class BuyerSessionIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    amount: Money
-    currency: Currency | None = None
-    payment_intent: Literal["Authorize", "AuthorizeWithCapture", "Confirm"] = "Authorize"
-    can_handle_pending_authorization: bool = False
-    total_order_amount: Money | None = None
-    merchant_reference_id: Short | None = None
-    store_name: Annotated[str, msgspec.Meta(max_length=50)] | None = None
-    soft_descriptor: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
-    simulation: Literal["HardDeclined", "SoftDeclined", "BuyerCanceled", "PendingThenAuthorized", "PendingThenDeclined"] | None = None  # fmt: skip
-    buyer_name: Short | None = None
-    buyer_email: Short | None = None
-    country_code: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] | None = None
-    checkout_session_id: Short | None = None
-    environment: Environment = "Sandbox"
-
-
-class PaymentMethodIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    charge_permission_id: Short
-
-
-class MerchantRef(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-
-
-class RefundsProcessIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    declines: Annotated[dict[Short, Literal["AmazonRejected", "ProcessingFailure"]], msgspec.Meta(max_length=100)] = {}
-
-
-class DisputeIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    charge_id: Short
-    amount: Money
-    filing_reason: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Unrecognized"
-
-
-class ResolveIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    dispute_id: Short
-    resolution: Literal["BuyerWon", "MerchantWon", "NoFault"]
-
-
-class DeclineIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    operation: Literal["CreateCharge", "Capture", "Refund"]
-    reason_code: Literal[
-        "SoftDeclined",
-        "HardDeclined",
-        "AmazonRejected",
-        "ProcessingFailure",
-        "TransactionTimedOut",
-        "PaymentMethodNotAllowed",
-        "MFANotCompleted",
-    ]
-
-
-class FailuresIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    count: Annotated[int, msgspec.Meta(ge=1, le=100)]
-    status: Literal[408, 425, 429, 500, 502, 503, 504]
-    reason_code: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{1,64}$")] = "ServiceUnavailable"
-    retry_after_s: Annotated[int, msgspec.Meta(ge=0, le=60)] | None = None
-
-
-class ClockIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 0
-    hours: Annotated[int, msgspec.Meta(ge=0, le=24 * 3650)] = 0
-
-
-class ReplayIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    index: Annotated[int, msgspec.Meta(ge=0)]
-
-
-class LegacyIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    merchant_id: MerchantId
-    amount: Money
-    currency: Currency | None = None
-    authorized: Money | None = None
-    captured: Money | None = None
-    merchant_reference_id: Short | None = None
-    environment: Environment = "Sandbox"
 
 
 def _money(text: str, currency: str, field: str, *, allow_zero: bool = False) -> int:
@@ -281,6 +177,10 @@ def _merchant_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         body = await _body(request, GrantIn)
         return {"mws_auth_token": sim.grant_mws_auth_token(body.public_key_id, body.merchant_id)}
 
+    return [register, provider, grant]
+
+
+def _buyer_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
     @post("/sim/checkout-sessions", status_code=201)
     async def checkout_session(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return _buyer_session(sim, await _body(request, BuyerSessionIn))
@@ -306,7 +206,7 @@ def _merchant_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
             "capture_id": capture.charge_id if capture else None,
         }
 
-    return [register, provider, grant, checkout_session, legacy]
+    return [checkout_session, legacy]
 
 
 def _lifecycle_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
@@ -337,6 +237,16 @@ def _lifecycle_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
             "processed": [{"refund_id": r.refund_id, "state": r.state, "reason_code": r.reason_code} for r in changed]
         }
 
+    @post("/sim/declines", status_code=200)
+    async def arm_decline(request: Request[Any, Any, Any]) -> dict[str, str]:
+        body = await _body(request, DeclineIn)
+        sim.merchant(body.merchant_id).armed_declines[body.operation] = body.reason_code
+        return {"armed": body.operation, "reason_code": body.reason_code}
+
+    return [payment_method, process_charges, process_refunds, arm_decline]
+
+
+def _dispute_and_failure_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
     @post("/sim/disputes", status_code=201)
     async def dispute(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _body(request, DisputeIn)
@@ -357,12 +267,6 @@ def _lifecycle_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         sim.flush(merchant)
         return sim_views.dispute_json(resolved)
 
-    @post("/sim/declines", status_code=200)
-    async def arm_decline(request: Request[Any, Any, Any]) -> dict[str, str]:
-        body = await _body(request, DeclineIn)
-        sim.merchant(body.merchant_id).armed_declines[body.operation] = body.reason_code
-        return {"armed": body.operation, "reason_code": body.reason_code}
-
     @post("/sim/failures", status_code=200)
     async def failures(request: Request[Any, Any, Any]) -> dict[str, int]:
         body = await _body(request, FailuresIn)
@@ -370,7 +274,7 @@ def _lifecycle_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
         del sim.failures[:-100]
         return {"pending": len(sim.failures)}
 
-    return [payment_method, process_charges, process_refunds, dispute, resolve, arm_decline, failures]
+    return [dispute, resolve, failures]
 
 
 def _books_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
@@ -440,7 +344,15 @@ def _ipn_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
 
 def control_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandler]:
     """Every /sim/ route of the table above, bound to `sim`."""
-    return [*_merchant_routes(sim), *_lifecycle_routes(sim), *_books_routes(sim), *_ipn_routes(sim)]
+    groups = (
+        _merchant_routes,
+        _buyer_routes,
+        _lifecycle_routes,
+        _dispute_and_failure_routes,
+        _books_routes,
+        _ipn_routes,
+    )
+    return [handler for group in groups for handler in group(sim)]
 
 
 def error_response(request: Request[Any, Any, Any], exc: SimError) -> Response[bytes]:
