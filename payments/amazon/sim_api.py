@@ -264,6 +264,13 @@ def update_session(ctx: Ctx) -> tuple[int, Any]:
 def complete_session(ctx: Ctx) -> tuple[int, Any]:
     body = decode(ctx.body, CompleteBody)
     amount, currency = parse_price(body.chargeAmount, "chargeAmount")
+    if body.totalOrderAmount is not None:
+        total, total_currency = parse_price(body.totalOrderAmount, "totalOrderAmount")
+        if total_currency != currency or total < amount:
+            raise SimError(400, "InvalidParameterValue", "totalOrderAmount must be >= chargeAmount, same currency")
+        found = state.find_session(ctx.merchant, ctx.environment, ctx.params[0], ctx.now)
+        if found.state == "Open":
+            found.total_order_amount = total
     session = state.complete_session(ctx.merchant, ctx.environment, ctx.params[0], amount, currency, ctx.now)
     return 200, views.session_json(ctx.merchant, session)
 
