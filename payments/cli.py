@@ -1,19 +1,22 @@
-"""`kontor simulate amazon-pay`: the local Amazon Pay simulator as a process, for development.
+"""`kontor simulate amazon-pay`: the local Amazon Pay API v2 simulator as a process, for development.
 
-It speaks the MWS operations Kontor calls, registers any seller on first use (with whatever MWS auth
-token the merchant's Amazon Pay settings carry), sends signed IPNs to the service and produces settlement
-reports on request (`GET /sim/settlement-report?seller_id=...`). It signs IPNs with its own root
-certificate, written to a file that the service is told to trust; the command prints the settings.
+Why: there is no Amazon in development. The command starts the simulator, registers a solution-provider key
+pair for Kontor (Kontor acts for merchants with delegated tokens, as a hosted solution provider does), writes
+the provider's private key and the root certificate that signs the simulator's IPNs to files, and prints the
+settings the service needs as `  export NAME=value` lines (a tool parses them with
+`(KONTOR_AMAZON_PAY_[A-Z_]+)=(\\S+)`). Merchants are created through the control routes (`POST /sim/merchants`,
+`POST /sim/providers/grants`; table in payments/amazon/sim_control.py).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 import uvicorn
 
-from payments.amazon.simulator import AmazonPaySimulator
+from payments.amazon.simulator import CHARGEBACK_ACCOUNT, PAYMENT_ACCOUNT, AmazonPaySimulator
 
 __all__ = ["simulate"]
 
@@ -21,6 +24,14 @@ __all__ = ["simulate"]
 @click.group()
 def simulate() -> None:
     """Local stand-ins for outside services (there is no network in development and tests)."""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret readable by the owner only (0600), replacing an older file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 @simulate.command("amazon-pay")
@@ -32,28 +43,35 @@ def simulate() -> None:
     show_default=True,
     help="Where the service receives IPNs.",
 )
-@click.option("--access-key-id", default="KONTORSIMACCESSKEY", show_default=True, help="Kontor's MWS access key id.")
-@click.option("--secret-key", default="kontor-simulator-secret", show_default=True, help="Kontor's MWS secret key.")
 @click.option(
-    "--root-pem",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("amazon-pay-simulator-root.pem"),
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("amazon-pay-simulator"),
     show_default=True,
-    help="Where to write the root certificate the service must trust for IPN signatures.",
+    help="Where to write the provider's private key and the SNS root certificate.",
 )
-def amazon_pay(host: str, port: int, ipn_url: str, access_key_id: str, secret_key: str, root_pem: Path) -> None:
-    """Run the Amazon Pay simulator until interrupted."""
-    sim = AmazonPaySimulator(access_keys={access_key_id: secret_key}, ipn_url=ipn_url, auto_register=True)
-    root_pem.write_bytes(sim.identity.root_pem())
+def amazon_pay(host: str, port: int, ipn_url: str, state_dir: Path) -> None:
+    """Run the Amazon Pay v2 simulator until interrupted."""
+    sim = AmazonPaySimulator(ipn_url=ipn_url)
+    provider_key_id, provider_pem = sim.register_provider()
+    key_file, root_file = state_dir / "provider-private-key.pem", state_dir / "sns-root.pem"
+    _write_private(key_file, provider_pem or "")
+    root_file.write_bytes(sim.identity.root_pem())
     base = f"http://{host}:{port}"
-    click.echo("Amazon Pay simulator. Start the service with:")
+    click.echo("Amazon Pay v2 simulator. Start the service with:")
     for name, value in (
-        ("KONTOR_AMAZON_PAY_ACCESS_KEY_ID", access_key_id),
-        ("KONTOR_AMAZON_PAY_SECRET_KEY", secret_key),
         ("KONTOR_AMAZON_PAY_ENDPOINT", base),
-        ("KONTOR_AMAZON_PAY_SNS_CA_FILE", str(root_pem.resolve())),
+        ("KONTOR_AMAZON_PAY_SNS_CA_FILE", str(root_file.resolve())),
         ("KONTOR_AMAZON_PAY_SNS_CERT_BASE", base),
+        ("KONTOR_AMAZON_PAY_TOPIC_ACCOUNTS", f"{PAYMENT_ACCOUNT},{CHARGEBACK_ACCOUNT}"),
+        ("KONTOR_AMAZON_PAY_PROVIDER_PUBLIC_KEY_ID", provider_key_id),
+        ("KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE", str(key_file.resolve())),
     ):
         click.echo(f"  export {name}={value}")
-    click.echo(f"IPNs go to {ipn_url}; settlement reports: GET {base}/sim/settlement-report?seller_id=...", err=False)
+    click.echo(f"IPNs go to {ipn_url}. A merchant that authorizes Kontor:")
+    click.echo(f'  curl -s -X POST {base}/sim/merchants -d \'{{"region": "eu"}}\'')
+    click.echo(
+        f"  curl -s -X POST {base}/sim/providers/grants "
+        f'-d \'{{"merchant_id": "<merchant_id>", "public_key_id": "{provider_key_id}"}}\''
+    )
     uvicorn.run(sim.app(), host=host, port=port, log_config=None, access_log=False, server_header=False)

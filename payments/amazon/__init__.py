@@ -1,1 +1,1 @@
-"""Amazon Pay (MWS-era "OffAmazonPayments" API): the gateway client, the SNS/IPN check, the local simulator."""
+"""Amazon Pay API v2 (Checkout v2): the client Kontor calls Amazon with, the SNS/IPN check, the local simulator."""

@@ -1,335 +1,331 @@
-"""The Amazon Pay gateway: the MWS-era operations Kontor performs on a merchant's behalf.
+"""The Amazon Pay API v2 (Checkout v2) client: the operations Kontor performs for a merchant.
 
-Calls carry the merchant's SellerId and MWSAuthToken (delegated access) and are signed with Kontor's
-developer key. Every state-changing call carries a reference id derived from the order (`<order>-a1`,
-`<order>-c1`, `<refund ref>`): Amazon treats a repeated call with the same reference id and parameters
-as the same call, so a retry after a lost response never authorizes, captures or refunds twice.
-Network errors, 5xx and throttling are retried (bounded, with backoff); Amazon's refusals are not.
+Why: Amazon ended Checkout v1 / MWS on 31 March 2026; Kontor now talks to `pay-api.amazon.{com|eu|jp}` with
+RSASSA-PSS signed JSON calls (`transport.py`). Each method maps to one documented operation
+(developer.amazon.com/docs/amazon-pay-api-v2/*, amazon-pay-reports/*, amazon-pay-checkout/delegated-authorization)
+and answers a frozen value object (`objects.py`); amounts are integer minor units (`Amount`).
+
+Errors: `AmazonPayError(status, reason_code, message)`; `reachable` is False when Amazon could not be reached or
+kept failing with 5xx/429 after the retries. Arguments Kontor gets wrong before anything is sent (an idempotency
+key that is not 1-32 `[A-Za-z0-9_-]`, a soft descriptor over 16 characters) raise ValueError.
+
+Choices where Amazon is silent or loose (written down here, and in the simulator that plays Amazon):
+- Texts Amazon limits are trimmed, not refused: closureReason and cancellationReason to 255 characters.
+- Upload File is Amazon's two steps: `POST /files {type, purpose: disputeEvidence}` answers a File object with
+  `id` and an upload `url`; the bytes are then PUT to that URL, unsigned (a pre-signed URL).
+- Lists follow `nextToken` for at most `PAGES_MAX` pages; Get Reports sends the token alone (documented), Get
+  Disbursements sends it with the same startTime/endTime/pageSize (the docs list it among the parameters).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from xml.etree.ElementTree import Element  # type only; parsing goes through defusedxml
+from urllib.parse import quote
 
 import httpx
 
-from ledger.money import format_amount, parse_amount
-from payments.amazon import mws
+from ledger.money import format_amount
+from payments.amazon import responses
+from payments.amazon.objects import (
+    AmazonPayError,
+    Amount,
+    Charge,
+    ChargePermission,
+    CheckoutSession,
+    Credentials,
+    Disbursement,
+    Dispute,
+    Evidence,
+    Fields,
+    Refund,
+    Region,
+    Report,
+    format_timestamp,
+)
+from payments.amazon.transport import Transport, check_idempotency_key, read_bounded
 
 __all__ = [
+    "PAGES_MAX",
+    "AmazonPayClient",
     "AmazonPayError",
-    "AmazonPayGateway",
-    "AuthorizationDetails",
-    "CaptureDetails",
+    "Amount",
+    "Charge",
+    "ChargePermission",
+    "CheckoutSession",
     "Credentials",
-    "OrderReferenceDetails",
-    "RefundDetails",
+    "Disbursement",
+    "Dispute",
+    "Evidence",
+    "Refund",
+    "Region",
+    "Report",
+    "check_idempotency_key",
 ]
 
-log = logging.getLogger("kontor.amazon_pay")
-REGION_HOSTS = {
-    "eu": "https://mws-eu.amazonservices.com",
-    "uk": "https://mws-eu.amazonservices.com",
-    "na": "https://mws.amazonservices.com",
-    "jp": "https://mws.amazonservices.jp",
-}
-RETRY_ATTEMPTS_MAX = 3
-_RETRYABLE_CODES = frozenset({"RequestThrottled", "InternalServerError", "ServiceUnavailable"})
+PAGES_MAX = 50
+PAGE_SIZE = 100
+SOFT_DESCRIPTOR_CHARS_MAX = 16
+REASON_CHARS_MAX = 255
+UPLOAD_BYTES_MAX = 10 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A merchant's delegated access (never logged: the token is a secret)."""
-
-    seller_id: str
-    mws_auth_token: str
-    region: str
-    sandbox: bool
-
-    def __repr__(self) -> str:
-        return f"Credentials(seller_id={self.seller_id!r}, region={self.region!r}, sandbox={self.sandbox})"
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-class AmazonPayError(Exception):
-    """Amazon refused the call (code and message from its ErrorResponse), or could not be reached."""
-
-    def __init__(self, code: str, message: str, *, reachable: bool = True) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.reachable = code, message, reachable
+def _price(amount: Amount) -> dict[str, object]:
+    return {"amount": format_amount(amount.minor, amount.currency), "currencyCode": amount.currency}
 
 
-@dataclass(frozen=True, slots=True)
-class OrderReferenceDetails:
-    order_reference_id: str
-    state: str
-    reason: str | None
-    amount_minor: int
+def _segment(value: str) -> str:
+    """An id as one path segment (ids never contain '/', but a caller's typo must not change the route)."""
+    return quote(value, safe="-._~")
 
 
-@dataclass(frozen=True, slots=True)
-class AuthorizationDetails:
-    authorization_id: str
-    reference_id: str
-    amount_minor: int
-    captured_minor: int
-    state: str
-    reason: str | None
-    expires_at: datetime | None
-    capture_ids: tuple[str, ...]
+def _descriptor(body: dict[str, object], soft_descriptor: str | None) -> None:
+    if soft_descriptor is None:
+        return
+    if not 1 <= len(soft_descriptor) <= SOFT_DESCRIPTOR_CHARS_MAX:
+        raise ValueError(f"softDescriptor must be 1-{SOFT_DESCRIPTOR_CHARS_MAX} characters")
+    body["softDescriptor"] = soft_descriptor
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureDetails:
-    capture_id: str
-    reference_id: str
-    amount_minor: int
-    refunded_minor: int
-    state: str
-    reason: str | None
-    refund_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RefundDetails:
-    refund_id: str
-    reference_id: str
-    amount_minor: int
-    state: str
-    reason: str | None
-    refund_type: str
-
-
-def _money(element: Element, path: str, currency: str) -> int:
-    node = element.find(path)
-    if node is None:
-        return 0
-    amount, code = mws.text(node, "Amount", "0"), mws.text(node, "CurrencyCode", currency)
-    if code != currency:
-        raise AmazonPayError("CurrencyMismatch", f"Amazon answered in {code}, the business code books {currency}")
-    return parse_amount(amount or "0", currency, allow_zero=True)
-
-
-def _ids(element: Element, path: str) -> tuple[str, ...]:
-    return tuple(m.text.strip() for m in element.findall(f"{path}/member") if m.text)
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    return None if not value else datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _status(element: Element, path: str) -> tuple[str, str | None]:
-    status = mws.child(element, path)
-    return mws.text(status, "State") or "", mws.text(status, "ReasonCode")
-
-
-class AmazonPayGateway:
-    """One client per process; `endpoint` overrides Amazon's hosts (the simulator, a proxy)."""
+class AmazonPayClient:
+    """One per process, over the caller's httpx client; `endpoint` (the simulator, a proxy) replaces scheme+host."""
 
     def __init__(
-        self, *, access_key_id: str, secret_key: str, http: httpx.AsyncClient, endpoint: str | None = None
+        self,
+        http: httpx.AsyncClient,
+        *,
+        endpoint: str | None = None,
+        attempts_max: int = 4,
+        backoff_s: float = 0.2,
+        timeout_s: float = 10.0,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self._access_key_id, self._secret_key, self._http, self._endpoint = access_key_id, secret_key, http, endpoint
+        self._http, self._timeout_s = http, timeout_s
+        self._wire = Transport(
+            http, endpoint=endpoint, attempts_max=attempts_max, backoff_s=backoff_s, timeout_s=timeout_s, clock=clock
+        )
 
-    async def _call(self, creds: Credentials, action: str, params: dict[str, str]) -> Element:
-        base = self._endpoint or REGION_HOSTS[creds.region]
-        path = mws.api_path(creds.sandbox)
-        for attempt in range(1, RETRY_ATTEMPTS_MAX + 1):
-            try:
-                return await self._send(base, path, creds, action, params)
-            except AmazonPayError as exc:
-                if (exc.reachable and exc.code not in _RETRYABLE_CODES) or attempt == RETRY_ATTEMPTS_MAX:
-                    raise
-                log.warning("amazon pay call retried", extra={"action": action, "code": exc.code, "attempt": attempt})
-                await asyncio.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+    # --- checkout sessions (amazon-pay-api-v2/checkout-session.html) ----------------------------------------
+    async def get_checkout_session(self, creds: Credentials, checkout_session_id: str) -> CheckoutSession:
+        answer = await self._wire.call(creds, "GET", f"/checkoutSessions/{_segment(checkout_session_id)}")
+        return responses.checkout_session(answer.body, answer.status)
 
-    async def _send(self, base: str, path: str, creds: Credentials, action: str, params: dict[str, str]) -> Element:
-        signed = {
-            "AWSAccessKeyId": self._access_key_id,
-            "Action": action,
-            "SellerId": creds.seller_id,
-            "MWSAuthToken": creds.mws_auth_token,
-            "SignatureMethod": "HmacSHA256",
-            "SignatureVersion": "2",
-            "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Version": mws.API_VERSION,
-            **params,
-        }
-        signed["Signature"] = mws.sign(self._secret_key, httpx.URL(base).netloc.decode(), path, signed)
-        try:
-            response = await self._http.post(base + path, data=signed, timeout=10.0)
-        except httpx.HTTPError as exc:
-            raise AmazonPayError("Unreachable", f"{type(exc).__name__}: {exc}", reachable=False) from exc
-        try:
-            root = mws.parse(response.content)
-        except Exception as exc:
-            raise AmazonPayError(
-                "InvalidResponse", f"HTTP {response.status_code}, not XML", reachable=response.status_code < 500
-            ) from exc
-        if root.tag == "ErrorResponse":
-            error = mws.child(root, "Error")
-            raise AmazonPayError(
-                mws.text(error, "Code") or "Error",
-                mws.text(error, "Message") or "",
-                reachable=response.status_code < 500,
-            )
-        return mws.child(root, f"{action}Result")
-
-    # --- order reference ------------------------------------------------------------------------------
-    async def set_order_reference_details(
-        self, creds: Credentials, order_reference_id: str, amount: int, currency: str, seller_order_id: str
-    ) -> None:
-        await self._call(
+    async def complete_checkout_session(
+        self, creds: Credentials, checkout_session_id: str, amount: Amount, *, idempotency_key: str
+    ) -> CheckoutSession:
+        """Confirms the buyer's payment; Amazon answers an error (e.g. 422 CheckoutSessionCanceled) when it fails."""
+        answer = await self._wire.call(
             creds,
-            "SetOrderReferenceDetails",
-            {
-                "AmazonOrderReferenceId": order_reference_id,
-                "OrderReferenceAttributes.OrderTotal.Amount": format_amount(amount, currency),
-                "OrderReferenceAttributes.OrderTotal.CurrencyCode": currency,
-                "OrderReferenceAttributes.SellerOrderAttributes.SellerOrderId": seller_order_id,
-            },
+            "POST",
+            f"/checkoutSessions/{_segment(checkout_session_id)}/complete",
+            body={"chargeAmount": _price(amount)},
+            idempotency_key=idempotency_key,
         )
+        return responses.checkout_session(answer.body, answer.status)
 
-    async def confirm_order_reference(self, creds: Credentials, order_reference_id: str) -> None:
-        await self._call(creds, "ConfirmOrderReference", {"AmazonOrderReferenceId": order_reference_id})
+    # --- charge permissions (amazon-pay-api-v2/charge-permission.html) --------------------------------------
+    async def get_charge_permission(self, creds: Credentials, charge_permission_id: str) -> ChargePermission:
+        answer = await self._wire.call(creds, "GET", f"/chargePermissions/{_segment(charge_permission_id)}")
+        return responses.charge_permission(answer.body, answer.status)
 
-    async def get_order_reference_details(
-        self, creds: Credentials, order_reference_id: str, currency: str
-    ) -> OrderReferenceDetails:
-        result = await self._call(creds, "GetOrderReferenceDetails", {"AmazonOrderReferenceId": order_reference_id})
-        details = mws.child(result, "OrderReferenceDetails")
-        state, reason = _status(details, "OrderReferenceStatus")
-        return OrderReferenceDetails(order_reference_id, state, reason, _money(details, "OrderTotal", currency))
-
-    async def close_order_reference(self, creds: Credentials, order_reference_id: str, reason: str) -> None:
-        await self._call(
-            creds, "CloseOrderReference", {"AmazonOrderReferenceId": order_reference_id, "ClosureReason": reason[:1024]}
+    async def close_charge_permission(
+        self, creds: Credentials, charge_permission_id: str, reason: str, *, cancel_pending_charges: bool = False
+    ) -> ChargePermission:
+        answer = await self._wire.call(
+            creds,
+            "DELETE",
+            f"/chargePermissions/{_segment(charge_permission_id)}/close",
+            body={"closureReason": reason[:REASON_CHARS_MAX], "cancelPendingCharges": cancel_pending_charges},
         )
+        return responses.charge_permission(answer.body, answer.status)
 
-    # --- authorizations -------------------------------------------------------------------------------
-    async def authorize(
+    # --- charges (amazon-pay-api-v2/charge.html) ------------------------------------------------------------
+    async def create_charge(
         self,
         creds: Credentials,
-        order_reference_id: str,
-        reference_id: str,
-        amount: int,
-        currency: str,
+        charge_permission_id: str,
+        amount: Amount,
         *,
         capture_now: bool,
-        note: str | None = None,
-    ) -> AuthorizationDetails:
-        params = {
-            "AmazonOrderReferenceId": order_reference_id,
-            "AuthorizationReferenceId": reference_id,
-            "AuthorizationAmount.Amount": format_amount(amount, currency),
-            "AuthorizationAmount.CurrencyCode": currency,
-            "CaptureNow": str(capture_now).lower(),
-            "TransactionTimeout": "0",
+        can_handle_pending_authorization: bool,
+        idempotency_key: str,
+        soft_descriptor: str | None = None,
+        merchant_reference_id: str | None = None,
+    ) -> Charge:
+        body: dict[str, object] = {
+            "chargePermissionId": charge_permission_id,
+            "chargeAmount": _price(amount),
+            "captureNow": capture_now,
+            "canHandlePendingAuthorization": can_handle_pending_authorization,
         }
-        if note:
-            params["SellerAuthorizationNote"] = note
-        return self._authorization(
-            mws.child(await self._call(creds, "Authorize", params), "AuthorizationDetails"), currency
-        )
+        _descriptor(body, soft_descriptor)
+        if merchant_reference_id is not None:
+            body["merchantMetadata"] = {"merchantReferenceId": merchant_reference_id}
+        answer = await self._wire.call(creds, "POST", "/charges", body=body, idempotency_key=idempotency_key)
+        return responses.charge(answer.body, answer.status)
 
-    async def get_authorization_details(
-        self, creds: Credentials, authorization_id: str, currency: str
-    ) -> AuthorizationDetails:
-        result = await self._call(creds, "GetAuthorizationDetails", {"AmazonAuthorizationId": authorization_id})
-        return self._authorization(mws.child(result, "AuthorizationDetails"), currency)
+    async def get_charge(self, creds: Credentials, charge_id: str) -> Charge:
+        answer = await self._wire.call(creds, "GET", f"/charges/{_segment(charge_id)}")
+        return responses.charge(answer.body, answer.status)
 
-    async def close_authorization(self, creds: Credentials, authorization_id: str, reason: str) -> None:
-        await self._call(
-            creds, "CloseAuthorization", {"AmazonAuthorizationId": authorization_id, "ClosureReason": reason[:255]}
-        )
-
-    @staticmethod
-    def _authorization(details: Element, currency: str) -> AuthorizationDetails:
-        state, reason = _status(details, "AuthorizationStatus")
-        return AuthorizationDetails(
-            authorization_id=mws.text(details, "AmazonAuthorizationId") or "",
-            reference_id=mws.text(details, "AuthorizationReferenceId") or "",
-            amount_minor=_money(details, "AuthorizationAmount", currency),
-            captured_minor=_money(details, "CapturedAmount", currency),
-            state=state,
-            reason=reason,
-            expires_at=_timestamp(mws.text(details, "ExpirationTimestamp")),
-            capture_ids=_ids(details, "IdList"),
-        )
-
-    # --- captures -------------------------------------------------------------------------------------
-    async def capture(
+    async def capture_charge(
         self,
         creds: Credentials,
-        authorization_id: str,
-        reference_id: str,
-        amount: int,
-        currency: str,
-        note: str | None = None,
-    ) -> CaptureDetails:
-        params = {
-            "AmazonAuthorizationId": authorization_id,
-            "CaptureReferenceId": reference_id,
-            "CaptureAmount.Amount": format_amount(amount, currency),
-            "CaptureAmount.CurrencyCode": currency,
-        }
-        if note:
-            params["SellerCaptureNote"] = note
-        return self._capture(mws.child(await self._call(creds, "Capture", params), "CaptureDetails"), currency)
-
-    async def get_capture_details(self, creds: Credentials, capture_id: str, currency: str) -> CaptureDetails:
-        result = await self._call(creds, "GetCaptureDetails", {"AmazonCaptureId": capture_id})
-        return self._capture(mws.child(result, "CaptureDetails"), currency)
-
-    @staticmethod
-    def _capture(details: Element, currency: str) -> CaptureDetails:
-        state, reason = _status(details, "CaptureStatus")
-        return CaptureDetails(
-            capture_id=mws.text(details, "AmazonCaptureId") or "",
-            reference_id=mws.text(details, "CaptureReferenceId") or "",
-            amount_minor=_money(details, "CaptureAmount", currency),
-            refunded_minor=_money(details, "RefundedAmount", currency),
-            state=state,
-            reason=reason,
-            refund_ids=_ids(details, "IdList"),
+        charge_id: str,
+        amount: Amount,
+        *,
+        idempotency_key: str,
+        soft_descriptor: str | None = None,
+    ) -> Charge:
+        body: dict[str, object] = {"captureAmount": _price(amount)}
+        _descriptor(body, soft_descriptor)
+        answer = await self._wire.call(
+            creds, "POST", f"/charges/{_segment(charge_id)}/capture", body=body, idempotency_key=idempotency_key
         )
+        return responses.charge(answer.body, answer.status)
 
-    # --- refunds --------------------------------------------------------------------------------------
-    async def refund(
+    async def cancel_charge(self, creds: Credentials, charge_id: str, reason: str) -> Charge:
+        answer = await self._wire.call(
+            creds,
+            "DELETE",
+            f"/charges/{_segment(charge_id)}/cancel",
+            body={"cancellationReason": reason[:REASON_CHARS_MAX]},
+        )
+        return responses.charge(answer.body, answer.status)
+
+    # --- refunds (amazon-pay-api-v2/refund.html) -------------------------------------------------------------
+    async def create_refund(
         self,
         creds: Credentials,
-        capture_id: str,
-        reference_id: str,
-        amount: int,
-        currency: str,
-        note: str | None = None,
-    ) -> RefundDetails:
-        params = {
-            "AmazonCaptureId": capture_id,
-            "RefundReferenceId": reference_id,
-            "RefundAmount.Amount": format_amount(amount, currency),
-            "RefundAmount.CurrencyCode": currency,
-        }
-        if note:
-            params["SellerRefundNote"] = note[:255]
-        return self._refund(mws.child(await self._call(creds, "Refund", params), "RefundDetails"), currency)
+        charge_id: str,
+        amount: Amount,
+        *,
+        idempotency_key: str,
+        soft_descriptor: str | None = None,
+    ) -> Refund:
+        body: dict[str, object] = {"chargeId": charge_id, "refundAmount": _price(amount)}
+        _descriptor(body, soft_descriptor)
+        answer = await self._wire.call(creds, "POST", "/refunds", body=body, idempotency_key=idempotency_key)
+        return responses.refund(answer.body, answer.status)
 
-    async def get_refund_details(self, creds: Credentials, refund_id: str, currency: str) -> RefundDetails:
-        result = await self._call(creds, "GetRefundDetails", {"AmazonRefundId": refund_id})
-        return self._refund(mws.child(result, "RefundDetails"), currency)
+    async def get_refund(self, creds: Credentials, refund_id: str) -> Refund:
+        answer = await self._wire.call(creds, "GET", f"/refunds/{_segment(refund_id)}")
+        return responses.refund(answer.body, answer.status)
 
-    @staticmethod
-    def _refund(details: Element, currency: str) -> RefundDetails:
-        state, reason = _status(details, "RefundStatus")
-        return RefundDetails(
-            refund_id=mws.text(details, "AmazonRefundId") or "",
-            reference_id=mws.text(details, "RefundReferenceId") or "",
-            amount_minor=_money(details, "RefundAmount", currency),
-            state=state,
-            reason=reason,
-            refund_type=mws.text(details, "RefundType") or "SellerInitiated",
+    # --- disputes and evidence files (amazon-pay-api-v2/dispute.html, file.html) ------------------------------
+    async def get_dispute(self, creds: Credentials, dispute_id: str) -> Dispute:
+        answer = await self._wire.call(creds, "GET", f"/disputes/{_segment(dispute_id)}")
+        return responses.dispute(answer.body, answer.status)
+
+    async def upload_file(self, creds: Credentials, content: bytes, *, file_type: str, idempotency_key: str) -> str:
+        """Evidence for a contest (`file_type` jpg, png, pdf, ...): asks for an upload URL, PUTs the bytes; -> fileId."""
+        if len(content) > UPLOAD_BYTES_MAX:
+            raise ValueError(f"evidence files are limited to {UPLOAD_BYTES_MAX} bytes here")
+        answer = await self._wire.call(
+            creds,
+            "POST",
+            "/files",
+            body={"type": file_type, "purpose": "disputeEvidence"},
+            idempotency_key=idempotency_key,
         )
+        file_id, url = responses.file_upload(answer.body, answer.status)
+        try:
+            response = await self._http.put(url, content=content, timeout=self._timeout_s)
+        except httpx.TransportError as exc:
+            raise AmazonPayError(0, "Unreachable", f"upload: {type(exc).__name__}: {exc}", reachable=False) from exc
+        if not 200 <= response.status_code < 300:
+            raise AmazonPayError(response.status_code, "UploadFailed", "the upload URL refused the file")
+        return file_id
+
+    async def contest_dispute(
+        self, creds: Credentials, dispute_id: str, evidences: Sequence[Evidence], *, idempotency_key: str
+    ) -> Dispute:
+        items: list[dict[str, object]] = []
+        for evidence in evidences:
+            item: dict[str, object] = {"evidenceType": evidence.evidence_type}
+            if evidence.file_id is not None:
+                item["fileId"] = evidence.file_id
+            if evidence.text is not None:
+                item["evidenceText"] = evidence.text
+            items.append(item)
+        answer = await self._wire.call(
+            creds,
+            "POST",
+            f"/disputes/{_segment(dispute_id)}/contest",
+            body={"merchantEvidences": items},
+            idempotency_key=idempotency_key,
+        )
+        return responses.dispute(answer.body, answer.status)
+
+    # --- reporting (amazon-pay-api-v2/reports.html, amazon-pay-reports/*) -----------------------------------
+    async def list_reports(
+        self,
+        creds: Credentials,
+        *,
+        report_types: Sequence[str],
+        created_since: datetime | None = None,
+        created_until: datetime | None = None,
+    ) -> list[Report]:
+        """Every report of `report_types` created in the window (Amazon keeps 90 days), following nextToken."""
+        query = [("reportTypes", ",".join(report_types)), ("pageSize", str(PAGE_SIZE))]
+        if created_since is not None:
+            query.append(("createdSince", format_timestamp(created_since)))
+        if created_until is not None:
+            query.append(("createdUntil", format_timestamp(created_until)))
+        found: list[Report] = []
+        for _ in range(PAGES_MAX):
+            answer = await self._wire.call(creds, "GET", "/reports", query=query)
+            page, token = responses.reports_page(answer.body, answer.status)
+            found.extend(page)
+            if token is None:
+                return found
+            query = [("nextToken", token)]  # Amazon: nextToken is sent alone
+        raise AmazonPayError(200, "TooManyPages", f"more than {PAGES_MAX} pages of reports")
+
+    async def get_report(self, creds: Credentials, report_id: str) -> Report:
+        answer = await self._wire.call(creds, "GET", f"/reports/{_segment(report_id)}")
+        return responses.report(answer.body, answer.status)
+
+    async def get_report_document_url(self, creds: Credentials, report_document_id: str) -> str:
+        """The pre-signed download URL (valid about 30 s: download at once)."""
+        answer = await self._wire.call(creds, "GET", f"/report-documents/{_segment(report_document_id)}")
+        return Fields(answer.body, answer.status, "reportDocument").text("url")
+
+    async def download_report(self, url: str, *, bytes_max: int) -> bytes:
+        """GET a pre-signed document URL (unsigned), streamed and refused (`ResponseTooLarge`) above `bytes_max`."""
+        try:
+            async with self._http.stream("GET", url, timeout=self._timeout_s) as response:
+                if response.status_code != 200:
+                    raise AmazonPayError(response.status_code, "DownloadRefused", "the document URL refused the GET")
+                return await read_bounded(response, bytes_max)
+        except httpx.TransportError as exc:
+            raise AmazonPayError(0, "Unreachable", f"download: {type(exc).__name__}: {exc}", reachable=False) from exc
+
+    async def list_disbursements(self, creds: Credentials, *, start: datetime, end: datetime) -> list[Disbursement]:
+        """Payouts whose settlement date is in [start, end], following nextToken."""
+        base = [
+            ("startTime", format_timestamp(start)),
+            ("endTime", format_timestamp(end)),
+            ("pageSize", str(PAGE_SIZE)),
+        ]
+        query, found = base, []
+        for _ in range(PAGES_MAX):
+            answer = await self._wire.call(creds, "GET", "/disbursements", query=query)
+            page, token = responses.disbursements_page(answer.body, answer.status)
+            found.extend(page)
+            if token is None:
+                return found
+            query = [*base, ("nextToken", token)]
+        raise AmazonPayError(200, "TooManyPages", f"more than {PAGES_MAX} pages of disbursements")
+
+    # --- delegated access (amazon-pay-checkout/delegated-authorization.html) --------------------------------
+    async def exchange_auth_token(self, provider: Credentials, merchant_id: str, mws_auth_token: str) -> str:
+        """A merchant's MWS auth token (granted to the provider) -> the v2 token for `x-amz-pay-authtoken`."""
+        answer = await self._wire.call(
+            provider, "GET", f"/authorizationTokens/{_segment(mws_auth_token)}", query=[("merchantId", merchant_id)]
+        )
+        return Fields(answer.body, answer.status, "authorizationToken").text("authorizationToken")

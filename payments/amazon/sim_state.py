@@ -1,396 +1,402 @@
-"""The Amazon Pay simulator's model: order references, authorizations, captures, refunds, chargebacks.
+"""The simulator's sale side: Checkout Sessions, Charge Permissions and Charges, as Amazon Pay v2 runs them.
 
-Follows the v1 state machines of reference/amazon-pay.md §3 and the limits of §1: authorizations up to
-the order total plus min(15 %, 75); one capture closes its authorization (MaxCapturesProcessed), at
-most the authorized amount, within the validity (30 days, 2 in sandbox); refunds are Pending until
-processed, at most 10 per capture and within captured + min(15 %, 75) with chargebacks counted.
-Reference ids are idempotency keys: the same id with the same parameters returns the same object, with
-other parameters DuplicateReferenceId. Declines are triggered as in Amazon's sandbox, by a note
-`{"SandboxSimulation": {"State": "Declined", "ReasonCode": "..."}}`, or armed for the next call.
-Every money movement becomes a settlement event for the next settlement report.
+Pure functions over a `SimMerchant` (`sim_model.py`) and a `now`; they raise `SimError` with Amazon's status and
+reasonCode, and queue an IPN (`merchant.notify`) for every state change of a charge or charge permission.
+
+State machines (developer.amazon.com/docs/amazon-pay-api-v2/*.html):
+- Checkout Session: Open -> Completed | Canceled (BuyerCanceled, Declined, Expired after 24 h).
+- Charge Permission: Chargeable <-> NonChargeable (PaymentMethodInvalid after a soft or hard decline, back when
+  the buyer updates the payment method) -> Closed (MerchantClosed, AmazonClosed, Expired after 180 days).
+- Charge: AuthorizationInitiated -> Authorized -> CaptureInitiated -> Captured; Canceled (MerchantCanceled,
+  ChargePermissionCanceled, ExpiredUnused after 30 days); Declined (SoftDeclined, HardDeclined, AmazonRejected,
+  ProcessingFailure, TransactionTimedOut).
+
+Choices where Amazon is silent (the simulator's rules):
+- Complete with a session that is Canceled answers 422 CheckoutSessionCanceled (the WooCommerce plugin reads
+  that code and then the session's reasonCode); Completed answers 422 InvalidCheckoutSessionStatus (the stored
+  answer is only replayed through the idempotency key); open constraints answer 422 InvalidCheckoutSessionStatus
+  naming them; another amount answers 409 AmountMismatch.
+- A buyer instrument `HardDeclined` declines at Complete for Authorize/AuthorizeWithCapture (session Canceled/
+  Declined, 422 CheckoutSessionCanceled); with Confirm it declines the first Create Charge. `SoftDeclined`
+  declines the first authorization: at Complete the charge is Declined/SoftDeclined and the session still
+  Completes (the permission can be charged again once the buyer updates the payment method); on Create Charge
+  it answers 422 SoftDeclined. Either decline makes the permission NonChargeable/PaymentMethodInvalid.
+- A one-time permission closes (Closed/AmazonClosed) once its captures reach the order amount, as Amazon's
+  charge-permission page says ("after the total order amount has been captured").
+- Closing a Closed permission answers it unchanged (like v1 CloseOrderReference).
+- Pending authorizations and late captures are processed by a control route or when the simulated clock moves.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+
+from payments.amazon.sim_model import (
+    AUTHORIZATION_TTL,
+    CAPTURE_SYNC_WINDOW,
+    CHARGES_PER_PERMISSION_MAX,
+    PERMISSION_TTL,
+    SESSION_TTL,
+    Buyer,
+    SettlementEvent,
+    SimCharge,
+    SimError,
+    SimMerchant,
+    SimPermission,
+    SimSession,
+    headroom,
+)
 
 __all__ = [
-    "CAPTURE_FEE_FIXED_MINOR",
-    "CAPTURE_FEE_PERMILLE",
-    "CHARGEBACK_FEE_MINOR",
-    "RESERVE_PERCENT",
-    "Seller",
-    "SettlementEvent",
-    "SimAuthorization",
-    "SimCapture",
-    "SimError",
-    "SimOrder",
-    "SimRefund",
+    "CONSTRAINTS",
+    "PAYMENT_INTENTS",
+    "SIMULATIONS",
+    "cancel_charge",
+    "capture_charge",
+    "close_permission",
+    "complete_session",
+    "constraints",
+    "create_charge",
+    "find_charge",
+    "find_permission",
+    "find_session",
+    "new_session",
+    "process_charges",
+    "sweep",
+    "update_payment_method",
+    "used_amount",
 ]
 
-
-# the simulator's settlement terms (per seller where registered otherwise)
-CAPTURE_FEE_PERMILLE = 19  # 1.9 %, half-up
-CAPTURE_FEE_FIXED_MINOR = 35
-CHARGEBACK_FEE_MINOR = 1500
-RESERVE_PERCENT = 5
-
-
-class SimError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+PAYMENT_INTENTS = ("Authorize", "AuthorizeWithCapture", "Confirm")
+SIMULATIONS = ("HardDeclined", "SoftDeclined", "BuyerCanceled", "PendingThenAuthorized", "PendingThenDeclined")
+CONSTRAINTS = {
+    "BuyerNotAssociated": "There is no buyer associated with the Checkout Session.",
+    "ChargeAmountNotSet": "chargeAmount is not set.",
+    "CheckoutResultReturnUrlNotSet": "checkoutResultReturnUrl is not set.",
+    "PaymentIntentNotSet": "paymentIntent is not set.",
+}
+_DECLINE_STATUS = {"ProcessingFailure": 500}  # other declines answer 422 (error-codes.csv)
 
 
-def headroom_extra(amount: int, decimals: int) -> int:
-    """Amazon's allowance above an amount: min(15 %, 75 currency units)."""
-    return min(amount * 15 // 100, 75 * (1, 10, 100, 1_000, 10_000)[decimals])
+def _not_found(kind: str, object_id: str) -> SimError:
+    return SimError(404, "ResourceNotFound", f"{kind} {object_id} does not exist")
 
 
-def simulated_decline(note: str | None) -> str | None:
-    """The ReasonCode of a sandbox simulation note asking for a decline, if any."""
-    if not note or "SandboxSimulation" not in note:
-        return None
-    try:
-        simulation = json.loads(note)["SandboxSimulation"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return str(simulation.get("ReasonCode", "AmazonRejected")) if simulation.get("State") == "Declined" else None
+def new_session(merchant: SimMerchant, environment: str, now: datetime) -> SimSession:
+    merchant.check_room(merchant.sessions)
+    session = SimSession(merchant.new_session_id(), environment, now, now)
+    merchant.sessions[session.checkout_session_id] = session
+    return session
 
 
-@dataclass
-class SimOrder:
-    order_reference_id: str
-    amount: int = 0
-    currency: str = "EUR"
-    seller_order_id: str = ""
-    state: str = "Draft"
-    reason: str | None = None
-    authorization_ids: list[str] = field(default_factory=list)
+def constraints(session: SimSession) -> list[str]:
+    if session.state != "Open":
+        return []
+    found = []
+    if session.buyer is None:
+        found.append("BuyerNotAssociated")
+    if session.charge_amount is None:
+        found.append("ChargeAmountNotSet")
+    if session.result_url is None:
+        found.append("CheckoutResultReturnUrlNotSet")
+    if session.payment_intent is None:
+        found.append("PaymentIntentNotSet")
+    return found
 
 
-@dataclass
-class SimAuthorization:
-    authorization_id: str
-    order_reference_id: str
-    reference_id: str
-    amount: int
-    currency: str
-    capture_now: bool
-    state: str
-    reason: str | None
-    created_at: datetime
-    expires_at: datetime
-    captured: int = 0
-    capture_ids: list[str] = field(default_factory=list)
+def find_session(merchant: SimMerchant, environment: str, session_id: str, now: datetime) -> SimSession:
+    session = merchant.sessions.get(session_id)
+    if session is None or session.environment != environment:
+        raise _not_found("Checkout Session", session_id)
+    if session.state == "Open" and now >= session.created_at + SESSION_TTL:
+        session.state, session.reason_code, session.updated_at = "Canceled", "Expired", now
+    return session
 
 
-@dataclass
-class SimCapture:
-    capture_id: str
-    authorization_id: str
-    order_reference_id: str
-    reference_id: str
-    amount: int
-    currency: str
-    state: str
-    reason: str | None
-    created_at: datetime
-    refunded: int = 0  # completed refunds
-    pending_refunds: int = 0
-    chargebacks: int = 0
-    refund_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SimRefund:
-    refund_id: str
-    capture_id: str
-    order_reference_id: str
-    reference_id: str
-    amount: int
-    currency: str
-    state: str
-    reason: str | None
-    created_at: datetime
-    decline_reason: str | None = None
-    refund_type: str = "SellerInitiated"
-
-
-@dataclass(frozen=True)
-class SettlementEvent:
-    posted_at: datetime
-    type: str  # Capture | Refund | Chargeback
-    transaction_id: str
-    seller_reference_id: str
-    order_reference_id: str
-    amount: int  # signed, from the merchant's view
-
-
-@dataclass
-class Seller:
-    """One merchant's Amazon Pay account in the simulator."""
-
-    seller_id: str
-    mws_auth_token: str
-    decimals: int = 2
-    sandbox_validity: bool = False
-    orders: dict[str, SimOrder] = field(default_factory=dict)
-    authorizations: dict[str, SimAuthorization] = field(default_factory=dict)
-    captures: dict[str, SimCapture] = field(default_factory=dict)
-    refunds: dict[str, SimRefund] = field(default_factory=dict)
-    by_reference: dict[str, tuple[str, tuple[object, ...]]] = field(default_factory=dict)
-    armed_declines: dict[str, str] = field(default_factory=dict)  # operation -> reason code
-    chargebacks: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (capture id, amount)
-    events: list[SettlementEvent] = field(default_factory=list)
-
-    # --- helpers --------------------------------------------------------------------------------------
-    def _reference(self, reference_id: str, params: tuple[object, ...]) -> str | None:
-        known = self.by_reference.get(reference_id)
-        if known is None:
-            return None
-        if known[1] != params:
-            raise SimError("DuplicateReferenceId", f"reference id {reference_id} was used with other parameters")
-        return known[0]
-
-    def _decline(self, operation: str, note: str | None) -> str | None:
-        return simulated_decline(note) or self.armed_declines.pop(operation, None)
-
-    def order(self, order_reference_id: str) -> SimOrder:
-        order = self.orders.get(order_reference_id)
-        if order is None:
-            raise SimError("InvalidOrderReferenceId", f"unknown order reference {order_reference_id}")
-        return order
-
-    def authorization(self, authorization_id: str, now: datetime) -> SimAuthorization:
-        auth = self.authorizations.get(authorization_id)
-        if auth is None:
-            raise SimError("InvalidAuthorizationId", f"unknown authorization {authorization_id}")
-        if auth.state == "Open" and now >= auth.expires_at:
-            auth.state, auth.reason = "Closed", "ExpiredUnused"
-        return auth
-
-    def capture(self, capture_id: str) -> SimCapture:
-        capture = self.captures.get(capture_id)
-        if capture is None:
-            raise SimError("InvalidCaptureId", f"unknown capture {capture_id}")
-        return capture
-
-    # --- order reference ------------------------------------------------------------------------------
-    def set_details(self, order_reference_id: str, amount: int, currency: str, seller_order_id: str) -> SimOrder:
-        order = self.orders.setdefault(order_reference_id, SimOrder(order_reference_id))
-        if order.state != "Draft":
-            raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}, not Draft")
-        order.amount, order.currency, order.seller_order_id = amount, currency, seller_order_id
-        return order
-
-    def confirm(self, order_reference_id: str) -> SimOrder:
-        order = self.order(order_reference_id)
-        if order.state == "Draft":
-            if not order.amount:
-                raise SimError("InvalidOrderReferenceStatus", "set the order total before confirming")
-            order.state = "Open"
-        elif order.state not in ("Open",):
-            raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}")
-        return order
-
-    def set_order_state(self, order_reference_id: str, state: str, reason: str | None) -> SimOrder:
-        """What Amazon does on its own: suspend (payment method declined), close, cancel, reopen."""
-        if state not in ("Open", "Suspended", "Closed", "Canceled"):
-            raise SimError("InvalidParameterValue", f"unknown order reference state {state}")
-        order = self.order(order_reference_id)
-        if order.state in ("Closed", "Canceled"):
-            raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}")
-        order.state, order.reason = state, reason
-        return order
-
-    def close_order(self, order_reference_id: str) -> SimOrder:
-        order = self.order(order_reference_id)
-        if order.state in ("Open", "Suspended"):
-            order.state, order.reason = "Closed", "SellerClosed"
-        return order
-
-    # --- authorize and capture ------------------------------------------------------------------------
-    def authorize(
-        self,
-        order_reference_id: str,
-        reference_id: str,
-        amount: int,
-        currency: str,
-        capture_now: bool,
-        note: str | None,
-        now: datetime,
-    ) -> SimAuthorization:
-        params = ("authorize", order_reference_id, amount, currency, capture_now)
-        known = self._reference(reference_id, params)
-        if known is not None:
-            return self.authorizations[known]
-        order = self.order(order_reference_id)
-        if order.state != "Open":
-            raise SimError("InvalidOrderReferenceStatus", f"order reference is {order.state}, not Open")
-        # what is charged or still chargeable: a closed authorization counts with what it captured
-        auths = [self.authorizations[a] for a in order.authorization_ids]
-        authorized = sum(a.captured if a.state == "Closed" else a.amount for a in auths if a.state != "Declined")
-        if authorized + amount > order.amount + headroom_extra(order.amount, self.decimals):
-            raise SimError("TransactionAmountExceeded", "authorizations exceed the order total plus min(15 %, 75)")
-        auth_id = f"{order_reference_id}-A{len(self.authorizations) + 1:06d}"
-        validity = timedelta(days=2 if self.sandbox_validity else 30)
-        auth = SimAuthorization(
-            auth_id, order_reference_id, reference_id, amount, currency, capture_now, "Open", None, now, now + validity
-        )
-        declined = self._decline("Authorize", note)
-        if declined:
-            auth.state, auth.reason = "Declined", declined
-            if declined == "InvalidPaymentMethod":
-                order.state, order.reason = "Suspended", declined
-        self.authorizations[auth_id] = auth
-        self.by_reference[reference_id] = (auth_id, params)
-        order.authorization_ids.append(auth_id)
-        if capture_now and auth.state == "Open":
-            self._complete_capture(auth, f"{reference_id}-c", amount, now)
-        return auth
-
-    def capture_funds(
-        self, authorization_id: str, reference_id: str, amount: int, currency: str, note: str | None, now: datetime
-    ) -> SimCapture:
-        params = ("capture", authorization_id, amount, currency)
-        known = self._reference(reference_id, params)
-        if known is not None:
-            return self.captures[known]
-        auth = self.authorization(authorization_id, now)
-        if auth.state != "Open":
-            raise SimError("InvalidAuthorizationStatus", f"authorization is {auth.state} ({auth.reason})")
-        if amount > auth.amount:
-            raise SimError("TransactionAmountExceeded", "capture exceeds the authorized amount")
-        declined = self._decline("Capture", note)
-        if declined:
-            capture = SimCapture(
-                f"{auth.order_reference_id}-C{len(self.captures) + 1:06d}",
-                authorization_id,
-                auth.order_reference_id,
-                reference_id,
-                amount,
-                currency,
-                "Declined",
-                declined,
-                now,
-            )
-            self.captures[capture.capture_id] = capture
-            self.by_reference[reference_id] = (capture.capture_id, params)
-            return capture
-        capture = self._complete_capture(auth, reference_id, amount, now)
-        self.by_reference[reference_id] = (capture.capture_id, params)
-        return capture
-
-    def _complete_capture(self, auth: SimAuthorization, reference_id: str, amount: int, now: datetime) -> SimCapture:
-        capture = SimCapture(
-            f"{auth.order_reference_id}-C{len(self.captures) + 1:06d}",
-            auth.authorization_id,
-            auth.order_reference_id,
-            reference_id,
-            amount,
-            auth.currency,
-            "Completed",
-            None,
+def complete_session(
+    merchant: SimMerchant, environment: str, session_id: str, amount: int, currency: str, now: datetime
+) -> SimSession:
+    session = find_session(merchant, environment, session_id, now)
+    if session.state == "Canceled":
+        raise SimError(422, "CheckoutSessionCanceled", f"the Checkout Session was canceled ({session.reason_code})")
+    if session.state != "Open":
+        raise SimError(422, "InvalidCheckoutSessionStatus", f"the Checkout Session is {session.state}, not Open")
+    missing = constraints(session)
+    if missing:
+        raise SimError(422, "InvalidCheckoutSessionStatus", f"open constraints: {', '.join(missing)}")
+    if (amount, currency) != (session.charge_amount, session.currency):
+        raise SimError(409, "AmountMismatch", "chargeAmount differs from paymentDetails.chargeAmount")
+    intent = session.payment_intent or "Confirm"
+    if session.simulation == "HardDeclined" and intent != "Confirm":
+        session.state, session.reason_code, session.updated_at = "Canceled", "Declined", now
+        raise SimError(422, "CheckoutSessionCanceled", "the buyer's payment method was declined")
+    permission = _new_permission(merchant, session, amount, currency, now)
+    if intent != "Confirm":
+        charge = _authorize(
+            merchant,
+            permission,
             now,
-        )
-        self.captures[capture.capture_id] = capture
-        auth.captured, auth.state, auth.reason = amount, "Closed", "MaxCapturesProcessed"
-        auth.capture_ids.append(capture.capture_id)
-        self.events.append(
-            SettlementEvent(now, "Capture", capture.capture_id, reference_id, auth.order_reference_id, amount)
-        )
-        return capture
-
-    def close_authorization(self, authorization_id: str, now: datetime) -> SimAuthorization:
-        auth = self.authorization(authorization_id, now)
-        if auth.state in ("Open", "Pending"):
-            auth.state, auth.reason = "Closed", "SellerClosed"
-        return auth
-
-    # --- refunds and chargebacks ----------------------------------------------------------------------
-    def refund(
-        self, capture_id: str, reference_id: str, amount: int, currency: str, note: str | None, now: datetime
-    ) -> SimRefund:
-        params = ("refund", capture_id, amount, currency)
-        known = self._reference(reference_id, params)
-        if known is not None:
-            return self.refunds[known]
-        capture = self.capture(capture_id)
-        if capture.state not in ("Completed", "Closed"):
-            raise SimError("InvalidCaptureStatus", f"capture is {capture.state}")
-        if len(capture.refund_ids) >= 10:
-            raise SimError("InvalidCaptureStatus", "10 refunds were processed for this capture (MaxRefundsProcessed)")
-        used = capture.refunded + capture.pending_refunds + capture.chargebacks
-        if used + amount > capture.amount + headroom_extra(capture.amount, self.decimals):
-            raise SimError(
-                "TransactionAmountExceeded", "refunds and chargebacks exceed the captured amount plus min(15 %, 75)"
-            )
-        refund = SimRefund(
-            f"{capture.order_reference_id}-R{len(self.refunds) + 1:06d}",
-            capture_id,
-            capture.order_reference_id,
-            reference_id,
             amount,
-            currency,
-            "Pending",
-            None,
-            now,
-            decline_reason=self._decline("Refund", note),
+            capture_now=intent == "AuthorizeWithCapture",
+            can_pend=session.can_handle_pending,
+            decline=None,
+            labels=(session.soft_descriptor, session.merchant_reference_id),
         )
-        self.refunds[refund.refund_id] = refund
-        self.by_reference[reference_id] = (refund.refund_id, params)
-        capture.refund_ids.append(refund.refund_id)
-        capture.pending_refunds += amount
-        return refund
+        session.charge_id = charge.charge_id
+    session.state, session.updated_at = "Completed", now
+    session.charge_permission_id = permission.charge_permission_id
+    return session
 
-    def process_refunds(self, now: datetime) -> list[SimRefund]:
-        """Move every Pending refund to Completed (or Declined, when simulated); returns those changed."""
-        changed = []
-        for refund in self.refunds.values():
-            if refund.state != "Pending":
-                continue
-            capture = self.captures[refund.capture_id]
-            capture.pending_refunds -= refund.amount
-            if refund.decline_reason:
-                refund.state, refund.reason = "Declined", refund.decline_reason
+
+def _new_permission(
+    merchant: SimMerchant, session: SimSession, amount: int, currency: str, now: datetime
+) -> SimPermission:
+    merchant.check_room(merchant.permissions)
+    order_amount = session.total_order_amount or amount
+    permission = SimPermission(
+        charge_permission_id=merchant.new_permission_id(session.environment),
+        environment=session.environment,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + PERMISSION_TTL,
+        currency=currency,
+        order_amount=order_amount,
+        amount_limit=order_amount + headroom(order_amount, currency),
+        buyer=session.buyer or Buyer(),
+        merchant_reference_id=session.merchant_reference_id,
+        store_name=session.store_name,
+        simulation=session.simulation,
+    )
+    merchant.permissions[permission.charge_permission_id] = permission
+    return permission
+
+
+def find_permission(merchant: SimMerchant, environment: str, permission_id: str, now: datetime) -> SimPermission:
+    permission = merchant.permissions.get(permission_id)
+    if permission is None or permission.environment != environment:
+        raise _not_found("Charge Permission", permission_id)
+    if permission.state != "Closed" and now >= permission.expires_at:
+        _set_permission(merchant, permission, "Closed", ["Expired"], now)
+    return permission
+
+
+def _set_permission(
+    merchant: SimMerchant, permission: SimPermission, state: str, reasons: list[str], now: datetime
+) -> None:
+    permission.state, permission.reasons, permission.updated_at = state, reasons, now
+    merchant.notify("CHARGE_PERMISSION", permission.charge_permission_id, permission.charge_permission_id)
+
+
+def used_amount(merchant: SimMerchant, permission: SimPermission) -> int:
+    """What the permission's charges hold: authorized amounts, or capture amounts once capturing."""
+    total = 0
+    for charge_id in permission.charge_ids:
+        charge = merchant.charges[charge_id]
+        if charge.state in ("AuthorizationInitiated", "Authorized"):
+            total += charge.amount
+        elif charge.state in ("CaptureInitiated", "Captured"):
+            total += charge.captured or 0
+    return total
+
+
+def _captured_amount(merchant: SimMerchant, permission: SimPermission) -> int:
+    charges = (merchant.charges[charge_id] for charge_id in permission.charge_ids)
+    return sum(c.captured or 0 for c in charges if c.state == "Captured")
+
+
+def close_permission(
+    merchant: SimMerchant, environment: str, permission_id: str, cancel_pending: bool, now: datetime
+) -> SimPermission:
+    permission = find_permission(merchant, environment, permission_id, now)
+    if permission.state == "Closed":
+        return permission
+    if cancel_pending:
+        for charge_id in permission.charge_ids:
+            charge = merchant.charges[charge_id]
+            if charge.state in ("AuthorizationInitiated", "Authorized"):
+                _set_charge(merchant, charge, "Canceled", "ChargePermissionCanceled", now)
+    _set_permission(merchant, permission, "Closed", ["MerchantClosed"], now)
+    return permission
+
+
+def update_payment_method(merchant: SimMerchant, permission_id: str, now: datetime) -> SimPermission:
+    """The buyer picked another payment method on Amazon's page: NonChargeable -> Chargeable."""
+    permission = merchant.permissions.get(permission_id)
+    if permission is None:
+        raise _not_found("Charge Permission", permission_id)
+    if permission.state != "NonChargeable":
+        raise SimError(422, "InvalidChargePermissionStatus", f"the Charge Permission is {permission.state}")
+    permission.simulation = None
+    _set_permission(merchant, permission, "Chargeable", [], now)
+    return permission
+
+
+def find_charge(merchant: SimMerchant, environment: str, charge_id: str, now: datetime) -> SimCharge:
+    charge = merchant.charges.get(charge_id)
+    if charge is None or charge.environment != environment:
+        raise _not_found("Charge", charge_id)
+    if charge.state == "Authorized" and charge.expires_at is not None and now >= charge.expires_at:
+        _set_charge(merchant, charge, "Canceled", "ExpiredUnused", now)
+    return charge
+
+
+def _set_charge(merchant: SimMerchant, charge: SimCharge, state: str, reason: str | None, now: datetime) -> None:
+    charge.state, charge.reason_code, charge.updated_at = state, reason, now
+    merchant.notify("CHARGE", charge.charge_id, charge.charge_permission_id)
+
+
+def create_charge(
+    merchant: SimMerchant,
+    environment: str,
+    permission_id: str,
+    amount: int,
+    currency: str,
+    *,
+    capture_now: bool,
+    can_pend: bool,
+    labels: tuple[str | None, str | None],
+    now: datetime,
+) -> SimCharge:
+    """Create Charge; `labels` = (softDescriptor, merchantMetadata.merchantReferenceId)."""
+    permission = find_permission(merchant, environment, permission_id, now)
+    if permission.state != "Chargeable":
+        raise SimError(422, "InvalidChargePermissionStatus", f"the Charge Permission is {permission.state}")
+    if currency != permission.currency:
+        raise SimError(400, "CurrencyMismatch", f"the Charge Permission is in {permission.currency}")
+    if len(permission.charge_ids) >= CHARGES_PER_PERMISSION_MAX:
+        raise SimError(422, "TransactionCountExceeded", f"{CHARGES_PER_PERMISSION_MAX} charges were created")
+    if used_amount(merchant, permission) + amount > permission.amount_limit:
+        raise SimError(400, "TransactionAmountExceeded", "charges would exceed limits.amountLimit")
+    decline = merchant.armed_declines.pop("CreateCharge", None)
+    charge = _authorize(
+        merchant, permission, now, amount, capture_now=capture_now, can_pend=can_pend, decline=decline, labels=labels
+    )
+    if charge.state == "Declined" and charge.reason_code is not None:
+        status = _DECLINE_STATUS.get(charge.reason_code, 422)
+        raise SimError(status, charge.reason_code, f"the authorization was declined ({charge.charge_id})")
+    return charge
+
+
+def _authorize(
+    merchant: SimMerchant,
+    permission: SimPermission,
+    now: datetime,
+    amount: int,
+    *,
+    capture_now: bool,
+    can_pend: bool,
+    decline: str | None,
+    labels: tuple[str | None, str | None],
+) -> SimCharge:
+    """One authorization on the permission's instrument (its test simulation is used up by the first one)."""
+    merchant.check_room(merchant.charges)
+    simulation, permission.simulation = permission.simulation, None
+    charge = SimCharge(
+        charge_id=merchant.child_id(permission.charge_permission_id, "C"),
+        charge_permission_id=permission.charge_permission_id,
+        environment=permission.environment,
+        amount=amount,
+        currency=permission.currency,
+        created_at=now,
+        updated_at=now,
+        state="Authorized",
+        capture_now=capture_now,
+        soft_descriptor=labels[0],
+        merchant_reference_id=labels[1],
+    )
+    merchant.charges[charge.charge_id] = charge
+    permission.charge_ids.append(charge.charge_id)
+    reason = decline or (simulation if simulation in ("SoftDeclined", "HardDeclined") else None)
+    if reason is None and simulation == "PendingThenDeclined" and not can_pend:
+        reason = "HardDeclined"
+    if reason is not None:
+        _set_charge(merchant, charge, "Declined", reason, now)
+        if reason in ("SoftDeclined", "HardDeclined"):
+            _set_permission(merchant, permission, "NonChargeable", ["PaymentMethodInvalid"], now)
+    elif simulation in ("PendingThenAuthorized", "PendingThenDeclined") and can_pend:
+        charge.pending_outcome = "Declined" if simulation == "PendingThenDeclined" else "Authorized"
+        _set_charge(merchant, charge, "AuthorizationInitiated", None, now)
+    else:
+        _authorized(merchant, charge, now)
+    return charge
+
+
+def _authorized(merchant: SimMerchant, charge: SimCharge, now: datetime) -> None:
+    charge.authorized_at, charge.expires_at = now, now + AUTHORIZATION_TTL
+    if charge.capture_now:
+        _captured(merchant, charge, charge.amount, now)
+    else:
+        _set_charge(merchant, charge, "Authorized", None, now)
+
+
+def _captured(merchant: SimMerchant, charge: SimCharge, amount: int, now: datetime) -> None:
+    charge.captured = amount
+    _set_charge(merchant, charge, "Captured", None, now)
+    merchant.events.append(
+        SettlementEvent(
+            now, "Capture", charge.charge_id, charge.merchant_reference_id or "", charge.charge_permission_id, amount
+        )
+    )
+    permission = merchant.permissions[charge.charge_permission_id]
+    if permission.state != "Closed" and _captured_amount(merchant, permission) >= permission.order_amount:
+        _set_permission(merchant, permission, "Closed", ["AmazonClosed"], now)
+
+
+def capture_charge(
+    merchant: SimMerchant, environment: str, charge_id: str, amount: int, currency: str, now: datetime
+) -> SimCharge:
+    charge = find_charge(merchant, environment, charge_id, now)
+    if charge.state != "Authorized":
+        raise SimError(422, "InvalidChargeStatus", f"the Charge is {charge.state}, not Authorized")
+    if currency != charge.currency:
+        raise SimError(400, "CurrencyMismatch", f"the Charge is in {charge.currency}")
+    if amount > charge.amount:
+        raise SimError(400, "TransactionAmountExceeded", "captureAmount exceeds chargeAmount")
+    decline = merchant.armed_declines.pop("Capture", None)
+    if decline is not None:
+        _set_charge(merchant, charge, "Declined", decline, now)
+        raise SimError(_DECLINE_STATUS.get(decline, 422), decline, f"the capture was declined ({charge_id})")
+    authorized_at = charge.authorized_at or charge.created_at
+    if now - authorized_at <= CAPTURE_SYNC_WINDOW:
+        _captured(merchant, charge, amount, now)
+    else:
+        charge.captured = amount
+        _set_charge(merchant, charge, "CaptureInitiated", None, now)
+    return charge
+
+
+def cancel_charge(merchant: SimMerchant, environment: str, charge_id: str, now: datetime) -> SimCharge:
+    charge = find_charge(merchant, environment, charge_id, now)
+    if charge.state not in ("AuthorizationInitiated", "Authorized"):
+        raise SimError(422, "InvalidChargeStatus", f"the Charge is {charge.state}; only open ones can be canceled")
+    _set_charge(merchant, charge, "Canceled", "MerchantCanceled", now)
+    return charge
+
+
+def process_charges(merchant: SimMerchant, now: datetime) -> list[SimCharge]:
+    """Amazon finishes what was pending: AuthorizationInitiated and CaptureInitiated charges; -> those changed."""
+    changed = []
+    for charge in list(merchant.charges.values()):
+        if charge.state == "AuthorizationInitiated":
+            if charge.pending_outcome == "Declined":
+                _set_charge(merchant, charge, "Declined", "HardDeclined", now)
+                permission = merchant.permissions[charge.charge_permission_id]
+                if permission.state == "Chargeable":
+                    _set_permission(merchant, permission, "NonChargeable", ["PaymentMethodInvalid"], now)
             else:
-                refund.state = "Completed"
-                capture.refunded += refund.amount
-                self.events.append(
-                    SettlementEvent(
-                        now, "Refund", refund.refund_id, refund.reference_id, refund.order_reference_id, -refund.amount
-                    )
-                )
-            changed.append(refund)
-        return changed
+                _authorized(merchant, charge, now)
+            changed.append(charge)
+        elif charge.state == "CaptureInitiated":
+            _captured(merchant, charge, charge.captured or charge.amount, now)
+            changed.append(charge)
+    return changed
 
-    def chargeback(self, capture_id: str, amount: int, now: datetime) -> tuple[str, SimCapture]:
-        capture = self.capture(capture_id)
-        used = capture.refunded + capture.pending_refunds + capture.chargebacks
-        if capture.state not in ("Completed", "Closed") or used + amount > capture.amount + headroom_extra(
-            capture.amount, self.decimals
-        ):
-            raise SimError("InvalidChargeback", "chargeback exceeds what can be taken back from this capture")
-        capture.chargebacks += amount
-        chargeback_id = "C" + secrets.token_hex(6).upper()
-        self.chargebacks[chargeback_id] = (capture.capture_id, amount)
-        self.events.append(
-            SettlementEvent(now, "Chargeback", chargeback_id, capture.reference_id, capture.order_reference_id, -amount)
-        )
-        return chargeback_id, capture
 
-    def reverse_chargeback(self, chargeback_id: str, now: datetime) -> int:
-        """The merchant won the representment: the amount comes back (a positive Chargeback row)."""
-        if chargeback_id not in self.chargebacks:
-            raise SimError("InvalidChargeback", f"unknown chargeback {chargeback_id}")
-        capture_id, amount = self.chargebacks.pop(chargeback_id)
-        capture = self.captures[capture_id]
-        capture.chargebacks -= amount
-        self.events.append(
-            SettlementEvent(now, "Chargeback", chargeback_id, capture.reference_id, capture.order_reference_id, amount)
-        )
-        return amount
+def sweep(merchant: SimMerchant, now: datetime) -> None:
+    """Apply the lifetimes to every object (after the simulated clock moved)."""
+    for session in list(merchant.sessions.values()):
+        find_session(merchant, session.environment, session.checkout_session_id, now)
+    for permission in list(merchant.permissions.values()):
+        find_permission(merchant, permission.environment, permission.charge_permission_id, now)
+    for charge in list(merchant.charges.values()):
+        find_charge(merchant, charge.environment, charge.charge_id, now)

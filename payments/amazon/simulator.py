@@ -1,458 +1,307 @@
-"""A local Amazon Pay: the MWS operations Kontor calls, signed IPNs back to Kontor, settlement reports.
+"""A local Amazon Pay API v2 (Checkout v2): the operations Kontor calls, signed IPNs back to Kontor, settlement.
 
-Run it with `kontor simulate amazon-pay`; the tests start it in-process. It checks request signatures
-with the developer secret it is given, keeps each seller's objects in memory (`sim_state`), sends every
-state change as an SNS-signed IPN to `ipn_url` (signed by its own test root, `GET /sns/root.pem`), and
-settles on request: `GET /sim/settlement-report` returns the flat-file CSV of reference/amazon-pay.md
-§6.2 for everything posted since the last report (captures with fees, refunds, chargebacks with a fee,
-the reserve and the payout). `GET /sim/balance` says what Amazon owes the merchant.
-Control routes under /sim/ (register sellers, process refunds, file chargebacks, arm declines, move the
-clock) exist for tests and development only.
+Why: Amazon cannot be reached from development and tests, and its sandbox cannot be driven (no buyer, no
+chargebacks, no clock). `kontor simulate amazon-pay` runs this as a process; the tests start it in-process.
+
+What it is made of: `sim_auth` (keys, providers, delegated tokens, signature checks), `sim_api` and
+`sim_reporting_api` (the v2 routes), `sim_state` and `sim_postsale` (the state machines), `sim_views` (the
+published JSON shapes), `sim_reports` (settlement books, reports, disbursements), `sim_control` (the /sim/
+control routes, with their table). This module holds the simulator object, the Litestar app, the pre-signed
+URLs (report documents, evidence uploads) and the IPNs.
+
+IPNs (developer.amazon.com/docs/amazon-pay-checkout/set-up-instant-payment-notifications.html): every state
+change of a charge, refund, charge permission and dispute is an SNS `Notification` (SignatureVersion 2, signed
+by the simulator's own root `identity`, SigningCertURL on sns.<aws-region>.amazonaws.com, served at
+`CERTIFICATE_PATH`), POSTed to `ipn_url` in the background (tracked for `idle()`, 3 attempts). Its `Message` is
+a JSON string with exactly MerchantID, ObjectType (CHARGE | REFUND | CHARGE_PERMISSION | CHARGEBACK), ObjectId,
+ChargePermissionId, NotificationType (STATE_CHANGE), NotificationId (uuid), NotificationVersion ("V2").
+Payment notifications come from AWS account 291180941288, chargeback notifications from 598607868003; the
+topic names are the simulator's (Amazon does not publish them). Amazon Pay does not document a Subject, so the
+envelope has none. The creation of a charge permission is not notified (only its later state changes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import hmac
-import io
 import json
 import logging
+import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from xml.etree.ElementTree import Element, SubElement, tostring  # building XML only
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import httpx
-from litestar import Litestar, Request, Response, get, post
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from litestar import Litestar, Request, Response, get, put, route
+from litestar.exceptions import MethodNotAllowedException, NotFoundException, ValidationException
+from litestar.params import PathParameter
 
-from ledger.money import format_amount, parse_amount
-from payments.amazon import mws
-from payments.amazon.sim_control import control_routes
-from payments.amazon.sim_state import (
-    CAPTURE_FEE_FIXED_MINOR,
-    CAPTURE_FEE_PERMILLE,
-    CHARGEBACK_FEE_MINOR,
-    RESERVE_PERCENT,
-    Seller,
-    SettlementEvent,
-    SimError,
-    SimOrder,
-)
-from payments.amazon.sim_xml import (
-    IPN_NAMESPACE,
-    authorization_xml,
-    capture_xml,
-    iso,
-    order_reference_xml,
-    refund_xml,
-)
+from ledger.money import currency_decimals, is_known_currency
+from payments.amazon import sim_postsale, sim_state
+from payments.amazon.sim_api import handle_api, register_routes
+from payments.amazon.sim_auth import KeyRecord, KeyRing, new_public_key_id
+from payments.amazon.sim_control import control_routes, error_response
+from payments.amazon.sim_model import SimError, SimMerchant
+from payments.amazon.sim_reports import Books, close_period, open_document, owed
 from payments.amazon.sns import SigningIdentity
 
-__all__ = ["AmazonPaySimulator"]
+__all__ = ["CERTIFICATE_PATH", "AmazonPaySimulator", "private_key_pem", "public_key_pem"]
 
 log = logging.getLogger("kontor.simulator")
-MARKETPLACE = "A53RDEWN57UMW"
 CERTIFICATE_PATH = "/SimpleNotificationService-kontor-simulator.pem"
-SETTLEMENT_COLUMNS = [
-    "TransactionPostedDate",
-    "SettlementId",
-    "AmazonTransactionId",
-    "SellerReferenceId",
-    "TransactionType",
-    "AmazonOrderReferenceId",
-    "SellerOrderId",
-    "StoreName",
-    "CurrencyCode",
-    "TransactionDescription",
-    "TransactionAmount",
-    "TransactionPercentageFee",
-    "TransactionFixedFee",
-    "TotalTransactionFee",
-    "NetTransactionAmount",
-]
+PAYMENT_ACCOUNT, CHARGEBACK_ACCOUNT = "291180941288", "598607868003"
+AWS_REGIONS = {"na": "us-east-1", "eu": "eu-west-1", "jp": "us-west-2"}
+DEFAULT_CURRENCY = {"na": "USD", "eu": "EUR", "jp": "JPY"}
+BODY_BYTES_MAX = 1 << 20
+UPLOAD_BYTES_MAX = 10 << 20
+SENT_MAX = 10_000
+MERCHANTS_MAX = 100_000
+Token = Annotated[str, PathParameter(max_length=128)]
 
 
-@dataclass
-class _Books:
-    """A seller's settlement position: reserve held, events already settled, settlements issued."""
+def private_key_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
-    reserve: int = 0
-    settled_events: int = 0
-    settlements: int = 0
-    fees: int = 0  # fees charged in settlements (negative)
-    transferred: int = 0  # paid out (positive); balance repayments collected from the merchant count negative
-    reserve_percent: int = RESERVE_PERCENT
-    chargeback_fee_minor: int = CHARGEBACK_FEE_MINOR
+
+def public_key_pem(key: rsa.RSAPublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _json(status: int, payload: Any) -> Response[bytes]:
+    return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
 
 
 @dataclass
 class AmazonPaySimulator:
-    access_keys: dict[str, str]  # AWSAccessKeyId -> secret key
+    """The simulated Amazon Pay; `app()` serves it. Public attributes are for tests and the control routes."""
+
     ipn_url: str | None = None
     identity: SigningIdentity = field(default_factory=SigningIdentity.generate)
-    region: str = "eu-west-1"
-    auto_register: bool = False
     clock_offset: timedelta = timedelta()
-    sellers: dict[str, Seller] = field(default_factory=dict)
-    books: dict[str, _Books] = field(default_factory=dict)
+    ipn_attempts_max: int = 3
+    ring: KeyRing = field(default_factory=KeyRing)
+    merchants: dict[str, SimMerchant] = field(default_factory=dict)
+    books: dict[str, Books] = field(default_factory=dict)
     sent: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    failures: list[tuple[int, str, int | None]] = field(default_factory=list)  # (status, reasonCode, Retry-After)
     _http: httpx.AsyncClient | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def now(self) -> datetime:
+        """The simulated clock: real time plus `clock_offset` (signature dates are checked against real time)."""
         return datetime.now(UTC) + self.clock_offset
 
-    def register(
+    # --- accounts -------------------------------------------------------------------------------------------
+    def register_merchant(
         self,
-        seller_id: str,
-        mws_auth_token: str,
+        merchant_id: str | None = None,
         *,
-        decimals: int = 2,
-        sandbox: bool = False,
-        reserve_percent: int = RESERVE_PERCENT,
-        chargeback_fee_minor: int = CHARGEBACK_FEE_MINOR,
-    ) -> Seller:
-        seller = self.sellers.setdefault(seller_id, Seller(seller_id, mws_auth_token, decimals, sandbox))
-        self.books.setdefault(
-            seller_id, _Books(reserve_percent=reserve_percent, chargeback_fee_minor=chargeback_fee_minor)
-        )
-        return seller
+        region: str = "eu",
+        currency: str | None = None,
+        environment: str = "Sandbox",
+        public_key: rsa.RSAPublicKey | None = None,
+        public_key_id: str | None = None,
+        reserve_percent: int | None = None,
+        chargeback_fee_minor: int | None = None,
+    ) -> tuple[SimMerchant, str, str | None]:
+        """A merchant (created, or found again) and one more API key: -> (merchant, public key id, private PEM
+        when the simulator generated the pair - returned once, like Integration Central's "Generate API
+        credentials"; None when `public_key` was given, "use an existing public key")."""
+        money = currency or DEFAULT_CURRENCY.get(region, "EUR")
+        if region not in AWS_REGIONS or not is_known_currency(money) or currency_decimals(money) > 3:
+            raise SimError(400, "InvalidParameterValue", "region must be na|eu|jp and currency a known ISO 4217 code")
+        merchant_id = merchant_id or "A" + secrets.token_hex(6).upper() + "X"
+        merchant = self.merchants.get(merchant_id)
+        if merchant is None:
+            if len(self.merchants) >= MERCHANTS_MAX:
+                raise SimError(400, "InvalidRequest", "too many merchants")
+            merchant = SimMerchant(merchant_id, region, money)
+            self.merchants[merchant_id], self.books[merchant_id] = merchant, Books()
+        if reserve_percent is not None:
+            merchant.reserve_percent = reserve_percent
+        if chargeback_fee_minor is not None:
+            merchant.chargeback_fee_minor = chargeback_fee_minor
+        key_id, private_pem = self._add_key("merchant", merchant_id, environment, public_key, public_key_id)
+        return merchant, key_id, private_pem
 
-    # --- the MWS endpoint -----------------------------------------------------------------------------
-    async def handle(self, request: Request[Any, Any, Any], sandbox: bool) -> Response[bytes]:
-        form = dict(await request.form())
-        params = {k: str(v) for k, v in form.items()}
-        try:
-            seller = self._authenticate(request, params)
-            action = params.get("Action", "")
-            result = self._dispatch(seller, action, params)
-        except SimError as exc:
-            status = 401 if exc.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied") else 400
-            return self._error(exc, status)
-        root = Element(f"{action}Response", xmlns=mws.NAMESPACE)
-        wrapper = SubElement(root, f"{action}Result")
-        if result is not None:
-            wrapper.append(result)
-        SubElement(SubElement(root, "ResponseMetadata"), "RequestId").text = str(uuid.uuid4())
-        return Response(tostring(root), media_type="text/xml")
+    def register_provider(
+        self,
+        public_key_id: str | None = None,
+        public_key: rsa.RSAPublicKey | None = None,
+        *,
+        environment: str = "Sandbox",
+    ) -> tuple[str, str | None]:
+        """A solution provider's key pair (Kontor's, when it acts for merchants): -> (key id, private PEM if made)."""
+        return self._add_key("provider", public_key_id or "", environment, public_key, public_key_id)
 
-    def _error(self, exc: SimError, status: int) -> Response[bytes]:
-        root = Element("ErrorResponse", xmlns=mws.NAMESPACE)
-        error = SubElement(root, "Error")
-        SubElement(error, "Type").text = "Sender"
-        SubElement(error, "Code").text = exc.code
-        SubElement(error, "Message").text = exc.message
-        SubElement(root, "RequestId").text = str(uuid.uuid4())
-        return Response(tostring(root), media_type="text/xml", status_code=status)
+    def _add_key(
+        self, owner: str, owner_id: str, environment: str, key: rsa.RSAPublicKey | None, key_id: str | None
+    ) -> tuple[str, str | None]:
+        private_pem = None
+        if key is None:
+            generated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            key, private_pem = generated.public_key(), private_key_pem(generated)
+        key_id = key_id or new_public_key_id(environment)
+        self.ring.add(KeyRecord(key_id, key, owner, owner_id or key_id))
+        return key_id, private_pem
 
-    def _authenticate(self, request: Request[Any, Any, Any], params: dict[str, str]) -> Seller:
-        secret = self.access_keys.get(params.get("AWSAccessKeyId", ""))
-        if secret is None:
-            raise SimError("InvalidAccessKeyId", "unknown AWSAccessKeyId")
-        given = params.pop("Signature", "")
-        expected = mws.sign(secret, request.headers.get("host", ""), request.url.path, params)
-        if not hmac.compare_digest(given, expected):
-            raise SimError("SignatureDoesNotMatch", "the request signature does not match")
-        seller_id, token = params.get("SellerId", ""), params.get("MWSAuthToken", "")
-        seller = self.sellers.get(seller_id)
-        if seller is None and self.auto_register and token:
-            seller = self.register(seller_id, token)
-        if seller is None or not hmac.compare_digest(seller.mws_auth_token, token):
-            raise SimError("AccessDenied", "unknown seller or MWSAuthToken not granted to this developer")
-        return seller
+    def grant_mws_auth_token(self, provider_key_id: str, merchant_id: str) -> str:
+        """The merchant authorizes the provider (Seller Central, MWS Authorizations): -> `amzn.mws.<uuid>`."""
+        self.merchant(merchant_id)
+        return self.ring.grant(provider_key_id, merchant_id)
 
-    def _amount(self, seller: Seller, params: dict[str, str], prefix: str) -> tuple[int, str]:
-        currency = params.get(f"{prefix}.CurrencyCode", "")
-        try:
-            return parse_amount(params.get(f"{prefix}.Amount", ""), currency), currency
-        except ValueError as exc:
-            raise SimError("InvalidParameterValue", f"{prefix}: {exc}") from exc
-
-    def _dispatch(self, seller: Seller, action: str, p: dict[str, str]) -> Element | None:
-        operation = getattr(self, f"_op_{action}", None)
-        if operation is None:
-            raise SimError("InvalidAction", f"unsupported action {action!r}")
-        try:
-            result: Element | None = operation(seller, p, self.now())
-        except KeyError as exc:
-            raise SimError("MissingParameter", f"parameter {exc.args[0]} is required") from None
-        return result
-
-    def _op_SetOrderReferenceDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        amount, currency = self._amount(seller, p, "OrderReferenceAttributes.OrderTotal")
-        seller.set_details(
-            p["AmazonOrderReferenceId"],
-            amount,
-            currency,
-            p.get("OrderReferenceAttributes.SellerOrderAttributes.SellerOrderId", ""),
-        )
-
-    def _op_ConfirmOrderReference(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        self.order_changed(seller, seller.confirm(p["AmazonOrderReferenceId"]))
-
-    def _op_CloseOrderReference(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        self.order_changed(seller, seller.close_order(p["AmazonOrderReferenceId"]))
-
-    def _op_GetOrderReferenceDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        return order_reference_xml(seller.order(p["AmazonOrderReferenceId"]), now)
-
-    def order_changed(self, seller: Seller, order: SimOrder) -> None:
-        """Amazon notifies every order reference state change (OrderReferenceNotification)."""
-        details = order_reference_xml(order, self.now(), "OrderReference")
-        self._notify_later(seller, "OrderReferenceNotification", "OrderReferenceNotification", details)
-
-    def _op_Authorize(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        amount, currency = self._amount(seller, p, "AuthorizationAmount")
-        auth = seller.authorize(
-            p["AmazonOrderReferenceId"],
-            p["AuthorizationReferenceId"],
-            amount,
-            currency,
-            p.get("CaptureNow") == "true",
-            p.get("SellerAuthorizationNote"),
-            now,
-        )
-        self._notify_later(seller, "PaymentAuthorize", "AuthorizationNotification", authorization_xml(auth))
-        for capture_id in auth.capture_ids:
-            self._notify_later(
-                seller, "PaymentCapture", "CaptureNotification", capture_xml(seller.captures[capture_id])
-            )
-        return authorization_xml(auth)
-
-    def _op_GetAuthorizationDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        return authorization_xml(seller.authorization(p["AmazonAuthorizationId"], now))
-
-    def _op_CloseAuthorization(self, seller: Seller, p: dict[str, str], now: datetime) -> None:
-        seller.close_authorization(p["AmazonAuthorizationId"], now)
-
-    def _op_Capture(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        amount, currency = self._amount(seller, p, "CaptureAmount")
-        capture = seller.capture_funds(
-            p["AmazonAuthorizationId"], p["CaptureReferenceId"], amount, currency, p.get("SellerCaptureNote"), now
-        )
-        self._notify_later(seller, "PaymentCapture", "CaptureNotification", capture_xml(capture))
-        return capture_xml(capture)
-
-    def _op_GetCaptureDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        return capture_xml(seller.capture(p["AmazonCaptureId"]))
-
-    def _op_Refund(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        amount, currency = self._amount(seller, p, "RefundAmount")
-        refund = seller.refund(
-            p["AmazonCaptureId"], p["RefundReferenceId"], amount, currency, p.get("SellerRefundNote"), now
-        )
-        return refund_xml(refund)
-
-    def _op_GetRefundDetails(self, seller: Seller, p: dict[str, str], now: datetime) -> Element:
-        found = seller.refunds.get(p["AmazonRefundId"])
+    def merchant(self, merchant_id: str) -> SimMerchant:
+        found = self.merchants.get(merchant_id)
         if found is None:
-            raise SimError("InvalidRefundId", "unknown refund")
-        return refund_xml(found)
+            raise SimError(404, "ResourceNotFound", f"unknown merchant {merchant_id}")
+        return found
 
-    # --- IPNs -----------------------------------------------------------------------------------------
-    def _envelope(
-        self, seller: Seller, notification_type: str, root_tag: str, details: Element
-    ) -> tuple[bytes, dict[str, str]]:
-        data = Element(root_tag, xmlns=IPN_NAMESPACE)
-        data.append(details)
+    # --- settlement -----------------------------------------------------------------------------------------
+    def owed(self, merchant: SimMerchant) -> tuple[int, int]:
+        """What Amazon owes the merchant outside the reserve, and the reserve (minor units)."""
+        return owed(merchant, self.books[merchant.merchant_id])
+
+    def settlement_report(self, merchant: SimMerchant) -> str:
+        """Close a settlement period now: -> the flat-file CSV (also listed by GET /reports)."""
+        return close_period(merchant, self.books[merchant.merchant_id], self.now())[1]
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the simulated clock; lifetimes run out, pending authorizations and captures are processed."""
+        self.clock_offset += delta
         now = self.now()
+        for merchant in self.merchants.values():
+            sim_state.sweep(merchant, now)
+            sim_state.process_charges(merchant, now)
+            for dispute in list(merchant.disputes.values()):
+                sim_postsale.find_dispute(merchant, dispute.environment, dispute.dispute_id, now)
+            self.flush(merchant)
+
+    # --- IPNs -----------------------------------------------------------------------------------------------
+    def flush(self, merchant: SimMerchant) -> None:
+        """Send the IPNs the last operation queued (needs a running event loop)."""
+        queued, merchant.outbox = merchant.outbox, []
+        for object_type, object_id, permission_id in queued:
+            body, headers = self.envelope(merchant, object_type, object_id, permission_id)
+            task = asyncio.get_running_loop().create_task(self._deliver_quietly(body, headers))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def envelope(
+        self, merchant: SimMerchant, object_type: str, object_id: str, permission_id: str
+    ) -> tuple[bytes, dict[str, str]]:
         message = {
-            "NotificationReferenceId": str(uuid.uuid4()),
-            "MarketplaceID": MARKETPLACE,
-            "NotificationType": notification_type,
-            "SellerId": seller.seller_id,
-            "ReleaseEnvironment": "Sandbox",
-            "Version": mws.API_VERSION,
-            "Timestamp": iso(now),
-            "NotificationData": tostring(data).decode(),
+            "MerchantID": merchant.merchant_id,
+            "ObjectType": object_type,
+            "ObjectId": object_id,
+            "ChargePermissionId": permission_id,
+            "NotificationType": "STATE_CHANGE",
+            "NotificationId": str(uuid.uuid4()),
+            "NotificationVersion": "V2",
         }
-        topic = f"arn:aws:sns:{self.region}:291180941288:{MARKETPLACE}{seller.seller_id}"
+        aws_region = AWS_REGIONS.get(merchant.region, "eu-west-1")
+        account, name = (
+            (CHARGEBACK_ACCOUNT, f"AmazonPayDisputes-{merchant.merchant_id}")
+            if object_type == "CHARGEBACK"
+            else (PAYMENT_ACCOUNT, f"AmazonPay-{merchant.merchant_id}")
+        )
+        topic = f"arn:aws:sns:{aws_region}:{account}:{name}"
+        subscription = f"{topic}:{uuid.uuid4()}"
+        now = self.now()
         envelope: dict[str, Any] = {
             "Type": "Notification",
             "MessageId": str(uuid.uuid4()),
             "TopicArn": topic,
             "Message": json.dumps(message),
-            "Timestamp": iso(now),
+            "Timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "SignatureVersion": "2",
-            "SigningCertURL": f"https://sns.{self.region}.amazonaws.com{CERTIFICATE_PATH}",
-            "UnsubscribeURL": f"https://sns.{self.region}.amazonaws.com/?Action=Unsubscribe",
+            "SigningCertURL": f"https://sns.{aws_region}.amazonaws.com{CERTIFICATE_PATH}",
+            "UnsubscribeURL": f"https://sns.{aws_region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={subscription}",
         }
         envelope["Signature"] = self.identity.sign(envelope)
         headers = {
             "x-amz-sns-message-type": "Notification",
             "x-amz-sns-message-id": envelope["MessageId"],
             "x-amz-sns-topic-arn": topic,
+            "x-amz-sns-subscription-arn": subscription,
             "content-type": "text/plain; charset=UTF-8",
+            "user-agent": "Amazon Simple Notification Service Agent",
         }
         return json.dumps(envelope).encode(), headers
 
     async def deliver(self, body: bytes, headers: dict[str, str]) -> int | None:
-        """POST one IPN to `ipn_url` (retried three times, like a patient SNS); returns the last status."""
+        """POST one IPN to `ipn_url` (up to `ipn_attempts_max` attempts until a 2xx); -> the last status."""
         self.sent.append((body, headers))
+        if len(self.sent) > SENT_MAX:
+            del self.sent[: SENT_MAX // 2]
         if not self.ipn_url:
             return None
         self._http = self._http or httpx.AsyncClient()
         status = None
-        for attempt in range(3):
+        for attempt in range(self.ipn_attempts_max):
             try:
                 response = await self._http.post(self.ipn_url, content=body, headers=headers, timeout=10.0)
                 status = response.status_code
-                if status == 200:
+                if 200 <= status < 300:
                     return status
             except httpx.HTTPError as exc:
                 log.warning("ipn delivery failed: %s", exc)
             await asyncio.sleep(0.2 * (attempt + 1))
         return status
 
-    def _notify_later(self, seller: Seller, notification_type: str, root_tag: str, details: Element) -> None:
-        body, headers = self._envelope(seller, notification_type, root_tag, details)
-        task = asyncio.get_running_loop().create_task(self._deliver_quietly(body, headers))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _deliver_quietly(self, body: bytes, headers: dict[str, str]) -> None:
         await self.deliver(body, headers)
 
-    async def notify(self, seller: Seller, notification_type: str, root_tag: str, details: Element) -> int | None:
-        return await self.deliver(*self._envelope(seller, notification_type, root_tag, details))
-
     async def idle(self) -> None:
-        """Wait until every IPN started so far has been delivered (or given up)."""
+        """Wait until every IPN delivery started so far has finished (or given up)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    # --- settlement -----------------------------------------------------------------------------------
-    def owed(self, seller: Seller) -> tuple[int, int]:
-        """What Amazon owes the merchant outside the reserve, and the reserve it holds."""
-        books = self.books[seller.seller_id]
-        return sum(e.amount for e in seller.events) + books.fees - books.reserve - books.transferred, books.reserve
+    async def aclose(self) -> None:
+        """Finish the IPN deliveries and close their HTTP client (the app's shutdown; tests call it too)."""
+        await self.idle()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
-    def settlement_report(self, seller: Seller) -> str:
-        books = self.books[seller.seller_id]
-        events = seller.events[books.settled_events :]
-        books.settled_events = len(seller.events)
-        books.settlements += 1
-        settlement_id = f"{seller.seller_id[-4:]}{books.settlements:06d}"
-        now = self.now()
-        start = events[0].posted_at if events else now
-        currency = next(iter(seller.orders.values())).currency if seller.orders else "EUR"
-        rows = [self._row(seller, settlement_id, e, currency, books) for e in events]
-        captured = sum(e.amount for e in events if e.type == "Capture")
-        new_reserve = captured * books.reserve_percent // 100
-        if books.reserve:
-            rows.append(
-                self._plain_row(settlement_id, now, "Reserve", "Previous Reserve Balance", books.reserve, currency)
+    # --- the app --------------------------------------------------------------------------------------------
+    async def serve_api(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        if self.failures:
+            status, reason, retry_after_s = self.failures.pop(0)
+            headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else {}
+            return Response(
+                json.dumps({"reasonCode": reason, "message": "injected by /sim/failures"}).encode(),
+                status_code=status,
+                media_type="application/json",
+                headers=headers,
             )
-        if new_reserve:
-            rows.append(
-                self._plain_row(settlement_id, now, "Reserve", "Current Reserve Amount", -new_reserve, currency)
-            )
-        books.fees += sum(r["_fee"] for r in rows)
-        books.reserve = new_reserve
-        payout = sum(r["_net"] for r in rows)
-        if payout:  # a negative balance is collected from the merchant's bank account (balance repayment)
-            text = f"SellerPayments transfer {settlement_id}" if payout > 0 else f"Balance repayment {settlement_id}"
-            rows.append(self._plain_row(settlement_id, now, "Transfer", text, -payout, currency))
-            books.transferred += payout
-        return self._csv(seller, rows, start, now)
+        body = await request.body()
+        if len(body) > BODY_BYTES_MAX:
+            return _json(400, {"reasonCode": "InvalidRequestFormat", "message": "the body exceeds 1 MiB"})
+        query = parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        base_url = str(request.base_url).rstrip("/")
+        status, raw, merchant = handle_api(self, request.method, request.scope["path"], query, headers, body, base_url)
+        if merchant is not None:
+            self.flush(merchant)
+        return Response(raw, status_code=status, media_type="application/json")
 
-    def _row(
-        self, seller: Seller, settlement_id: str, event: SettlementEvent, currency: str, books: _Books
-    ) -> dict[str, Any]:
-        pct = fixed = 0
-        if event.type == "Capture":
-            pct = -((event.amount * CAPTURE_FEE_PERMILLE + 500) // 1000)  # 1.9 %, half-up
-            fixed = -CAPTURE_FEE_FIXED_MINOR
-        elif event.type == "Chargeback" and event.amount < 0:  # paying one back costs no fee
-            fixed = -books.chargeback_fee_minor
-        order = seller.orders.get(event.order_reference_id)
-        return {
-            "_fee": pct + fixed,
-            "_net": event.amount + pct + fixed,
-            "TransactionPostedDate": event.posted_at,
-            "SettlementId": settlement_id,
-            "AmazonTransactionId": event.transaction_id,
-            "SellerReferenceId": event.seller_reference_id,
-            "TransactionType": event.type,
-            "AmazonOrderReferenceId": event.order_reference_id,
-            "SellerOrderId": order.seller_order_id if order else "",
-            "StoreName": "",
-            "CurrencyCode": currency,
-            "TransactionDescription": "",
-            "_amount": event.amount,
-            "_pct": pct,
-            "_fixed": fixed,
-        }
-
-    @staticmethod
-    def _plain_row(
-        settlement_id: str, at: datetime, kind: str, description: str, amount: int, currency: str
-    ) -> dict[str, Any]:
-        return {
-            "_fee": 0,
-            "_net": amount,
-            "TransactionPostedDate": at,
-            "SettlementId": settlement_id,
-            "AmazonTransactionId": "",
-            "SellerReferenceId": "",
-            "TransactionType": kind,
-            "AmazonOrderReferenceId": "",
-            "SellerOrderId": "",
-            "StoreName": "",
-            "CurrencyCode": currency,
-            "TransactionDescription": description,
-            "_amount": amount,
-            "_pct": 0,
-            "_fixed": 0,
-        }
-
-    @staticmethod
-    def _csv(seller: Seller, rows: list[dict[str, Any]], start: datetime, end: datetime) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        stamp = "%Y-%m-%dT%H:%M:%S +0000"
-        out.write('"Amazon Payments Advanced",\n"Settlement Report",\n')
-        writer.writerow(["SellerId", seller.seller_id])
-        writer.writerow(["SettlementStartDate", start.strftime(stamp)])
-        writer.writerow(["SettlementEndDate", end.strftime(stamp)])
-        out.write(",".join(f'"{c}"' for c in SETTLEMENT_COLUMNS) + ",\n")
-        for r in rows:
-            currency = r["CurrencyCode"]
-            values = [
-                r["TransactionPostedDate"].strftime(stamp),
-                r["SettlementId"],
-                r["AmazonTransactionId"],
-                r["SellerReferenceId"],
-                r["TransactionType"],
-                r["AmazonOrderReferenceId"],
-                r["SellerOrderId"],
-                r["StoreName"],
-                currency,
-                r["TransactionDescription"],
-                format_amount(r["_amount"], currency),
-                format_amount(r["_pct"], currency),
-                format_amount(r["_fixed"], currency),
-                format_amount(r["_fee"], currency),
-                format_amount(r["_net"], currency),
-            ]
-            out.write(",".join(f'"{v}"' for v in values) + ",\n")
-        return out.getvalue()
-
-    # --- the app --------------------------------------------------------------------------------------
     def app(self) -> Litestar:
         return build_app(self)
 
 
 def build_app(sim: AmazonPaySimulator) -> Litestar:
-    @post(mws.api_path(False), status_code=200)
-    async def live(request: Request[Any, Any, Any]) -> Response[bytes]:
-        return await sim.handle(request, sandbox=False)
+    register_routes()
+    methods: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-    @post(mws.api_path(True), status_code=200)
-    async def sandbox(request: Request[Any, Any, Any]) -> Response[bytes]:
-        return await sim.handle(request, sandbox=True)
+    @route(["/live/v2/{rest:path}", "/sandbox/v2/{rest:path}", "/v2/{rest:path}"], http_method=methods)
+    async def api(request: Request[Any, Any, Any]) -> Response[bytes]:
+        return await sim.serve_api(request)
 
     @get(CERTIFICATE_PATH, media_type="application/x-pem-file")
     async def certificate() -> bytes:
@@ -462,4 +311,59 @@ def build_app(sim: AmazonPaySimulator) -> Litestar:
     async def root() -> bytes:
         return sim.identity.root_pem()
 
-    return Litestar(route_handlers=[live, sandbox, certificate, root, *control_routes(sim)], logging_config=None)
+    @get("/s3/report-documents/{token:str}", media_type="text/csv")
+    async def document(token: Token) -> Response[bytes]:
+        for books in sim.books.values():
+            content = open_document(books, token, sim.now())
+            if content is not None:
+                return Response(content, media_type="text/csv")
+        return Response(b"<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
+
+    @put("/s3/uploads/{merchant_id:str}/{token:str}", status_code=200)
+    async def upload(request: Request[Any, Any, Any], merchant_id: Token, token: Token) -> Response[bytes]:
+        return await _upload(sim, request, merchant_id, token)
+
+    def not_supported(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        status = 405 if isinstance(exc, MethodNotAllowedException) else 404
+        return _json(status, {"reasonCode": "RequestNotSupported", "message": f"{request.method} {request.url.path}"})
+
+    def invalid(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+        """A control route's query parameter is missing or wrong (bodies are decoded by the routes themselves)."""
+        problems = exc.extra if isinstance(exc.extra, list) else []
+        first = problems[0] if problems and isinstance(problems[0], dict) else {}
+        message = str(first.get("message") or exc.detail)
+        named = first.get("key") or next(iter(re.findall(r"parameter '([a-z_]+)'", message)), None)
+        code = "MissingParameterValue" if message.startswith("Missing") else "InvalidParameterValue"
+        payload = {"reasonCode": code, "message": message}
+        if named:
+            payload["field"] = str(named)
+        return _json(400, payload)
+
+    return Litestar(
+        route_handlers=[api, certificate, root, document, upload, *control_routes(sim)],
+        exception_handlers={
+            NotFoundException: not_supported,
+            MethodNotAllowedException: not_supported,
+            ValidationException: invalid,
+            SimError: error_response,
+        },
+        request_max_body_size=UPLOAD_BYTES_MAX + 1,
+        on_shutdown=[sim.aclose],
+        logging_config=None,
+    )
+
+
+async def _upload(
+    sim: AmazonPaySimulator, request: Request[Any, Any, Any], merchant_id: str, token: str
+) -> Response[bytes]:
+    """PUT to an evidence upload URL (pre-signed style: the token is the credential, valid 15 minutes)."""
+    merchant = sim.merchants.get(merchant_id)
+    file_id = merchant.uploads.get(token) if merchant else None
+    found = merchant.files.get(file_id) if merchant and file_id else None
+    if found is None or found.url_expires_at <= sim.now() or found.content is not None:
+        return Response(b"<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
+    content = await request.body()
+    if not content or len(content) > UPLOAD_BYTES_MAX:
+        return Response(b"<Error><Code>EntityTooLarge</Code></Error>", status_code=400, media_type="application/xml")
+    found.content = content
+    return Response(b"", status_code=200)
