@@ -494,42 +494,66 @@ END $$;
 -- ===================================================================================================
 -- Payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay mirror, IPNs.
 -- Business records, mutable where their state changes; every booking they cause is a journal entry.
+-- Amazon Pay means the API v2 (Checkout v2); Checkout v1 (MWS) ended on 31 March 2026. Orders created
+-- under v1 are kept and managed through v2 (the v1 order reference id is their charge permission id).
 -- ===================================================================================================
 CREATE TABLE IF NOT EXISTS amazon_pay_settings (
     merchant_id       bigint   NOT NULL,
     business          smallint NOT NULL,
-    seller_id         text     NOT NULL CHECK (seller_id ~ '^[A-Z0-9]{5,32}$'),
-    mws_auth_token    text     NOT NULL CHECK (length(mws_auth_token) BETWEEN 1 AND 200),
-    region            text     NOT NULL CHECK (region IN ('eu', 'uk', 'na', 'jp')),
+    amazon_merchant_id text    NOT NULL CHECK (amazon_merchant_id ~ '^[A-Z0-9]{5,32}$'),
+    store_id          text     CHECK (store_id ~ '^amzn1\.application-oa2-client\.[0-9a-f]{32}$'),
+    -- how Kontor signs: with the merchant's own key pair ('keys'), or with Kontor's provider key and a
+    -- delegated authorization token ('delegated'); 'v1': Checkout v1 settings, unusable until replaced
+    access            text     NOT NULL CHECK (access IN ('keys', 'delegated', 'v1')),
+    public_key_id     text     CHECK (public_key_id ~ '^[A-Za-z0-9_-]{8,100}$'),
+    private_key_sealed text,   -- the PEM, sealed with AES-GCM (ledger/secrets.py): never stored in clear
+    auth_token_sealed text,    -- 'delegated': the v2 authorization token, sealed
+    legacy_mws_auth_token text, -- 'v1' only: kept for the token exchange to v2, cleared by it
+    region            text     NOT NULL CHECK (region IN ('na', 'eu', 'jp')),
     sandbox           boolean  NOT NULL,
     payment_execution text     NOT NULL CHECK (payment_execution IN ('one_step', 'two_step')),
+    verified_at       timestamptz,  -- the signed call that proved the credentials
     updated_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, business),
-    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    CONSTRAINT amazon_pay_settings_keys CHECK (access <> 'keys' OR (public_key_id IS NOT NULL AND private_key_sealed IS NOT NULL)),
+    CONSTRAINT amazon_pay_settings_delegated CHECK (access <> 'delegated' OR auth_token_sealed IS NOT NULL)
 );
--- IPNs name only the SellerId: an operator-level lookup (an index, not a constraint)
-CREATE INDEX IF NOT EXISTS amazon_pay_settings_by_seller ON amazon_pay_settings (seller_id);
+
+-- Operator-level (a reference table): an Amazon merchant account belongs to exactly one business code of one
+-- merchant. IPNs name only the Amazon merchant id, so this is how they reach the right books; a second
+-- merchant cannot claim an account another one connected.
+CREATE TABLE IF NOT EXISTS amazon_pay_accounts (
+    amazon_merchant_id text     PRIMARY KEY,
+    merchant_id        bigint   NOT NULL,
+    business           smallint NOT NULL,
+    claimed_at         timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE IF NOT EXISTS orders (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
-    -- at most 20 characters: Amazon reference ids (<= 32) are derived from it: <order>-a1, -c2, -r10
+    -- at most 20 characters: Amazon idempotency keys (<= 32) derive from it: <business>-<order>-i2
     order_ref       text     NOT NULL CHECK (order_ref ~ '^[A-Za-z0-9_-]{1,20}$'),
     customer        text     NOT NULL,
     order_date      date     NOT NULL,
-    amazon_order_reference_id text NOT NULL,
+    checkout_session_id  text CHECK (checkout_session_id ~ '^[A-Za-z0-9-]{1,100}$'),  -- v2 orders
+    charge_permission_id text,  -- once the checkout session completed; v1 orders: their order reference id
     payment_execution text   NOT NULL CHECK (payment_execution IN ('one_step', 'two_step')),
-    status          text     NOT NULL CHECK (status IN ('pending', 'authorized', 'declined', 'closed')),
+    status          text     NOT NULL CHECK (status IN ('pending', 'authorization_pending', 'authorized',
+                        'authorization_expired', 'captured', 'invoiced', 'refunded', 'declined', 'cancelled', 'closed')),
     status_reason   text,
     gross_minor     bigint   NOT NULL CHECK (gross_minor > 0),
     bill_to         jsonb    NOT NULL,
     request_sha256  bytea    NOT NULL,
+    charge_permission_state  text,  -- Chargeable, NonChargeable, Closed: as Amazon last said
+    charge_permission_reason text,
+    authorization_attempts smallint NOT NULL DEFAULT 0,  -- charges Kontor asked for outside invoices
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, business, order_ref),
-    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    CONSTRAINT orders_amazon_reference CHECK (checkout_session_id IS NOT NULL OR charge_permission_id IS NOT NULL)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_amazon_reference
-    ON orders (merchant_id, business, amazon_order_reference_id);
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (merchant_id, business, customer);
 
 CREATE TABLE IF NOT EXISTS order_items (
@@ -569,65 +593,54 @@ CREATE TABLE IF NOT EXISTS order_documents (
 );
 CREATE INDEX IF NOT EXISTS order_documents_by_order ON order_documents (merchant_id, business, order_ref);
 
--- The Amazon Pay mirror: authorizations, captures, refunds with Amazon's states.
-CREATE TABLE IF NOT EXISTS amazon_authorizations (
+-- The Amazon Pay mirror: charges and refunds with Amazon's states. A charge is an authorization and its
+-- capture in one object (v2); a v1 order's open authorization and its completed captures are charges too
+-- (Amazon's v2 manages them under their v1 ids).
+CREATE TABLE IF NOT EXISTS amazon_charges (
     merchant_id      bigint   NOT NULL,
     business         smallint NOT NULL,
     order_ref        text     NOT NULL,
-    authorization_id text     NOT NULL,
-    reference_id     text     NOT NULL,
-    amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),
-    state            text     NOT NULL CHECK (state IN ('Pending', 'Open', 'Declined', 'Closed')),
+    charge_id        text     NOT NULL,
+    charge_permission_id text NOT NULL,
+    idempotency_key  text,              -- what Kontor created it with (NULL: created at checkout, or under v1)
+    invoice_ref      text,              -- two-step: the invoice whose shipment it captured
+    amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),         -- chargeAmount
+    captured_minor   bigint   NOT NULL DEFAULT 0 CHECK (captured_minor >= 0),  -- captureAmount, once Captured
+    state            text     NOT NULL CHECK (state IN ('AuthorizationInitiated', 'Authorized', 'CaptureInitiated',
+                                  'Captured', 'Canceled', 'Declined')),
     reason           text,
-    expires_at       timestamptz,
-    capture_now      boolean  NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (merchant_id, authorization_id),
-    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
-);
-
-CREATE TABLE IF NOT EXISTS amazon_captures (
-    merchant_id      bigint   NOT NULL,
-    business         smallint NOT NULL,
-    order_ref        text     NOT NULL,
-    capture_id       text     NOT NULL,
-    authorization_id text,              -- unknown when an IPN reports the capture first
-    reference_id     text     NOT NULL,
-    amount_minor     bigint   NOT NULL CHECK (amount_minor > 0),
-    state            text     NOT NULL CHECK (state IN ('Pending', 'Declined', 'Completed', 'Closed')),
-    reason           text,
-    entry_id         bigint,            -- the booking Dr PSP / Cr AR, once Completed
-    refunds_minor    bigint   NOT NULL DEFAULT 0 CHECK (refunds_minor >= 0),  -- pending + completed
+    expires_at       timestamptz,       -- an authorization is capturable until then (30 days)
+    entry_id         bigint,            -- the booking Dr PSP / Cr AR, once Captured
+    refunds_minor    bigint   NOT NULL DEFAULT 0 CHECK (refunds_minor >= 0),  -- requested + completed
     refund_count     integer  NOT NULL DEFAULT 0 CHECK (refund_count BETWEEN 0 AND 10),
     chargebacks_minor bigint  NOT NULL DEFAULT 0 CHECK (chargebacks_minor >= 0),
     settlement_id    text,              -- the settlement that reported it, once reconciled
     created_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (merchant_id, capture_id),
+    PRIMARY KEY (merchant_id, charge_id),
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
 );
+CREATE INDEX IF NOT EXISTS amazon_charges_by_order ON amazon_charges (merchant_id, business, order_ref);
 
 CREATE TABLE IF NOT EXISTS amazon_refunds (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     order_ref      text     NOT NULL,
-    reference_id   text     NOT NULL CHECK (reference_id ~ '^[A-Za-z0-9_-]{1,32}$'),
+    reference_id   text     NOT NULL CHECK (reference_id ~ '^[A-Za-z0-9_-]{1,32}$'),  -- Kontor's: <order>-r<n>
     refund_id      text,              -- Amazon's id, once the refund was requested there
-    capture_id     text     NOT NULL,
+    charge_id      text     NOT NULL,
     amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
-    state          text     NOT NULL CHECK (state IN ('Requested', 'Pending', 'Completed', 'Declined')),
+    state          text     NOT NULL CHECK (state IN ('Requested', 'RefundInitiated', 'Refunded', 'Declined')),
     reason         text,
     source_kind    text     NOT NULL,
     source_ref     text     NOT NULL,
-    entry_id       bigint,            -- the booking Dr AR / Cr PSP, once Completed
+    entry_id       bigint,            -- the booking Dr AR / Cr PSP, once Refunded
     settlement_id  text,              -- the settlement that reported it, once reconciled
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, reference_id),
-    FOREIGN KEY (merchant_id, capture_id) REFERENCES amazon_captures (merchant_id, capture_id)
+    CONSTRAINT amazon_refunds_charge FOREIGN KEY (merchant_id, charge_id) REFERENCES amazon_charges (merchant_id, charge_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
     WHERE refund_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS amazon_refunds_requested ON amazon_refunds (merchant_id, state)
-    WHERE state IN ('Requested', 'Pending');
 
 -- Notifications to the merchant, written in the transaction of the booking that caused them.
 CREATE TABLE IF NOT EXISTS outbox (
@@ -640,28 +653,35 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (merchant_id, event_id)
 );
 
--- Amazon Pay IPNs exactly as received (raw SNS envelope), deduplicated by notification id.
+-- Amazon Pay IPNs exactly as received (raw SNS envelope), deduplicated by notification id. Each is applied
+-- on its own: one that cannot be applied is retried with backoff (Amazon unreachable) or ignored with its
+-- reason, and never holds up the ones behind it. `claimed_until` is a lease, not a lock held over the network.
 CREATE TABLE IF NOT EXISTS ipn_messages (
     merchant_id       bigint      NOT NULL,
     notification_id   text        NOT NULL,
-    seller_id         text        NOT NULL,
-    notification_type text        NOT NULL,
+    seller_id         text        NOT NULL,  -- the Amazon merchant id the message names
+    notification_type text        NOT NULL,  -- v2: the ObjectType (CHARGE, REFUND, CHARGE_PERMISSION, CHARGEBACK)
     raw               text        NOT NULL,
     received_at       timestamptz NOT NULL DEFAULT now(),
     attempts          integer     NOT NULL DEFAULT 0,
     processed_at      timestamptz,
     outcome           text,
+    state             text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'ignored')),
+    object_id         text,
+    next_attempt_at   timestamptz NOT NULL DEFAULT now(),
+    claimed_until     timestamptz,
+    last_error        text,
     PRIMARY KEY (merchant_id, notification_id)
 );
-CREATE INDEX IF NOT EXISTS ipn_messages_unprocessed ON ipn_messages (received_at) WHERE processed_at IS NULL;
 
 -- Chargebacks (and A-to-z claims), booked once whether the IPN or the settlement reports them first.
+-- chargeback_id is Amazon's dispute id (v2) or its v1 chargeback id.
 CREATE TABLE IF NOT EXISTS chargebacks (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     chargeback_id  text     NOT NULL,
     order_ref      text     NOT NULL,
-    capture_id     text,
+    charge_id      text,
     kind           text     NOT NULL CHECK (kind IN ('chargeback', 'a-to-z')),
     amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
     reason         text,
@@ -684,24 +704,38 @@ CREATE TABLE IF NOT EXISTS disputes (
     amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
     reason         text,
     opened_on      date     NOT NULL,
-    deadline       date     NOT NULL,
+    deadline       date     NOT NULL,   -- Amazon's merchantResponseDeadline, else 11 days after it opened
     state          text     NOT NULL CHECK (state IN ('open', 'won', 'lost')),
     resolved_on    date,
     reversal_entry_id bigint,
+    amazon_state   text,                -- UnderReview, ActionRequired, Resolved, Closed (v2 Dispute API)
+    amazon_reason  text,
+    resolution     text,                -- BuyerWon, MerchantWon, NoFault
+    contested_at   timestamptz,         -- evidence submitted to Amazon
     PRIMARY KEY (merchant_id, dispute_id),
     UNIQUE (merchant_id, chargeback_id),
     FOREIGN KEY (merchant_id, chargeback_id) REFERENCES chargebacks (merchant_id, chargeback_id)
 );
 
+-- Evidence submitted to Amazon with a contest: Amazon's evidence type, a text or a file uploaded to Amazon
+-- (its fileId; Kontor keeps the name, type, size and SHA-256, not the bytes).
 CREATE TABLE IF NOT EXISTS dispute_evidence (
     merchant_id  bigint      NOT NULL,
     dispute_id   bigint      NOT NULL,
     evidence_id  bigint      GENERATED ALWAYS AS IDENTITY,
-    kind         text        NOT NULL CHECK (kind IN ('invoice_copy', 'proof_of_delivery', 'tracking_number', 'note')),
-    content      text        NOT NULL CHECK (length(content) BETWEEN 1 AND 10000),
+    kind         text        NOT NULL CHECK (kind IN ('ProductDescription', 'Receipt', 'CancellationPolicy',
+                     'CustomerSignature', 'TrackingNumber', 'CarrierName', 'DeviceId', 'DeviceName',
+                     'DownloadDateTime', 'Other')),
+    content      text        CHECK (length(content) BETWEEN 1 AND 10000),
+    file_name    text,
+    file_type    text,
+    file_bytes   integer,
+    file_sha256  bytea,
+    file_id      text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, dispute_id, evidence_id),
-    FOREIGN KEY (merchant_id, dispute_id) REFERENCES disputes (merchant_id, dispute_id)
+    FOREIGN KEY (merchant_id, dispute_id) REFERENCES disputes (merchant_id, dispute_id),
+    CONSTRAINT dispute_evidence_content CHECK (content IS NOT NULL OR file_id IS NOT NULL)
 );
 
 -- Settlement reports (flat file), one per SettlementId; the rows are the reconciliation detail.
@@ -784,14 +818,172 @@ CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
 CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
     ON reconciliation_exceptions (merchant_id, business, state, exception_id);
 
+-- Settlement reports listed by Amazon's Reporting API, fetched and imported once each by the job
+-- `amazon-pay-reports` (a report that fails is retried with backoff and never holds up the others).
+CREATE TABLE IF NOT EXISTS amazon_reports (
+    merchant_id     bigint   NOT NULL,
+    business        smallint NOT NULL,
+    report_id       text     NOT NULL,
+    report_type     text     NOT NULL,
+    report_document_id text,
+    created_time    timestamptz,
+    period_start    timestamptz,
+    period_end      timestamptz,
+    state           text     NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'imported', 'failed')),
+    settlement_id   text,               -- what it was imported as
+    attempts        integer  NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text,
+    seen_at         timestamptz NOT NULL DEFAULT now(),
+    imported_at     timestamptz,
+    PRIMARY KEY (merchant_id, business, report_id),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+CREATE INDEX IF NOT EXISTS amazon_reports_due ON amazon_reports (next_attempt_at) WHERE state = 'new';
+
 -- Columns added after their tables first shipped (CREATE TABLE IF NOT EXISTS does not add them).
-ALTER TABLE amazon_captures ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
 ALTER TABLE payouts DROP CONSTRAINT IF EXISTS payouts_amount_minor_check;
 ALTER TABLE payouts ADD CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0);
-ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state text;  -- the order reference's state at Amazon (IPN)
-ALTER TABLE orders ADD COLUMN IF NOT EXISTS amazon_state_reason text;
+ALTER TABLE payouts ADD COLUMN IF NOT EXISTS disbursement_reference text;  -- Amazon's, printed on the bank statement
+ALTER TABLE settlements ADD COLUMN IF NOT EXISTS report_id text;  -- fetched through the Reporting API (else uploaded)
+
+-- Checkout v1 (MWS) to v2: settings, orders and the Amazon Pay mirror of a database that ran v1. A no-op on a
+-- new database. v1 settings stay as 'v1' (MWS is gone: the merchant connects again with v2 keys, or its MWS auth
+-- token is exchanged for a v2 token); a v1 authorization that was not captured and each v1 capture become
+-- charges under their v1 ids, which Amazon's v2 API accepts.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'amazon_pay_settings' AND column_name = 'seller_id') THEN
+        ALTER TABLE amazon_pay_settings RENAME COLUMN seller_id TO amazon_merchant_id;
+        ALTER TABLE amazon_pay_settings RENAME COLUMN mws_auth_token TO legacy_mws_auth_token;
+        ALTER TABLE amazon_pay_settings RENAME CONSTRAINT amazon_pay_settings_seller_id_check
+            TO amazon_pay_settings_amazon_merchant_id_check;
+        ALTER TABLE amazon_pay_settings ALTER COLUMN legacy_mws_auth_token DROP NOT NULL,
+            DROP CONSTRAINT IF EXISTS amazon_pay_settings_mws_auth_token_check,
+            DROP CONSTRAINT IF EXISTS amazon_pay_settings_region_check,
+            ADD COLUMN store_id text CHECK (store_id ~ '^amzn1\.application-oa2-client\.[0-9a-f]{32}$'),
+            ADD COLUMN access text NOT NULL DEFAULT 'v1' CHECK (access IN ('keys', 'delegated', 'v1')),
+            ADD COLUMN public_key_id text CHECK (public_key_id ~ '^[A-Za-z0-9_-]{8,100}$'),
+            ADD COLUMN private_key_sealed text,
+            ADD COLUMN auth_token_sealed text,
+            ADD COLUMN verified_at timestamptz;
+        ALTER TABLE amazon_pay_settings ALTER COLUMN access DROP DEFAULT;
+        UPDATE amazon_pay_settings SET region = 'eu' WHERE region = 'uk';  -- v2 serves the UK from the EU host
+        ALTER TABLE amazon_pay_settings ADD CONSTRAINT amazon_pay_settings_region_check
+                CHECK (region IN ('na', 'eu', 'jp')),
+            ADD CONSTRAINT amazon_pay_settings_keys
+                CHECK (access <> 'keys' OR (public_key_id IS NOT NULL AND private_key_sealed IS NOT NULL)),
+            ADD CONSTRAINT amazon_pay_settings_delegated CHECK (access <> 'delegated' OR auth_token_sealed IS NOT NULL);
+        DROP INDEX IF EXISTS amazon_pay_settings_by_seller;
+        -- the first business code to have connected an Amazon account keeps it
+        INSERT INTO amazon_pay_accounts (amazon_merchant_id, merchant_id, business)
+            SELECT DISTINCT ON (amazon_merchant_id) amazon_merchant_id, merchant_id, business
+            FROM amazon_pay_settings ORDER BY amazon_merchant_id, updated_at, merchant_id, business
+            ON CONFLICT DO NOTHING;
+    END IF;
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'orders' AND column_name = 'amazon_order_reference_id') THEN
+        ALTER TABLE orders RENAME COLUMN amazon_order_reference_id TO charge_permission_id;
+        ALTER TABLE orders RENAME COLUMN amazon_state TO charge_permission_state;
+        ALTER TABLE orders RENAME COLUMN amazon_state_reason TO charge_permission_reason;
+        DROP INDEX IF EXISTS orders_by_amazon_reference;
+        ALTER TABLE orders ALTER COLUMN charge_permission_id DROP NOT NULL,
+            DROP CONSTRAINT IF EXISTS orders_status_check,
+            ADD COLUMN checkout_session_id text CHECK (checkout_session_id ~ '^[A-Za-z0-9-]{1,100}$'),
+            ADD COLUMN authorization_attempts smallint NOT NULL DEFAULT 0,
+            ADD CONSTRAINT orders_status_check CHECK (status IN ('pending', 'authorization_pending', 'authorized',
+                'authorization_expired', 'captured', 'invoiced', 'refunded', 'declined', 'cancelled', 'closed')),
+            ADD CONSTRAINT orders_amazon_reference
+                CHECK (checkout_session_id IS NOT NULL OR charge_permission_id IS NOT NULL);
+    END IF;
+    IF to_regclass('amazon_captures') IS NOT NULL THEN
+        INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, amount_minor,
+                captured_minor, state, reason, entry_id, refunds_minor, refund_count, chargebacks_minor, settlement_id,
+                created_at)
+            SELECT c.merchant_id, c.business, c.order_ref, c.capture_id, o.charge_permission_id, c.amount_minor,
+                   CASE WHEN c.state IN ('Completed', 'Closed') THEN c.amount_minor ELSE 0 END,
+                   CASE c.state WHEN 'Pending' THEN 'CaptureInitiated' WHEN 'Declined' THEN 'Declined' ELSE 'Captured' END,
+                   c.reason, c.entry_id, c.refunds_minor, c.refund_count, c.chargebacks_minor, c.settlement_id, c.created_at
+            FROM amazon_captures c JOIN orders o USING (merchant_id, business, order_ref)
+            ON CONFLICT DO NOTHING;
+        INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, amount_minor,
+                state, reason, expires_at, created_at)
+            SELECT a.merchant_id, a.business, a.order_ref, a.authorization_id, o.charge_permission_id, a.amount_minor,
+                   CASE a.state WHEN 'Open' THEN 'Authorized' WHEN 'Pending' THEN 'AuthorizationInitiated'
+                                WHEN 'Declined' THEN 'Declined' ELSE 'Canceled' END,
+                   a.reason, a.expires_at, a.created_at
+            FROM amazon_authorizations a JOIN orders o USING (merchant_id, business, order_ref)
+            WHERE NOT EXISTS (SELECT 1 FROM amazon_captures c WHERE c.merchant_id = a.merchant_id
+                              AND c.authorization_id = a.authorization_id)
+            ON CONFLICT DO NOTHING;
+        ALTER TABLE amazon_refunds RENAME COLUMN capture_id TO charge_id;
+        ALTER TABLE chargebacks RENAME COLUMN capture_id TO charge_id;
+        DROP TABLE amazon_captures CASCADE;  -- with the refunds' foreign key to it
+        DROP TABLE amazon_authorizations;
+        DROP INDEX IF EXISTS amazon_refunds_requested;
+        ALTER TABLE amazon_refunds DROP CONSTRAINT IF EXISTS amazon_refunds_state_check;
+        UPDATE amazon_refunds SET state = CASE state WHEN 'Pending' THEN 'RefundInitiated'
+                                                     WHEN 'Completed' THEN 'Refunded' ELSE state END;
+        ALTER TABLE amazon_refunds ADD CONSTRAINT amazon_refunds_state_check
+                CHECK (state IN ('Requested', 'RefundInitiated', 'Refunded', 'Declined')),
+            ADD CONSTRAINT amazon_refunds_charge FOREIGN KEY (merchant_id, charge_id)
+                REFERENCES amazon_charges (merchant_id, charge_id);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'ipn_messages' AND column_name = 'state') THEN
+        ALTER TABLE ipn_messages
+            ADD COLUMN state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'ignored')),
+            ADD COLUMN object_id text,
+            ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            ADD COLUMN claimed_until timestamptz,
+            ADD COLUMN last_error text;
+        UPDATE ipn_messages SET state = CASE WHEN outcome LIKE 'ignored%' THEN 'ignored' ELSE 'processed' END
+            WHERE processed_at IS NOT NULL;
+        DROP INDEX IF EXISTS ipn_messages_unprocessed;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'disputes' AND column_name = 'amazon_state') THEN
+        ALTER TABLE disputes ADD COLUMN amazon_state text, ADD COLUMN amazon_reason text,
+            ADD COLUMN resolution text, ADD COLUMN contested_at timestamptz;
+        ALTER TABLE dispute_evidence DROP CONSTRAINT IF EXISTS dispute_evidence_kind_check,
+            DROP CONSTRAINT IF EXISTS dispute_evidence_content_check,
+            ALTER COLUMN content DROP NOT NULL,
+            ADD COLUMN file_name text, ADD COLUMN file_type text, ADD COLUMN file_bytes integer,
+            ADD COLUMN file_sha256 bytea, ADD COLUMN file_id text;
+        UPDATE dispute_evidence SET kind = CASE kind WHEN 'invoice_copy' THEN 'Receipt'
+            WHEN 'proof_of_delivery' THEN 'CustomerSignature' WHEN 'tracking_number' THEN 'TrackingNumber' ELSE 'Other' END;
+        ALTER TABLE dispute_evidence ADD CONSTRAINT dispute_evidence_kind_check CHECK (kind IN ('ProductDescription',
+                'Receipt', 'CancellationPolicy', 'CustomerSignature', 'TrackingNumber', 'CarrierName', 'DeviceId',
+                'DeviceName', 'DownloadDateTime', 'Other')),
+            ADD CONSTRAINT dispute_evidence_content_check CHECK (length(content) BETWEEN 1 AND 10000),
+            ADD CONSTRAINT dispute_evidence_content CHECK (content IS NOT NULL OR file_id IS NOT NULL);
+    END IF;
+END $$;
+-- PostgreSQL 18 names NOT NULL constraints after their column; a renamed column keeps the old name: rename those,
+-- so an upgraded database has the catalogue of a new one (a no-op before PostgreSQL 18).
+DO $$
+DECLARE c record;
+BEGIN
+    FOR c IN SELECT con.conrelid::regclass AS tbl, con.conname, att.attname, rel.relname
+             FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid
+             JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
+             WHERE con.contype = 'n' AND con.connamespace = current_schema()::regnamespace
+               AND con.conname <> left(rel.relname || '_' || att.attname || '_not_null', 63)
+    LOOP
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.tbl, c.conname,
+                       left(c.relname || '_' || c.attname || '_not_null', 63));
+    END LOOP;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_checkout_session
+    ON orders (merchant_id, business, checkout_session_id) WHERE checkout_session_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_charge_permission
+    ON orders (merchant_id, business, charge_permission_id) WHERE charge_permission_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS amazon_refunds_open ON amazon_refunds (merchant_id, state)
+    WHERE state IN ('Requested', 'RefundInitiated');
+CREATE INDEX IF NOT EXISTS ipn_messages_due ON ipn_messages (next_attempt_at) WHERE state = 'pending';
 
 -- Webhooks: the merchant's callback URLs per notification type, and each event's delivery to each of them.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS dispatched_at timestamptz;  -- fanned out to deliveries

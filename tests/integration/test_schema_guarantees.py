@@ -212,7 +212,13 @@ async def test_accounts_and_businesses_keep_their_keys(pool: asyncpg.Pool, tenan
 
 async def test_every_table_is_keyed_by_merchant(pool: asyncpg.Pool) -> None:
     """Citus-ready: merchant_id in every table, primary key, unique constraint and foreign key."""
-    reference_tables = {"merchants", "kontor_schema", "chain_watermark", "base_rates"}  # operator tables
+    reference_tables = {
+        "merchants",
+        "kontor_schema",
+        "chain_watermark",
+        "base_rates",
+        "amazon_pay_accounts",
+    }  # operator tables
     tables = {
         r["relname"]
         for r in await pool.fetch(
