@@ -60,15 +60,15 @@ async def seed(dsn: str, rows: int, work_dir: Path) -> dict[str, Any]:
         orders = [f"p5-{i}" for i in range(rows)]
         captures = [f"P01-{i:07d}-{i:07d}-C000001" for i in range(rows)]
         await pool.execute(
-            "INSERT INTO amazon_pay_settings (merchant_id, business, seller_id, mws_auth_token, region, sandbox, "
-            "payment_execution) VALUES ($1, 1001, $2, 'amzn.mws.bench', 'eu', true, 'one_step')",
+            "INSERT INTO amazon_pay_settings (merchant_id, business, amazon_merchant_id, access, region, sandbox, "
+            "payment_execution) VALUES ($1, 1001, $2, 'v1', 'eu', true, 'one_step')",
             merchant,
             SELLER_ID,
         )
         await pool.execute(
-            "INSERT INTO orders (merchant_id, business, order_ref, customer, order_date, amazon_order_reference_id, "
+            "INSERT INTO orders (merchant_id, business, order_ref, customer, order_date, charge_permission_id, "
             "payment_execution, status, gross_minor, bill_to, request_sha256) "
-            "SELECT $1, 1001, o, c, '2026-11-20', r, 'one_step', 'authorized', a, '{}', '\\x00' "
+            "SELECT $1, 1001, o, c, '2026-11-20', r, 'one_step', 'captured', a, '{}', '\\x00' "
             "FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(o, c, r, a)",
             merchant,
             orders,
@@ -88,7 +88,7 @@ async def seed(dsn: str, rows: int, work_dir: Path) -> dict[str, Any]:
                         LineDraft(roles["AR"], Side.CREDIT, amounts[i], "EUR", f"C-{i % 5000}"),
                     ),
                     orders[i],
-                    {"amazon_capture_id": captures[i]},
+                    {"amazon_charge_id": captures[i]},
                 )
                 for i in range(start, min(rows, start + _CHUNK))
             ]
@@ -96,23 +96,34 @@ async def seed(dsn: str, rows: int, work_dir: Path) -> dict[str, Any]:
             entry_ids += [e.id for e in posted.entries]
         async with pool.acquire() as conn:
             await conn.copy_records_to_table(
-                "amazon_captures",
+                "amazon_charges",
                 columns=[
                     "merchant_id",
                     "business",
                     "order_ref",
-                    "capture_id",
-                    "reference_id",
+                    "charge_id",
+                    "charge_permission_id",
                     "amount_minor",
+                    "captured_minor",
                     "state",
                     "entry_id",
                 ],
                 records=[
-                    (merchant, 1001, orders[i], captures[i], f"{orders[i]}-c1", amounts[i], "Completed", entry_ids[i])
+                    (
+                        merchant,
+                        1001,
+                        orders[i],
+                        captures[i],
+                        captures[i].rsplit("-", 1)[0],
+                        amounts[i],
+                        amounts[i],
+                        "Captured",
+                        entry_ids[i],
+                    )
                     for i in range(rows)
                 ],
             )
-            await conn.execute("ANALYZE amazon_captures")
+            await conn.execute("ANALYZE amazon_charges")
     finally:
         await pool.close()
     path = work_dir / "p5-settlement.csv"
@@ -208,11 +219,11 @@ async def baseline(dsn: str, seeded: dict[str, Any]) -> dict[str, Any]:
         tx = conn.transaction()
         await tx.start()
         try:
-            await conn.execute("CREATE TEMP TABLE p5_rows (capture_id text, amount_minor bigint, fee_minor bigint)")
+            await conn.execute("CREATE TEMP TABLE p5_rows (charge_id text, amount_minor bigint, fee_minor bigint)")
             await conn.copy_records_to_table("p5_rows", records=records)
             matched = await conn.execute(
-                "UPDATE amazon_captures c SET settlement_id = 'BENCH000001' FROM p5_rows r "
-                "WHERE c.merchant_id = $1 AND c.capture_id = r.capture_id AND c.amount_minor = r.amount_minor",
+                "UPDATE amazon_charges c SET settlement_id = 'BENCH000001' FROM p5_rows r "
+                "WHERE c.merchant_id = $1 AND c.charge_id = r.charge_id AND c.captured_minor = r.amount_minor",
                 seeded["merchant_id"],
             )
             seconds = time.perf_counter() - started

@@ -1,7 +1,7 @@
 """The bookings money movements cause, each booked exactly once whichever path reports it first.
 
-A capture can be reported by Kontor's own call, by an IPN and by a settlement row; a refund by an IPN,
-by polling and by a settlement row. Each path calls the same function, which locks the mirror row,
+A capture (a charge reaching Captured) can be reported by Kontor's own call, by an IPN and by a settlement row;
+a refund by Kontor's call, an IPN, polling and a settlement row. Each path calls the same function, which locks the mirror row,
 books only if no entry is linked yet, links the entry, and writes the notifications: all in the
 caller's transaction.
 """
@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING
 from ledger import journal
 from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, check_balanced
+from ledger.errors import Unprocessable
 from ledger.money import format_amount
 from ledger.tenancy import account_index
-from payments.amazon.client import CaptureDetails, RefundDetails
+from payments.amazon.client import Amount, Charge, Refund
 from payments.domain import Roles, transfer_lines
 from payments.notify import emit, emit_balance
-from payments.store import OrderRow
+from payments.store import OrderRow, refresh_status
 
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["book", "record_capture", "record_refund", "roles_of"]
+__all__ = ["book", "record_charge", "record_refund", "roles_of"]
 
 
 async def roles_of(ctx: Kontor, business: Business) -> Roles:
@@ -52,65 +53,107 @@ async def book(
     return posted.entries[0].id
 
 
-async def record_capture(
+# Amazon's charge states in the order they are reached; Captured, Canceled and Declined are final
+_CHARGE_RANK = {
+    "AuthorizationInitiated": 0,
+    "Authorized": 1,
+    "CaptureInitiated": 2,
+    "Captured": 3,
+    "Canceled": 3,
+    "Declined": 3,
+}
+
+
+def _in_currency(amount: Amount | None, business: Business, what: str) -> int:
+    if amount is None:
+        return 0
+    if amount.currency != business.currency:
+        raise Unprocessable(
+            "amazon_pay_currency_mismatch",
+            f"Amazon reports the {what} in {amount.currency}; business code {business.code} books {business.currency}",
+        )
+    return amount.minor
+
+
+async def record_charge(
     ctx: Kontor,
     conn: Connection,
     business: Business,
     order: OrderRow,
-    details: CaptureDetails,
+    charge: Charge,
     *,
-    authorization_id: str | None,
     on: date,
-) -> None:
-    """Mirror a capture; when it is Completed and not yet booked: Dr PSP / Cr AR (customer)."""
+    idempotency_key: str | None = None,
+    invoice_ref: str | None = None,
+) -> bool:
+    """Mirror a charge as Amazon reports it (states only move forward); when it is Captured and not yet booked:
+    Dr PSP / Cr AR (customer) with the captured amount. The order's status follows. Returns True when it was
+    booked now."""
+    amount = _in_currency(charge.charge_amount, business, "charge")
+    captured = _in_currency(charge.capture_amount, business, "capture") if charge.state == "Captured" else 0
     await conn.execute(
-        "INSERT INTO amazon_captures (merchant_id, business, order_ref, capture_id, authorization_id, reference_id, "
-        "amount_minor, state, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        "ON CONFLICT (merchant_id, capture_id) DO NOTHING",
+        "INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, "
+        "idempotency_key, invoice_ref, amount_minor, state, reason, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (merchant_id, charge_id) DO NOTHING",
         business.merchant_id,
         business.code,
         order.order_ref,
-        details.capture_id,
-        authorization_id,
-        details.reference_id,
-        details.amount_minor,
-        details.state,
-        details.reason,
+        charge.charge_id,
+        charge.charge_permission_id,
+        idempotency_key,
+        invoice_ref,
+        amount,
+        charge.state,
+        charge.reason_code,
+        charge.expires_at,
     )
     row = await conn.fetchrow(
-        "SELECT entry_id FROM amazon_captures WHERE merchant_id = $1 AND capture_id = $2 FOR UPDATE",
+        "SELECT state, entry_id FROM amazon_charges WHERE merchant_id = $1 AND charge_id = $2 FOR UPDATE",
         business.merchant_id,
-        details.capture_id,
+        charge.charge_id,
     )
-    assert row is not None
-    state = "Completed" if details.state == "Closed" else details.state  # Closed: refunded out, once Completed
-    await conn.execute(
-        "UPDATE amazon_captures SET state = $3, reason = $4, authorization_id = COALESCE(authorization_id, $5) "
-        "WHERE merchant_id = $1 AND capture_id = $2",
-        business.merchant_id,
-        details.capture_id,
-        details.state,
-        details.reason,
-        authorization_id,
-    )
-    if state != "Completed" or row["entry_id"] is not None:
-        return
+    if row is None:
+        raise RuntimeError("the charge row vanished inside its transaction")
+    if _CHARGE_RANK.get(charge.state, -1) >= _CHARGE_RANK.get(row["state"], -1) and row["state"] != charge.state:
+        await conn.execute(
+            "UPDATE amazon_charges SET state = $3, reason = $4, captured_minor = $5, "
+            "expires_at = COALESCE($6, expires_at), invoice_ref = COALESCE(invoice_ref, $7) "
+            "WHERE merchant_id = $1 AND charge_id = $2",
+            business.merchant_id,
+            charge.charge_id,
+            charge.state,
+            charge.reason_code,
+            captured,
+            charge.expires_at,
+            invoice_ref,
+        )
+    book_now = charge.state == "Captured" and row["entry_id"] is None and captured > 0
+    if book_now:
+        await _book_capture(ctx, conn, business, order, charge.charge_id, captured, on=on)
+    await refresh_status(conn, business, order.order_ref)
+    return book_now
+
+
+async def _book_capture(
+    ctx: Kontor, conn: Connection, business: Business, order: OrderRow, charge_id: str, captured: int, *, on: date
+) -> None:
     roles = await roles_of(ctx, business)
     entry_id = await book(
         ctx,
         conn,
         business,
-        transfer_lines(roles("PSP"), roles("AR"), details.amount_minor, business.currency, customer=order.customer),
+        transfer_lines(roles("PSP"), roles("AR"), captured, business.currency, customer=order.customer),
         on=on,
-        description=f"Amazon Pay capture {details.capture_id}, order {order.order_ref}",
+        description=f"Amazon Pay capture {charge_id}, order {order.order_ref}",
         reference=order.order_ref,
-        metadata={"amazon_capture_id": details.capture_id},
+        metadata={"amazon_charge_id": charge_id},
     )
     await conn.execute(
-        "UPDATE amazon_captures SET entry_id = $3 WHERE merchant_id = $1 AND capture_id = $2",
+        "UPDATE amazon_charges SET entry_id = $3, captured_minor = $4 WHERE merchant_id = $1 AND charge_id = $2",
         business.merchant_id,
-        details.capture_id,
+        charge_id,
         entry_id,
+        captured,
     )
     await emit(
         conn,
@@ -119,10 +162,10 @@ async def record_capture(
         {
             "customer": order.customer,
             "order_reference": order.order_ref,
-            "amount": format_amount(details.amount_minor, business.currency),
+            "amount": format_amount(captured, business.currency),
             "currency": business.currency,
             "method": "AMAZON_PAY",
-            "amazon_capture_id": details.capture_id,
+            "amazon_charge_id": charge_id,
             "entry_id": entry_id,
         },
     )
@@ -130,33 +173,35 @@ async def record_capture(
 
 
 async def record_refund(
-    ctx: Kontor, conn: Connection, business: Business, details: RefundDetails, *, on: date
+    ctx: Kontor, conn: Connection, business: Business, details: Refund, *, on: date, reference_id: str | None = None
 ) -> str | None:
-    """Apply a refund's state from Amazon: Completed books Dr AR / Cr PSP once; Declined frees the room.
+    """Apply a refund's state from Amazon: Refunded books Dr AR / Cr PSP once; Declined frees the room.
 
-    Returns the order reference, or None for a refund Kontor never requested (left to reconciliation).
+    The refund is found by Amazon's id, or by Kontor's reference when the caller just requested it. Returns the
+    order reference, or None for a refund Kontor does not know (yet: its request may still be on its way).
     """
     row = await conn.fetchrow(
-        "SELECT r.reference_id, r.order_ref, r.capture_id, r.amount_minor, r.state, r.entry_id, r.source_kind, "
+        "SELECT r.reference_id, r.order_ref, r.charge_id, r.amount_minor, r.state, r.entry_id, r.source_kind, "
         "r.source_ref, o.customer FROM amazon_refunds r JOIN orders o USING (merchant_id, business, order_ref) "
         "WHERE r.merchant_id = $1 AND r.business = $2 AND (r.refund_id = $3 OR r.reference_id = $4) "
         "FOR UPDATE OF r",
         business.merchant_id,
         business.code,
         details.refund_id,
-        details.reference_id,
+        reference_id,
     )
     if row is None:
         return None
-    if row["state"] in ("Completed", "Declined"):
+    if row["state"] in ("Refunded", "Declined"):
         return str(row["order_ref"])  # final: a repeated report changes nothing
     await conn.execute(
-        "UPDATE amazon_refunds SET refund_id = $3, state = $4, reason = $5 WHERE merchant_id = $1 AND reference_id = $2",
+        "UPDATE amazon_refunds SET refund_id = NULLIF($3, ''), state = $4, reason = $5 WHERE merchant_id = $1 "
+        "AND reference_id = $2",
         business.merchant_id,
         row["reference_id"],
         details.refund_id,
         details.state,
-        details.reason,
+        details.reason_code,
     )
     payload = {
         "customer": row["customer"],
@@ -170,13 +215,13 @@ async def record_refund(
     }
     if details.state == "Declined":
         await conn.execute(
-            "UPDATE amazon_captures SET refunds_minor = refunds_minor - $3 WHERE merchant_id = $1 AND capture_id = $2",
+            "UPDATE amazon_charges SET refunds_minor = refunds_minor - $3 WHERE merchant_id = $1 AND charge_id = $2",
             business.merchant_id,
-            row["capture_id"],
+            row["charge_id"],
             row["amount_minor"],
         )
-        await emit(conn, business, "refund.declined", {**payload, "reason": details.reason})
-    elif details.state == "Completed":
+        await emit(conn, business, "refund.declined", {**payload, "reason": details.reason_code})
+    elif details.state == "Refunded":
         roles = await roles_of(ctx, business)
         entry_id = await book(
             ctx,
@@ -196,4 +241,5 @@ async def record_refund(
         )
         await emit(conn, business, "refund.completed", {**payload, "entry_id": entry_id})
         await emit_balance(ctx, conn, business, row["customer"], "refund.completed", on=on)
+        await refresh_status(conn, business, str(row["order_ref"]))
     return str(row["order_ref"])

@@ -50,11 +50,18 @@ def _write_private(path: Path, text: str) -> None:
     show_default=True,
     help="Where to write the provider's private key and the SNS root certificate.",
 )
-def amazon_pay(host: str, port: int, ipn_url: str, state_dir: Path) -> None:
+@click.option(
+    "--root-pem",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the root certificate the service must trust for IPN signatures [default: in --state-dir].",
+)
+def amazon_pay(host: str, port: int, ipn_url: str, state_dir: Path, root_pem: Path | None) -> None:
     """Run the Amazon Pay v2 simulator until interrupted."""
     sim = AmazonPaySimulator(ipn_url=ipn_url)
     provider_key_id, provider_pem = sim.register_provider()
-    key_file, root_file = state_dir / "provider-private-key.pem", state_dir / "sns-root.pem"
+    key_file, root_file = state_dir / "provider-private-key.pem", root_pem or state_dir / "sns-root.pem"
+    root_file.parent.mkdir(parents=True, exist_ok=True)
     _write_private(key_file, provider_pem or "")
     root_file.write_bytes(sim.identity.root_pem())
     base = f"http://{host}:{port}"

@@ -30,7 +30,7 @@ async def prepaid_by_rate(conn: Connection, business: Business, last: date) -> d
         "SELECT i.vat_rate, sum(i.gross_unit_minor * i.quantity)::bigint AS gross "
         "FROM order_items i JOIN orders o USING (merchant_id, business, order_ref) "
         "WHERE i.merchant_id = $1 AND i.business = $2 AND o.payment_execution = 'one_step' "
-        "AND EXISTS (SELECT 1 FROM amazon_captures c JOIN entries e ON e.merchant_id = c.merchant_id "
+        "AND EXISTS (SELECT 1 FROM amazon_charges c JOIN entries e ON e.merchant_id = c.merchant_id "
         "  AND e.business = c.business AND e.entry_id = c.entry_id "
         "  WHERE c.merchant_id = i.merchant_id AND c.business = i.business AND c.order_ref = i.order_ref "
         "  AND e.effective_date <= $3) "

@@ -1,4 +1,4 @@
-"""Settings of the payments plugin (KONTOR_AMAZON_PAY_*), read by the plugin when the service starts."""
+"""Settings of the payments plugin (KONTOR_AMAZON_PAY_*, KONTOR_WEBHOOK_*, ...), read when the service starts."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ __all__ = ["PaymentsSettings"]
 
 @dataclass(frozen=True)
 class PaymentsSettings:
-    # Kontor's MWS developer credentials (the merchants delegate access to this developer)
-    amazon_pay_access_key_id: str = ""
-    amazon_pay_secret_key: str = ""
-    # Amazon's hosts by region unless set: the simulator, or a proxy
+    # Amazon's hosts by region (pay-api.amazon.com/.eu/.jp) unless set: the simulator, or a proxy
     amazon_pay_endpoint: str | None = None
+    # calls to Amazon: attempts on 429/5xx/timeouts (backoff doubling from 0.2 s), timeout per attempt
+    amazon_pay_attempts_max: int = 4
+    amazon_pay_timeout_s: float = 10.0
+    # Kontor as an Amazon Pay solution provider: its own key pair, used with a merchant's delegated
+    # authorization token (settings with an MWS auth token); empty: merchants connect with their own keys only
+    amazon_pay_provider_public_key_id: str = ""
+    amazon_pay_provider_private_key_file: str = ""
     # SNS: roots trusted for the signing certificate (default: the certifi bundle), and, for development and
     # tests only, where to fetch certificates from instead of the (pattern-checked) URL in the message
     amazon_pay_sns_ca_file: str | None = None
     amazon_pay_sns_cert_base: str | None = None
-    # the AWS account publishing Amazon Pay's IPN topics; a topic must also end with the merchant's SellerId
-    amazon_pay_topic_account: str = "291180941288"
+    # the AWS accounts that publish Amazon Pay's IPN topics (payments, and live chargebacks from another one)
+    amazon_pay_topic_accounts: str = "291180941288,598607868003"
+    # how often settlement reports are looked for through the Reporting API, per connected business code
+    amazon_pay_report_interval_s: float = 3600.0
     refund_retry_interval_s: float = 60.0
     # a bank transfer matches an invoice or a customer when it differs from what is open by at most this
     # (a decimal amount in the business code's currency; an upload may pass ?tolerance= to override it)
@@ -30,3 +36,6 @@ class PaymentsSettings:
     webhook_backoff_s: float = 30.0
     webhook_timeout_s: float = 10.0
     webhook_allow_http: bool = False
+
+    def topic_accounts(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.amazon_pay_topic_accounts.split(",") if a.strip())

@@ -2,14 +2,15 @@
 
 A chargeback (or an A-to-z claim) takes money back from the merchant: Dr AR (customer) / Cr PSP, so the
 claim on the customer revives; no VAT entry (the agreed price did not change). It counts against the
-capture's refund limit. It is booked once, whichever reports it first (IPN or settlement row), and
-opens a dispute case with an 11-day deadline for evidence. A won case reverses the chargeback
-(Dr PSP / Cr AR); a lost one leaves the debt for dunning or write-off.
+charge's refund limit. It is booked once, whichever reports it first (the CHARGEBACK IPN, read through
+Amazon's Dispute API, or the settlement row), and opens a dispute case with Amazon's response deadline (else 11
+days). Evidence goes to Amazon with a contest (payments.contest). Amazon's resolution decides: MerchantWon
+reverses the chargeback (Dr PSP / Cr AR); BuyerWon and NoFault leave the debt for dunning or write-off.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import asyncpg
@@ -19,6 +20,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, NotFound
 from ledger.money import format_amount
+from payments.amazon.client import Dispute
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
@@ -30,20 +32,50 @@ __all__ = [
     "DisputeOut",
     "EvidenceIn",
     "OutcomeIn",
-    "add_evidence",
     "close_dispute",
+    "dispute_row",
+    "get_dispute",
     "list_disputes",
     "open_dispute_of",
     "record_chargeback",
     "resolve_dispute",
+    "sync_dispute",
 ]
 
 EVIDENCE_DAYS = 11
+_EVIDENCE = "kind, content, file_name, file_bytes, file_id"
+
+
+EvidenceType = Literal[
+    "ProductDescription",
+    "Receipt",
+    "CancellationPolicy",
+    "CustomerSignature",
+    "TrackingNumber",
+    "CarrierName",
+    "DeviceId",
+    "DeviceName",
+    "DownloadDateTime",
+    "Other",
+]
+
+
+class EvidenceFileIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9 ._()-]{1,100}$")]
+    content_type: Literal["application/pdf", "image/png", "image/jpeg"]
+    data: Annotated[str, Meta(min_length=4, max_length=7_000_000, description="base64, at most 5 MiB decoded")]
+
+
+class EvidenceItemIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    type: EvidenceType  # Amazon's evidenceType
+    text: Annotated[str, Meta(min_length=1, max_length=10000)] | None = None
+    file: EvidenceFileIn | None = None
 
 
 class EvidenceIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    kind: Literal["invoice_copy", "proof_of_delivery", "tracking_number", "note"]
-    content: Annotated[str, Meta(min_length=1, max_length=10000)]
+    """Evidence for Amazon: each item a text, a file (PDF, PNG, JPEG) or both; sent with one contest."""
+
+    evidences: Annotated[list[EvidenceItemIn], Meta(min_length=1, max_length=10)]
 
 
 class OutcomeIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -52,21 +84,28 @@ class OutcomeIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 
 class EvidenceOut(Struct, kw_only=True):
-    kind: str
-    content: str
+    type: str
+    text: str | None
+    file_name: str | None
+    file_bytes: int | None
+    file_id: str | None  # Amazon's
 
 
 class DisputeOut(Struct, kw_only=True):
     dispute_id: int
-    chargeback_id: str
+    chargeback_id: str  # Amazon's dispute id
     order_reference: str
     customer: str
     amount: str
     reason: str | None
     opened_on: date
     deadline: date
-    state: str
+    state: str  # open, won, lost
     resolved_on: date | None
+    amazon_state: str | None  # UnderReview, ActionRequired, Resolved, Closed
+    amazon_reason: str | None
+    resolution: str | None  # BuyerWon, MerchantWon, NoFault
+    contested_at: datetime | None
     evidence: list[EvidenceOut]
 
 
@@ -76,15 +115,17 @@ async def record_chargeback(
     business: Business,
     *,
     chargeback_id: str,
-    order_reference_id: str,
-    capture_reference: str | None,
+    charge_permission_id: str,
+    charge_id: str | None,
     amount: int,
     reason: str | None,
     on: date,
     kind: str = "chargeback",
     settlement_id: str | None = None,
+    deadline: date | None = None,
 ) -> bool:
-    """Book a chargeback once and open its dispute; returns False when it was booked before."""
+    """Book a chargeback once and open its dispute (deadline: Amazon's, else 11 days); returns False when it was
+    booked before."""
     known = await conn.fetchrow(
         "SELECT settlement_id FROM chargebacks WHERE merchant_id = $1 AND chargeback_id = $2 FOR UPDATE",
         business.merchant_id,
@@ -100,21 +141,20 @@ async def record_chargeback(
             )
         return False
     order = await conn.fetchrow(
-        "SELECT order_ref, customer FROM orders WHERE merchant_id = $1 AND business = $2 "
-        "AND amazon_order_reference_id = $3",
+        "SELECT order_ref, customer FROM orders WHERE merchant_id = $1 AND business = $2 AND charge_permission_id = $3",
         business.merchant_id,
         business.code,
-        order_reference_id,
+        charge_permission_id,
     )
     if order is None:
-        raise NotFound("order_not_found", f"no order has Amazon order reference {order_reference_id}")
+        raise NotFound("order_not_found", f"no order has Amazon Pay charge permission {charge_permission_id}")
     capture = await conn.fetchrow(
-        "SELECT capture_id FROM amazon_captures WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
-        "AND ($4::text IS NULL OR reference_id = $4 OR capture_id = $4) ORDER BY created_at LIMIT 1 FOR UPDATE",
+        "SELECT charge_id FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
+        "AND entry_id IS NOT NULL AND ($4::text IS NULL OR charge_id = $4) ORDER BY created_at LIMIT 1 FOR UPDATE",
         business.merchant_id,
         business.code,
         order["order_ref"],
-        capture_reference,
+        charge_id,
     )
     roles = await roles_of(ctx, business)
     entry_id = await book(
@@ -127,9 +167,9 @@ async def record_chargeback(
         reference=order["order_ref"],
         metadata={"amazon_chargeback_id": chargeback_id},
     )
-    capture_id = capture["capture_id"] if capture else None
+    capture_id = capture["charge_id"] if capture else None
     await conn.execute(
-        "INSERT INTO chargebacks (merchant_id, business, chargeback_id, order_ref, capture_id, kind, amount_minor, "
+        "INSERT INTO chargebacks (merchant_id, business, chargeback_id, order_ref, charge_id, kind, amount_minor, "
         "reason, received_on, entry_id, settlement_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         business.merchant_id,
         business.code,
@@ -145,8 +185,7 @@ async def record_chargeback(
     )
     if capture_id:
         await conn.execute(
-            "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor + $3 "
-            "WHERE merchant_id = $1 AND capture_id = $2",
+            "UPDATE amazon_charges SET chargebacks_minor = chargebacks_minor + $3 WHERE merchant_id = $1 AND charge_id = $2",
             business.merchant_id,
             capture_id,
             amount,
@@ -162,7 +201,7 @@ async def record_chargeback(
         amount,
         reason,
         on,
-        on + timedelta(days=EVIDENCE_DAYS),
+        deadline or on + timedelta(days=EVIDENCE_DAYS),
     )
     await emit(
         conn,
@@ -177,7 +216,7 @@ async def record_chargeback(
             "currency": business.currency,
             "reason": reason,
             "dispute_id": dispute_id,
-            "evidence_deadline": (on + timedelta(days=EVIDENCE_DAYS)).isoformat(),
+            "evidence_deadline": (deadline or on + timedelta(days=EVIDENCE_DAYS)).isoformat(),
             "entry_id": entry_id,
         },
     )
@@ -185,9 +224,9 @@ async def record_chargeback(
     return True
 
 
-async def _dispute(conn: Connection, business: Business, dispute_id: int, *, lock: bool = False) -> asyncpg.Record:
+async def dispute_row(conn: Connection, business: Business, dispute_id: int, *, lock: bool = False) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "SELECT d.*, c.capture_id FROM disputes d JOIN chargebacks c USING (merchant_id, chargeback_id) "
+        "SELECT d.*, c.charge_id FROM disputes d JOIN chargebacks c USING (merchant_id, chargeback_id) "
         "WHERE d.merchant_id = $1 AND d.business = $2 AND d.dispute_id = $3" + (" FOR UPDATE OF d" if lock else ""),
         business.merchant_id,
         business.code,
@@ -210,21 +249,34 @@ def _out(business: Business, row: asyncpg.Record, evidence: list[asyncpg.Record]
         deadline=row["deadline"],
         state=row["state"],
         resolved_on=row["resolved_on"],
-        evidence=[EvidenceOut(kind=e["kind"], content=e["content"]) for e in evidence],
+        amazon_state=row["amazon_state"],
+        amazon_reason=row["amazon_reason"],
+        resolution=row["resolution"],
+        contested_at=row["contested_at"],
+        evidence=[
+            EvidenceOut(
+                type=e["kind"],
+                text=e["content"],
+                file_name=e["file_name"],
+                file_bytes=e["file_bytes"],
+                file_id=e["file_id"],
+            )
+            for e in evidence
+        ],
     )
 
 
 async def list_disputes(ctx: Kontor, business: Business, state: str | None) -> list[DisputeOut]:
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT d.*, NULL::text AS capture_id FROM disputes d WHERE merchant_id = $1 AND business = $2 "
+            "SELECT d.*, NULL::text AS charge_id FROM disputes d WHERE merchant_id = $1 AND business = $2 "
             "AND ($3::text IS NULL OR state = $3) ORDER BY dispute_id",
             business.merchant_id,
             business.code,
             state,
         )
         evidence = await conn.fetch(
-            "SELECT dispute_id, kind, content FROM dispute_evidence WHERE merchant_id = $1 "
+            f"SELECT dispute_id, {_EVIDENCE} FROM dispute_evidence WHERE merchant_id = $1 "
             "AND dispute_id = ANY($2::bigint[]) ORDER BY evidence_id",
             business.merchant_id,
             [r["dispute_id"] for r in rows],
@@ -232,27 +284,11 @@ async def list_disputes(ctx: Kontor, business: Business, state: str | None) -> l
     return [_out(business, r, [e for e in evidence if e["dispute_id"] == r["dispute_id"]]) for r in rows]
 
 
-async def add_evidence(ctx: Kontor, business: Business, dispute_id: int, body: EvidenceIn) -> DisputeOut:
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await _dispute(conn, business, dispute_id, lock=True)
-        if row["state"] != "open":
-            raise Conflict("dispute_resolved", f"dispute {dispute_id} is {row['state']}; evidence is closed")
-        await conn.execute(
-            "INSERT INTO dispute_evidence (merchant_id, dispute_id, kind, content) VALUES ($1, $2, $3, $4)",
-            business.merchant_id,
-            dispute_id,
-            body.kind,
-            body.content,
-        )
-    return await _one(ctx, business, dispute_id)
-
-
-async def _one(ctx: Kontor, business: Business, dispute_id: int) -> DisputeOut:
+async def get_dispute(ctx: Kontor, business: Business, dispute_id: int) -> DisputeOut:
     async with ctx.pool.acquire() as conn:
-        row = await _dispute(conn, business, dispute_id)
+        row = await dispute_row(conn, business, dispute_id)
         evidence = await conn.fetch(
-            "SELECT kind, content FROM dispute_evidence WHERE merchant_id = $1 "
-            "AND dispute_id = $2 ORDER BY evidence_id",
+            f"SELECT {_EVIDENCE} FROM dispute_evidence WHERE merchant_id = $1 AND dispute_id = $2 ORDER BY evidence_id",
             business.merchant_id,
             dispute_id,
         )
@@ -262,13 +298,13 @@ async def _one(ctx: Kontor, business: Business, dispute_id: int) -> DisputeOut:
 async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body: OutcomeIn) -> DisputeOut:
     """Won: the chargeback is reversed (Dr PSP / Cr AR); lost: the debt stays open for dunning or write-off."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await _dispute(conn, business, dispute_id, lock=True)
+        row = await dispute_row(conn, business, dispute_id, lock=True)
         if row["state"] != "open":
             if row["state"] == body.outcome:
-                return await _one(ctx, business, dispute_id)  # the same outcome again changes nothing
+                return await get_dispute(ctx, business, dispute_id)  # the same outcome again changes nothing
             raise Conflict("dispute_resolved", f"dispute {dispute_id} was already {row['state']}")
         await close_dispute(ctx, conn, business, row, body.outcome, body.resolved_on)
-    return await _one(ctx, business, dispute_id)
+    return await get_dispute(ctx, business, dispute_id)
 
 
 async def open_dispute_of(conn: Connection, business: Business, chargeback_id: str) -> asyncpg.Record | None:
@@ -279,7 +315,7 @@ async def open_dispute_of(conn: Connection, business: Business, chargeback_id: s
         business.code,
         chargeback_id,
     )
-    return None if row is None else await _dispute(conn, business, row, lock=True)
+    return None if row is None else await dispute_row(conn, business, row, lock=True)
 
 
 async def close_dispute(
@@ -300,12 +336,12 @@ async def close_dispute(
             reference=row["order_ref"],
             metadata={"amazon_chargeback_id": row["chargeback_id"]},
         )
-        if row["capture_id"]:
+        if row["charge_id"]:
             await conn.execute(
-                "UPDATE amazon_captures SET chargebacks_minor = chargebacks_minor - $3 "
-                "WHERE merchant_id = $1 AND capture_id = $2",
+                "UPDATE amazon_charges SET chargebacks_minor = chargebacks_minor - $3 "
+                "WHERE merchant_id = $1 AND charge_id = $2",
                 business.merchant_id,
-                row["capture_id"],
+                row["charge_id"],
                 row["amount_minor"],
             )
     await conn.execute(
@@ -332,3 +368,29 @@ async def close_dispute(
     )
     await emit_balance(ctx, conn, business, row["customer"], "dispute.resolved", on=on)
     return entry_id
+
+
+async def sync_dispute(
+    ctx: Kontor, conn: Connection, business: Business, chargeback_id: str, amazon: Dispute, *, on: date
+) -> str:
+    """Record Amazon's view of a dispute (state, reason, resolution, deadline); a resolution closes an open case:
+    MerchantWon as won (the chargeback is reversed), BuyerWon and NoFault as lost. Returns the case's state."""
+    row = await open_dispute_of(conn, business, chargeback_id)
+    if row is None:
+        return "unknown"
+    deadline = amazon.deadline.date() if amazon.deadline is not None else None
+    await conn.execute(
+        "UPDATE disputes SET amazon_state = $3, amazon_reason = $4, resolution = $5, deadline = COALESCE($6, deadline) "
+        "WHERE merchant_id = $1 AND dispute_id = $2",
+        business.merchant_id,
+        row["dispute_id"],
+        amazon.state,
+        amazon.reason_code,
+        amazon.resolution,
+        deadline,
+    )
+    if row["state"] != "open" or amazon.resolution is None or amazon.state not in ("Resolved", "Closed"):
+        return str(row["state"])
+    outcome = "won" if amazon.resolution == "MerchantWon" else "lost"
+    await close_dispute(ctx, conn, business, row, outcome, on)
+    return outcome

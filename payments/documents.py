@@ -18,15 +18,26 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, Conflict, FieldError, Unprocessable
 from ledger.money import format_amount, parse_amount_field
-from payments.amazon.client import AmazonPayError
 from payments.bookings import book, roles_of
-from payments.domain import Item, credit_lines, gross_by_rate, refundable, split_by_rate, transfer_lines
+from payments.charges import wind_down
+from payments.domain import Item, credit_lines, credit_tax, gross_by_rate, refundable, split_by_rate, transfer_lines
 from payments.notify import emit, emit_balance
-from payments.orders import Payments, document_response, rates_json, replay_or_refuse
+from payments.orders import document_response, rates_json, replay_or_refuse
 from payments.refunds import plan_refunds, send_requested_refunds
+from payments.runtime import Payments
 from payments.schemas import CancellationCreate, GoodwillCreate, ItemQuantity, PaymentCreate, ReturnCreate
 from payments.settings import load_settings
-from payments.store import ItemRow, insert_document, load_items, load_order, open_by_rate, order_money, stored_document
+from payments.store import (
+    ItemRow,
+    insert_document,
+    load_items,
+    load_order,
+    open_by_rate,
+    order_money,
+    rate_totals,
+    refresh_status,
+    stored_document,
+)
 
 __all__ = ["create_cancellation", "create_goodwill", "create_payment", "create_return"]
 
@@ -69,7 +80,6 @@ async def create_cancellation(
             order_ref,
             refs,
         )
-        still_open = any(r.state == "open" and r.item.item_ref not in refs for r in items.values())
         response = document_response(
             business,
             "cancellation",
@@ -94,18 +104,8 @@ async def create_cancellation(
             response=response,
             request_sha256=request_sha256,
         )
-        to_close = (
-            []
-            if still_open or order.one_step
-            else await conn.fetch(
-                "SELECT authorization_id FROM amazon_authorizations WHERE merchant_id = $1 AND business = $2 "
-                "AND order_ref = $3 AND state = 'Open'",
-                business.merchant_id,
-                business.code,
-                order_ref,
-            )
-        )
-    await _after_commit(ctx, rt, business, order_ref, [r["authorization_id"] for r in to_close])
+        await refresh_status(conn, business, order_ref)
+    await _after_commit(ctx, rt, business, order_ref)
     return await _refreshed(ctx, business, "cancellation", body.cancellation_reference, response), True
 
 
@@ -158,7 +158,7 @@ async def create_return(
                 item.item_ref,
                 quantity,
             )
-    await _after_commit(ctx, rt, business, order_ref, [])
+    await _after_commit(ctx, rt, business, order_ref)
     return await _refreshed(ctx, business, "return", body.return_reference, response), True
 
 
@@ -210,7 +210,7 @@ async def create_goodwill(
             details={"reason": body.reason},
             request_sha256=request_sha256,
         )
-    await _after_commit(ctx, rt, business, order_ref, [])
+    await _after_commit(ctx, rt, business, order_ref)
     return await _refreshed(ctx, business, "goodwill", body.goodwill_reference, response), True
 
 
@@ -300,11 +300,12 @@ async def _credit(
     refund = refundable(await order_money(conn, business, order, items), gross)
     refunds = await plan_refunds(conn, business, order.order_ref, refund, source_kind=kind, source_ref=ref)
     roles = await roles_of(ctx, business)
+    taxes = credit_tax(by_rate, await rate_totals(conn, business, order.order_ref))
     entry_id = await book(
         ctx,
         conn,
         business,
-        credit_lines(roles, order.customer, by_rate, business.currency, prefix=prefix),
+        credit_lines(roles, order.customer, by_rate, business.currency, prefix=prefix, taxes=taxes),
         on=on,
         description=f"{kind.capitalize()} {ref}, order {order.order_ref}",
         reference=order.order_ref,
@@ -322,7 +323,7 @@ async def _credit(
         document_date=on,
         gross=gross,
         entry_id=entry_id,
-        details={**details, "by_rate": rates_json(by_rate)},
+        details={**details, "by_rate": rates_json(by_rate), "tax_by_rate": rates_json(taxes)},
         response=response,
         request_sha256=request_sha256,
     )
@@ -423,20 +424,9 @@ async def _refreshed(ctx: Kontor, business: Business, kind: str, ref: str, respo
     return response
 
 
-async def _after_commit(
-    ctx: Kontor, rt: Payments, business: Business, order_ref: str, close_authorizations: list[str]
-) -> None:
-    """Ask Amazon for the refunds just recorded, and close authorizations nothing will be captured from."""
-    creds = (await load_settings(ctx, business)).credentials
-    await send_requested_refunds(ctx, rt.gateway, business, creds, order_ref)
-    for authorization_id in close_authorizations:
-        try:
-            await rt.gateway.close_authorization(creds, authorization_id, "all items cancelled")
-        except AmazonPayError:
-            continue  # closing is a courtesy: an unused authorization expires by itself
-        await ctx.pool.execute(
-            "UPDATE amazon_authorizations SET state = 'Closed', reason = 'SellerClosed' "
-            "WHERE merchant_id = $1 AND authorization_id = $2",
-            business.merchant_id,
-            authorization_id,
-        )
+async def _after_commit(ctx: Kontor, rt: Payments, business: Business, order_ref: str) -> None:
+    """Ask Amazon for the refunds just recorded; when nothing is left to invoice, cancel what will not be captured
+    and close the charge permission (payments.charges.wind_down)."""
+    settings = await load_settings(ctx, rt, business)
+    await send_requested_refunds(ctx, rt, business, settings.credentials, order_ref)
+    await wind_down(ctx, rt, business, settings, order_ref)

@@ -8,9 +8,9 @@ books Dr PSP / Cr AR, a refund completed Dr AR / Cr PSP, a bank payment Dr BANK 
 Dr AR / Cr PSP (the claim revives, no VAT event).
 
 Refunds follow credits only as far as the customer has paid for them; the rest is offset against what
-is open. Amazon limits the refunds of a capture (with chargebacks) to the captured amount plus
-min(15 %, 75 in the currency) and to 10 refunds; a refund larger than one capture's headroom is spread
-over the order's captures.
+is open. Amazon limits the refunds of a charge (with chargebacks) to the captured amount plus
+min(15 %, 75 USD/GBP/EUR, 8,400 JPY) and to 10 refunds (developer.amazon.com/docs/amazon-pay-api-v2/refund.html);
+a refund larger than one charge's headroom is spread over the order's charges.
 
 Accounts are found by role (AR, PSP, REV_19, VAT_19, RED_7, ...), never by number. No I/O here.
 """
@@ -31,13 +31,16 @@ __all__ = [
     "CANCELLATION_REASONS",
     "GOODWILL_REASONS",
     "POSITION_TYPES",
-    "REFUNDS_PER_CAPTURE_MAX",
+    "REFUNDS_PER_CHARGE_MAX",
     "RETURN_REASONS",
-    "CaptureRoom",
+    "ChargeRoom",
     "Item",
     "OrderMoney",
+    "RateTotals",
     "Roles",
+    "amazon_allowance",
     "credit_lines",
+    "credit_tax",
     "gross_by_rate",
     "invoice_lines",
     "plan_refund",
@@ -85,7 +88,8 @@ RETURN_REASONS = frozenset({"CUSTOMER_RETURN", "CARRIER_RETURN"})
 CANCELLATION_REASONS = frozenset(
     {"OUT_OF_STOCK", "CUSTOMER_CANCELLATION", "PREPAYMENT_NOT_RECEIVED", "CUSTOMER_SERVICE"}
 )
-REFUNDS_PER_CAPTURE_MAX = 10
+REFUNDS_PER_CHARGE_MAX = 10
+_ALLOWANCE_UNITS = {"JPY": 8_400}  # else 75 units (USD, GBP, EUR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +144,63 @@ def invoice_lines(roles: Roles, customer: str, by_rate: Mapping[Decimal, int], c
     return tuple(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class RateTotals:
+    """What an order's documents booked at one VAT rate: invoiced and credited (returns, goodwills) gross and VAT."""
+
+    invoiced_gross: int = 0
+    invoiced_tax: int = 0
+    credited_gross: int = 0
+    credited_tax: int = 0
+
+
+def credit_tax(by_rate: Mapping[Decimal, int], totals: Mapping[Decimal, RateTotals]) -> dict[Decimal, int]:
+    """The VAT a credit (credit note, goodwill) takes back per rate: its own VAT, half-up (per document, §14 UStG),
+    kept so that all credits so far have taken back the invoices' VAT pro rata to within one cent (floor and
+    ceiling of invoiced VAT x credited gross / invoiced gross). So the credit that takes the rest of a rate's gross
+    takes exactly the rest of its VAT, and credits never take back more VAT than was charged: three returns of
+    1.05 at 19 % take 0.17, 0.17 and 0.16 of the invoice's 0.50, never 0.51."""
+    taxes = {}
+    for rate, gross in by_rate.items():
+        t = totals.get(rate, RateTotals())
+        own = vat_from_gross(gross, rate)
+        if t.invoiced_gross <= 0:
+            taxes[rate] = own
+            continue
+        share = t.invoiced_tax * min(t.credited_gross + gross, t.invoiced_gross)
+        low = share // t.invoiced_gross - t.credited_tax
+        high = -(-share // t.invoiced_gross) - t.credited_tax
+        taxes[rate] = max(0, min(gross, high, max(low, own)))
+    return taxes
+
+
 def credit_lines(
-    roles: Roles, customer: str, by_rate: Mapping[Decimal, int], currency: str, *, prefix: str
+    roles: Roles,
+    customer: str,
+    by_rate: Mapping[Decimal, int],
+    currency: str,
+    *,
+    prefix: str,
+    taxes: Mapping[Decimal, int] | None = None,
 ) -> tuple[LineDraft, ...]:
-    """A credit note (prefix REV) or goodwill (prefix RED): Dr net and VAT per rate / Cr AR (customer) gross."""
-    lines = _per_rate(roles, prefix, by_rate, currency, Side.DEBIT)
+    """A credit note (prefix REV) or goodwill (prefix RED): Dr net and VAT per rate / Cr AR (customer) gross.
+    `taxes` (from credit_tax) overrides the VAT of each rate; by default it is extracted from the gross."""
+    lines = _per_rate(roles, prefix, by_rate, currency, Side.DEBIT, taxes)
     lines.append(LineDraft(roles("AR"), Side.CREDIT, sum(by_rate.values()), currency, customer))
     return tuple(lines)
 
 
-def _per_rate(roles: Roles, prefix: str, by_rate: Mapping[Decimal, int], currency: str, side: Side) -> list[LineDraft]:
+def _per_rate(
+    roles: Roles,
+    prefix: str,
+    by_rate: Mapping[Decimal, int],
+    currency: str,
+    side: Side,
+    taxes: Mapping[Decimal, int] | None = None,
+) -> list[LineDraft]:
     lines = []
     for rate, gross in by_rate.items():
-        tax = vat_from_gross(gross, rate)
+        tax = taxes[rate] if taxes is not None else vat_from_gross(gross, rate)
         if gross - tax:
             lines.append(LineDraft(roles.per_rate(prefix, rate), side, gross - tax, currency))
         if tax:
@@ -207,37 +255,43 @@ def refundable(money: OrderMoney, credit: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class CaptureRoom:
-    capture_id: str
+class ChargeRoom:
+    """A captured charge and what was already taken back from it."""
+
+    charge_id: str
     captured: int
     refunds: int
     refund_count: int
     chargebacks: int
 
 
-def refund_headroom(room: CaptureRoom, currency: str) -> int:
-    """Amazon: refunds (with chargebacks) of a capture stay within captured + min(15 %, 75 currency units)."""
-    extra = min(room.captured * 15 // 100, 75 * minor_per_unit(currency))
-    if room.refund_count >= REFUNDS_PER_CAPTURE_MAX:
+def amazon_allowance(amount: int, currency: str) -> int:
+    """What Amazon allows above an amount: min(15 %, 75 USD/GBP/EUR or 8,400 JPY) (refund.html, charge-permission.html)."""
+    return min(amount * 15 // 100, _ALLOWANCE_UNITS.get(currency, 75) * minor_per_unit(currency))
+
+
+def refund_headroom(room: ChargeRoom, currency: str) -> int:
+    """Amazon: refunds (with chargebacks) of a charge stay within captured + amazon_allowance, at most 10 refunds."""
+    if room.refund_count >= REFUNDS_PER_CHARGE_MAX:
         return 0
-    return max(0, room.captured + extra - room.refunds - room.chargebacks)
+    return max(0, room.captured + amazon_allowance(room.captured, currency) - room.refunds - room.chargebacks)
 
 
-def plan_refund(amount: int, rooms: Sequence[CaptureRoom], currency: str) -> list[tuple[str, int]]:
-    """Spread a refund over the order's captures, largest headroom first; refuse beyond Amazon's limits."""
+def plan_refund(amount: int, rooms: Sequence[ChargeRoom], currency: str) -> list[tuple[str, int]]:
+    """Spread a refund over the order's charges, largest headroom first; refuse beyond Amazon's limits."""
     plan: list[tuple[str, int]] = []
     left = amount
     if left <= 0:
         return plan
-    for room in sorted(rooms, key=lambda r: (-refund_headroom(r, currency), r.capture_id)):
+    for room in sorted(rooms, key=lambda r: (-refund_headroom(r, currency), r.charge_id)):
         take = min(left, refund_headroom(room, currency))
         if take > 0:
-            plan.append((room.capture_id, take))
+            plan.append((room.charge_id, take))
             left -= take
         if left == 0:
             return plan
     raise Unprocessable(
         "refund_limit_exceeded",
-        "the refund exceeds Amazon Pay's limit: refunds and chargebacks of a capture stay within the captured "
-        "amount plus min(15 %, 75) and at most 10 refunds per capture",
+        "the refund exceeds Amazon Pay's limit: refunds and chargebacks of a charge stay within the captured "
+        "amount plus min(15 %, 75 EUR/GBP/USD or 8,400 JPY) and at most 10 refunds per charge",
     )

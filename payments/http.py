@@ -15,10 +15,12 @@ from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, Pa
 from ledger.money import AmountError, parse_amount
 from payments import disputes, documents, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
+from payments.contest import contest_dispute
 from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
 from payments.ipn import IPN_BYTES_MAX, process_ipn, receive_ipn
-from payments.orders import Payments
 from payments.reconciliation import ExceptionOut, ExceptionPage, Resolution
+from payments.reports import SettlementList, fetch_reports, import_due_reports, list_settlements
+from payments.runtime import Payments
 from payments.schemas import (
     AmazonPaySettingsIn,
     AmazonPaySettingsOut,
@@ -42,6 +44,7 @@ CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 SettlementPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 REPLAYED = {"Idempotent-Replayed": "true"}
+EVIDENCE_BYTES_MAX = 8 * 1024 * 1024  # ten items; files at most 5 MiB each once decoded
 
 
 def _runtime(call: Call) -> Payments:
@@ -63,12 +66,16 @@ async def read_settings(business_code: Code, call: CallDep) -> AmazonPaySettings
     opt={"roles": ADMIN},
     operation_id="putAmazonPaySettings",
     tags=["amazon pay"],
-    summary="Set the merchant's Amazon Pay seller id, MWS auth token (write-only) and payment execution",
+    summary="Connect the business code to its Amazon Pay merchant account (API v2 keys or delegated access)",
+    description="Either `public_key_id` + `private_key` (the merchant's API keys from Integration Central), or "
+    "`mws_auth_token` (the merchant authorized Kontor as solution provider; exchanged for a v2 token). Verified by "
+    "one signed call to Amazon before anything is stored: a key or token Amazon refuses is a 422 naming the field; "
+    "an Amazon merchant account connected to another merchant or business code is a 409. Secrets are write-only.",
 )
 async def write_settings(
     business_code: Code, data: JSONBody[AmazonPaySettingsIn], call: CallDep
 ) -> AmazonPaySettingsOut:
-    return await put_settings(call.ctx, await call.business(business_code), data)
+    return await put_settings(call.ctx, _runtime(call), await call.business(business_code), data)
 
 
 @post(
@@ -193,12 +200,15 @@ async def read_disputes(
     operation_id="addDisputeEvidence",
     tags=["disputes"],
     status_code=201,
-    summary="Attach evidence: invoice copy, proof of delivery, tracking, note",
+    request_max_body_size=EVIDENCE_BYTES_MAX,
+    summary="Contest the chargeback at Amazon with evidence: texts and files (PDF, PNG, JPEG, base64)",
+    description="Files are uploaded to Amazon, then the dispute is contested with every item, before Amazon's "
+    "response deadline (409 `dispute_deadline_passed` after it). Amazon's refusal is a problem naming its reasonCode.",
 )
 async def dispute_evidence(
     business_code: Code, dispute_id: DisputePath, data: JSONBody[EvidenceIn], call: CallDep
 ) -> DisputeOut:
-    return await disputes.add_evidence(call.ctx, await call.business(business_code), dispute_id, data)
+    return await contest_dispute(call.ctx, _runtime(call), await call.business(business_code), dispute_id, data)
 
 
 @post(
@@ -230,6 +240,28 @@ async def upload_settlement(business_code: Code, call: CallDep) -> Response[Sett
     business = await call.business(business_code)
     out, created = await import_settlement(call.ctx, business, await call.request.body())
     return _created(out, created)
+
+
+@get("/amazon-pay/settlements", opt={"roles": READ}, operation_id="listSettlements", tags=["reconciliation"])
+async def read_settlements(business_code: Code, call: CallDep, limit: PageLimit = 100) -> SettlementList:
+    """Imported settlements (uploaded or fetched through Amazon's Reporting API), newest first, and the reports
+    Amazon listed that are not imported yet (new, or failed with the reason)."""
+    return await list_settlements(call.ctx, await call.business(business_code), limit)
+
+
+@post(
+    "/amazon-pay/settlements/fetch",
+    opt={"roles": POST},
+    operation_id="fetchSettlementReports",
+    tags=["reconciliation"],
+    status_code=200,
+    summary="Fetch new settlement reports from Amazon's Reporting API now and import them (the job does it hourly)",
+)
+async def fetch_settlements(business_code: Code, call: CallDep) -> SettlementList:
+    business = await call.business(business_code)
+    await fetch_reports(call.ctx, _runtime(call), only=business)
+    await import_due_reports(call.ctx, _runtime(call), only=business)
+    return await list_settlements(call.ctx, business, 100)
 
 
 @get(
@@ -327,6 +359,8 @@ router = Router(
         dispute_evidence,
         dispute_outcome,
         upload_settlement,
+        read_settlements,
+        fetch_settlements,
         read_settlement,
         upload_bank_statement,
         read_exceptions,

@@ -7,6 +7,7 @@ API-key middleware; the IPN endpoint is public and authenticated by its SNS sign
 from __future__ import annotations
 
 import asyncio
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import certifi
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.plugins import InitPluginProtocol
@@ -21,9 +24,11 @@ from litestar.plugins import InitPluginProtocol
 from ledger.config import settings_from_env
 from ledger.context import Kontor
 from ledger.domain import Business
+from ledger.errors import KontorError
 from ledger.scheduler import Jobs
+from ledger.secrets import SealedColumn
 from ledger.tenancy import get_business
-from payments.amazon.client import AmazonPayGateway
+from payments.amazon.client import AmazonPayClient
 from payments.amazon.sns import SnsVerifier
 from payments.cli import simulate
 from payments.closing import book_prepayment_vat
@@ -31,12 +36,15 @@ from payments.config import PaymentsSettings
 from payments.http import amazon_pay_ipn, merchant_router, router
 from payments.ipn import process_pending_ipns
 from payments.notify import emit_period_closed
-from payments.orders import Payments
 from payments.refunds import poll_pending_refunds, send_requested_refunds
-from payments.settings import MerchantSettings
+from payments.reports import fetch_reports, import_due_reports
+from payments.runtime import Payments, ProviderKey
+from payments.settings import AUTH_TOKEN, PRIVATE_KEY, load_settings
 from payments.webhooks import WebhookWorker
 
 __all__ = ["PaymentsPlugin", "plugin"]
+
+log = logging.getLogger("kontor.payments")
 
 
 class PaymentsPlugin(InitPluginProtocol):
@@ -59,19 +67,23 @@ class PaymentsPlugin(InitPluginProtocol):
     def commands(self) -> list[Any]:
         return [simulate]
 
+    def sealed_columns(self) -> list[SealedColumn]:
+        """The Amazon Pay private keys and delegated tokens, for `kontor secrets rotate`."""
+        return [PRIVATE_KEY, AUTH_TOKEN]
+
     async def start(self, state: State, ctx: Kontor) -> None:
         settings = self._given or settings_from_env(PaymentsSettings)
         self._http = httpx.AsyncClient()
-        gateway = AmazonPayGateway(
-            access_key_id=settings.amazon_pay_access_key_id,
-            secret_key=settings.amazon_pay_secret_key,
-            http=self._http,
+        gateway = AmazonPayClient(
+            self._http,
             endpoint=settings.amazon_pay_endpoint,
+            attempts_max=settings.amazon_pay_attempts_max,
+            timeout_s=settings.amazon_pay_timeout_s,
         )
         sns = SnsVerifier(
             trusted_roots=_trusted_roots(settings), http=self._http, fetch_base=settings.amazon_pay_sns_cert_base
         )
-        self.runtime = Payments(gateway=gateway, sns=sns, settings=settings)
+        self.runtime = Payments(gateway=gateway, sns=sns, settings=settings, provider=_provider_key(settings))
         if emit_period_closed not in ctx.period_closed_hooks:
             ctx.period_closed_hooks.append(emit_period_closed)
         if book_prepayment_vat not in ctx.period_closing_hooks:
@@ -94,30 +106,60 @@ class PaymentsPlugin(InitPluginProtocol):
     def register_jobs(self, jobs: Jobs) -> None:
         jobs.add("amazon-pay-refunds", self.follow_refunds, "interval", seconds=self.settings.refund_retry_interval_s)
         jobs.add("amazon-pay-ipns", self.process_ipns, "interval", seconds=10)
+        jobs.add(
+            "amazon-pay-reports", self.fetch_reports, "interval", seconds=self.settings.amazon_pay_report_interval_s
+        )
         jobs.add("webhooks", self.deliver_webhooks, "interval", seconds=1)
 
     async def deliver_webhooks(self, ctx: Kontor) -> None:
-        assert self.webhooks is not None
+        if self.webhooks is None:
+            raise RuntimeError("the payments plugin has not started")
         await self.webhooks.run_once(ctx)
 
+    def _runtime(self) -> Payments:
+        if self.runtime is None:
+            raise RuntimeError("the payments plugin has not started")
+        return self.runtime
+
     async def process_ipns(self, ctx: Kontor) -> None:
-        """IPNs stored but not processed (a crash, Amazon unreachable while re-reading) are picked up here."""
-        assert self.runtime is not None
-        await process_pending_ipns(ctx, self.runtime, older_than_s=5)
+        """IPNs stored but not applied (a crash, Amazon unreachable while re-reading, a retry due) are applied here."""
+        await process_pending_ipns(ctx, self._runtime())
+
+    async def fetch_reports(self, ctx: Kontor) -> None:
+        """Settlement reports: list new ones at Amazon, import those due."""
+        await fetch_reports(ctx, self._runtime())
+        await import_due_reports(ctx, self._runtime())
 
     async def follow_refunds(self, ctx: Kontor) -> None:
-        """Request refunds whose request was lost, and re-read refunds still pending at Amazon."""
-        assert self.runtime is not None
+        """Request refunds whose request was lost, and re-read refunds Amazon is still working on."""
+        rt = self._runtime()
         rows = await ctx.pool.fetch(
-            "SELECT DISTINCT s.merchant_id, s.business, s.seller_id, s.mws_auth_token, s.region, s.sandbox, "
-            "s.payment_execution, s.updated_at FROM amazon_pay_settings s JOIN amazon_refunds r "
-            "USING (merchant_id, business) WHERE r.state IN ('Requested', 'Pending')"
+            "SELECT DISTINCT r.merchant_id, r.business FROM amazon_refunds r WHERE r.state IN ('Requested', "
+            "'RefundInitiated') LIMIT 1000"
         )
         for row in rows:
             business: Business = await get_business(ctx, row["merchant_id"], row["business"])
-            creds = MerchantSettings(row).credentials
-            await send_requested_refunds(ctx, self.runtime.gateway, business, creds)
-            await poll_pending_refunds(ctx, self.runtime.gateway, business, creds)
+            try:
+                creds = (await load_settings(ctx, rt, business)).credentials
+            except KontorError as exc:
+                log.warning("refunds not followed", extra={"business": business.code, "reason": exc.code})
+                continue
+            await send_requested_refunds(ctx, rt, business, creds)
+            await poll_pending_refunds(ctx, rt, business, creds)
+
+
+def _provider_key(settings: PaymentsSettings) -> ProviderKey | None:
+    """Kontor's solution-provider key pair, when configured (SystemExit at start when it cannot be read)."""
+    if not settings.amazon_pay_provider_public_key_id:
+        return None
+    path = Path(settings.amazon_pay_provider_private_key_file)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE={path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SystemExit(f"KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE={path}: not an RSA private key")
+    return ProviderKey(settings.amazon_pay_provider_public_key_id, key)
 
 
 def _trusted_roots(settings: PaymentsSettings) -> list[x509.Certificate]:

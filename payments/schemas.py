@@ -24,7 +24,14 @@ OrderReference = Annotated[
     ),
 ]
 SignedAmountText = Annotated[str, Meta(pattern=r"^-?[0-9]{1,16}(\.[0-9]{1,8})?$", examples=["119.00", "-5.00"])]
-AmazonOrderReferenceId = Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{4,40}$", examples=["S02-1234567-1234567"])]
+CheckoutSessionId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9-]{1,100}$",
+        examples=["bd504926-f659-4ad7-a1a9-9a747aaf5275"],
+        description="Amazon Pay checkout session id (from the shop's Amazon Pay checkout)",
+    ),
+]
 Text40 = Annotated[str, Meta(min_length=1, max_length=100)]
 PositionType = Literal[
     "SALES_ARTICLE",
@@ -59,19 +66,37 @@ GoodwillReason = Literal[
 
 
 class AmazonPaySettingsIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    seller_id: Annotated[str, Meta(pattern=r"^[A-Z0-9]{5,32}$")]
-    region: Literal["eu", "uk", "na", "jp"] = "eu"
+    """Connect a business code to its Amazon Pay merchant account: either the merchant's own API keys from
+    Integration Central (public_key_id + private_key), or, when Kontor acts as the merchant's solution provider,
+    the MWS auth token the merchant granted Kontor (exchanged for a v2 authorization token). Secrets are
+    write-only; leaving them out keeps the stored ones."""
+
+    amazon_merchant_id: Annotated[str, Meta(pattern=r"^[A-Z0-9]{5,32}$", examples=["A3EXAMPLE0MERCHANT"])]
+    store_id: Annotated[str, Meta(pattern=r"^amzn1\.application-oa2-client\.[0-9a-f]{32}$")] | None = None
+    region: Literal["na", "eu", "jp"] = "eu"
     sandbox: bool = False
     payment_execution: Literal["one_step", "two_step"] = "one_step"
-    mws_auth_token: Annotated[str, Meta(min_length=1, max_length=200)] | None = None  # write-only
+    public_key_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{8,100}$", examples=["SANDBOX-AHEXAMPLEKEY"])] | None = (
+        None
+    )
+    private_key: Annotated[str, Meta(min_length=64, max_length=16384, description="PEM (PKCS#8 or PKCS#1)")] | None = (
+        None
+    )
+    mws_auth_token: Annotated[str, Meta(pattern=r"^amzn\.mws\.[A-Za-z0-9-]{1,100}$")] | None = None
 
 
 class AmazonPaySettingsOut(Struct, kw_only=True):
-    seller_id: str
+    amazon_merchant_id: str
+    store_id: str | None
     region: str
     sandbox: bool
     payment_execution: str
-    mws_auth_token_set: bool
+    access: str  # keys | delegated | v1 (Checkout v1 settings: connect again with v2 credentials)
+    public_key_id: str | None
+    private_key_set: bool
+    auth_token_set: bool
+    upgrade_required: bool
+    verified_at: datetime | None
     updated_at: datetime
 
 
@@ -98,8 +123,8 @@ class ItemIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 class PaymentMethodIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     type: Literal["AMAZON_PAY"] = "AMAZON_PAY"
-    amazon_order_reference_id: AmazonOrderReferenceId
-    seller_note: Annotated[str, Meta(max_length=1024)] | None = None  # passed to Amazon (sandbox simulations)
+    checkout_session_id: CheckoutSessionId
+    soft_descriptor: Annotated[str, Meta(min_length=1, max_length=16)] | None = None  # on the buyer's statement
 
 
 class OrderCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -127,7 +152,8 @@ class InvoiceCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     dispatch_date: date | None = None
     carrier: Annotated[str, Meta(max_length=32)] | None = None
     tracking_code: Annotated[str, Meta(max_length=100)] | None = None
-    capture_note: Annotated[str, Meta(max_length=255)] | None = None  # two-step: passed to Amazon with the capture
+    # two-step: shown on the buyer's card statement with the capture (Amazon's softDescriptor, at most 16)
+    soft_descriptor: Annotated[str, Meta(min_length=1, max_length=16)] | None = None
 
 
 class CancellationCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -172,11 +198,14 @@ class ItemOut(Struct, kw_only=True):
     returned_quantity: int
 
 
-class CaptureOut(Struct, kw_only=True):
-    capture_id: str
-    amount: str
-    state: str
+class ChargeOut(Struct, kw_only=True):
+    charge_id: str
+    amount: str  # authorized
+    captured: str
+    state: str  # Amazon's: AuthorizationInitiated, Authorized, CaptureInitiated, Captured, Canceled, Declined
     reason: str | None
+    expires_at: datetime | None
+    invoice_reference: str | None
 
 
 class RefundOut(Struct, kw_only=True):
@@ -202,13 +231,15 @@ class OrderOut(Struct, kw_only=True):
     currency: str
     gross_amount: str
     payment_execution: str
-    status: str
+    status: str  # pending, authorization_pending, authorized, authorization_expired, captured, invoiced,
+    # refunded, declined, cancelled, closed (payments/lifecycle.py)
     status_reason: str | None
-    amazon_order_reference_id: str
-    amazon_state: str | None  # the order reference's state at Amazon, as its last IPN said (Open, Suspended, ...)
-    amazon_state_reason: str | None
+    checkout_session_id: str | None
+    charge_permission_id: str | None
+    charge_permission_state: str | None  # Chargeable, NonChargeable, Closed: as Amazon last said
+    charge_permission_reason: str | None
     items: list[ItemOut]
-    captures: list[CaptureOut]
+    charges: list[ChargeOut]
     refunds: list[RefundOut]
     money: OrderMoneyOut
 
@@ -222,5 +253,5 @@ class DocumentOut(Struct, kw_only=True):
     entry_id: int | None
     refunded: str
     offset: str
-    captures: list[CaptureOut]
+    charges: list[ChargeOut]
     refunds: list[RefundOut]

@@ -39,13 +39,12 @@ from ledger.db import transaction_retrying
 from ledger.domain import Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
-from payments.amazon.client import CaptureDetails, RefundDetails
-from payments.bookings import book, record_capture, record_refund, roles_of
+from payments.amazon.client import Amount, Charge, Refund
+from payments.bookings import book, record_charge, record_refund, roles_of
 from payments.disputes import close_dispute, open_dispute_of, record_chargeback
 from payments.domain import transfer_lines
 from payments.notify import emit
 from payments.reconciliation import ExceptionDraft, park
-from payments.settings import load_settings
 from payments.store import load_order
 
 if TYPE_CHECKING:
@@ -306,28 +305,47 @@ def _row(cells: list[str], index: dict[str, int], line: int, currency: str, erro
 
 
 # --- importing -------------------------------------------------------------------------------------------
-async def import_settlement(ctx: Kontor, business: Business, body: bytes) -> tuple[SettlementOut, bool]:
-    """Book and reconcile a settlement report; returns the result and whether it was new."""
+async def _amazon_merchant_id(ctx: Kontor, business: Business) -> str:
+    found = await ctx.pool.fetchval(
+        "SELECT amazon_merchant_id FROM amazon_pay_settings WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
+    if found is None:
+        raise Conflict(
+            "amazon_pay_not_configured",
+            f"business code {business.code} has no Amazon Pay settings; PUT .../amazon-pay/settings first",
+        )
+    return str(found)
+
+
+async def import_settlement(
+    ctx: Kontor, business: Business, body: bytes, *, report_id: str | None = None
+) -> tuple[SettlementOut, bool]:
+    """Book and reconcile a settlement report (uploaded, or fetched through the Reporting API as `report_id`);
+    returns the result and whether it was new."""
     report = parse_report(body, business.currency)
-    seller_id = (await load_settings(ctx, business)).credentials.seller_id
-    if report.seller_id != seller_id:
+    merchant_id = await _amazon_merchant_id(ctx, business)
+    if report.seller_id != merchant_id:
         raise Unprocessable(
             "seller_mismatch",
-            f"the report is for seller {report.seller_id}; business code {business.code} is seller {seller_id}",
-            [FieldError("line 3, column SellerId", "another seller's report")],
+            f"the report is for Amazon merchant {report.seller_id}; business code {business.code} is {merchant_id}",
+            [FieldError("line 3, column SellerId", "another merchant's report")],
         )
     digest = hashlib.sha256(body).digest()
 
     async def work(conn: Connection) -> tuple[SettlementOut, bool]:
         stored = await conn.fetchrow(
             "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
-            "summary) VALUES ($1, $2, $3, $4, $5, $6, '{}') ON CONFLICT DO NOTHING RETURNING settlement_id",
+            "summary, report_id) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7) ON CONFLICT DO NOTHING "
+            "RETURNING settlement_id",
             business.merchant_id,
             business.code,
             report.settlement_id,
             digest,
             report.period_start,
             report.period_end,
+            report_id,
         )
         if stored is None:  # imported before (the insert waited for that transaction to commit)
             return await _replay(conn, business, report.settlement_id, digest), False
@@ -421,14 +439,14 @@ class _Reconciliation:
     async def _match_booked(self) -> set[int]:
         """Captures and refunds booked before, same amount, not settled yet: matched in one statement each.
 
-        The rows go in as arrays: the planner then walks them and finds each capture by its primary key,
+        The rows go in as arrays: the planner then walks them and finds each charge by its primary key,
         whatever the statistics say (a 100,000-row report is two statements, not 100,000 round trips).
         """
         merchant, code, sid = self._key()
         matched: set[int] = set()
-        for kind, table, id_column, sign in (
-            ("Capture", "amazon_captures", "capture_id", 1),
-            ("Refund", "amazon_refunds", "refund_id", -1),
+        for kind, table, id_column, amount_column, sign in (
+            ("Capture", "amazon_charges", "charge_id", "captured_minor", 1),
+            ("Refund", "amazon_refunds", "refund_id", "amount_minor", -1),
         ):
             rows = [r for r in self.report.rows if r.type == kind and r.transaction_id]
             if not rows:
@@ -437,7 +455,7 @@ class _Reconciliation:
                 f"UPDATE {table} t SET settlement_id = $3 "  # table and column are constants
                 "FROM unnest($4::text[], $5::bigint[], $6::int[]) AS r(transaction_id, amount_minor, line_no) "
                 f"WHERE t.merchant_id = $1 AND t.{id_column} = r.transaction_id AND t.business = $2 "
-                "AND t.settlement_id IS NULL AND t.entry_id IS NOT NULL AND t.amount_minor = r.amount_minor "
+                f"AND t.settlement_id IS NULL AND t.entry_id IS NOT NULL AND t.{amount_column} = r.amount_minor "
                 "RETURNING r.line_no",
                 merchant,
                 code,
@@ -479,14 +497,15 @@ class _Reconciliation:
     async def _capture(self, row: Row) -> None:
         merchant, code, sid = self._key()
         mirror = await self.conn.fetchrow(
-            "SELECT order_ref, reference_id, amount_minor, entry_id, settlement_id FROM amazon_captures "
-            "WHERE merchant_id = $1 AND business = $2 AND capture_id = $3 FOR UPDATE",
+            "SELECT order_ref, charge_permission_id, amount_minor, captured_minor, state, entry_id, settlement_id "
+            "FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND charge_id = $3 FOR UPDATE",
             merchant,
             code,
             row.transaction_id,
         )
-        if mirror is None:
-            self._exception(row, "unknown_capture", f"capture {row.transaction_id} is not in the ledger", row.amount)
+        if mirror is None or mirror["state"] in ("Declined", "Canceled"):
+            why = "is not in the ledger" if mirror is None else f"is {mirror['state']} in the ledger"
+            self._exception(row, "unknown_capture", f"capture {row.transaction_id} {why}", row.amount)
             return
         if mirror["settlement_id"] is not None:
             self._exception(
@@ -496,21 +515,34 @@ class _Reconciliation:
                 row.amount,
             )
             return
-        if mirror["entry_id"] is None:  # completed at Amazon (the row proves it); no IPN booked it yet
+        booked_now = mirror["entry_id"] is None
+        if booked_now:  # captured at Amazon (the row proves it); no IPN booked it yet
             order = await load_order(self.conn, self.business, mirror["order_ref"])
-            details = CaptureDetails(
-                row.transaction_id, mirror["reference_id"], mirror["amount_minor"], 0, "Completed", None, ()
+            currency = self.business.currency
+            charge = Charge(
+                charge_id=row.transaction_id,
+                charge_permission_id=mirror["charge_permission_id"],
+                state="Captured",
+                reason_code=None,
+                charge_amount=Amount(mirror["amount_minor"], currency),
+                capture_amount=Amount(row.amount if row.amount > 0 else mirror["amount_minor"], currency),
+                refunded_amount=None,
+                expires_at=None,
+                created_at=None,
             )
-            await record_capture(
-                self.ctx, self.conn, self.business, order, details, authorization_id=None, on=row.posted_on
-            )
+            await record_charge(self.ctx, self.conn, self.business, order, charge, on=row.posted_on)
         await self.conn.execute(
-            "UPDATE amazon_captures SET settlement_id = $3 WHERE merchant_id = $1 AND capture_id = $2",
+            "UPDATE amazon_charges SET settlement_id = $3 WHERE merchant_id = $1 AND charge_id = $2",
             merchant,
             row.transaction_id,
             sid,
         )
-        self._compare(row, "capture", mirror["amount_minor"], "booked" if mirror["entry_id"] is None else "matched")
+        captured = await self.conn.fetchval(
+            "SELECT captured_minor FROM amazon_charges WHERE merchant_id = $1 AND charge_id = $2",
+            merchant,
+            row.transaction_id,
+        )
+        self._compare(row, "capture", int(captured), "booked" if booked_now else "matched")
 
     def _compare(self, row: Row, what: str, ledger_amount: int, outcome: str) -> None:
         if row.amount == ledger_amount:
@@ -527,7 +559,7 @@ class _Reconciliation:
     async def _refund(self, row: Row) -> None:
         merchant, code, sid = self._key()
         mirror = await self.conn.fetchrow(
-            "SELECT reference_id, refund_id, amount_minor, state, entry_id, settlement_id FROM amazon_refunds "
+            "SELECT reference_id, refund_id, charge_id, amount_minor, state, entry_id, settlement_id FROM amazon_refunds "
             "WHERE merchant_id = $1 AND business = $2 AND (refund_id = $3 OR reference_id = $4) FOR UPDATE",
             merchant,
             code,
@@ -551,11 +583,18 @@ class _Reconciliation:
                 row.amount,
             )
             return
-        if mirror["entry_id"] is None:  # completed at Amazon; no IPN booked it yet
-            details = RefundDetails(
-                row.transaction_id, mirror["reference_id"], mirror["amount_minor"], "Completed", None, "SellerInitiated"
+        if mirror["entry_id"] is None:  # refunded at Amazon; no IPN booked it yet
+            refund = Refund(
+                refund_id=row.transaction_id,
+                charge_id=mirror["charge_id"],
+                state="Refunded",
+                reason_code=None,
+                refund_amount=Amount(mirror["amount_minor"], self.business.currency),
+                created_at=None,
             )
-            await record_refund(self.ctx, self.conn, self.business, details, on=row.posted_on)
+            await record_refund(
+                self.ctx, self.conn, self.business, refund, on=row.posted_on, reference_id=mirror["reference_id"]
+            )
         await self.conn.execute(
             "UPDATE amazon_refunds SET settlement_id = $3 WHERE merchant_id = $1 AND reference_id = $2",
             merchant,
@@ -594,7 +633,7 @@ class _Reconciliation:
             self._compare(row, "chargeback", -known["amount_minor"], "matched")
             return
         order_known = await self.conn.fetchval(
-            "SELECT true FROM orders WHERE merchant_id = $1 AND business = $2 AND amazon_order_reference_id = $3",
+            "SELECT true FROM orders WHERE merchant_id = $1 AND business = $2 AND charge_permission_id = $3",
             merchant,
             code,
             row.order_reference_id,
@@ -612,8 +651,8 @@ class _Reconciliation:
             self.conn,
             self.business,
             chargeback_id=row.transaction_id,
-            order_reference_id=row.order_reference_id,
-            capture_reference=row.seller_reference_id or None,
+            charge_permission_id=row.order_reference_id,
+            charge_id=None,
             amount=-row.amount,
             reason=row.description or None,
             on=row.posted_on,

@@ -163,14 +163,13 @@ async def serving(application: Any, port: int) -> AsyncIterator[str]:
         await task
 
 
-SIM_ACCESS_KEY, SIM_SECRET = "AKIAKONTORTEST", "kontor-test-developer-secret"
-
-
 @dataclass
 class Simulator:
     sim: Any
     url: str
     http: httpx.AsyncClient
+    provider_key_id: str = ""  # Kontor's solution-provider key at the simulator (delegated access)
+    provider_key_file: Path | None = None
 
     async def control(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self.http.request(method, f"{self.url}/sim/{path}", **kwargs)
@@ -179,15 +178,20 @@ class Simulator:
 
 
 @pytest.fixture(scope="session")
-async def simulator() -> AsyncIterator[Simulator]:
+async def simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Simulator]:
+    """The Amazon Pay (v2) simulator over real HTTP, with Kontor's provider key registered at it."""
     from payments.amazon.simulator import AmazonPaySimulator
 
-    sim = AmazonPaySimulator(access_keys={SIM_ACCESS_KEY: SIM_SECRET})
+    sim = AmazonPaySimulator()
+    provider_key_id, provider_pem = sim.register_provider()
+    key_file = tmp_path_factory.mktemp("provider") / "provider-key.pem"
+    key_file.write_text(provider_pem or "")
     async with serving(sim.app(), free_port()) as url, httpx.AsyncClient() as http:
-        yield Simulator(sim=sim, url=url, http=http)
+        yield Simulator(sim=sim, url=url, http=http, provider_key_id=provider_key_id, provider_key_file=key_file)
+    await sim.aclose()
 
 
-def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
+def plugins_for_tests(simulator: Simulator, sns_root: Path) -> list[Any]:
     from desk.plugin import DeskPlugin
     from dunning.plugin import DunningPlugin
     from payments.config import PaymentsSettings
@@ -196,11 +200,12 @@ def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
     return [
         PaymentsPlugin(
             PaymentsSettings(
-                amazon_pay_access_key_id=SIM_ACCESS_KEY,
-                amazon_pay_secret_key=SIM_SECRET,
-                amazon_pay_endpoint=simulator_url,
+                amazon_pay_endpoint=simulator.url,
+                amazon_pay_attempts_max=2,
+                amazon_pay_provider_public_key_id=simulator.provider_key_id,
+                amazon_pay_provider_private_key_file=str(simulator.provider_key_file),
                 amazon_pay_sns_ca_file=str(sns_root),
-                amazon_pay_sns_cert_base=simulator_url,
+                amazon_pay_sns_cert_base=simulator.url,
                 refund_retry_interval_s=3600,
                 webhook_allow_http=True,
                 webhook_attempts_max=3,
@@ -219,7 +224,7 @@ async def app(
     so that the Amazon Pay simulator can deliver IPNs to it; the simulator's test root signs those."""
     sns_root = tmp_path_factory.mktemp("sns") / "root.pem"
     sns_root.write_bytes(simulator.sim.identity.root_pem())
-    application = create_app(settings, clock=clock, plugins=plugins_for_tests(simulator.url, sns_root))
+    application = create_app(settings, clock=clock, plugins=plugins_for_tests(simulator, sns_root))
     async with running(application), serving(application, free_port()) as url:
         simulator.sim.ipn_url = f"{url}/v1/amazon-pay/ipn"
         application.state.test_base_url = url

@@ -7,14 +7,19 @@ Checks, in order (AWS "Verifying the signatures of Amazon SNS messages"):
    X.509 verifier: validity, key usage, name);
 4. the RSA PKCS#1 v1.5 signature (SHA1 for SignatureVersion 1, SHA256 for 2) holds over the canonical
    string "Message\\n…\\nMessageId\\n…\\n[Subject\\n…\\n]Timestamp\\n…\\nTopicArn\\n…\\nType\\n…\\n".
-Certificates are fetched once per URL and cached. The simulator signs with a key whose certificate it
-issues from its own root; tests and development trust that root and fetch from the simulator.
+Certificates are fetched once per host and path and cached with a bound (CERTIFICATES_CACHED_MAX); a URL with a
+port, user info, query or fragment is refused without a fetch, and a failed fetch is remembered for
+FAILED_FETCH_TTL_S, so an outsider cannot make Kontor fetch the same URL again and again (the IPN endpoint
+checks the topic and the merchant before it asks for a certificate at all). The simulator signs with a key whose
+certificate it issues from its own root; tests and development trust that root and fetch from the simulator.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +36,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 __all__ = ["SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
 
 CERT_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
+CERT_PATH = re.compile(r"^/[A-Za-z0-9._-]{1,200}\.pem$")
+CERTIFICATES_CACHED_MAX = 32
+FAILED_FETCHES_REMEMBERED_MAX = 256
+FAILED_FETCH_TTL_S = 600.0
+CERTIFICATE_BYTES_MAX = 65_536
 SNS_NAME = "sns.amazonaws.com"
 _SIGNED_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _HASHES: dict[str, Any] = {"1": hashes.SHA1, "2": hashes.SHA256}
@@ -56,7 +66,8 @@ class SnsVerifier:
     trusted_roots: list[x509.Certificate]
     http: httpx.AsyncClient
     fetch_base: str | None = None
-    _cache: dict[str, x509.Certificate] = field(default_factory=dict)
+    _cache: OrderedDict[str, x509.Certificate] = field(default_factory=OrderedDict)
+    _failed: OrderedDict[str, tuple[float, str]] = field(default_factory=OrderedDict)
 
     async def verify(self, envelope: Mapping[str, Any], topic_allowed: Any) -> None:
         if envelope.get("Type") != "Notification":
@@ -80,22 +91,57 @@ class SnsVerifier:
             raise SnsError("signature does not match the message") from exc
 
     async def _certificate(self, url: str) -> x509.Certificate:
-        cached = self._cache.get(url)
+        key = self._cache_key(url)
+        cached = self._cache.get(key)
         if cached is not None:
+            self._cache.move_to_end(key)
             return cached
-        parsed = httpx.URL(url)
-        if parsed.scheme != "https" or not CERT_HOST.match(parsed.host or "") or not parsed.path.endswith(".pem"):
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed[0] < FAILED_FETCH_TTL_S:
+            raise SnsError(f"signing certificate could not be fetched: {failed[1]} (not tried again yet)")
+        try:
+            chain = await self._fetch(key)
+        except SnsError as exc:
+            self._failed[key] = (time.monotonic(), str(exc).rsplit(": ", 1)[-1])
+            while len(self._failed) > FAILED_FETCHES_REMEMBERED_MAX:
+                self._failed.popitem(last=False)
+            raise
+        self._check_chain(chain)
+        self._cache[key] = chain[0]
+        while len(self._cache) > CERTIFICATES_CACHED_MAX:
+            self._cache.popitem(last=False)
+        return chain[0]
+
+    @staticmethod
+    def _cache_key(url: str) -> str:
+        """`https://<host><path>` of a well-formed SigningCertURL; SnsError for anything else."""
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise SnsError("SigningCertURL is not a URL") from None
+        host = parsed.host or ""
+        if (
+            parsed.scheme != "https"
+            or not CERT_HOST.match(host)
+            or not CERT_PATH.match(parsed.path)
+            or parsed.port is not None
+            or parsed.userinfo
+            or parsed.query
+            or parsed.fragment
+        ):
             raise SnsError("SigningCertURL is not an https .pem URL on an sns.<region>.amazonaws.com host")
-        source = url if self.fetch_base is None else self.fetch_base.rstrip("/") + parsed.path
+        return f"https://{host}{parsed.path}"
+
+    async def _fetch(self, key: str) -> list[x509.Certificate]:
+        source = key if self.fetch_base is None else self.fetch_base.rstrip("/") + httpx.URL(key).path
         try:
             response = await self.http.get(source, timeout=5.0)
             response.raise_for_status()
-            chain = x509.load_pem_x509_certificates(response.content)
+            if len(response.content) > CERTIFICATE_BYTES_MAX:
+                raise ValueError("certificate file too large")
+            return x509.load_pem_x509_certificates(response.content)
         except (httpx.HTTPError, ValueError) as exc:
             raise SnsError(f"signing certificate could not be fetched: {type(exc).__name__}") from exc
-        self._check_chain(chain)
-        self._cache[url] = chain[0]
-        return chain[0]
 
     def _check_chain(self, chain: list[x509.Certificate]) -> None:
         if not self.trusted_roots:

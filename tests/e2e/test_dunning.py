@@ -116,7 +116,7 @@ async def test_the_worked_example_to_the_cent(
         },
     )
     assert g.status_code == 201, g.text
-    await simulator.control("POST", "refunds/process", json={"seller_id": shop.seller_id})
+    await shop.process_refunds()
 
     async def refunded() -> None:
         assert await shop.customer_state() == ("BALANCED", "0.00")
@@ -125,10 +125,7 @@ async def test_the_worked_example_to_the_cent(
     await eventually(refunded)
     await settle_and_bank(shop, "ST-wx-2")  # J9: Amazon collects 47.60 from the bank
     # day 40: chargeback of the remaining 71.40 (fee 20.00), the dispute is lost
-    capture_id = (await shop.order("wx-1"))["captures"][0]["capture_id"]
-    await simulator.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "71.40"}
-    )
+    await shop.chargeback("wx-1", "71.40")
 
     async def charged_back() -> None:
         assert await shop.customer_state() == ("DEBIT", "71.40")
@@ -207,10 +204,7 @@ async def charged_back_order(shop: Shop, ref: str, items: list[dict[str, Any]], 
     assert (
         await shop.invoice(ref, f"I-{ref}", [i["item_reference"] for i in items], invoice_date=day(0))
     ).status_code == 201
-    capture_id = (await shop.order(ref))["captures"][0]["capture_id"]
-    await shop.sim.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": amount}
-    )
+    await shop.chargeback(ref, amount)
     t = shop.tenant
 
     async def booked() -> None:
@@ -317,10 +311,7 @@ async def test_disputed_and_paused_customers_and_items_are_skipped(tenant: Tenan
     ]
     await t.client.delete(t.url("/orders/ps-1/dunning-pause"), headers=t.headers(t.poster_key))
     # a second chargeback with its dispute still open: the customer is not dunned
-    capture_id = (await shop.order("ps-1"))["captures"][0]["capture_id"]
-    await shop.sim.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "5.00"}
-    )
+    await shop.chargeback("ps-1", "5.00")
 
     async def disputed() -> None:
         assert len((await t.get("/disputes", state="open")).json()) == 1

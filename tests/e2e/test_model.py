@@ -2,7 +2,7 @@
 
 Rules: manual postings (and refused unbalanced ones), reversals (a second one refused), one-step Amazon Pay orders
 (captured at once), invoices, returns and goodwill credits (refunded through the simulator as far as paid),
-chargebacks (reported by IPN, dispute lost) and write-offs (a dunning run with dunning off). Each order has its
+chargebacks (a dispute read through Amazon's Dispute API after its IPN, lost) and write-offs (a dunning run with dunning off). Each order has its
 own customer, so the model keeps one receivable per order.
 
 Invariants, after every step (in SQL, cheap): every entry balances per currency; debits equal credits over the
@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 from ledger.context import Kontor
 from ledger.money import format_amount
 from tests.conftest import Simulator, make_tenant
-from tests.e2e.amazon import Shop, eventually, item, make_shop
+from tests.e2e.amazon import Shop, item, make_shop
 from tests.e2e.test_orders import follow_refunds
 
 T = TypeVar("T")
@@ -164,7 +164,7 @@ class Books(RuleBasedStateMachine):
         body = [item(ref, eur(unit), vat=vat, quantity=qty) for ref, unit, qty, vat in o.items]
         r = self.w.run(self.shop.create_order(o.ref, body))
         assert r.status_code == 201, r.text
-        assert [c["state"] for c in r.json()["captures"]] == ["Completed"], r.text
+        assert [c["state"] for c in r.json()["charges"]] == ["Captured"], r.text
         self.psp += o.gross
         o.receivable -= o.gross  # prepaid: the customer is in credit until invoiced
         self.orders.append(o)
@@ -258,23 +258,15 @@ class Books(RuleBasedStateMachine):
         self.psp -= minor
 
     async def lose_chargeback(self, o: Order, minor: int) -> None:
-        capture_id = (await self.shop.order(o.ref))["captures"][0]["capture_id"]
-        body = {"seller_id": self.shop.seller_id, "capture_id": capture_id, "amount": eur(minor)}
-        await self.shop.sim.control("POST", "chargebacks", json=body)
-        open_before = {d["dispute_id"] for d in (await self.t.get("/disputes", state="lost")).json()}
-
-        async def opened() -> None:
-            disputes = (await self.t.get("/disputes", state="open")).json()
-            assert [d for d in disputes if d["dispute_id"] not in open_before], "the chargeback IPN was not applied"
-
-        await eventually(opened, timeout_s=20)
-        for d in (await self.t.get("/disputes", state="open")).json():
-            r = await self.t.client.post(
-                self.t.url(f"/disputes/{d['dispute_id']}/outcome"),
-                headers=self.t.headers(self.t.poster_key),
-                json={"outcome": "lost", "resolved_on": TODAY.isoformat()},
-            )
-            assert r.status_code == 200, r.text
+        """The buyer's bank charges back; Amazon's dispute is read by the CHARGEBACK IPN, then lost (BuyerWon)."""
+        dispute = await self.shop.chargeback(o.ref, eur(minor))
+        await self.shop.drain_ipns()
+        known = {d["chargeback_id"]: d for d in (await self.t.get("/disputes", state="open")).json()}
+        assert dispute["disputeId"] in known, "the chargeback IPN was not applied"
+        await self.shop.resolve_dispute(dispute["disputeId"], "BuyerWon")
+        await self.shop.drain_ipns()
+        lost = {d["chargeback_id"] for d in (await self.t.get("/disputes", state="lost")).json()}
+        assert dispute["disputeId"] in lost, "the dispute's resolution was not applied"
 
     @precondition(lambda self: any(o.receivable > 0 and not o.written_off for o in self.orders))
     @rule()
@@ -329,14 +321,15 @@ class Books(RuleBasedStateMachine):
         assert unbalanced == 0, "an entry does not balance"
         beyond = self.w.run(
             self.w.pool.fetchval(
-                "SELECT count(*) FROM amazon_captures c JOIN LATERAL (SELECT count(*) AS n, "
+                "SELECT count(*) FROM amazon_charges c JOIN LATERAL (SELECT count(*) AS n, "
                 "coalesce(sum(amount_minor), 0) AS total FROM amazon_refunds r WHERE r.merchant_id = c.merchant_id "
-                "AND r.capture_id = c.capture_id AND r.state <> 'Declined') r ON true WHERE c.merchant_id = $1 "
-                "AND (r.n > 10 OR r.total > c.amount_minor + least(c.amount_minor * 15 / 100, 7500))",
+                "AND r.charge_id = c.charge_id AND r.state <> 'Declined') r ON true WHERE c.merchant_id = $1 "
+                "AND (r.n > 10 OR r.total + c.chargebacks_minor > c.captured_minor "
+                "+ least(c.captured_minor * 15 / 100, 7500))",
                 self.t.merchant_id,
             )
         )
-        assert beyond == 0, "a capture has more refunds than Amazon allows"
+        assert beyond == 0, "a charge has more refunds than Amazon allows"
 
     def teardown(self) -> None:
         if hasattr(self, "t"):

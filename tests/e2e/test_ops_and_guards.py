@@ -21,7 +21,7 @@ from ledger.app import create_app
 from ledger.config import Settings
 from ledger.http.auth import AuthMiddleware
 from tests.conftest import OPERATOR_KEY, Simulator, Tenant, client_for, make_tenant, running
-from tests.e2e.amazon import item, make_shop
+from tests.e2e.amazon import item, make_shop, shared_key
 
 # open without an API key: health and metrics; Amazon Pay IPNs authenticate by their SNS signature instead
 # (tests/e2e/test_ipn.py refuses forged ones)
@@ -215,9 +215,10 @@ async def test_merchant_secrets_never_reach_responses_or_logs(
     assert (await shop.create_order("sec-1", [item(1, "11.90")])).status_code == 201
     listed = await tenant.client.get("/v1/notification-callbacks", headers=tenant.headers())
     assert secret not in listed.text
-    mws_token = simulator.sim.sellers[shop.seller_id].mws_auth_token
-    assert mws_token not in settings_shown.text
+    private_key_body = shared_key()[0].splitlines()[5]  # a line of the PEM's base64 body
+    assert "PRIVATE KEY" not in settings_shown.text
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "sec-1" in logged or "orders" in logged  # the calls were logged at all
-    assert mws_token not in logged
+    assert private_key_body not in logged
+    assert "PRIVATE KEY" not in logged
     assert secret not in logged

@@ -30,7 +30,8 @@ async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
 
 
 async def settlement_report(shop: Shop) -> str:
-    return (await shop.sim.control("GET", "settlement-report", params={"seller_id": shop.seller_id})).text
+    await shop.drain_ipns()
+    return await shop.settlement_report()
 
 
 async def upload_settlement(shop: Shop, report: str | bytes) -> httpx.Response:
@@ -165,10 +166,7 @@ async def test_the_same_files_uploaded_concurrently_are_imported_once(shop: Shop
 
 async def test_chargeback_reported_by_ipn_and_settlement_is_booked_once(shop: Shop, pool: asyncpg.Pool) -> None:
     await paid_order(shop, "rc-2")
-    capture_id = (await shop.order("rc-2"))["captures"][0]["capture_id"]
-    await shop.sim.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "60.00"}
-    )
+    await shop.chargeback("rc-2", "60.00")
 
     async def booked() -> None:
         assert await shop.customer_state() == ("DEBIT", "60.00")
@@ -203,24 +201,17 @@ async def test_refund_and_chargeback_paid_back_settle_and_win_the_dispute(shop: 
         },
     )
     assert r.status_code == 201, r.text
-    await shop.sim.control("POST", "refunds/process", json={"seller_id": shop.seller_id})
-    capture_id = (await shop.order("rc-5"))["captures"][0]["capture_id"]
-    chargeback = await shop.sim.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "50.00"}
-    )
+    await shop.process_refunds()
+    chargeback = await shop.chargeback("rc-5", "50.00")
 
     async def booked() -> None:
         assert await shop.customer_state() == ("DEBIT", "50.00")
 
     await eventually(booked)
-    await shop.sim.control(
-        "POST",
-        "chargebacks/reversals",
-        json={"seller_id": shop.seller_id, "chargeback_id": chargeback.json()["chargeback_id"]},
-    )
+    await shop.resolve_dispute(chargeback["disputeId"], "MerchantWon")  # Amazon pays it back: a positive row
     settled = await upload_settlement(shop, await settlement_report(shop))
     assert settled.status_code == 201, settled.text
-    assert settled.json()["outcomes"] == {"booked": 1, "matched": 3, "payout": 1, "reserve": 1}
+    assert settled.json()["outcomes"] == {"matched": 4, "payout": 1, "reserve": 1}  # the IPN won the dispute first
     assert [d["state"] for d in (await shop.tenant.get("/disputes")).json()] == ["won"]
     await shop.assert_books(("BALANCED", "0.00"))
 
@@ -229,10 +220,10 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
     assert (await shop.create_order("rc-3", [item(1, "119.00")])).status_code == 201
     assert (await shop.invoice("rc-3", "I-rc-3", [1])).status_code == 201
     order = await shop.order("rc-3")
-    capture = order["captures"][0]["capture_id"]
-    amazon_order = order["amazon_order_reference_id"]
+    capture = order["charges"][0]["charge_id"]
+    amazon_order = order["charge_permission_id"]
     report = hand_report(
-        shop.seller_id,
+        shop.merchant_id,
         "HAND-0001",
         [
             ("Capture", capture, "", amazon_order, "118.00", "-2.59"),  # Amazon says 118.00, the ledger 119.00
@@ -323,7 +314,7 @@ async def test_malformed_settlement_reports_name_line_and_column_and_book_nothin
     shop: Shop, mutate: Any, field: str, code: str
 ) -> None:
     report = hand_report(
-        shop.seller_id,
+        shop.merchant_id,
         "HAND-0002",
         [("Capture", "P01-1", "", "P01", "118.00", "-2.59"), ("Adjustment", "", "", "", "5.00", "0.00")],
     )
@@ -346,10 +337,7 @@ async def test_not_a_settlement_report(shop: Shop) -> None:
 
 async def test_bank_transfers_match_by_invoice_or_customer_within_the_tolerance(shop: Shop) -> None:
     await paid_order(shop, "rc-4")
-    capture_id = (await shop.order("rc-4"))["captures"][0]["capture_id"]
-    await shop.sim.control(
-        "POST", "chargebacks", json={"seller_id": shop.seller_id, "capture_id": capture_id, "amount": "60.00"}
-    )
+    await shop.chargeback("rc-4", "60.00")
 
     async def booked() -> None:
         assert await shop.customer_state() == ("DEBIT", "60.00")

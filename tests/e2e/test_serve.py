@@ -98,14 +98,26 @@ def test_cli_reports_bad_input_clearly(data_dir: Path) -> None:
 
 
 def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
-    """The README's development setup: `kontor simulate amazon-pay` and `kontor serve` configured as it says."""
+    """The README's development setup: `kontor simulate amazon-pay` and `kontor serve` configured as it says, a
+    merchant connected with the keys the simulator generated, an order paid by a simulated buyer, its IPN verified,
+    the settlement report imported."""
     sim_port, port = free_port(), free_port()
-    root = data_dir.with_suffix(".root.pem")
+    state = data_dir.with_suffix(".sim")
     log = data_dir.with_suffix(".sim.log")
     with log.open("wb") as sink:
         ipn_url = f"http://127.0.0.1:{port}/v1/amazon-pay/ipn"
         sim = subprocess.Popen(
-            [*KONTOR, "simulate", "amazon-pay", "--port", str(sim_port), "--root-pem", str(root), "--ipn-url", ipn_url],
+            [
+                *KONTOR,
+                "simulate",
+                "amazon-pay",
+                "--port",
+                str(sim_port),
+                "--state-dir",
+                str(state),
+                "--ipn-url",
+                ipn_url,
+            ],
             env=env_without_database(),
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -113,7 +125,7 @@ def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
     proc = None
     try:
         deadline = time.monotonic() + 30
-        while "export KONTOR_AMAZON_PAY_SNS_CERT_BASE" not in log.read_text():
+        while "export KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE" not in log.read_text():
             assert sim.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
@@ -124,14 +136,26 @@ def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
         )
         key = create_merchant(data_dir)
         proc = serve(data_dir, port, env=settings)
+        sim_url = f"http://127.0.0.1:{sim_port}/sim"
+        account = httpx.post(f"{sim_url}/merchants", json={"region": "eu"}).json()
         base = f"http://127.0.0.1:{port}/v1/businesses/1001"
         auth = {"Authorization": f"Bearer {key}"}
         r = httpx.put(
             f"{base}/amazon-pay/settings",
             headers=auth,
-            json={"seller_id": "ADEVSELLER01", "mws_auth_token": "amzn.mws.dev", "payment_execution": "one_step"},
+            json={
+                "amazon_merchant_id": account["merchant_id"],
+                "public_key_id": account["public_key_id"],
+                "private_key": account["private_key_pem"],
+                "sandbox": True,
+            },
+            timeout=30,
         )
         assert r.status_code == 200, r.text
+        session = httpx.post(
+            f"{sim_url}/checkout-sessions",
+            json={"merchant_id": account["merchant_id"], "amount": "119.00", "payment_intent": "AuthorizeWithCapture"},
+        ).json()["checkoutSessionId"]
         order = {
             "order_reference": "dev-1",
             "order_date": "2026-11-20",
@@ -145,17 +169,17 @@ def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
                     "position_type": "SALES_ARTICLE",
                 }
             ],
-            "payment_method": {"amazon_order_reference_id": "S02-1234567-1234567"},
+            "payment_method": {"checkout_session_id": session},
             "bill_to": {"first_name": "Erika", "last_name": "Mustermann", "country_code": "DE"},
         }
         created = httpx.post(f"{base}/customers/C-1/orders", headers=auth, json=order, timeout=30)
         assert created.status_code == 201, created.text
-        assert [c["state"] for c in created.json()["captures"]] == ["Completed"]
-        sim_url = f"http://127.0.0.1:{sim_port}/sim"
+        assert [c["state"] for c in created.json()["charges"]] == ["Captured"]
+        httpx.post(f"{sim_url}/idle", timeout=30)
         sent = httpx.get(f"{sim_url}/ipn/sent").json()
-        assert sent, "the simulator sent the capture's IPN"
+        assert sent, "the simulator sent the charge's IPN"
         assert httpx.post(f"{sim_url}/ipn/replay", json={"index": 0}).json() == {"status": 200}  # verified
-        report = httpx.get(f"{sim_url}/settlement-report", params={"seller_id": "ADEVSELLER01"}).text
+        report = httpx.get(f"{sim_url}/settlement-report", params={"merchant_id": account["merchant_id"]}).text
         settled = httpx.post(f"{base}/amazon-pay/settlements", headers=auth, content=report.encode(), timeout=30)
         assert settled.status_code == 201, settled.text
         assert settled.json()["outcomes"]["matched"] == 1
@@ -163,4 +187,3 @@ def test_develop_against_the_amazon_pay_simulator(data_dir: Path) -> None:
         if proc is not None:
             assert stop(proc) == 0
         assert stop(sim) in (0, -signal.SIGTERM)
-        root.unlink(missing_ok=True)

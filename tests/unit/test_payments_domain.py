@@ -1,4 +1,5 @@
-"""The pure rules of orders paid through Amazon Pay: refund limits and planning, credits per VAT rate."""
+"""The pure rules of orders paid through Amazon Pay: refund limits and planning, credits per VAT rate, the VAT a
+credit takes back."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.errors import Unprocessable
-from payments.domain import CaptureRoom, OrderMoney, plan_refund, refund_headroom, refundable, split_by_rate
+from ledger.money import vat_from_gross
+from payments.domain import (
+    ChargeRoom,
+    OrderMoney,
+    RateTotals,
+    amazon_allowance,
+    credit_tax,
+    plan_refund,
+    refund_headroom,
+    refundable,
+    split_by_rate,
+)
 
 
-def room(captured: int, refunds: int = 0, count: int = 0, chargebacks: int = 0, cid: str = "C1") -> CaptureRoom:
-    return CaptureRoom(capture_id=cid, captured=captured, refunds=refunds, refund_count=count, chargebacks=chargebacks)
+def room(captured: int, refunds: int = 0, count: int = 0, chargebacks: int = 0, cid: str = "C1") -> ChargeRoom:
+    return ChargeRoom(charge_id=cid, captured=captured, refunds=refunds, refund_count=count, chargebacks=chargebacks)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +45,7 @@ def test_refund_headroom(captured: int, refunds: int, count: int, chargebacks: i
 
 
 def test_headroom_in_a_currency_without_minor_units() -> None:
-    assert refund_headroom(room(1_000_000), "JPY") == 1_000_075  # min(150,000, 75) yen
+    assert refund_headroom(room(1_000_000), "JPY") == 1_008_400  # min(150,000, 8,400) yen
 
 
 def test_a_refund_spreads_over_captures_largest_headroom_first() -> None:
@@ -64,7 +76,7 @@ def test_a_refund_plan_never_exceeds_any_captures_headroom(captures: list[int], 
         assert amount > sum(refund_headroom(r, "EUR") for r in rooms)
         return
     assert sum(take for _, take in plan) == amount
-    limits = {r.capture_id: refund_headroom(r, "EUR") for r in rooms}
+    limits = {r.charge_id: refund_headroom(r, "EUR") for r in rooms}
     assert all(0 < take <= limits[cid] for cid, take in plan)
 
 
@@ -89,3 +101,50 @@ def test_a_gross_split_by_rate_loses_no_cent(gross: int, open_by_rate: dict[Deci
     parts = split_by_rate(gross, open_by_rate)
     assert sum(parts.values()) == gross
     assert all(0 < parts[r] <= open_by_rate[r] for r in parts)
+
+
+def test_amazon_allows_8400_yen_not_75() -> None:
+    """Amazon v2 refund limit: captured + min(15 %, 75 USD/GBP/EUR, 8,400 JPY)."""
+    assert amazon_allowance(1_000_000, "JPY") == 8_400
+    assert amazon_allowance(10_000, "JPY") == 1_500
+    assert amazon_allowance(100_000, "GBP") == 7_500
+
+
+def _credits(unit: int, units: int, rate: Decimal) -> list[int]:
+    """Return `units` units of an invoice of `units` x `unit` one at a time: the VAT each credit takes back."""
+    taken: list[int] = []
+    for n in range(units):
+        totals = RateTotals(unit * units, vat_from_gross(unit * units, rate), n * unit, sum(taken))
+        taken.append(credit_tax({rate: unit}, {rate: totals})[rate])
+    return taken
+
+
+def test_unit_returns_reverse_exactly_the_invoiced_vat() -> None:
+    """3 x 1.05 EUR at 19 %: the invoice books 0.50 VAT; per unit each credit would take 0.17 (0.51)."""
+    assert _credits(105, 3, Decimal(19)) == [17, 17, 16]
+
+
+@given(st.integers(1, 10**6), st.integers(1, 40), st.sampled_from([Decimal(19), Decimal(7), Decimal("5.5")]))
+def test_credits_of_a_whole_invoice_reverse_its_vat_to_the_cent(unit: int, units: int, rate: Decimal) -> None:
+    taken = _credits(unit, units, rate)
+    assert sum(taken) == vat_from_gross(unit * units, rate)
+    assert all(0 <= t <= unit for t in taken)  # never more VAT than gross
+    assert all(abs(t - vat_from_gross(unit, rate)) <= 1 for t in taken)  # each within a cent of its own VAT
+
+
+@given(
+    st.lists(st.integers(1, 10**5), min_size=1, max_size=12),
+    st.lists(st.integers(1, 10**5), min_size=1, max_size=12),
+    st.sampled_from([Decimal(19), Decimal(7)]),
+)
+def test_credits_never_take_back_more_vat_than_invoiced(invoices: list[int], credits: list[int], rate: Decimal) -> None:
+    totals = RateTotals(sum(invoices), sum(vat_from_gross(g, rate) for g in invoices))
+    for gross in credits:
+        if totals.credited_gross + gross > totals.invoiced_gross:
+            break
+        tax = credit_tax({rate: gross}, {rate: totals})[rate]
+        totals = RateTotals(totals.invoiced_gross, totals.invoiced_tax, totals.credited_gross + gross,
+                            totals.credited_tax + tax)  # fmt: skip
+        assert 0 <= totals.credited_tax <= totals.invoiced_tax
+    if totals.credited_gross == totals.invoiced_gross:
+        assert totals.credited_tax == totals.invoiced_tax

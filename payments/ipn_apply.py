@@ -1,0 +1,199 @@
+"""Applying a v2 IPN: read the object it names at Amazon, then book what Amazon says in one short transaction.
+
+One handler per ObjectType (developer.amazon.com/docs/amazon-pay-checkout/set-up-instant-payment-notifications.html):
+- CHARGE: the charge's state is mirrored; Captured books Dr PSP / Cr AR once; the order's status follows.
+- REFUND: Refunded books Dr AR / Cr PSP once, Declined frees the refund's room (a refund Kontor has not recorded
+  yet — its request still on the way — is retried later).
+- CHARGE_PERMISSION: Amazon's state of it is recorded on the order; Chargeable again after a soft decline makes
+  Kontor authorize the order again (the buyer updated the payment method).
+- CHARGEBACK: the dispute is read through the Dispute API (GET /v2/disputes/{ObjectId}); the chargeback is booked
+  once (Dr AR / Cr PSP, the claim revives) with a dispute case and Amazon's deadline; a resolution closes it.
+The message is marked processed in the same transaction as the booking. `Ignored` records the message as
+ignored with its reason (it can never be applied); `Later` retries it with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ledger.context import Kontor
+from ledger.domain import Business
+from ledger.errors import KontorError
+from ledger.tenancy import get_business
+from payments.bookings import record_charge, record_refund
+from payments.charges import reauthorize
+from payments.disputes import record_chargeback, sync_dispute
+from payments.runtime import Payments
+from payments.settings import MerchantSettings, load_settings
+from payments.store import OrderRow, load_order, refresh_status
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
+
+__all__ = ["Ignored", "Later", "apply_notification"]
+
+
+class Ignored(Exception):
+    """The message can never be applied; the text says why."""
+
+
+class Later(Exception):
+    """The message cannot be applied yet (retried with backoff); the text says why."""
+
+
+UNKNOWN_ORDER_ATTEMPTS_MAX = 6  # an IPN may overtake Kontor's own record of the order (about 5 minutes of retries)
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    merchant_id: int
+    notification_id: str
+    object_id: str
+    charge_permission_id: str
+    attempt: int
+
+
+async def apply_notification(
+    ctx: Kontor, rt: Payments, merchant_id: int, notification_id: str, kind: str, message: dict[str, Any], attempt: int
+) -> str:
+    """Apply one v2 message; returns the outcome (stored with it). Raises Ignored or Later."""
+    if kind.startswith("v1:"):
+        raise Ignored(
+            f"a Checkout v1 notification ({kind[3:]}): Amazon ended Checkout v1 on 2026-03-31; "
+            "v1 orders are reported through v2 notifications now"
+        )
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        raise Ignored(f"ObjectType {kind!r} is not one Kontor applies")
+    account = await ctx.pool.fetchrow(
+        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1",
+        str(message.get("MerchantID", "")),
+    )
+    if account is None or account["merchant_id"] != merchant_id:
+        raise Ignored("the Amazon merchant account is no longer connected to this merchant")
+    business = await get_business(ctx, merchant_id, account["business"])
+    try:
+        settings = await load_settings(ctx, rt, business)
+    except KontorError as exc:
+        raise Ignored(exc.detail) from exc
+    note = _Note(
+        merchant_id,
+        notification_id,
+        str(message.get("ObjectId", "")),
+        str(message.get("ChargePermissionId", "")),
+        attempt,
+    )
+    if not note.object_id:
+        raise Ignored("the message names no ObjectId")
+    return await handler(ctx, rt, business, settings, note)
+
+
+async def _order(ctx: Kontor, business: Business, charge_permission_id: str, note: _Note) -> OrderRow:
+    """The order of a charge permission. An IPN can overtake Kontor's own record of a checkout it is completing:
+    an unknown charge permission is tried again a few times before the message is ignored."""
+    order_ref = await ctx.pool.fetchval(
+        "SELECT order_ref FROM orders WHERE merchant_id = $1 AND business = $2 AND charge_permission_id = $3",
+        business.merchant_id,
+        business.code,
+        charge_permission_id,
+    )
+    if order_ref is None:
+        why = f"no order has charge permission {charge_permission_id}"
+        raise Ignored(why) if note.attempt >= UNKNOWN_ORDER_ATTEMPTS_MAX else Later(why)
+    async with ctx.pool.acquire() as conn:
+        return await load_order(conn, business, order_ref)
+
+
+async def _done(conn: Connection, note: _Note, outcome: str) -> str:
+    await conn.execute(
+        "UPDATE ipn_messages SET state = 'processed', outcome = $3, processed_at = now(), claimed_until = NULL "
+        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending'",
+        note.merchant_id,
+        note.notification_id,
+        outcome[:1000],
+    )
+    return outcome
+
+
+async def _charge(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+    charge = await rt.gateway.get_charge(settings.credentials, note.object_id)
+    order = await _order(ctx, business, charge.charge_permission_id, note)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        try:
+            booked = await record_charge(ctx, conn, business, order, charge, on=ctx.today())
+        except KontorError as exc:
+            raise Ignored(exc.detail) from exc
+        return await _done(conn, note, f"charge {charge.state}" + (", capture booked" if booked else ""))
+
+
+async def _refund(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+    refund = await rt.gateway.get_refund(settings.credentials, note.object_id)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        order_ref = await record_refund(ctx, conn, business, refund, on=ctx.today())
+        if order_ref is None:
+            raise Later(f"refund {refund.refund_id} is not recorded by Kontor (yet)")
+        return await _done(conn, note, f"refund {refund.state}")
+
+
+async def _charge_permission(
+    ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note
+) -> str:
+    permission = await rt.gateway.get_charge_permission(settings.credentials, note.object_id)
+    order = await _order(ctx, business, permission.charge_permission_id, note)
+    reasons = ",".join(permission.reasons) or None
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE orders SET charge_permission_state = $4, charge_permission_reason = $5 WHERE merchant_id = $1 "
+            "AND business = $2 AND order_ref = $3",
+            business.merchant_id,
+            business.code,
+            order.order_ref,
+            permission.state,
+            reasons,
+        )
+        status, reason = await refresh_status(conn, business, order.order_ref)
+        outcome = await _done(conn, note, f"charge permission {permission.state}")
+    if permission.state == "Chargeable" and status == "declined" and reason == "SoftDeclined":
+        outcome += "; " + await reauthorize(ctx, rt, business, settings, order)
+    return outcome
+
+
+async def _chargeback(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+    dispute = await rt.gateway.get_dispute(settings.credentials, note.object_id)
+    if dispute.amount.minor <= 0:
+        raise Ignored(f"dispute {dispute.dispute_id} is for an amount of {dispute.amount.minor} (nothing to book)")
+    if dispute.amount.currency != business.currency:
+        raise Ignored(f"dispute {dispute.dispute_id} is in {dispute.amount.currency}, the books in {business.currency}")
+    permission = (
+        note.charge_permission_id
+        or (await rt.gateway.get_charge(settings.credentials, dispute.charge_id)).charge_permission_id
+    )
+    await _order(ctx, business, permission, note)  # Ignored when no order has it
+    on = ctx.today()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        booked = await record_chargeback(
+            ctx,
+            conn,
+            business,
+            chargeback_id=dispute.dispute_id,
+            charge_permission_id=permission,
+            charge_id=dispute.charge_id,
+            amount=dispute.amount.minor,
+            reason=dispute.filing_reason,
+            on=on,
+            deadline=dispute.deadline.date() if dispute.deadline else None,
+        )
+        state = await sync_dispute(ctx, conn, business, dispute.dispute_id, dispute, on=on)
+        return await _done(
+            conn, note, f"chargeback {'booked' if booked else 'known'}, dispute {dispute.state}: {state}"
+        )
+
+
+_HANDLERS: dict[str, Callable[[Kontor, Payments, Business, MerchantSettings, _Note], Awaitable[str]]] = {
+    "CHARGE": _charge,
+    "REFUND": _refund,
+    "CHARGE_PERMISSION": _charge_permission,
+    "CHARGEBACK": _chargeback,
+}
