@@ -33,6 +33,7 @@ from payments.schemas import (
 )
 from payments.settings import get_settings, put_settings
 from payments.settlement import SETTLEMENT_BYTES_MAX, SettlementOut, get_settlement, import_settlement
+from payments.uploads import CSV_TYPES, UPLOAD_RESPONSES, XML_TYPES, received_file
 from payments.webhooks import CallbackCreate, CallbackCreated, CallbackOut, DeliveryPage
 
 __all__ = ["amazon_pay_ipn", "merchant_router", "router"]
@@ -221,14 +222,17 @@ async def dispute_outcome(
     operation_id="importSettlement",
     tags=["reconciliation"],
     request_max_body_size=SETTLEMENT_BYTES_MAX,
+    responses=UPLOAD_RESPONSES,
     summary="Upload an Amazon Pay settlement report (flat-file CSV): book fees, reserves, payouts; reconcile",
-    description="The body is the report file as Amazon delivers it (text/csv). 201 when imported, 200 with "
-    "Idempotent-Replayed when the same file was imported before; 409 for another file with the same SettlementId; "
-    "422 naming line and column when any row is invalid (then nothing is booked).",
+    description="The body is the report file as Amazon delivers it (text/csv), or a multipart/form-data upload "
+    "with the file as its one file part. 201 when imported, 200 with Idempotent-Replayed when the same file was "
+    "imported before; 409 for another file with the same SettlementId; 415 for another media type; 422 naming "
+    "line and column when any row is invalid (then nothing is booked).",
 )
 async def upload_settlement(business_code: Code, call: CallDep) -> Response[SettlementOut]:
     business = await call.business(business_code)
-    out, created = await import_settlement(call.ctx, business, await call.request.body())
+    async with received_file(call.request, accepted=CSV_TYPES) as upload:
+        out, created = await import_settlement(call.ctx, business, upload)
     return _created(out, created)
 
 
