@@ -252,8 +252,10 @@ async def read_settlement(business_code: Code, settlement_id: SettlementPath, ca
     operation_id="importBankStatement",
     tags=["reconciliation"],
     request_max_body_size=STATEMENT_BYTES_MAX,
+    responses=UPLOAD_RESPONSES,
     summary="Upload a bank statement (ISO 20022 CAMT.053 XML): clear payouts, match bank transfers",
-    description="The body is the CAMT.053 file. A credit line matches an uncleared Amazon Pay payout, or an "
+    description="The body is the CAMT.053 file or a ZIP of them, or a multipart/form-data upload with the file as "
+    "its one file part (415 for another media type). A credit line matches an uncleared Amazon Pay payout, or an "
     "invoice or customer reference in its remittance information within `tolerance` of what is open; the rest "
     "becomes reconciliation exceptions.",
 )
@@ -271,7 +273,8 @@ async def upload_bank_statement(
         allowed = parse_amount(text, business.currency, allow_zero=True)
     except AmountError as exc:
         raise Unprocessable("invalid_tolerance", str(exc), [FieldError("tolerance", str(exc))]) from exc
-    out, created = await import_statement(call.ctx, business, await call.request.body(), allowed)
+    async with received_file(call.request, accepted=XML_TYPES) as upload:
+        out, created = await import_statement(call.ctx, business, upload, allowed)
     return _created(out, created)
 
 
