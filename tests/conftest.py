@@ -183,7 +183,7 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield Simulator(sim=sim, url=url, http=http)
 
 
-def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
+def plugins_for_tests(simulator_url: str, sns_root: Path, *, webhook_allow_http: bool = True) -> list[Any]:
     from desk.plugin import DeskPlugin
     from dunning.plugin import DunningPlugin
     from payments.config import PaymentsSettings
@@ -198,7 +198,7 @@ def plugins_for_tests(simulator_url: str, sns_root: Path) -> list[Any]:
                 amazon_pay_sns_ca_file=str(sns_root),
                 amazon_pay_sns_cert_base=simulator_url,
                 refund_retry_interval_s=3600,
-                webhook_allow_http=True,
+                webhook_allow_http=webhook_allow_http,  # production: False (no plain http, no private addresses)
                 webhook_attempts_max=3,
             )
         ),
