@@ -33,7 +33,7 @@ from payments.schemas import (
 )
 from payments.settings import get_settings, put_settings
 from payments.settlement import SETTLEMENT_BYTES_MAX, SettlementOut, get_settlement, import_settlement
-from payments.uploads import CSV_TYPES, UPLOAD_RESPONSES, XML_TYPES, received_file
+from payments.uploads import REPORT_TYPES, STATEMENT_TYPES, UPLOAD_RESPONSES, received_file
 from payments.webhooks import CallbackCreate, CallbackCreated, CallbackOut, DeliveryPage
 
 __all__ = ["amazon_pay_ipn", "merchant_router", "router"]
@@ -231,7 +231,7 @@ async def dispute_outcome(
 )
 async def upload_settlement(business_code: Code, call: CallDep) -> Response[SettlementOut]:
     business = await call.business(business_code)
-    async with received_file(call.request, accepted=CSV_TYPES) as upload:
+    async with received_file(call.request, accepted=REPORT_TYPES) as upload:
         out, created = await import_settlement(call.ctx, business, upload)
     return _created(out, created)
 
@@ -273,7 +273,7 @@ async def upload_bank_statement(
         allowed = parse_amount(text, business.currency, allow_zero=True)
     except AmountError as exc:
         raise Unprocessable("invalid_tolerance", str(exc), [FieldError("tolerance", str(exc))]) from exc
-    async with received_file(call.request, accepted=XML_TYPES) as upload:
+    async with received_file(call.request, accepted=STATEMENT_TYPES) as upload:
         out, created = await import_statement(call.ctx, business, upload, allowed)
     return _created(out, created)
 

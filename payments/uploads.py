@@ -37,10 +37,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from ledger.errors import FieldError, KontorError, Unprocessable
 
 __all__ = [
-    "CSV_TYPES",
     "PARSERS_MAX",
+    "REPORT_TYPES",
+    "STATEMENT_TYPES",
     "UPLOAD_RESPONSES",
-    "XML_TYPES",
     "UnsupportedMediaType",
     "Upload",
     "received_file",
@@ -52,8 +52,17 @@ PARSERS_MAX = 2  # files parsed at once per process (threads); more uploads wait
 CHUNK_BYTES = 1024 * 1024
 PART_HEADER_BYTES_MAX = 8 * 1024
 PARTS_MAX = 10
-CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel")
-XML_TYPES = ("application/xml", "text/xml", "application/zip", "application/x-zip-compressed")
+REPORT_TYPES = (  # what browsers and curl call a .csv or .txt file
+    "text/csv",
+    "text/plain",
+    "text/tab-separated-values",
+    "text/comma-separated-values",
+    "text/x-csv",
+    "application/csv",
+    "application/x-csv",
+    "application/vnd.ms-excel",
+)
+STATEMENT_TYPES = ("application/xml", "text/xml", "application/zip", "application/x-zip-compressed")
 _ANY_FILE = ("application/octet-stream", "application/x-www-form-urlencoded", "")
 _PARSERS = ThreadPoolExecutor(max_workers=PARSERS_MAX, thread_name_prefix="kontor-upload")
 

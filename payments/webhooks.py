@@ -349,7 +349,7 @@ class WebhookWorker:
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-        except httpx.HTTPError as exc:  # recorded generically: the socket's words would map internal ports
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # recorded generically: a socket's words map ports
             error = ADDRESS_REFUSED if isinstance(exc.__cause__, AddressRefused) else NO_RESPONSE
             log.info(
                 "webhook delivery got no answer",

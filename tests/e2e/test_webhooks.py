@@ -315,6 +315,12 @@ async def test_a_failed_delivery_records_nothing_about_the_socket(
     ids = {}
     for what, url in targets.items():
         ids[what] = (await subscribe(shop, url, ["invoice.created"])).json()["callback_id"]
+    targets["stored before URLs were parsed strictly"] = "https://[not-an-ip]/x"
+    ids["stored before URLs were parsed strictly"] = await pool.fetchval(
+        "INSERT INTO notification_callbacks (merchant_id, url, types, secret) "
+        "VALUES ($1, 'https://[not-an-ip]/x', '{invoice.created}', 'whsec_x') RETURNING callback_id",
+        shop.tenant.merchant_id,
+    )
     assert (await shop.create_order("wh-scan", [item(1, "11.90")])).status_code == 201
     assert (await shop.invoice("wh-scan", "I-wh-scan", [1])).status_code == 201
     try:
