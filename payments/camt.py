@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 ENTRIES_MAX = 100_000
-MEMBERS_MAX = 100
+MEMBERS_MAX = 100  # files read from a ZIP archive
+ENTRIES_DECLARED_MAX = 4 * MEMBERS_MAX  # entries of its directory, with folders and macOS metadata
 UNCOMPRESSED_BYTES_MAX = 128 * 1024 * 1024  # 4x the body limit of a plain statement
 ERRORS_LISTED = 50
 _READ_BYTES = 64 * 1024
@@ -129,6 +130,9 @@ def _refuse(where: str, message: str) -> Unprocessable:
 
 # --- ZIP archives ----------------------------------------------------------------------------------------
 def _read_zip(source: IO[bytes], upload: _Upload) -> list[Statement]:
+    declared = _entries_declared(source)  # before zipfile reads the whole central directory into memory
+    if declared > ENTRIES_DECLARED_MAX:
+        raise _refuse("file", f"the ZIP archive holds {declared} entries; at most {MEMBERS_MAX} files are read")
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -152,6 +156,17 @@ def _read_zip(source: IO[bytes], upload: _Upload) -> list[Statement]:
         except (zipfile.BadZipFile, NotImplementedError, EOFError) as exc:
             raise _refuse(member.filename, f"the member cannot be unpacked ({exc})") from exc
     return statements
+
+
+def _entries_declared(source: IO[bytes]) -> int:
+    """The entry count of the archive's end-of-central-directory record (0 when there is none: zipfile says so)."""
+    size = source.seek(0, 2)
+    source.seek(max(size - 22 - 65535, 0))  # the record is 22 bytes, followed by a comment of at most 64 KiB
+    tail = source.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 12:
+        return 0
+    return int.from_bytes(tail[at + 10 : at + 12], "little")  # 0xFFFF: a ZIP64 archive, refused as too many
 
 
 def _check_member(member: zipfile.ZipInfo) -> None:

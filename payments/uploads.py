@@ -96,10 +96,6 @@ class Upload:
     media_type: str
     filename: str | None
 
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
     def open(self) -> io.BufferedReader:
         """A fresh reader over the file (seekable); use it in one thread at a time."""
         return io.BufferedReader(_Window(self.spool, self.start, self.end), buffer_size=CHUNK_BYTES)
@@ -165,8 +161,8 @@ def _invalid(message: str) -> Unprocessable:
 
 def _file_part(spool: IO[bytes], size: int, boundary: str) -> tuple[int, int, str, str | None]:
     """The one file part of a multipart/form-data body: (content start, content end, its type, its filename)."""
-    if not 1 <= len(boundary) <= 70:
-        raise _invalid("the Content-Type names no boundary")
+    if not 1 <= len(boundary) <= 70 or not boundary.isascii():
+        raise _invalid("the Content-Type names no boundary (1-70 ASCII characters)")
     delimiter = b"--" + boundary.encode("latin-1")
     marks = [p + 2 for p in _occurrences(spool, b"\r\n" + delimiter, size)]
     spool.seek(0)

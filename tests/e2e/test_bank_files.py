@@ -124,6 +124,7 @@ def encrypted() -> bytes:
             "file",
             f"at most {MEMBERS_MAX}",
         ),
+        (lambda: make_zip(*((f"{n}/", b"") for n in range(5_000))), "file", "holds 5000 entries"),
         (make_zip, "file", "holds no file"),
         (encrypted, "secret.xml", "encrypted"),
         (bomb, "file", "unpacks to more than"),
