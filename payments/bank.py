@@ -210,16 +210,7 @@ async def _book(
         currency=business.currency,
         lines=results,
         exception_count=len(ids),
-        exceptions=[
-            ExceptionSummary(
-                exception_id=eid,
-                line=d.line_no,
-                kind=d.kind,
-                amount=format_amount(d.amount, business.currency),
-                description=d.description,
-            )
-            for eid, d in list(zip(ids, parked, strict=True))[:100]
-        ],
+        exceptions=[_summary(eid, d, business.currency) for eid, d in list(zip(ids, parked, strict=True))[:100]],
     )
     await conn.execute(
         "UPDATE bank_statements b SET summary = $6 FROM unnest($3::text[], $4::text[], $5::date[]) AS u(a, i, d) "
@@ -231,6 +222,16 @@ async def _book(
         msgspec.to_builtins(out),
     )
     return out
+
+
+def _summary(exception_id: int, draft: ExceptionDraft, currency: str) -> ExceptionSummary:
+    return ExceptionSummary(
+        exception_id=exception_id,
+        line=draft.line_no,
+        kind=draft.kind,
+        amount=format_amount(draft.amount, currency),
+        description=draft.description,
+    )
 
 
 class _Matcher:
@@ -379,8 +380,7 @@ class _Matcher:
                 document_date=line.booking_date,
                 gross=line.amount,
                 entry_id=entry_id,
-                details={"method": "BANK_TRANSFER", "statement": line.statement.ref, "entry": line.entry_no}
-                | ({"payment": line.detail_no} if line.detail_no else {}),
+                details=_payment_details(line),
                 response={"payment_reference": ref, "entry_id": entry_id},
                 request_sha256=bytes(32),
             )
@@ -399,6 +399,12 @@ def _document_ref(line: Line) -> str:
     """A payment document reference (<= 32 of [A-Za-z0-9_./-]) unique per statement line."""
     digest = hashlib.sha256(_line_ref(line).encode()).hexdigest()[:12]
     return f"BANK-{line.booking_date:%Y%m%d}-{digest}"
+
+
+def _payment_details(line: Line) -> dict[str, Any]:
+    """What the payment document records of the statement line it came from."""
+    details: dict[str, Any] = {"method": "BANK_TRANSFER", "statement": line.statement.ref, "entry": line.entry_no}
+    return details | ({"payment": line.detail_no} if line.detail_no else {})
 
 
 def _line_ref(line: Line) -> str:

@@ -351,10 +351,7 @@ class WebhookWorker:
                 error = f"HTTP {status}"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # recorded generically: a socket's words map ports
             error = ADDRESS_REFUSED if isinstance(exc.__cause__, AddressRefused) else NO_RESPONSE
-            log.info(
-                "webhook delivery got no answer",
-                extra={"delivery_id": delivery["delivery_id"], "error": type(exc).__name__},
-            )
+            log.info("webhook delivery got no answer", extra={"error": type(exc).__name__})
         await self._record(ctx, delivery, status, error)
 
     async def _record(
