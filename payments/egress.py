@@ -50,6 +50,7 @@ __all__ = [
 ADDRESS_REFUSED = "refused: the callback's host does not resolve to public addresses only"
 NO_RESPONSE = "no HTTP response (connection, TLS or timeout)"
 RESOLVE_S_MAX = 3.0  # a subscription waits at most this long for the name to resolve
+ADDRESSES_TRIED_MAX = 4  # a delivery tries at most this many of the name's (vetted) addresses
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
@@ -153,9 +154,8 @@ async def _address_problems(host: str, port: int) -> list[str]:
         addresses = await asyncio.wait_for(_resolve(host, port), RESOLVE_S_MAX)
     except (OSError, TimeoutError):
         return []  # does not resolve (yet): every delivery checks the address it connects to
-    refused = sorted({str(a) for a in addresses if refusal(a) is not None})
-    if refused:
-        return [f"{host} resolves to {', '.join(refused)}, which is not public; callbacks must reach a public address"]
+    if any(refusal(a) is not None for a in addresses):  # which address is not said: no DNS oracle for admins
+        return [f"{host} resolves to an address that is not public; callbacks must reach a public address"]
     return []
 
 
@@ -196,7 +196,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         if not addresses or (not self.allow_private and any(refusal(a) is not None for a in addresses)):
             raise AddressRefused(ADDRESS_REFUSED)
         error: Exception = httpcore.ConnectError("no address")
-        for address in addresses:
+        for address in addresses[:ADDRESSES_TRIED_MAX]:
             try:
                 stream = await self.inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
