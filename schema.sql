@@ -786,14 +786,18 @@ CREATE TABLE IF NOT EXISTS payouts (
 );
 CREATE INDEX IF NOT EXISTS payouts_uncleared ON payouts (merchant_id, business, amount_minor) WHERE cleared_by IS NULL;
 
+-- A bank statement is identified by its account, the bank's statement Id and its date (two accounts'
+-- statements may share a short Id). file_sha256 fingerprints what the statement says (payments/camt.py).
 CREATE TABLE IF NOT EXISTS bank_statements (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
+    account        text     NOT NULL DEFAULT '',  -- IBAN or other account id; '' = imported before it was kept
     statement_id   text     NOT NULL,
+    statement_on   date     NOT NULL,
     file_sha256    bytea    NOT NULL,
     summary        jsonb    NOT NULL,
     imported_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (merchant_id, business, statement_id),
+    PRIMARY KEY (merchant_id, business, account, statement_id, statement_on),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
 
@@ -984,6 +988,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS orders_by_charge_permission
 CREATE INDEX IF NOT EXISTS amazon_refunds_open ON amazon_refunds (merchant_id, state)
     WHERE state IN ('Requested', 'RefundInitiated');
 CREATE INDEX IF NOT EXISTS ipn_messages_due ON ipn_messages (next_attempt_at) WHERE state = 'pending';
+-- bank statements identified by account + Id + date instead of the Id alone: rows imported before keep
+-- account '' and their import day (payments/bank.py then matches them by Id, as before)
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS account text NOT NULL DEFAULT '';
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS statement_on date;
+UPDATE bank_statements SET statement_on = imported_at::date WHERE statement_on IS NULL;
+ALTER TABLE bank_statements ALTER COLUMN statement_on SET NOT NULL;
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indrelid = 'bank_statements'::regclass AND i.indisprimary AND a.attname = 'statement_on'
+    ) THEN
+        ALTER TABLE bank_statements DROP CONSTRAINT bank_statements_pkey;
+        ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, account, statement_id, statement_on);
+    END IF;
+END $$;
 
 -- Webhooks: the merchant's callback URLs per notification type, and each event's delivery to each of them.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS dispatched_at timestamptz;  -- fanned out to deliveries

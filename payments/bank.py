@@ -1,21 +1,25 @@
 """Bank statements (ISO 20022 CAMT.053): book every booked statement line and match what it can.
 
-Parsing is safe: defusedxml refuses DTDs, entity declarations and external references (no billion
-laughs, no XXE); tags are read without their namespace, so camt.053.001.02 to .08 all work. The whole
-file is validated before anything is booked; errors name the element (`Stmt[1]/Ntry[3]/Amt`) or, for
-XML that does not parse, the line and column.
+The upload (a CAMT.053 document or a ZIP of them, as the body or the one file part of a form) is read by
+`payments.camt` in a worker thread: safe XML, validated whole before anything is booked, errors naming
+the element or the line and column. A batch entry carrying several payments arrives here as one line per
+payment.
 
-Each booked (`Sts` BOOK) line, in one transaction per file:
-- a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id the remittance
-  names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance repayment Amazon collects clears
+Each booked (`Sts` BOOK) line, in one transaction per upload:
+- a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id or Amazon
+  disbursement reference the remittance names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance repayment Amazon collects clears
   that: Dr TRANSIT / Cr BANK;
 - a credit whose remittance text or end-to-end id names an invoice reference (or else a customer) is a
   customer's bank transfer when it is within the tolerance of the invoice's amount or of what the
   customer owes: Dr BANK / Cr AR (customer), recorded as the order's payment document for an invoice;
 - anything else becomes a reconciliation exception, parked in SUSPENSE against BANK (debits too: money
   out of the bank needs an accountant's classification).
-Pending lines (`Sts` PDNG) are reported, not booked. The same file again answers the stored result; a
-statement id already imported from another file is a 409.
+Pending lines (`Sts` PDNG) are reported, not booked.
+
+A statement is imported once, identified by account + statement Id + statement date (two accounts'
+statements may share a short Id). The same statements again answer the stored result (200); a statement
+whose identity was imported before with other content is a 409. Statements imported before they had an
+identity (no account recorded) are matched by their Id alone, as they were then.
 """
 
 from __future__ import annotations
@@ -23,51 +27,34 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import date
-from typing import TYPE_CHECKING, Any, NamedTuple
-from xml.etree.ElementTree import Element, ParseError
+from typing import TYPE_CHECKING, Any
 
-import defusedxml.ElementTree as SafeET
 import msgspec
-from defusedxml import DefusedXmlException
 from msgspec import Struct
 
 from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, Unprocessable
-from ledger.money import AmountError, format_amount, parse_amount
+from ledger.errors import Conflict
+from ledger.money import format_amount
 from payments.bookings import book, roles_of
+from payments.camt import Line, Statement, StatementKey, parse_statements
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
 from payments.reconciliation import ExceptionDraft, park
 from payments.settlement import ExceptionSummary
 from payments.store import insert_document
+from payments.uploads import Upload, run_parser
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from ledger.db import Connection
 
-__all__ = ["STATEMENT_BYTES_MAX", "StatementOut", "import_statement", "parse_statement"]
+__all__ = ["STATEMENT_BYTES_MAX", "StatementOut", "StatementRef", "import_statement"]
 
 STATEMENT_BYTES_MAX = 32 * 1024 * 1024
-ENTRIES_MAX = 100_000
 _TOKEN = re.compile(r"[A-Za-z0-9_./:-]+")
-
-
-class Line(NamedTuple):
-    statement_id: str
-    entry_no: int  # 1-based position of the Ntry in its Stmt
-    amount: int  # signed: + credit to the account
-    booked: bool
-    booking_date: date
-    reference: str  # AcctSvcrRef or NtryRef, for people
-    remittance: str  # Ustrd/Strd texts and end-to-end ids, for matching
-    counterparty: str
-
-
-class Statement(NamedTuple):
-    statement_id: str
-    iban: str
-    lines: list[Line]
 
 
 class LineResult(Struct, kw_only=True):
@@ -78,6 +65,14 @@ class LineResult(Struct, kw_only=True):
     outcome: str  # payout_cleared, payment, exception, pending
     match: str | None
     entry_id: int | None
+    account: str = ""  # of the statement (results stored before statements had an identity have none)
+    detail: int | None = None  # the payment's position in a batch entry that was split into its payments
+
+
+class StatementRef(Struct, kw_only=True):
+    account: str
+    statement_id: str
+    statement_date: date
 
 
 class StatementOut(Struct, kw_only=True):
@@ -86,160 +81,106 @@ class StatementOut(Struct, kw_only=True):
     lines: list[LineResult]
     exception_count: int
     exceptions: list[ExceptionSummary]
-
-
-# --- parsing ---------------------------------------------------------------------------------------------
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _child(node: Element, *path: str) -> Element | None:
-    for name in path:
-        found = next((c for c in node if _local(c.tag) == name), None)
-        if found is None:
-            return None
-        node = found
-    return node
-
-
-def _text(node: Element | None, *path: str) -> str:
-    found = None if node is None else _child(node, *path)
-    return (found.text or "").strip() if found is not None else ""
-
-
-def _children(node: Element, name: str) -> list[Element]:
-    return [c for c in node if _local(c.tag) == name]
-
-
-def _texts(node: Element, name: str) -> list[str]:
-    return [(e.text or "").strip() for e in node.iter() if _local(e.tag) == name and (e.text or "").strip()]
-
-
-def _invalid(errors: list[FieldError]) -> Unprocessable:
-    return Unprocessable(
-        "invalid_bank_statement", "the bank statement is not a valid CAMT.053; nothing was booked", errors
-    )
-
-
-def parse_statement(body: bytes, currency: str) -> list[Statement]:
-    try:
-        root = SafeET.fromstring(body, forbid_dtd=True)
-    except ParseError as exc:
-        at_line, column = exc.position
-        where = f"line {at_line}, column {column + 1}"  # expat counts columns from 0
-        raise _invalid([FieldError(where, f"not well-formed XML: {exc.msg}")]) from exc
-    except DefusedXmlException as exc:
-        raise _invalid([FieldError("document", f"forbidden XML construct: {type(exc).__name__}")]) from exc
-    report = _child(root, "BkToCstmrStmt")
-    if _local(root.tag) != "Document" or report is None:
-        raise _invalid([FieldError("Document/BkToCstmrStmt", "not a CAMT.053 bank-to-customer statement")])
-    errors: list[FieldError] = []
-    statements = []
-    count = 0
-    for s_no, stmt in enumerate(_children(report, "Stmt"), start=1):
-        where = f"Stmt[{s_no}]"
-        statement_id = _text(stmt, "Id")
-        if not statement_id or len(statement_id) > 35:
-            errors.append(FieldError(f"{where}/Id", "required, at most 35 characters"))
-        account_ccy = _child(stmt, "Acct", "Ccy")
-        if account_ccy is not None and (account_ccy.text or "").strip() != currency:
-            errors.append(FieldError(f"{where}/Acct/Ccy", f"{account_ccy.text!r}: this business code books {currency}"))
-        lines = []
-        for n_no, ntry in enumerate(_children(stmt, "Ntry"), start=1):
-            count += 1
-            line = _entry(ntry, f"{where}/Ntry[{n_no}]", statement_id, n_no, currency, errors)
-            if line is not None:
-                lines.append(line)
-        statements.append(Statement(statement_id, _text(stmt, "Acct", "Id", "IBAN"), lines))
-    if not statements:
-        errors.append(FieldError("Document/BkToCstmrStmt/Stmt", "the file has no statement"))
-    if count > ENTRIES_MAX:
-        errors.append(FieldError("Document/BkToCstmrStmt/Stmt", f"more than {ENTRIES_MAX} entries in one file"))
-    ids = [s.statement_id for s in statements]
-    if len(set(ids)) != len(ids):
-        errors.append(FieldError("Document/BkToCstmrStmt/Stmt/Id", "statement ids repeat within the file"))
-    if errors:
-        raise _invalid(errors[:50])
-    return statements
-
-
-def _entry(
-    ntry: Element, where: str, statement_id: str, n_no: int, currency: str, errors: list[FieldError]
-) -> Line | None:
-    before = len(errors)
-    amt = _child(ntry, "Amt")
-    amount = 0
-    if amt is None:
-        errors.append(FieldError(f"{where}/Amt", "required"))
-    elif amt.get("Ccy") != currency:
-        errors.append(FieldError(f"{where}/Amt/@Ccy", f"{amt.get('Ccy')!r}: this business code books {currency}"))
-    else:
-        try:
-            amount = parse_amount((amt.text or "").strip(), currency)
-        except AmountError as exc:
-            errors.append(FieldError(f"{where}/Amt", str(exc)))
-    indicator = _text(ntry, "CdtDbtInd")
-    if indicator not in ("CRDT", "DBIT"):
-        errors.append(FieldError(f"{where}/CdtDbtInd", "CRDT or DBIT required"))
-    status = _child(ntry, "Sts")  # <Sts>BOOK</Sts> up to .001.04, <Sts><Cd>BOOK</Cd></Sts> after
-    state = (_text(status, "Cd") if status is not None and len(status) else _text(ntry, "Sts")) or "BOOK"
-    when = _text(ntry, "BookgDt", "Dt") or _text(ntry, "BookgDt", "DtTm") or _text(ntry, "ValDt", "Dt")
-    try:
-        on = date.fromisoformat(when[:10]) if when else None
-    except ValueError:
-        on = None
-    if on is None:
-        errors.append(FieldError(f"{where}/BookgDt/Dt", "a booking date (YYYY-MM-DD) is required"))
-    if len(errors) != before or on is None:
-        return None
-    reference = next(iter(_texts(ntry, "AcctSvcrRef") + _texts(ntry, "NtryRef")), f"{statement_id}/{n_no}")
-    remittance = " ".join(_texts(ntry, "Ustrd") + _texts(ntry, "Ref") + _texts(ntry, "EndToEndId"))
-    party = " ".join(_texts(ntry, "Nm")[:1])
-    return Line(
-        statement_id,
-        n_no,
-        amount if indicator == "CRDT" else -amount,
-        state != "PDNG",
-        on,
-        reference[:64],
-        remittance[:2000],
-        party[:140],
-    )
+    statements: list[StatementRef] = []  # msgspec copies mutable defaults
 
 
 # --- importing -------------------------------------------------------------------------------------------
-async def import_statement(ctx: Kontor, business: Business, body: bytes, tolerance: int) -> tuple[StatementOut, bool]:
-    statements = parse_statement(body, business.currency)
-    digest = hashlib.sha256(body).digest()
-    ids_in_file = [s.statement_id for s in statements]
+async def import_statement(
+    ctx: Kontor, business: Business, upload: Upload, tolerance: int
+) -> tuple[StatementOut, bool]:
+    with upload.open() as source:  # parsed in a worker thread: the event loop keeps serving meanwhile
+        statements = await run_parser(parse_statements, source, business.currency)
 
     async def work(conn: Connection) -> tuple[StatementOut, bool]:
-        inserted = await conn.fetch(
-            "INSERT INTO bank_statements (merchant_id, business, statement_id, file_sha256, summary) "
-            "SELECT $1, $2, unnest($3::text[]), $4, '{}' ON CONFLICT DO NOTHING RETURNING statement_id",
-            business.merchant_id,
-            business.code,
-            ids_in_file,
-            digest,
-        )  # a concurrent upload of the same statement waits here until the first one commits
-        if len(inserted) != len(statements):
-            known = await conn.fetch(
-                "SELECT statement_id, file_sha256, summary FROM bank_statements WHERE merchant_id = $1 "
-                "AND business = $2 AND statement_id = ANY($3::text[]) ORDER BY statement_id",
-                business.merchant_id,
-                business.code,
-                ids_in_file,
-            )
-            if not inserted and all(bytes(r["file_sha256"]) == digest for r in known):
-                return msgspec.convert(known[0]["summary"], StatementOut, strict=False), False
-            clash = next(r["statement_id"] for r in known if r["statement_id"] not in {i[0] for i in inserted})
-            raise Conflict(
-                "statement_conflict",
-                f"statement {clash} was imported before from another file; statements are imported once",
-            )
-        return await _book(ctx, conn, business, statements, tolerance), True
+        known = await _imported_without_identity(conn, business, statements)
+        if not known:
+            inserted = await _claim(conn, business, statements)
+            if inserted == len(statements):
+                return await _book(ctx, conn, business, statements, tolerance), True
+            known = await _imported(conn, business, statements)
+        return _replay(statements, known), False
 
     return await transaction_retrying(ctx.pool, ctx.settings.db_retry_attempts_max, work)
+
+
+def _keys(statements: list[Statement]) -> tuple[list[str], list[str], list[date]]:
+    return (
+        [s.key.account for s in statements],
+        [s.key.statement_id for s in statements],
+        [s.key.statement_on for s in statements],
+    )
+
+
+async def _claim(conn: Connection, business: Business, statements: list[Statement]) -> int:
+    """Record the statements as imported; returns how many were new (a concurrent upload of the same
+    statements waits here until the first one commits)."""
+    inserted = await conn.fetch(
+        "INSERT INTO bank_statements (merchant_id, business, account, statement_id, statement_on, file_sha256, "
+        "summary) SELECT $1, $2, u.a, u.i, u.d, u.h, '{}' "
+        "FROM unnest($3::text[], $4::text[], $5::date[], $6::bytea[]) AS u(a, i, d, h) "
+        "ON CONFLICT DO NOTHING RETURNING statement_id",
+        business.merchant_id,
+        business.code,
+        *_keys(statements),
+        [s.content_sha256 for s in statements],
+    )
+    return len(inserted)
+
+
+async def _imported(conn: Connection, business: Business, statements: list[Statement]) -> list[Record]:
+    return await conn.fetch(
+        "SELECT b.account, b.statement_id, b.statement_on, b.file_sha256, b.summary FROM bank_statements b "
+        "JOIN unnest($3::text[], $4::text[], $5::date[]) AS u(a, i, d) "
+        "ON b.account = u.a AND b.statement_id = u.i AND b.statement_on = u.d "
+        "WHERE b.merchant_id = $1 AND b.business = $2",
+        business.merchant_id,
+        business.code,
+        *_keys(statements),
+    )
+
+
+async def _imported_without_identity(conn: Connection, business: Business, statements: list[Statement]) -> list[Record]:
+    """Statements imported before their account and date were recorded: their Id is all that is known."""
+    return await conn.fetch(
+        "SELECT account, statement_id, statement_on, file_sha256, summary FROM bank_statements "
+        "WHERE merchant_id = $1 AND business = $2 AND account = '' AND statement_id = ANY($3::text[])",
+        business.merchant_id,
+        business.code,
+        [s.key.statement_id for s in statements],
+    )
+
+
+def _replay(statements: list[Statement], known: list[Record]) -> StatementOut:
+    """The stored result when every statement was imported before, with the same content, by one upload."""
+    by_key = {(r["account"], r["statement_id"], r["statement_on"]): r for r in known}
+    by_id = {r["statement_id"]: r for r in known if r["account"] == ""}
+    found = [
+        (s, by_key.get((s.key.account, s.key.statement_id, s.key.statement_on)) or by_id.get(s.key.statement_id))
+        for s in statements
+    ]
+    seen = next(s for s, row in found if row is not None)
+    rows = []
+    for s, row in found:
+        if row is None:
+            raise Conflict(
+                "statement_conflict",
+                f"{_describe(seen.key)} was imported before; statements are imported once (upload the others alone)",
+            )
+        if bytes(row["file_sha256"]) not in (s.content_sha256, s.document_sha256):
+            raise Conflict(
+                "statement_conflict",
+                f"{_describe(s.key)} was imported before with other content; statements are imported once",
+            )
+        rows.append(row)
+    if any(r["summary"] != rows[0]["summary"] for r in rows):
+        raise Conflict(
+            "statement_conflict", "these statements were imported before by separate uploads; nothing is new"
+        )
+    return msgspec.convert(rows[0]["summary"], StatementOut, strict=False)
+
+
+def _describe(key: StatementKey) -> str:
+    return f"statement {key.statement_id} of account {key.account} dated {key.statement_on}"
 
 
 async def _book(
@@ -249,53 +190,61 @@ async def _book(
     results = [await matcher.line(line) for s in statements for line in s.lines]
     ids = []
     for s in statements:
-        drafts = [d for d in matcher.exceptions if d[0] == s.statement_id]
+        drafts = [d for d in matcher.exceptions if d[0] == s.key]
         ids += await park(
             ctx,
             conn,
             business,
             source="bank",
-            source_ref=s.statement_id,
+            source_ref=s.key.ref,
             drafts=[d[1] for d in drafts],
             on=max(line.booking_date for line in s.lines) if s.lines else ctx.today(),
         )
     parked = [d[1] for d in matcher.exceptions]
     out = StatementOut(
-        statement_ids=[s.statement_id for s in statements],
+        statement_ids=[s.key.statement_id for s in statements],
+        statements=[
+            StatementRef(account=s.key.account, statement_id=s.key.statement_id, statement_date=s.key.statement_on)
+            for s in statements
+        ],
         currency=business.currency,
         lines=results,
         exception_count=len(ids),
-        exceptions=[
-            ExceptionSummary(
-                exception_id=eid,
-                line=d.line_no,
-                kind=d.kind,
-                amount=format_amount(d.amount, business.currency),
-                description=d.description,
-            )
-            for eid, d in list(zip(ids, parked, strict=True))[:100]
-        ],
+        exceptions=[_summary(eid, d, business.currency) for eid, d in list(zip(ids, parked, strict=True))[:100]],
     )
     await conn.execute(
-        "UPDATE bank_statements SET summary = $4 WHERE merchant_id = $1 AND business = $2 "
-        "AND statement_id = ANY($3::text[])",
+        "UPDATE bank_statements b SET summary = $6 FROM unnest($3::text[], $4::text[], $5::date[]) AS u(a, i, d) "
+        "WHERE b.merchant_id = $1 AND b.business = $2 AND b.account = u.a AND b.statement_id = u.i "
+        "AND b.statement_on = u.d",
         business.merchant_id,
         business.code,
-        out.statement_ids,
+        *_keys(statements),
         msgspec.to_builtins(out),
     )
     return out
 
 
+def _summary(exception_id: int, draft: ExceptionDraft, currency: str) -> ExceptionSummary:
+    return ExceptionSummary(
+        exception_id=exception_id,
+        line=draft.line_no,
+        kind=draft.kind,
+        amount=format_amount(draft.amount, currency),
+        description=draft.description,
+    )
+
+
 class _Matcher:
     def __init__(self, ctx: Kontor, conn: Connection, business: Business, tolerance: int) -> None:
         self.ctx, self.conn, self.business, self.tolerance = ctx, conn, business, tolerance
-        self.exceptions: list[tuple[str, ExceptionDraft]] = []
+        self.exceptions: list[tuple[StatementKey, ExceptionDraft]] = []
 
     def _result(self, line: Line, outcome: str, match: str | None, entry_id: int | None) -> LineResult:
         return LineResult(
-            statement_id=line.statement_id,
+            statement_id=line.statement.statement_id,
+            account=line.statement.account,
             entry=line.entry_no,
+            detail=line.detail_no or None,
             amount=format_amount(line.amount, self.business.currency),
             booking_date=line.booking_date,
             outcome=outcome,
@@ -306,7 +255,7 @@ class _Matcher:
     def _park(self, line: Line, kind: str, description: str) -> LineResult:
         text = f"{description}; {line.reference}" + (f", {line.counterparty}" if line.counterparty else "")
         self.exceptions.append(
-            (line.statement_id, ExceptionDraft(line.entry_no, kind, f"{text}: {line.remittance}"[:1000], line.amount))
+            (line.statement, ExceptionDraft(line.entry_no, kind, f"{text}: {line.remittance}"[:1000], line.amount))
         )
         return self._result(line, "exception", None, None)
 
@@ -328,7 +277,8 @@ class _Matcher:
         payout = await self.conn.fetchrow(
             "SELECT settlement_id, line_no FROM payouts WHERE merchant_id = $1 AND business = $2 "
             "AND amount_minor = $3 AND cleared_by IS NULL "
-            "ORDER BY settlement_id = ANY($4::text[]) DESC, posted_on, settlement_id LIMIT 1 FOR UPDATE",
+            "ORDER BY (settlement_id = ANY($4::text[]) OR disbursement_reference = ANY($4::text[])) DESC, posted_on, "
+            "settlement_id LIMIT 1 FOR UPDATE",
             self.business.merchant_id,
             self.business.code,
             line.amount,
@@ -350,7 +300,7 @@ class _Matcher:
             description=f"Amazon Pay {'payout' if received else 'balance repayment'} of settlement "
             f"{payout['settlement_id']} {'received' if received else 'collected'}",
             reference=payout["settlement_id"],
-            metadata={"bank_statement": line.statement_id, "settlement_id": payout["settlement_id"]},
+            metadata={"bank_statement": line.statement.ref, "settlement_id": payout["settlement_id"]},
         )
         await self.conn.execute(
             "UPDATE payouts SET cleared_by = $5, clearing_entry_id = $6 WHERE merchant_id = $1 AND business = $2 "
@@ -359,7 +309,7 @@ class _Matcher:
             self.business.code,
             payout["settlement_id"],
             payout["line_no"],
-            f"{line.statement_id}/{line.entry_no}",
+            _line_ref(line),
             entry_id,
         )
         return self._result(line, "payout_cleared", f"settlement {payout['settlement_id']}", entry_id)
@@ -416,7 +366,7 @@ class _Matcher:
             on=line.booking_date,
             description=f"Bank transfer for {what} ({line.reference})",
             reference=reference[:64],
-            metadata={"bank_statement": line.statement_id},
+            metadata={"bank_statement": line.statement.ref},
         )
         amount = format_amount(line.amount, self.business.currency)
         payment: dict[str, Any] = {"customer": customer, "amount": amount, "currency": self.business.currency}
@@ -431,7 +381,7 @@ class _Matcher:
                 document_date=line.booking_date,
                 gross=line.amount,
                 entry_id=entry_id,
-                details={"method": "BANK_TRANSFER", "statement": line.statement_id, "entry": line.entry_no},
+                details=_payment_details(line),
                 response={"payment_reference": ref, "entry_id": entry_id},
                 request_sha256=bytes(32),
             )
@@ -448,5 +398,16 @@ class _Matcher:
 
 def _document_ref(line: Line) -> str:
     """A payment document reference (<= 32 of [A-Za-z0-9_./-]) unique per statement line."""
-    digest = hashlib.sha256(f"{line.statement_id}\x00{line.entry_no}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(_line_ref(line).encode()).hexdigest()[:12]
     return f"BANK-{line.booking_date:%Y%m%d}-{digest}"
+
+
+def _payment_details(line: Line) -> dict[str, Any]:
+    """What the payment document records of the statement line it came from."""
+    details: dict[str, Any] = {"method": "BANK_TRANSFER", "statement": line.statement.ref, "entry": line.entry_no}
+    return details | ({"payment": line.detail_no} if line.detail_no else {})
+
+
+def _line_ref(line: Line) -> str:
+    """The statement line (and, in a split batch entry, the payment): account/Id/date/entry[.payment]."""
+    return f"{line.statement.ref}/{line.entry_no}" + (f".{line.detail_no}" if line.detail_no else "")

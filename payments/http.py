@@ -35,6 +35,7 @@ from payments.schemas import (
 )
 from payments.settings import get_settings, put_settings
 from payments.settlement import SETTLEMENT_BYTES_MAX, SettlementOut, get_settlement, import_settlement
+from payments.uploads import REPORT_TYPES, STATEMENT_TYPES, UPLOAD_RESPONSES, received_file
 from payments.webhooks import CallbackCreate, CallbackCreated, CallbackOut, DeliveryPage
 
 __all__ = ["amazon_pay_ipn", "merchant_router", "router"]
@@ -231,14 +232,17 @@ async def dispute_outcome(
     operation_id="importSettlement",
     tags=["reconciliation"],
     request_max_body_size=SETTLEMENT_BYTES_MAX,
+    responses=UPLOAD_RESPONSES,
     summary="Upload an Amazon Pay settlement report (flat-file CSV): book fees, reserves, payouts; reconcile",
-    description="The body is the report file as Amazon delivers it (text/csv). 201 when imported, 200 with "
-    "Idempotent-Replayed when the same file was imported before; 409 for another file with the same SettlementId; "
-    "422 naming line and column when any row is invalid (then nothing is booked).",
+    description="The body is the report file as Amazon delivers it (text/csv), or a multipart/form-data upload "
+    "with the file as its one file part. 201 when imported, 200 with Idempotent-Replayed when the same file was "
+    "imported before; 409 for another file with the same SettlementId; 415 for another media type; 422 naming "
+    "line and column when any row is invalid (then nothing is booked).",
 )
 async def upload_settlement(business_code: Code, call: CallDep) -> Response[SettlementOut]:
     business = await call.business(business_code)
-    out, created = await import_settlement(call.ctx, business, await call.request.body())
+    async with received_file(call.request, accepted=REPORT_TYPES) as upload:
+        out, created = await import_settlement(call.ctx, business, upload)
     return _created(out, created)
 
 
@@ -280,8 +284,10 @@ async def read_settlement(business_code: Code, settlement_id: SettlementPath, ca
     operation_id="importBankStatement",
     tags=["reconciliation"],
     request_max_body_size=STATEMENT_BYTES_MAX,
+    responses=UPLOAD_RESPONSES,
     summary="Upload a bank statement (ISO 20022 CAMT.053 XML): clear payouts, match bank transfers",
-    description="The body is the CAMT.053 file. A credit line matches an uncleared Amazon Pay payout, or an "
+    description="The body is the CAMT.053 file or a ZIP of them, or a multipart/form-data upload with the file as "
+    "its one file part (415 for another media type). A credit line matches an uncleared Amazon Pay payout, or an "
     "invoice or customer reference in its remittance information within `tolerance` of what is open; the rest "
     "becomes reconciliation exceptions.",
 )
@@ -299,7 +305,8 @@ async def upload_bank_statement(
         allowed = parse_amount(text, business.currency, allow_zero=True)
     except AmountError as exc:
         raise Unprocessable("invalid_tolerance", str(exc), [FieldError("tolerance", str(exc))]) from exc
-    out, created = await import_statement(call.ctx, business, await call.request.body(), allowed)
+    async with received_file(call.request, accepted=STATEMENT_TYPES) as upload:
+        out, created = await import_statement(call.ctx, business, upload, allowed)
     return _created(out, created)
 
 

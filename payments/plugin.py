@@ -33,6 +33,7 @@ from payments.amazon.sns import SnsVerifier
 from payments.cli import simulate
 from payments.closing import book_prepayment_vat
 from payments.config import PaymentsSettings
+from payments.egress import webhook_client
 from payments.http import amazon_pay_ipn, merchant_router, router
 from payments.ipn import process_pending_ipns
 from payments.notify import emit_period_closed
@@ -52,6 +53,7 @@ class PaymentsPlugin(InitPluginProtocol):
         self._given = settings
         self.settings = settings or PaymentsSettings()
         self._http: httpx.AsyncClient | None = None
+        self._webhook_http: httpx.AsyncClient | None = None
         self.runtime: Payments | None = None
         self.webhooks: WebhookWorker | None = None
 
@@ -89,8 +91,10 @@ class PaymentsPlugin(InitPluginProtocol):
         if book_prepayment_vat not in ctx.period_closing_hooks:
             ctx.period_closing_hooks.append(book_prepayment_vat)
         state.payments = self.runtime
+        # its own client: every connection checks that the address is public (payments/egress.py)
+        self._webhook_http = webhook_client(allow_private=settings.webhook_allow_http)
         self.webhooks = WebhookWorker(
-            self._http,
+            self._webhook_http,
             attempts_max=settings.webhook_attempts_max,
             backoff_s=settings.webhook_backoff_s,
             timeout_s=settings.webhook_timeout_s,
@@ -102,6 +106,8 @@ class PaymentsPlugin(InitPluginProtocol):
             await asyncio.gather(*self.runtime.tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+        if self._webhook_http is not None:
+            await self._webhook_http.aclose()
 
     def register_jobs(self, jobs: Jobs) -> None:
         jobs.add("amazon-pay-refunds", self.follow_refunds, "interval", seconds=self.settings.refund_retry_interval_s)

@@ -22,7 +22,7 @@ import asyncpg
 from msgspec import Meta, Struct
 
 from ledger.context import Kontor
-from ledger.domain import Account, Business, LineDraft, Side
+from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
 from ledger.tenancy import account_index
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ledger.db import Connection
 
 __all__ = [
+    "PARKED_PER_ENTRY",
     "ExceptionDraft",
     "ExceptionOut",
     "ExceptionPage",
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK"}
-_PER_ENTRY = 500  # exceptions parked per journal entry
+# exceptions parked per journal entry: one SUSPENSE line each plus the one counter line must fit in an entry,
+# so any number of exceptions is parked in as many entries as needed
+PARKED_PER_ENTRY = LINES_PER_ENTRY_MAX - 1
 
 
 class ExceptionDraft(NamedTuple):
@@ -94,14 +97,18 @@ async def park(
     drafts: Sequence[ExceptionDraft],
     on: date,
 ) -> list[int]:
-    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions."""
+    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions.
+
+    Any number of drafts: they are parked `PARKED_PER_ENTRY` to an entry, each entry balanced by its own
+    counter line, so no entry exceeds the line limit however many rows a file could not match.
+    """
     if not drafts:
         return []
     roles = await roles_of(ctx, business)
     suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
     entry_of: list[int | None] = []
-    for start in range(0, len(drafts), _PER_ENTRY):
-        chunk = drafts[start : start + _PER_ENTRY]
+    for start in range(0, len(drafts), PARKED_PER_ENTRY):
+        chunk = drafts[start : start + PARKED_PER_ENTRY]
         lines = [_suspense_line(suspense, d.amount, business.currency) for d in chunk if d.amount]
         net = sum(d.amount for d in chunk)
         if net:

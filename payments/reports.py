@@ -27,6 +27,7 @@ from payments.amazon.client import AmazonPayError, Credentials, Report
 from payments.runtime import Payments
 from payments.settings import SETTLEMENT_REPORT, load_settings
 from payments.settlement import SETTLEMENT_BYTES_MAX, import_settlement
+from payments.uploads import in_memory
 
 __all__ = [
     "ATTEMPTS_MAX",
@@ -139,7 +140,7 @@ async def import_due_reports(ctx: Kontor, rt: Payments, only: Business | None = 
 async def _import(ctx: Kontor, rt: Payments, business: Business, creds: Credentials, row: Any) -> str:
     url = await rt.gateway.get_report_document_url(creds, row["report_document_id"])
     body = await rt.gateway.download_report(url, bytes_max=SETTLEMENT_BYTES_MAX)
-    out, _ = await import_settlement(ctx, business, body, report_id=row["report_id"])
+    out, _ = await import_settlement(ctx, business, in_memory(body), report_id=row["report_id"])
     await _disbursements(ctx, rt, business, creds, out.settlement_id, row["period_start"], row["period_end"])
     log.info("settlement report imported", extra={"report_id": row["report_id"], "settlement": out.settlement_id})
     return out.settlement_id

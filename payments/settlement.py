@@ -1,8 +1,9 @@
 """Amazon Pay settlement reports: parse, book, reconcile (reference/amazon-pay.md §6.2, accounting.md).
 
-The flat file is validated whole before anything is booked: every row's net must equal its amount plus
-its fees, the fee components must add up, every row belongs to the one settlement and the business
-code's currency; errors name the line and the column, and the upload then books nothing (422).
+The flat file is validated whole before anything is booked (`payments.settlement_parse`, streamed in a
+worker thread so the event loop keeps serving): every row's net must equal its amount plus its fees, the
+fee components must add up, every row belongs to the one settlement and the business code's currency;
+errors name the line and the column, and the upload then books nothing (422).
 
 Then, in one transaction (so a crash leaves either the whole settlement or nothing):
 - the rows are stored (COPY) and reconciled set-based: every capture and refund Kontor booked is
@@ -24,12 +25,9 @@ SettlementId is a 409.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 from collections import Counter
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from msgspec import Struct
@@ -38,14 +36,16 @@ from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
-from ledger.money import AmountError, format_amount, parse_amount
+from ledger.money import format_amount
 from payments.amazon.client import Amount, Charge, Refund
 from payments.bookings import book, record_charge, record_refund, roles_of
 from payments.disputes import close_dispute, open_dispute_of, record_chargeback
 from payments.domain import transfer_lines
 from payments.notify import emit
 from payments.reconciliation import ExceptionDraft, park
+from payments.settlement_parse import CHARGEBACK_TYPES, Report, Row, parse_report
 from payments.store import load_order
+from payments.uploads import Upload, run_parser
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -56,29 +56,10 @@ __all__ = [
     "SettlementOut",
     "get_settlement",
     "import_settlement",
-    "parse_report",
 ]
 
 SETTLEMENT_BYTES_MAX = 128 * 1024 * 1024
-ROWS_MAX = 1_000_000
-ERRORS_LISTED = 50
 EXCEPTIONS_LISTED = 100
-COLUMNS = (
-    "TransactionPostedDate",
-    "SettlementId",
-    "AmazonTransactionId",
-    "SellerReferenceId",
-    "TransactionType",
-    "AmazonOrderReferenceId",
-    "CurrencyCode",
-    "TransactionDescription",
-    "TransactionAmount",
-    "TransactionPercentageFee",
-    "TransactionFixedFee",
-    "TotalTransactionFee",
-    "NetTransactionAmount",
-)
-CHARGEBACK_TYPES = {"Chargeback": "chargeback", "A-to-z Guarantee Claim": "a-to-z"}
 ROW_COLUMNS = (
     "merchant_id",
     "business",
@@ -94,27 +75,6 @@ ROW_COLUMNS = (
     "posted_on",
     "outcome",
 )
-
-
-class Row(NamedTuple):
-    line_no: int
-    settlement_id: str
-    posted_on: date
-    transaction_id: str
-    seller_reference_id: str
-    type: str
-    order_reference_id: str
-    description: str
-    amount: int  # signed, the merchant's view: + credited to the merchant
-    fee: int  # signed, normally <= 0
-
-
-class Report(NamedTuple):
-    seller_id: str
-    settlement_id: str
-    period_start: datetime | None
-    period_end: datetime | None
-    rows: list[Row]
 
 
 class ExceptionSummary(Struct, kw_only=True):
@@ -139,171 +99,6 @@ class SettlementOut(Struct, kw_only=True):
     exceptions: list[ExceptionSummary]  # the first 100; GET .../reconciliation/exceptions has all
 
 
-# --- parsing ---------------------------------------------------------------------------------------------
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[FieldError] = []
-        self.count = 0
-
-    def add(self, line: int, column: str, message: str) -> None:
-        self.count += 1
-        if len(self.items) < ERRORS_LISTED:
-            self.items.append(FieldError(f"line {line}, column {column}", message))
-
-    def raise_if_any(self) -> None:
-        if self.count:
-            more = f" (the first {ERRORS_LISTED} are listed)" if self.count > ERRORS_LISTED else ""
-            raise Unprocessable(
-                "invalid_settlement_report",
-                f"the settlement report has {self.count} error(s){more}; nothing was booked",
-                self.items,
-            )
-
-
-def _signed(text: str, currency: str) -> int:
-    negative = text.startswith("-")
-    minor = parse_amount(text[1:] if negative else text, currency, allow_zero=True)
-    return -minor if negative else minor
-
-
-def _timestamp(text: str) -> datetime:
-    """Amazon's '2015-10-01T07:06:47 -0700' (ISO 8601 with a space before the offset)."""
-    stamp = datetime.fromisoformat(text.replace(" ", ""))
-    if stamp.tzinfo is None:
-        raise ValueError("no UTC offset")
-    return stamp
-
-
-def parse_report(body: bytes, currency: str) -> Report:
-    """Validate the whole file; raises 422 listing every error (up to 50) by line and column."""
-    errors = _Errors()
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise Unprocessable(
-            "invalid_settlement_report", f"the settlement report is not UTF-8 text (byte {exc.start})"
-        ) from exc
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: dict[str, tuple[int, str]] = {}
-    rows: list[Row] = []
-    try:
-        index = _read_header(reader, header, errors)
-        if index is not None:
-            _read_rows(reader, index, currency, rows, errors)
-    except csv.Error as exc:
-        errors.add(reader.line_num, "-", f"not valid CSV: {exc}")
-    seller = header.get("SellerId")
-    if seller is None:
-        errors.add(1, "SellerId", "the report header names no SellerId")
-    period: dict[str, datetime] = {}
-    for key in ("SettlementStartDate", "SettlementEndDate"):
-        if key in header:
-            try:
-                period[key] = _timestamp(header[key][1])
-            except ValueError:
-                errors.add(header[key][0], key, "not a timestamp such as '2015-10-01T14:59:44 -0700'")
-    if not rows and not errors.count:
-        errors.add(reader.line_num, "-", "the report has no transaction rows")
-    errors.raise_if_any()
-    assert seller is not None
-    return Report(
-        seller[1],
-        rows[0].settlement_id,
-        period.get("SettlementStartDate"),
-        period.get("SettlementEndDate"),
-        rows,
-    )
-
-
-def _read_header(reader: Any, header: dict[str, tuple[int, str]], errors: _Errors) -> dict[str, int] | None:
-    """The key-value lines (SellerId, dates) up to the column header row; returns the column index."""
-    for cells in reader:
-        if not cells or cells[0] != "TransactionPostedDate":
-            if len(cells) >= 2 and cells[1]:
-                header[cells[0]] = (reader.line_num, cells[1])
-            continue
-        index = {name: i for i, name in enumerate(cells) if name}
-        for name in COLUMNS:
-            if name not in index:
-                errors.add(reader.line_num, name, "required column missing from the header row")
-        errors.raise_if_any()
-        return index
-    errors.add(reader.line_num, "TransactionPostedDate", "no header row of transaction columns found")
-    return None
-
-
-def _read_rows(reader: Any, index: dict[str, int], currency: str, rows: list[Row], errors: _Errors) -> None:
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        if len(rows) >= ROWS_MAX:
-            raise Unprocessable("settlement_too_large", f"a settlement report has at most {ROWS_MAX} rows")
-        row = _row(cells, index, reader.line_num, currency, errors)
-        if row is None:
-            continue
-        if rows and row.settlement_id != rows[0].settlement_id:
-            errors.add(
-                row.line_no,
-                "SettlementId",
-                f"{row.settlement_id!r}: one report is one settlement ({rows[0].settlement_id!r})",
-            )
-        rows.append(row)
-
-
-def _row(cells: list[str], index: dict[str, int], line: int, currency: str, errors: _Errors) -> Row | None:
-    if len(cells) < len(index):
-        errors.add(line, "-", f"{len(cells)} columns, the header has {len(index)}")
-        return None
-    before = errors.count
-
-    def text(name: str, limit: int = 64, *, required: bool = False) -> str:
-        value = cells[index[name]].strip()
-        if len(value) > limit:
-            errors.add(line, name, f"longer than {limit} characters")
-        elif required and not value:
-            errors.add(line, name, "required")
-        return value
-
-    def money(name: str) -> int:
-        try:
-            return _signed(cells[index[name]].strip(), currency)
-        except AmountError as exc:
-            errors.add(line, name, str(exc))
-            return 0
-
-    try:
-        posted = _timestamp(cells[index["TransactionPostedDate"]])
-    except ValueError:
-        errors.add(line, "TransactionPostedDate", "not a timestamp such as '2015-10-01T07:06:47 -0700'")
-        posted = None
-    settlement_id = text("SettlementId", required=True)
-    kind = text("TransactionType", required=True)
-    if cells[index["CurrencyCode"]] != currency:
-        errors.add(line, "CurrencyCode", f"{cells[index['CurrencyCode']]!r}: this business code books {currency}")
-    transaction_id = text("AmazonTransactionId", required=kind in ("Capture", "Refund", *CHARGEBACK_TYPES))
-    amount, pct, fixed = money("TransactionAmount"), money("TransactionPercentageFee"), money("TransactionFixedFee")
-    fee, net = money("TotalTransactionFee"), money("NetTransactionAmount")
-    if errors.count == before:
-        if fee != pct + fixed:
-            errors.add(line, "TotalTransactionFee", "is not TransactionPercentageFee + TransactionFixedFee")
-        elif net != amount + fee:
-            errors.add(line, "NetTransactionAmount", "is not TransactionAmount + TotalTransactionFee")
-    if errors.count != before or posted is None:
-        return None
-    return Row(
-        line,
-        settlement_id,
-        posted.date(),
-        transaction_id,
-        text("SellerReferenceId"),
-        kind,
-        text("AmazonOrderReferenceId"),
-        text("TransactionDescription", 500),
-        amount,
-        fee,
-    )
-
-
 # --- importing -------------------------------------------------------------------------------------------
 async def _amazon_merchant_id(ctx: Kontor, business: Business) -> str:
     found = await ctx.pool.fetchval(
@@ -320,11 +115,12 @@ async def _amazon_merchant_id(ctx: Kontor, business: Business) -> str:
 
 
 async def import_settlement(
-    ctx: Kontor, business: Business, body: bytes, *, report_id: str | None = None
+    ctx: Kontor, business: Business, upload: Upload, *, report_id: str | None = None
 ) -> tuple[SettlementOut, bool]:
     """Book and reconcile a settlement report (uploaded, or fetched through the Reporting API as `report_id`);
     returns the result and whether it was new."""
-    report = parse_report(body, business.currency)
+    with upload.open() as source:  # parsed in a worker thread: the event loop keeps serving meanwhile
+        report = await run_parser(parse_report, source, business.currency)
     merchant_id = await _amazon_merchant_id(ctx, business)
     if report.seller_id != merchant_id:
         raise Unprocessable(
@@ -332,7 +128,7 @@ async def import_settlement(
             f"the report is for Amazon merchant {report.seller_id}; business code {business.code} is {merchant_id}",
             [FieldError("line 3, column SellerId", "another merchant's report")],
         )
-    digest = hashlib.sha256(body).digest()
+    digest = upload.sha256
 
     async def work(conn: Connection) -> tuple[SettlementOut, bool]:
         stored = await conn.fetchrow(

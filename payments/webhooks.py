@@ -8,6 +8,11 @@ refuses timestamps more than 5 minutes away, see `verify_signature`). A 2xx answ
 else (an error status, a timeout, a refused connection) is retried with exponential backoff (base x 2^n,
 at most 6 hours apart) until the attempt limit, then the delivery is `failed` and stays listed.
 
+Where a callback may point and which addresses a delivery may connect to is `payments.egress`: URLs are
+checked at subscription, and every connection of the worker's client (`egress.webhook_client`) checks the
+address it actually connects to; a delivery records only "HTTP <status>", that the address was refused,
+or that nothing answered.
+
 Delivery is at least once and unordered: receivers deduplicate by the event id, and balance.updated
 carries the absolute balance, not a difference. A delivery is claimed by moving its next attempt past
 a lease before the HTTP call (no row lock is held over the network), so several service instances
@@ -19,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import time
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -33,6 +36,7 @@ from msgspec import Meta, Struct
 
 from ledger.context import Kontor
 from ledger.errors import FieldError, NotFound, Unprocessable
+from payments.egress import ADDRESS_REFUSED, NO_RESPONSE, AddressRefused, check_callback_url, public_error
 
 __all__ = [
     "NOTIFICATION_TYPES",
@@ -134,28 +138,6 @@ def verify_signature(
 
 
 # --- subscriptions ---------------------------------------------------------------------------------------
-def _check_url(url: str, allow_http: bool) -> None:
-    parts = urlsplit(url)
-    problems = []
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        problems.append("an absolute https URL is required")
-    elif parts.scheme == "http" and not allow_http:
-        problems.append("https is required (plain http only when KONTOR_WEBHOOK_ALLOW_HTTP is set)")
-    if parts.username or parts.password:
-        problems.append("credentials in the URL are not allowed; verify the signature instead")
-    if parts.fragment:
-        problems.append("a fragment is not allowed")
-    if parts.hostname and not allow_http:
-        try:
-            address = ipaddress.ip_address(parts.hostname)
-        except ValueError:
-            address = None
-        if address is not None and (address.is_private or address.is_loopback or address.is_link_local):
-            problems.append("private, loopback and link-local addresses are not allowed")
-    if problems:
-        raise Unprocessable("invalid_callback_url", "; ".join(problems), [FieldError("url", p) for p in problems])
-
-
 def _callback(row: Any) -> CallbackOut:
     return CallbackOut(
         callback_id=row["callback_id"],
@@ -174,7 +156,7 @@ async def create_callback(ctx: Kontor, merchant_id: int, body: CallbackCreate, a
             f"unknown notification types: {', '.join(unknown)}",
             [FieldError("types", f"one of {', '.join(sorted(NOTIFICATION_TYPES))}")],
         )
-    _check_url(body.url, allow_http)
+    await check_callback_url(body.url, allow_private=allow_http)  # before the lock: it may resolve the name
     secret = "whsec_" + secrets.token_urlsafe(32)
     async with ctx.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kontor-callbacks'), $1::int)", merchant_id % 2**31)
@@ -251,7 +233,7 @@ async def list_deliveries(
             attempts=r["attempts"],
             next_attempt_at=r["next_attempt_at"] if r["state"] == "pending" else None,
             last_status=r["last_status"],
-            last_error=r["last_error"],
+            last_error=public_error(r["last_error"]),
             delivered_at=r["delivered_at"],
             created_at=r["created_at"],
         )
@@ -367,8 +349,9 @@ class WebhookWorker:
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # recorded generically: a socket's words map ports
+            error = ADDRESS_REFUSED if isinstance(exc.__cause__, AddressRefused) else NO_RESPONSE
+            log.info("webhook delivery got no answer", extra={"error": type(exc).__name__})
         await self._record(ctx, delivery, status, error)
 
     async def _record(

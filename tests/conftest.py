@@ -191,7 +191,7 @@ async def simulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[S
     await sim.aclose()
 
 
-def plugins_for_tests(simulator: Simulator, sns_root: Path) -> list[Any]:
+def plugins_for_tests(simulator: Simulator, sns_root: Path, *, webhook_allow_http: bool = True) -> list[Any]:
     from desk.plugin import DeskPlugin
     from dunning.plugin import DunningPlugin
     from payments.config import PaymentsSettings
@@ -207,7 +207,7 @@ def plugins_for_tests(simulator: Simulator, sns_root: Path) -> list[Any]:
                 amazon_pay_sns_ca_file=str(sns_root),
                 amazon_pay_sns_cert_base=simulator.url,
                 refund_retry_interval_s=3600,
-                webhook_allow_http=True,
+                webhook_allow_http=webhook_allow_http,  # production: False (no plain http, no private addresses)
                 webhook_attempts_max=3,
             )
         ),

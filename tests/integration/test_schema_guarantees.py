@@ -8,12 +8,13 @@ person with a SQL prompt cannot corrupt the books through ordinary statements.
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 
 import asyncpg
 import pytest
 
 from ledger.chain import link_pending
-from ledger.db import apply_schema
+from ledger.db import apply_schema, schema_sql
 from tests.conftest import Tenant, make_tenant
 
 APPEND_ONLY = ["entries", "lines", "chain_links", "period_closes"]
@@ -262,3 +263,35 @@ async def test_schema_application_is_idempotent(pool: asyncpg.Pool) -> None:
         await conn.execute("DELETE FROM kontor_schema")
         assert await apply_schema(conn) is True  # applying it over itself is harmless
         assert await apply_schema(conn) is False
+
+
+async def test_bank_statement_identity_is_added_to_an_existing_database(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """A database from before statements were identified by account + Id + date: applying the schema keeps its
+    rows (account '', their import day) and makes the new identity the primary key. Rolled back afterwards."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(
+                "DELETE FROM bank_statements; ALTER TABLE bank_statements DROP CONSTRAINT bank_statements_pkey; "
+                "ALTER TABLE bank_statements DROP COLUMN account, DROP COLUMN statement_on; "
+                "ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, statement_id)"
+            )
+            await conn.execute(
+                "INSERT INTO bank_statements (merchant_id, business, statement_id, file_sha256, summary, imported_at) "
+                "VALUES ($1, $2, '8', '\\x00', '{}', '2024-01-31 12:00+00')",
+                tenant.merchant_id,
+                tenant.business,
+            )
+            await conn.execute(schema_sql())
+            await conn.execute(schema_sql())  # and again: every statement is idempotent
+            row = await conn.fetchrow("SELECT account, statement_id, statement_on FROM bank_statements")
+            assert tuple(row) == ("", "8", date(2024, 1, 31))
+            key = await conn.fetchval(
+                "SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum)) FROM pg_index i "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                "WHERE i.indrelid = 'bank_statements'::regclass AND i.indisprimary"
+            )
+            assert key == ["merchant_id", "business", "account", "statement_id", "statement_on"]
+        finally:
+            await tx.rollback()
