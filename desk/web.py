@@ -44,6 +44,7 @@ from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount
 from ledger.tenancy import authenticate, get_business, list_businesses
+from ledger.textsafe import ascii_digits, parse_ascii_int
 from payments.reconciliation import list_exceptions
 
 __all__ = ["COOKIE", "SESSION_HOURS", "router", "template_config"]
@@ -124,9 +125,10 @@ def _session_key(token: str | None) -> tuple[int, bytes]:
     """The session's row key from the cookie "<merchant id>.<random token>" (the merchant id keeps every table
     keyed by merchant); anything else is no session."""
     merchant, _, secret = (token or "").partition(".")
-    if not (merchant.isdigit() and len(merchant) <= 18 and 20 <= len(secret) <= 100):
+    merchant_id = parse_ascii_int(merchant)
+    if merchant_id is None or not 20 <= len(secret) <= 100:
         raise SignInRequired
-    return int(merchant), _digest(token or "")
+    return merchant_id, _digest(token or "")
 
 
 async def _viewer(request: Request[Any, Any, Any]) -> Viewer:
@@ -280,8 +282,8 @@ async def customer_balances(ctx: Kontor, business: Business, after: str, limit: 
     rows = await ctx.reports_pool.fetch(
         # the page's customers first, then their dunning level: the join never sees more than a page of rows
         "SELECT c.customer, c.debit, c.credit, COALESCE(d.level, 0) AS level FROM (SELECT customer, "
-        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0)::bigint AS debit, "
-        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)::bigint AS credit FROM lines "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) AS debit, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0) AS credit FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer IS NOT NULL AND customer > $3 AND currency = $4 "
         "GROUP BY customer ORDER BY customer LIMIT $5) c LEFT JOIN dunning_accounts d "
         "ON d.merchant_id = $1 AND d.business = $2 AND d.customer = c.customer ORDER BY c.customer",
@@ -295,9 +297,9 @@ async def customer_balances(ctx: Kontor, business: Business, after: str, limit: 
     return [
         CustomerRow(
             customer=r["customer"],
-            debit=format_amount(r["debit"], cur),
-            credit=format_amount(r["credit"], cur),
-            balance=format_amount(r["debit"] - r["credit"], cur),
+            debit=format_amount(int(r["debit"]), cur),
+            credit=format_amount(int(r["credit"]), cur),
+            balance=format_amount(int(r["debit"] - r["credit"]), cur),
             level=r["level"],
         )
         for r in rows
@@ -397,7 +399,7 @@ async def gl_download(
 
 def _month(period: FromPath[str]) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
-    if len(period) != 7 or period[4] != "-" or not (period[:4] + period[5:]).isdigit():
+    if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
         raise BadRequest("period_invalid", "a period is a month: YYYY-MM")
     return period
 

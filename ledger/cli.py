@@ -33,6 +33,7 @@ from ledger.errors import KontorError
 from ledger.logs import configure_logging
 from ledger.plugins import plugin_commands
 from ledger.schemas import BusinessCreate
+from ledger.textsafe import ascii_digits
 
 __all__ = ["data_dir_option", "main", "run_with_kontor"]
 
@@ -147,7 +148,7 @@ def merchant() -> None:
 
 def _parse_business(text: str) -> dict[str, Any]:
     parts = text.split(":")
-    if len(parts) not in (3, 4) or not parts[0].isdigit():
+    if len(parts) not in (3, 4) or not ascii_digits(parts[0], length_max=4):
         raise click.BadParameter(f"{text!r}: use CODE:COUNTRY:CURRENCY[:RATE,RATE], e.g. 1001:DE:EUR")
     spec: dict[str, Any] = {"code": int(parts[0]), "country": parts[1].upper(), "currency": parts[2].upper()}
     if len(parts) == 4:

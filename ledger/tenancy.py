@@ -32,6 +32,7 @@ from ledger.schemas import (
     BusinessOut,
     MerchantCreated,
 )
+from ledger.textsafe import parse_ascii_int
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -255,10 +256,10 @@ async def authenticate(ctx: Kontor, token: str) -> Principal:
     if operator_key and hmac.compare_digest(token.encode(), operator_key.encode()):
         return Principal(merchant_id=None, key_id=None, role="operator")
     parts = token.split("_", 3)
-    if len(parts) != 4 or parts[0] != KEY_PREFIX or not parts[1].isdigit() or not parts[2].isdigit():
+    if len(parts) != 4 or parts[0] != KEY_PREFIX:
         raise _bad_key()
-    merchant_id, key_id, secret = int(parts[1]), int(parts[2]), parts[3]
-    if merchant_id > 2**62 or key_id > 2**62:
+    merchant_id, key_id, secret = parse_ascii_int(parts[1]), parse_ascii_int(parts[2]), parts[3]
+    if merchant_id is None or key_id is None or merchant_id > 2**62 or key_id > 2**62:
         raise _bad_key()
     record = ctx.keys.get((merchant_id, key_id))
     if record is None or not ctx.key_is_fresh(record):
