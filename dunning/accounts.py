@@ -23,6 +23,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, parse_amount_field
+from ledger.schemas import DatedBody, LedgerDate
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
@@ -120,9 +121,9 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
 
 
 # --- pauses --------------------------------------------------------------------------------------------------
-class PauseIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class PauseIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    until: date | None = None  # none: until resumed
+    until: LedgerDate | None = None  # none: until resumed
 
 
 FOREVER = date(9999, 12, 31)
@@ -184,10 +185,10 @@ class CaseOut(Struct, kw_only=True):
     history: list[dict[str, object]]
 
 
-class CollectionStatusIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class CollectionStatusIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     customer: Annotated[str, Meta(min_length=1, max_length=64)]
     status: Literal[95, 96, 97, 98, 99]
-    on: date
+    on: LedgerDate
     amount: Annotated[str, Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,4})?$")] | None = None  # 99: what was paid
     note: Annotated[str, Meta(max_length=500)] | None = None
 

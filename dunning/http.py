@@ -8,7 +8,6 @@ from typing import Annotated
 from litestar import Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
-from msgspec import Struct
 
 from dunning import accounts, notices, policy, runs
 from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
@@ -18,6 +17,7 @@ from dunning.runs import RunOut
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
 from ledger.http.problems import also_files
+from ledger.schemas import DatedBody, LedgerDate
 
 __all__ = ["base_rate_routes", "router"]
 
@@ -26,8 +26,8 @@ CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 
 
-class RunIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    as_of: date | None = None  # default: today
+class RunIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    as_of: LedgerDate | None = None  # default: today
     dry_run: bool = False
 
 

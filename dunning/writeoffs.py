@@ -156,14 +156,14 @@ async def recover(ctx: Kontor, conn: Connection, business: Business, customer: s
     if not rows:
         return
     balance = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
         business.merchant_id,
         business.code,
         customer,
         business.currency,
     )
-    available = -balance
+    available = -int(balance)
     roles = await roles_of(ctx, business)
     for row in rows:
         if available <= 0:

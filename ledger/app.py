@@ -28,6 +28,7 @@ from ledger.http import accounts, journal, onboarding, reports
 from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
+from ledger.http.inputs import KontorRequest, check_date_parameters, date_parameters
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
@@ -82,11 +83,14 @@ def create_app(
         openapi_config=_openapi(),
         plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
+        request_class=KontorRequest,
+        before_request=check_date_parameters,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )
     document_problems(application)
     application.state.query_names = query_names(application)
+    application.state.date_parameters = date_parameters(application)
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
     application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
     return application

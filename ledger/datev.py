@@ -31,6 +31,7 @@ from ledger.domain import Account, Business, month_end, parse_period
 from ledger.errors import Conflict, FieldError, Unprocessable
 from ledger.money import format_amount, vat_from_gross
 from ledger.tenancy import account_index
+from ledger.textsafe import ascii_digits
 
 __all__ = ["DatevSettingsIn", "DatevSettingsOut", "buchungsstapel", "file_name", "get_settings", "put_settings"]
 
@@ -205,7 +206,7 @@ _BELEGFELD = re.compile(r"[^A-Za-z0-9$&%*+\-/]")
 
 def _number(account: Account, length: int) -> str:
     number = account.alt_number or account.number
-    if not number.isdigit() or len(number) > length:
+    if not ascii_digits(number, length_max=length):
         raise Unprocessable(
             "datev_account_invalid",
             f"account {account.number} would be {number!r} in DATEV, which takes numbers of up to {length} digits: "
@@ -225,8 +226,8 @@ def file_name(business: Business, period: str) -> str:
 
 async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, created: datetime) -> bytes:
     """The month's entries as a DATEV Buchungsstapel (409 without DATEV settings)."""
-    settings = await get_settings(ctx, business)
     first = parse_period(period)
+    settings = await get_settings(ctx, business)
     last = month_end(first)
     index = await account_index(ctx, business)
     async with ctx.reports_pool.acquire() as conn:

@@ -50,13 +50,14 @@ async def emit_balance(
     for hook in ctx.receivable_hooks:
         await hook(ctx, conn, business, customer, on)
     net = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
         business.merchant_id,
         business.code,
         customer,
         business.currency,
     )
+    net = int(net)
     state = "DEBIT" if net > 0 else "CREDIT" if net < 0 else "BALANCED"
     await emit(
         conn,

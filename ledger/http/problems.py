@@ -28,6 +28,7 @@ from litestar.typing import FieldDefinition
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
+from ledger.schemas import DATE_RANGE_ERROR
 
 __all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
 
@@ -45,6 +46,7 @@ _HTTP_CODES = {
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_DATE_OUT_OF_RANGE = re.compile(rf"{DATE_RANGE_ERROR}: `(?P<name>[^`]*)` (?P<text>.*)")
 
 
 def problem(
@@ -100,11 +102,16 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         else:  # Litestar already gives the path within the body ("data" for the body itself), or the parameter
             path, text = str(item.get("key") or item.get("source") or ""), message
             path = "" if path == "data" else path
-        unknown = _UNKNOWN_FIELD.fullmatch(text)
-        if unknown:  # name the field itself, not the object that holds it
-            path = f"{path}.{unknown['name']}" if path else unknown["name"]
+        named = _UNKNOWN_FIELD.fullmatch(text) or _DATE_OUT_OF_RANGE.fullmatch(text)
+        if named:  # name the field itself, not the object that holds it
+            path = f"{path}.{named['name']}" if path else named["name"]
         errors.append(FieldError(path or "body", text))
     return errors
+
+
+def _dates_out_of_range(errors: list[FieldError]) -> bool:
+    """Every error is a well-formed date outside the ledger's range (ledger.schemas.DatedBody): a 422."""
+    return bool(errors) and all(e.message.startswith(DATE_RANGE_ERROR) for e in errors)
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -113,6 +120,15 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return _unexpected(request, exc)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc.extra)
+        if _dates_out_of_range(errors):
+            return problem(
+                request,
+                status=422,
+                code="date_out_of_range",
+                title="Unprocessable content",
+                detail="; ".join(f"{e.field}: {e.message}" for e in errors),
+                errors=errors,
+            )
         detail = "the request does not match the schema: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem(
             request,
