@@ -7,7 +7,6 @@ debt is written off), 99 paid (the payment is booked; the case closes).
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date, timedelta
 from typing import Annotated, Literal
@@ -25,6 +24,7 @@ from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, parse_amount_field
 from ledger.schemas import DatedBody, LedgerDate
 from ledger.tenancy import account_index
+from ledger.textsafe import cells, csv_writer
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
@@ -219,11 +219,12 @@ async def handovers(ctx: Kontor, business: Business, status: int | None) -> list
 
 
 def handovers_csv(cases: list[CaseOut]) -> str:
+    """The hand-over file for the agency: CSV, CRLF, formula-like cells neutralised (ledger.textsafe)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(["case_id", "customer", "status", "amount", "currency", "opened_on", "transferred_on"])
     for c in cases:
-        writer.writerow([c.case_id, c.customer, c.status, c.amount, c.currency, c.opened_on, c.transferred_on or ""])
+        writer.writerow(cells([c.case_id, c.customer, c.status, c.amount, c.currency, c.opened_on, c.transferred_on]))
     return out.getvalue()
 
 

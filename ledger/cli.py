@@ -33,7 +33,7 @@ from ledger.errors import KontorError
 from ledger.logs import configure_logging
 from ledger.plugins import plugin_commands
 from ledger.schemas import BusinessCreate
-from ledger.textsafe import ascii_digits
+from ledger.textsafe import ascii_digits, terminal
 
 __all__ = ["data_dir_option", "main", "run_with_kontor"]
 
@@ -178,7 +178,7 @@ def merchant_create(name: str, businesses: tuple[str, ...], chart: str, as_json:
     if as_json:
         click.echo(msgspec.json.encode(created).decode())
         return
-    click.echo(f"merchant {created.merchant_id}: {created.name}")
+    click.echo(terminal(f"merchant {created.merchant_id}: {created.name}"))
     for b in created.businesses:
         click.echo(f"  business {b.code} {b.country}/{b.currency} chart {b.chart} VAT {', '.join(b.vat_rates)} %")
     click.echo(f"admin API key (shown once, store it now):\n  {created.api_key.key}")

@@ -22,7 +22,16 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["FORMULA_PREFIXES", "ascii_digits", "cell", "cells", "csv_writer", "parse_ascii_int", "terminal"]
+__all__ = [
+    "FORMULA_PREFIXES",
+    "ascii_digits",
+    "cell",
+    "cells",
+    "csv_writer",
+    "looks_like_formula",
+    "parse_ascii_int",
+    "terminal",
+]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -39,13 +48,17 @@ def parse_ascii_int(text: str, *, length_max: int = 18) -> int | None:
     return int(text) if ascii_digits(text, length_max=length_max) else None
 
 
+def looks_like_formula(text: str) -> bool:
+    """True when a spreadsheet could read `text` as a formula: it begins with = + - @ TAB CR or LF and is not a
+    plain number (such as "-12.50")."""
+    return text.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(text) is None
+
+
 def cell(value: Any) -> str:
     """A value as spreadsheet-safe cell text: a text that a spreadsheet would read as a formula gets a
     leading apostrophe (OWASP); plain numbers, including negative ones, are left as they are."""
     text = "" if value is None else str(value)
-    if text.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(text) is None:
-        return "'" + text
-    return text
+    return "'" + text if looks_like_formula(text) else text
 
 
 def cells(row: Iterable[Any]) -> list[str]:
