@@ -91,7 +91,7 @@ async def test_datev_text_fields_never_start_a_formula(tenant: Tenant) -> None:
     assert len(rows) == 2 + 3
     _no_formula_cells(rows[2:])
     text = rows[1].index("Buchungstext")
-    assert [row[text] for row in rows[2:]][0].startswith("'=HYPERLINK")
+    assert rows[2][text].startswith("'=HYPERLINK")
 
 
 async def test_cli_journal_csv_quotes_cr_and_neutralises_formulas(planted: Tenant, app_url: str) -> None:
