@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from babel.dates import format_date
@@ -40,6 +41,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, KontorError, Unauthorized
 from ledger.glexport import FILE_FORMATS, gl_file
+from ledger.http.access import HTML_HEADERS
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount
@@ -53,14 +55,7 @@ COOKIE = "kontor_session"
 SESSION_HOURS = 8
 PAGE = 50
 ROLES = frozenset({"accountant", "admin"})
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
+HEADERS = HTML_HEADERS
 
 
 # --- formatting in the business code's locale ---------------------------------------------------------
@@ -184,6 +179,21 @@ async def sign_in_form(next_page: Annotated[str, QueryParameter(name="next")] = 
     return _render("sign_in.html", error=None, next=_next_page(next_page))
 
 
+def _cross_site(request: Request[Any, Any, Any]) -> bool:
+    """True for a form another site made the browser post here (login CSRF: the victim would be signed in to
+    the attacker's books). The browser says where a request comes from: Sec-Fetch-Site (W3C Fetch Metadata),
+    else Origin (RFC 6454), compared with the Host it was sent to. A request with neither (curl, a script)
+    cannot have been forged by a web page and is let through; SameSite cookies do not help here, because the
+    attack sets a cookie rather than sending one."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
 @post("/sign-in", status_code=303)
 async def sign_in(
     request: Request[Any, Any, Any],
@@ -191,6 +201,8 @@ async def sign_in(
 ) -> Response[Any]:
     ctx = _ctx(request)
     target = _next_page(data.next)
+    if _cross_site(request):
+        return _render("sign_in.html", 403, error="Sign in on this site's own sign-in page.", next="/ui/")
     try:
         principal = await authenticate(ctx, data.key.strip())
     except Unauthorized:
@@ -214,6 +226,8 @@ async def sign_in(
 
 @post("/sign-out", status_code=303)
 async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
+    if _cross_site(request):  # another site may not end the session either
+        return _render("error.html", 403, http_status=403, message="Sign out on this site's own pages.")
     try:
         merchant_id, digest = _session_key(request.cookies.get(COOKIE))
     except SignInRequired:

@@ -14,6 +14,7 @@ from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
 from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runs import RunOut
+from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
 from ledger.http.problems import also_files
@@ -123,7 +124,8 @@ async def read_notice_document(business_code: Code, notice_id: IdPath, call: Cal
     business = await call.business(business_code)
     notice = await notices.get_notice(call.ctx, business, notice_id)
     name = await call.ctx.pool.fetchval("SELECT name FROM merchants WHERE merchant_id = $1", business.merchant_id)
-    return Response(notices.render_html(notice, str(name)), media_type="text/html; charset=utf-8")
+    # Litestar adds "; charset=utf-8" to text/html itself: naming it here too sent the charset twice
+    return Response(notices.render_html(notice, str(name)), media_type="text/html", headers=HTML_HEADERS)
 
 
 @put(

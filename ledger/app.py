@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins import InitPluginProtocol
 
@@ -28,6 +27,7 @@ from ledger.http import accounts, journal, onboarding, reports
 from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
+from ledger.http.docs import render_plugins
 from ledger.http.inputs import KontorRequest, check_date_parameters, date_parameters
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
@@ -48,7 +48,7 @@ def discover_plugins() -> list[InitPluginProtocol]:
     return plugins
 
 
-def _openapi() -> OpenAPIConfig:
+def _openapi(settings: Settings) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Kontor",
         version=VERSION,
@@ -56,7 +56,7 @@ def _openapi() -> OpenAPIConfig:
         description="Accounting as a Service: an immutable double-entry ledger for merchants paid through "
         "Amazon Pay. Amounts are decimal strings in the business code's currency. Errors are "
         "RFC 9457 problem+json.",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        render_plugins=render_plugins(interactive=settings.api_docs),
         components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
         security=[{"BearerAuth": []}],
         tags=[Tag(name=n) for n in ("onboarding", "accounts", "journal", "balances", "reports", "periods", "ops")],
@@ -80,7 +80,7 @@ def create_app(
         route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],
         lifespan=[_lifespan(settings, clock, found)],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=_openapi(),
+        openapi_config=_openapi(settings),
         plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
         request_class=KontorRequest,

@@ -48,6 +48,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
     access_log: bool = True
+    api_docs: bool = False  # /schema as Swagger UI (scripts from a CDN, pinned with SRI): development only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import asyncpg
+import pycountry
 
 from ledger.charts import chart_template, default_vat_rates
 from ledger.context import AccountIndex, KeyRecord, Kontor
@@ -46,6 +47,7 @@ __all__ = [
     "create_merchant",
     "describe_business",
     "get_business",
+    "is_country",
     "issue_key",
     "list_accounts",
     "list_businesses",
@@ -121,7 +123,19 @@ def _vat_rates(spec: BusinessCreate) -> tuple[Decimal, ...]:
     return rates
 
 
+def is_country(code: str) -> bool:
+    """True for an officially assigned ISO 3166-1 alpha-2 code ("DE"; not "XX", "EU" or "XK"), per pycountry's
+    copy of the ISO 3166 tables: the country decides VAT rates, the G/L report's country column, the locale."""
+    return len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None
+
+
 async def _insert_business(conn: Connection, merchant_id: int, spec: BusinessCreate, path: str) -> asyncpg.Record:
+    if not is_country(spec.country):
+        raise Unprocessable(
+            "country_unknown",
+            f"{spec.country} is not an ISO 3166-1 alpha-2 country code",
+            [FieldError(f"{path}country", "unknown ISO 3166-1 alpha-2 country code")],
+        )
     if not is_known_currency(spec.currency):
         raise Unprocessable(
             "currency_unknown",
