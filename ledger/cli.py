@@ -27,7 +27,7 @@ from ledger.app import discover_plugins
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
-from ledger.db import apply_schema, create_pool
+from ledger.db import CONNECTION_LOST, apply_schema, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
@@ -52,7 +52,7 @@ async def _context(settings: Settings) -> AsyncIterator[Kontor]:
     if url is None:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
         url = embedded.uri
-    pool = await create_pool(url, size_max=4)
+    pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
     try:
         async with pool.acquire() as conn:
             await apply_schema(conn)
@@ -74,6 +74,14 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
         raise click.ClickException(
             f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
         ) from None
+    except (TimeoutError, asyncpg.QueryCanceledError):
+        # a one-line error, as the service's 503 database_timeout: not a traceback
+        raise click.ClickException(
+            f"the database did not answer within {settings.db_command_timeout_s:g} s "
+            "(KONTOR_DB_COMMAND_TIMEOUT_S); nothing was changed by the statement that timed out [database_timeout]"
+        ) from None
+    except CONNECTION_LOST as exc:
+        raise click.ClickException(f"lost the connection to the database: {exc!r} [database_unavailable]") from None
 
 
 def run_with_kontor(data_dir: Path | None, work: Callable[[Kontor], Awaitable[T]]) -> T:
