@@ -19,6 +19,11 @@ crashed run is simply run again.
 One run per business code at a time, across all service instances: the runner holds a PostgreSQL
 advisory lock for the run (released by the database if the runner dies). Scheduled runs claim the
 day's slot (a unique row); a slot left `running` by a dead runner is resumed by the next instance.
+
+The lock is also the run's lease: a row still `running` while nobody holds its business code's lock was left
+by a runner that is gone (killed, crashed). It is shown as `failed` with an "aborted: ..." error from then on
+(marked when runs are read, and by the next run, which holds the lock); the books are unaffected, because
+every chunk is its own transaction and a run of the same day again books only what is still due.
 """
 
 from __future__ import annotations
@@ -203,9 +208,35 @@ async def run_dunning(
         if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, lock_key(business)):
             raise Conflict("dunning_run_in_progress", f"a dunning run of business code {business.code} is running")
         try:
+            await _abort_abandoned(ctx, business, lock_held_here=True)
             return await _locked_run(ctx, business, policy, rates, as_of, trigger, dry_run, chunk, progress)
         finally:
             await lock.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, lock_key(business))
+
+
+ABANDONED = (
+    "aborted: the runner stopped before the run finished (its process ended); a run of the same day completes the work"
+)
+
+
+async def _abort_abandoned(ctx: Kontor, business: Business, *, lock_held_here: bool = False) -> None:
+    """Mark `running` rows whose runner is gone as failed (see the module docstring).
+
+    With `lock_held_here` the caller holds the business code's run lock, so every `running` row is a dead
+    runner's; otherwise a row counts as abandoned while no session holds the lock. A runner that finishes
+    meanwhile has committed `done` before it releases the lock, and the update re-checks the row's state."""
+    await ctx.pool.execute(
+        "UPDATE dunning_runs SET state = 'failed', error = $5, finished_at = now() "
+        "WHERE merchant_id = $1 AND business = $2 AND state = 'running' AND ($6 OR NOT EXISTS (SELECT 1 FROM pg_locks "
+        "WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = $3::oid AND objid = $4::oid AND objsubid = 2 AND granted))",
+        business.merchant_id,
+        business.code,
+        LOCK_CLASS,
+        lock_key(business),
+        ABANDONED,
+        lock_held_here,
+    )
 
 
 async def _claim(ctx: Kontor, business: Business, as_of: date, trigger: Trigger) -> tuple[int, bool]:
@@ -598,6 +629,7 @@ def _run_out(row: Any) -> RunOut:
 
 
 async def get_run(ctx: Kontor, business: Business, run_id: int) -> RunOut:
+    await _abort_abandoned(ctx, business)
     row = await ctx.pool.fetchrow(
         "SELECT * FROM dunning_runs WHERE merchant_id = $1 AND business = $2 AND run_id = $3",
         business.merchant_id,
@@ -610,6 +642,7 @@ async def get_run(ctx: Kontor, business: Business, run_id: int) -> RunOut:
 
 
 async def list_runs(ctx: Kontor, business: Business, *, before: int | None, limit: int) -> list[RunOut]:
+    await _abort_abandoned(ctx, business)
     rows = await ctx.pool.fetch(
         "SELECT * FROM dunning_runs WHERE merchant_id = $1 AND business = $2 AND ($3::bigint IS NULL OR run_id < $3) "
         "ORDER BY run_id DESC LIMIT $4",
