@@ -988,6 +988,9 @@ CREATE TABLE IF NOT EXISTS write_offs (
 );
 CREATE INDEX IF NOT EXISTS write_offs_recoverable
     ON write_offs (merchant_id, business, customer) WHERE open_minor > 0;
+-- the principal per claim: [{"key", "order", "due", "by_rate": {"19": gross minor}}], so that a later payment
+-- recovers the claim it names, else the oldest (dunning/recovery.py); NULL for write-offs from before
+ALTER TABLE write_offs ADD COLUMN IF NOT EXISTS principal_by_order jsonb;
 
 -- Collection agency cases: handed over after the final level (90 ready -> 91 transferred -> feedback).
 CREATE TABLE IF NOT EXISTS collection_cases (

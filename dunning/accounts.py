@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 
 from dunning.items import open_items
 from dunning.runs import _reset
-from dunning.store import load_events, load_states
+from dunning.store import current_cycle, load_events, load_states
 from dunning.writeoffs import split_principal, write_off
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -74,7 +74,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
     ar = (await account_index(ctx, business)).by_role["AR"].account_id
     async with ctx.pool.acquire() as conn:
         events = (await load_events(conn, business, ar, [customer], as_of)).get(customer, [])
-        state = (await load_states(conn, business, [customer])).get(customer)
+        stored = (await load_states(conn, business, [customer])).get(customer)
         paused = {
             r["order_ref"]
             for r in await conn.fetch(
@@ -85,6 +85,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
             )
         }
         items = open_items(events)
+        state = current_cycle(stored, items) if stored else None
         cur = business.currency
         principal = []
         for bucket in sorted(items.principal.values(), key=lambda b: (b.due, b.key)):

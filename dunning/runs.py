@@ -40,7 +40,7 @@ from msgspec import Struct
 
 from dunning.items import Bucket, OpenItems, default_interest, open_items
 from dunning.policy import Policy, base_rates, load_policy
-from dunning.store import RunContext, State, candidates, load_context, load_events, load_states
+from dunning.store import RunContext, State, candidates, current_cycle, load_context, load_events, load_states
 from dunning.writeoffs import write_off
 from ledger import journal
 from ledger.context import Kontor
@@ -117,13 +117,14 @@ def decide(
     rates: list[tuple[date, Decimal]],
     on: date,
 ) -> Decision:
-    """One customer's step on day `on` (pure)."""
+    """One customer's step on day `on` (pure). A cycle whose notices were all paid is over (`current_cycle`)."""
     d = Decision(customer, "none", items=items)
     overdue = items.overdue(on, run.paused_orders.get(customer, ()))
     d.overdue = overdue
     d.amount = sum(b.open for b in overdue) + items.costs + items.interest
+    stored, state = state, current_cycle(state, items)
     if sum(b.open for b in items.overdue(on)) + items.costs + items.interest <= 0:
-        d.action = "reset" if state.level or state.default_on else "none"
+        d.action = "reset" if stored.level or stored.default_on else "none"
     elif (why := _blocked(customer, state, run, on, d.amount)) is not None:
         d.action, d.reason = "skip", why
     elif d.amount <= policy.underpayment_minor:
@@ -514,8 +515,10 @@ async def _issue_notices(
         "default_on, interest_minor, flat_fee_booked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
         "ON CONFLICT (merchant_id, business, customer) DO UPDATE SET level = excluded.level, "
         "last_notice_on = excluded.last_notice_on, cycle_started_on = excluded.cycle_started_on, "
-        "default_on = excluded.default_on, interest_minor = dunning_accounts.interest_minor + excluded.interest_minor, "
-        "flat_fee_booked = dunning_accounts.flat_fee_booked OR excluded.flat_fee_booked, updated_at = now()",
+        # a level-1 notice starts a new cycle: nothing booked in an earlier cycle carries over
+        "default_on = excluded.default_on, interest_minor = excluded.interest_minor + CASE WHEN excluded.level = 1 "
+        "THEN 0 ELSE dunning_accounts.interest_minor END, flat_fee_booked = excluded.flat_fee_booked OR "
+        "(excluded.level > 1 AND dunning_accounts.flat_fee_booked), updated_at = now()",
         [
             (
                 business.merchant_id,
