@@ -46,7 +46,7 @@ from ledger import journal
 from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, NotFound
-from ledger.money import format_amount
+from ledger.money import AMOUNT_MINOR_MAX, format_amount
 from ledger.tenancy import account_index
 from payments.bookings import roles_of
 from payments.notify import emit, emit_many
@@ -154,6 +154,8 @@ def _blocked(customer: str, state: State, run: RunContext, on: date, owed: int) 
         return f"paused: {state.pause_reason}"
     if owed <= 0:
         return "items paused"
+    if owed > AMOUNT_MINOR_MAX:  # a write-off or its fees could not be booked as one line: leave it to a person
+        return "owes more than one booking line can hold (10^15 minor units): handle by hand"
     return None
 
 
