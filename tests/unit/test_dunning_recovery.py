@@ -80,7 +80,7 @@ def test_a_payment_before_the_notice_on_the_same_day_does_not_end_the_cycle() ->
             (date(2025, 8, 1), 5000, "claim"),
             (date(2025, 8, 22), -5000, "payment"),
             (date(2025, 8, 22), 100, "charges"),
-        )  # fmt: skip
+        )
     )
     assert not settled_since(paid_first, date(2025, 8, 22))
     paid_after = open_items(
@@ -88,7 +88,7 @@ def test_a_payment_before_the_notice_on_the_same_day_does_not_end_the_cycle() ->
             (date(2025, 8, 1), 5000, "claim"),
             (date(2025, 8, 22), 100, "charges"),
             (date(2025, 8, 22), -5100, "payment"),
-        )  # fmt: skip
+        )
     )
     assert settled_since(paid_after, date(2025, 8, 22))
 
