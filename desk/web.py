@@ -44,6 +44,7 @@ from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.access import HTML_HEADERS
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
+from ledger.http.inputs import check_date_parameters
 from ledger.money import currency_decimals, format_amount
 from ledger.tenancy import authenticate, get_business, list_businesses
 from ledger.textsafe import ascii_digits, parse_ascii_int
@@ -144,6 +145,7 @@ async def _page(request: Request[Any, Any, Any], code: Code) -> tuple[Kontor, Bu
     viewer = await _viewer(request)
     ctx = _ctx(request)
     business = await get_business(ctx, viewer.merchant_id, code)
+    check_date_parameters(request)  # after the session and the business code: a visitor learns nothing
     return ctx, business, Formats(locale_of(business.country), business.currency)
 
 

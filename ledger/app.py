@@ -28,7 +28,7 @@ from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
 from ledger.http.docs import render_plugins
-from ledger.http.inputs import KontorRequest, check_date_parameters, date_parameters
+from ledger.http.inputs import KontorRequest, check_unscoped_date_parameters, date_parameters
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
@@ -84,7 +84,7 @@ def create_app(
         plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
         request_class=KontorRequest,
-        before_request=check_date_parameters,
+        before_request=check_unscoped_date_parameters,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 # the start of the decoding error `DatedBody` raises; ledger.http.problems answers it as 422 date_out_of_range
 DATE_RANGE_ERROR = "date out of range"
+# DATE_MIN..DATE_MAX as the OpenAPI document states it (with format: date), so that generated requests stay in it
+DATE_PATTERN = r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 LedgerDate = Annotated[
     date,
     Meta(

@@ -5,8 +5,10 @@
   client error; `KontorRequest.json()` refuses deeper bodies first with 400 `request_invalid` ("body:
   nesting too deep"), for every route, so nothing is stored and nothing is logged as an error.
 - Dates in query and path parameters lie in the ledger's range (`ledger.domain.DATE_MIN`..`DATE_MAX`), as
-  dates in bodies do (`ledger.schemas.DatedBody`): `check_date_parameters` (the app's before-request hook)
-  answers 422 `date_out_of_range` naming the parameter.
+  dates in bodies do (`ledger.schemas.DatedBody`): `check_date_parameters` answers 422 `date_out_of_range`
+  naming the parameter. On routes of a business code it runs once the business code is known to be the
+  caller's (`ledger.http.deps.Call.business`, the web pages' `_page`): another merchant's code stays a 404
+  whatever the query; other routes check in the app's before-request hook (`check_unscoped_date_parameters`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ from litestar.enums import ParamType
 from ledger.domain import check_date
 from ledger.errors import BadRequest, FieldError
 
-__all__ = ["JSON_DEPTH_MAX", "KontorRequest", "check_date_parameters", "date_parameters", "json_depth"]
+__all__ = [
+    "BUSINESS_PARAMETERS",
+    "JSON_DEPTH_MAX",
+    "KontorRequest",
+    "check_date_parameters",
+    "check_unscoped_date_parameters",
+    "date_parameters",
+    "json_depth",
+]
 
 JSON_DEPTH_MAX = 32
+BUSINESS_PARAMETERS = frozenset({"business_code", "code"})  # the path parameter of a business code's routes
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -63,9 +74,13 @@ def _is_date(annotation: Any) -> bool:
     return annotation is date or date in get_args(annotation)
 
 
-def date_parameters(app: Litestar) -> dict[int, tuple[tuple[str, ParamType], ...]]:
-    """The date-typed query and path parameters of each route handler, by handler id (computed once)."""
-    found: dict[int, tuple[tuple[str, ParamType], ...]] = {}
+DateParameters = tuple[tuple[tuple[str, ParamType], ...], bool]  # (name, where) of each date; business-scoped
+
+
+def date_parameters(app: Litestar) -> dict[int, DateParameters]:
+    """The date-typed query and path parameters of each route handler, and whether the route is a business
+    code's, by handler id (computed once when the app is built)."""
+    found: dict[int, DateParameters] = {}
     for route in app.routes:
         for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
             params = [*kwargs_model.expected_query_params, *kwargs_model.expected_path_params]
@@ -75,16 +90,24 @@ def date_parameters(app: Litestar) -> dict[int, tuple[tuple[str, ParamType], ...
                 for p in params
                 if p.field_name in signature and _is_date(signature[p.field_name].annotation)
             )
+            scoped = any(p.field_alias in BUSINESS_PARAMETERS for p in kwargs_model.expected_path_params)
             if dated:
-                found[id(handler)] = dated
+                found[id(handler)] = (dated, scoped)
     return found
 
 
-async def check_date_parameters(request: Request[Any, Any, Any]) -> None:
-    """Before-request hook of the app: 422 `date_out_of_range` for a date parameter outside the ledger's range.
+async def check_unscoped_date_parameters(request: Request[Any, Any, Any]) -> None:
+    """Before-request hook of the app: `check_date_parameters` for routes that name no business code."""
+    _, scoped = request.app.state.date_parameters.get(id(request.route_handler), ((), True))
+    if not scoped:
+        check_date_parameters(request)
+
+
+def check_date_parameters(request: Request[Any, Any, Any]) -> None:
+    """422 `date_out_of_range` for a date parameter of the request outside the ledger's range.
 
     Values that are not YYYY-MM-DD are left to the parameter's own validation (400 request_invalid)."""
-    dated = request.app.state.date_parameters.get(id(request.route_handler), ())
+    dated, _ = request.app.state.date_parameters.get(id(request.route_handler), ((), False))
     for name, where in dated:
         raw = request.query_params.get(name) if where is ParamType.QUERY else request.path_params.get(name)
         if isinstance(raw, date):

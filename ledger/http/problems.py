@@ -21,14 +21,14 @@ from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin  # not exported; pinned >= 2.25
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.types import ExceptionHandlersMap
 from litestar.typing import FieldDefinition
 
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
-from ledger.schemas import DATE_RANGE_ERROR
+from ledger.schemas import DATE_PATTERN, DATE_RANGE_ERROR, DatedBody
 
 __all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
 
@@ -256,7 +256,8 @@ _WRITE_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429)
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
     """Litestar's struct schemas, plus `additionalProperties: false` for request structs that refuse unknown
-    fields (forbid_unknown_fields), so that the document says what the service does: an unknown field is a 400."""
+    fields (forbid_unknown_fields), so that the document says what the service does: an unknown field is a 400;
+    and the ledger's date range as a pattern on the dates of request bodies (`DatedBody`)."""
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
@@ -264,6 +265,8 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
         if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
         hints = get_type_hints(struct, include_extras=True)
+        if issubclass(struct, DatedBody):
+            _date_patterns(schema, struct)
         for f in msgspec.structs.fields(struct):
             key = _constrained_key(hints[f.name])
             prop = (schema.properties or {}).get(f.encode_name)
@@ -278,6 +281,14 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
                         max_length=key.max_length,
                     )
         return schema
+
+
+def _date_patterns(schema: Schema, struct: type[DatedBody]) -> None:
+    for f in msgspec.structs.fields(struct):
+        prop = (schema.properties or {}).get(f.encode_name)
+        for target in [prop, *(getattr(prop, "one_of", None) or [])]:
+            if isinstance(target, Schema) and target.format == OpenAPIFormat.DATE:
+                target.pattern = DATE_PATTERN
 
 
 def _constrained_key(annotation: Any) -> msgspec.Meta | None:

@@ -210,3 +210,9 @@ async def test_reports_of_books_beyond_bigint_still_answer(pool: asyncpg.Pool, t
     await _every_report_answers(tenant, "2026-10")
     balance = (await tenant.get("/accounts/1200/balance")).json()["balances"][0]
     assert balance["debit_total"] == "180000000000000001.00"
+
+
+async def test_another_merchants_business_code_is_404_whatever_the_dates(tenant: Tenant) -> None:
+    """The range is checked once the business code is known to be the caller's: nothing is learnt about others."""
+    r = await tenant.client.get("/v1/businesses/9999/accounts/1200/balance?as_of=0001-01-01", headers=tenant.headers())
+    assert (r.status_code, r.json()["code"]) == (404, "business_not_found")
