@@ -77,3 +77,16 @@ def test_the_cli_business_option_takes_ascii_digits_only() -> None:
     with pytest.raises(click.BadParameter):
         _parse_business("\u00b2001:DE:EUR")
     assert _parse_business("1001:de:eur") == {"code": 1001, "country": "DE", "currency": "EUR"}
+
+
+async def test_datev_takes_ascii_account_numbers_only(tenant: Tenant) -> None:
+    """An alternative number written with other digits ('²') would pass isdigit() into the DATEV file."""
+    r = await tenant.client.patch(
+        tenant.url("/accounts/1200"), json={"alt_number": "12\u00b2"}, headers=tenant.headers()
+    )
+    assert r.status_code == 200, r.text
+    await tenant.post_entry([{"account": "1200", "debit": "1.00"}, {"account": "8400", "credit": "1.00"}])
+    settings = {"consultant_number": 1001, "client_number": 1}
+    assert (await tenant.client.put(tenant.url("/datev/settings"), json=settings, headers=tenant.headers())).is_success
+    r = await tenant.get("/periods/2026-11/datev")
+    assert (r.status_code, r.json()["code"]) == (422, "datev_account_invalid"), r.text
