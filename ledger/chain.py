@@ -210,4 +210,18 @@ async def _totals_match_lines(conn: Connection, business: Business) -> bool:
         business.merchant_id,
         business.code,
     )
-    return bool(mismatch == 0)
+    if mismatch:
+        return False
+    # the accounts' whole-history totals (the account bound and the overdraft guard read them) equal the lines too
+    account_mismatch = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT account_id, currency, sum(debit_minor) AS d, sum(credit_minor) AS c "
+        "  FROM account_totals WHERE merchant_id = $1 AND business = $2 GROUP BY 1, 2) t "
+        "FULL JOIN (SELECT account_id, currency, "
+        "  COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) AS d, "
+        "  COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0) AS c "
+        "  FROM lines WHERE merchant_id = $1 AND business = $2 GROUP BY 1, 2) l "
+        "USING (account_id, currency) WHERE t.d IS DISTINCT FROM l.d OR t.c IS DISTINCT FROM l.c",
+        business.merchant_id,
+        business.code,
+    )
+    return bool(account_mismatch == 0)

@@ -217,3 +217,12 @@ async def test_another_merchants_business_code_is_404_whatever_the_dates(tenant:
     """The range is checked once the business code is known to be the caller's: nothing is learnt about others."""
     r = await tenant.client.get("/v1/businesses/9999/accounts/1200/balance?as_of=0001-01-01", headers=tenant.headers())
     assert (r.status_code, r.json()["code"]) == (404, "business_not_found")
+
+
+async def test_verify_checks_the_account_totals_against_the_lines(pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await tenant.post_entry(_max_lines()[:1] + [{"account": "8400", "credit": MAX}], date="2026-10-01")
+    assert (await tenant.get("/journal/verify")).json()["balances_match_lines"] is True
+    await pool.execute(
+        "UPDATE account_totals SET debit_minor = 0 WHERE merchant_id = $1 AND debit_minor > 0", tenant.merchant_id
+    )
+    assert (await tenant.get("/journal/verify")).json()["balances_match_lines"] is False
