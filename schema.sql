@@ -120,6 +120,20 @@ CREATE INDEX IF NOT EXISTS lines_register
 CREATE INDEX IF NOT EXISTS lines_by_customer
     ON lines (merchant_id, business, customer, effective_date, entry_id) WHERE customer IS NOT NULL;
 
+-- Each account's whole-history sums per currency, spread over the same slots as balance_totals (no day):
+-- what kontor_post_entries checks the account bound against (debits, and credits, at most 9 x 10^15 minor
+-- units each), and what the overdraft guard reads, 16 rows per account whatever its history.
+CREATE TABLE IF NOT EXISTS account_totals (
+    merchant_id  bigint   NOT NULL,
+    business     smallint NOT NULL,
+    account_id   bigint   NOT NULL,
+    currency     text     NOT NULL,
+    slot         smallint NOT NULL CHECK (slot >= 0),
+    debit_minor  bigint   NOT NULL CHECK (debit_minor >= 0),
+    credit_minor bigint   NOT NULL CHECK (credit_minor >= 0),
+    PRIMARY KEY (merchant_id, business, account_id, currency, slot)
+);
+
 CREATE TABLE IF NOT EXISTS balance_totals (
     merchant_id  bigint   NOT NULL,
     business     smallint NOT NULL,
@@ -133,6 +147,19 @@ CREATE TABLE IF NOT EXISTS balance_totals (
 );
 -- rows of past days still spread over slots, for kontor_compact_balance_slots
 CREATE INDEX IF NOT EXISTS balance_totals_to_compact ON balance_totals (day) WHERE slot <> 0;
+
+-- account_totals arrived after balance_totals: filled once from it, while no posting runs (SHARE lock until
+-- this schema transaction commits). Sums beyond bigint (books from before the bound) are capped.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM account_totals) AND EXISTS (SELECT 1 FROM balance_totals) THEN
+        LOCK TABLE balance_totals IN SHARE MODE;
+        INSERT INTO account_totals (merchant_id, business, account_id, currency, slot, debit_minor, credit_minor)
+        SELECT merchant_id, business, account_id, currency, 0,
+               LEAST(sum(debit_minor), 9223372036854775807), LEAST(sum(credit_minor), 9223372036854775807)
+          FROM balance_totals GROUP BY merchant_id, business, account_id, currency;
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     merchant_id  bigint      NOT NULL,
@@ -394,6 +421,8 @@ RETURNS TABLE (entry_id bigint, recorded_at timestamptz, replayed boolean, reque
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_ids bigint[];
+    v_accounts bigint[];
+    v_currencies text[];
     v_guard record;
 BEGIN
     IF p_idem_key IS NOT NULL THEN
@@ -417,33 +446,64 @@ BEGIN
     SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex')
       FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text);
 
-    -- the lines, and their sums added into this posting's balance slot, rows in key order
+    -- the lines, and their sums added into this posting's slot of the accounts' totals and of their days.
+    -- Every posting takes its row locks in the same order: account_totals (the main query), then
+    -- balance_totals (by_day, run after it), each in key order: no lock cycles.
     WITH posted AS (
         INSERT INTO lines (merchant_id, business, entry_id, line_no, account_id, customer, side,
                            amount_minor, currency, effective_date)
         SELECT p_merchant, p_business, v_ids[l.e], l.n, l.a, l.c, l.s, l.x, l.k, l.d
           FROM json_to_recordset(p_lines) AS l(e int, n smallint, d date, a bigint, c text, s text, x bigint, k text)
-        RETURNING account_id, currency, effective_date, side, amount_minor)
-    INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
-                                     debit_minor, credit_minor)
-    SELECT p_merchant, p_business, account_id, currency, effective_date, p_slot,
-           COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0),
-           COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)
-      FROM posted
-     GROUP BY account_id, currency, effective_date
-     ORDER BY account_id, currency, effective_date
-    ON CONFLICT (merchant_id, business, account_id, currency, day, slot) DO UPDATE
-       SET debit_minor = t.debit_minor + excluded.debit_minor,
-           credit_minor = t.credit_minor + excluded.credit_minor;
+        RETURNING account_id, currency, effective_date, side, amount_minor),
+    by_day AS (
+        INSERT INTO balance_totals AS t (merchant_id, business, account_id, currency, day, slot,
+                                         debit_minor, credit_minor)
+        SELECT p_merchant, p_business, account_id, currency, effective_date, p_slot,
+               COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0),
+               COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)
+          FROM posted
+         GROUP BY account_id, currency, effective_date
+         ORDER BY account_id, currency, effective_date
+        ON CONFLICT (merchant_id, business, account_id, currency, day, slot) DO UPDATE
+           SET debit_minor = t.debit_minor + excluded.debit_minor,
+               credit_minor = t.credit_minor + excluded.credit_minor),
+    touched AS (
+        INSERT INTO account_totals AS a (merchant_id, business, account_id, currency, slot, debit_minor, credit_minor)
+        SELECT p_merchant, p_business, account_id, currency, p_slot,
+               COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0),
+               COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)
+          FROM posted
+         GROUP BY account_id, currency
+         ORDER BY account_id, currency
+        ON CONFLICT (merchant_id, business, account_id, currency, slot) DO UPDATE
+           SET debit_minor = a.debit_minor + excluded.debit_minor,
+               credit_minor = a.credit_minor + excluded.credit_minor
+        RETURNING account_id, currency)
+    SELECT array_agg(account_id), array_agg(currency) INTO v_accounts, v_currencies FROM touched;
+
+    -- the account bound (ledger/money.py ACCOUNT_TOTAL_MINOR_MAX): debits, and credits, of an account in one
+    -- currency add up to at most 9 x 10^15 minor units over its whole history
+    FOR v_guard IN
+        SELECT a.account_id, a.currency
+          FROM account_totals a JOIN unnest(v_accounts, v_currencies) AS u(account_id, currency)
+            ON a.account_id = u.account_id AND a.currency = u.currency
+         WHERE a.merchant_id = p_merchant AND a.business = p_business
+         GROUP BY a.account_id, a.currency
+        HAVING sum(a.debit_minor) > 9000000000000000 OR sum(a.credit_minor) > 9000000000000000
+         LIMIT 1
+    LOOP
+        RAISE EXCEPTION 'account % would exceed its total in %', v_guard.account_id, v_guard.currency
+            USING ERRCODE = 'KN004', DETAIL = v_guard.account_id::text;
+    END LOOP;
 
     FOR v_guard IN
-        SELECT b.account_id, b.currency
-          FROM balance_totals b
-          JOIN json_to_recordset(p_guarded) AS g(a bigint, cn boolean) ON b.account_id = g.a
-         WHERE b.merchant_id = p_merchant AND b.business = p_business
-         GROUP BY b.account_id, b.currency, g.cn
-        HAVING CASE WHEN g.cn THEN sum(b.credit_minor) - sum(b.debit_minor)
-                    ELSE sum(b.debit_minor) - sum(b.credit_minor) END < 0
+        SELECT a.account_id, a.currency
+          FROM account_totals a
+          JOIN json_to_recordset(p_guarded) AS g(a bigint, cn boolean) ON a.account_id = g.a
+         WHERE a.merchant_id = p_merchant AND a.business = p_business
+         GROUP BY a.account_id, a.currency, g.cn
+        HAVING CASE WHEN g.cn THEN sum(a.credit_minor) - sum(a.debit_minor)
+                    ELSE sum(a.debit_minor) - sum(a.credit_minor) END < 0
     LOOP
         RAISE EXCEPTION 'account % would go negative in %', v_guard.account_id, v_guard.currency
             USING ERRCODE = 'KN003', DETAIL = v_guard.account_id::text;
@@ -1140,6 +1200,9 @@ CREATE TABLE IF NOT EXISTS write_offs (
 );
 CREATE INDEX IF NOT EXISTS write_offs_recoverable
     ON write_offs (merchant_id, business, customer) WHERE open_minor > 0;
+-- the principal per claim: [{"key", "order", "due", "by_rate": {"19": gross minor}}], so that a later payment
+-- recovers the claim it names, else the oldest (dunning/recovery.py); NULL for write-offs from before
+ALTER TABLE write_offs ADD COLUMN IF NOT EXISTS principal_by_order jsonb;
 
 -- Collection agency cases: handed over after the final level (90 ready -> 91 transferred -> feedback).
 CREATE TABLE IF NOT EXISTS collection_cases (

@@ -9,7 +9,6 @@ business code.
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +27,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, NotFound
 from ledger.tenancy import get_business
+from ledger.textsafe import cells, csv_writer, terminal
 from payments.closing import book_prepayment_vat
 from payments.notify import emit_period_closed
 
@@ -92,7 +92,7 @@ def answer(response: httpx.Response) -> Any:
         detail += "".join(f"\n  {e['field']}: {e['message']}" for e in problem.get("errors", []))
     except ValueError:
         detail = response.text[:500]
-    raise click.ClickException(f"the service answered {response.status_code}: {detail}")
+    raise click.ClickException(terminal(f"the service answered {response.status_code}: {detail}"))
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -205,13 +205,13 @@ def export_csv(
 
     entries = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(LINE_COLUMNS)
     for e in entries:
         for line in e["lines"]:
-            writer.writerow([e["id"], e["effective_date"], e["recorded_at"], e["description"], e["reference"] or "",
-                             e["reverses"] or "", line["line_no"], line["account"], line.get("customer") or "",
-                             line["currency"], line["debit"] or "", line["credit"] or ""])  # fmt: skip
+            writer.writerow(cells([e["id"], e["effective_date"], e["recorded_at"], e["description"], e["reference"],
+                                   e["reverses"], line["line_no"], line["account"], line.get("customer"),
+                                   line["currency"], line["debit"], line["credit"]]))  # fmt: skip
     if output is None:
         sys.stdout.write(out.getvalue())
     else:

@@ -1,13 +1,18 @@
-"""Reports as tables: aligned for a terminal (amounts right-aligned), or CSV, or the API's JSON as it is."""
+"""Reports as tables: aligned for a terminal (amounts right-aligned), or CSV, or the API's JSON as it is.
+
+Names and descriptions are the merchant's text: on a terminal their control characters are shown escaped
+(`ledger.textsafe.terminal`), in CSV formula-like cells are neutralised and CR/LF fields quoted.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+
+from ledger.textsafe import cells, csv_writer, terminal
 
 __all__ = ["Format", "Table", "render"]
 
@@ -29,23 +34,27 @@ def render(table: Table, data: Any, fmt: Format) -> str:
         return msgspec.json.format(msgspec.json.encode(data), indent=2).decode()
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out)
         writer.writerow(table.columns)
-        writer.writerows(table.rows)
-        writer.writerows(table.footer)
+        writer.writerows(cells(row) for row in [*table.rows, *table.footer])
         return out.getvalue()
-    everything = [table.columns, *table.rows, *table.footer]
-    widths = [max(len(row[i]) for row in everything) for i in range(len(table.columns))]
+    return _aligned(table)
+
+
+def _aligned(table: Table) -> str:
+    shown = [[terminal(c) for c in row] for row in [table.columns, *table.rows, *table.footer]]
+    columns, rows, footer = shown[0], shown[1 : 1 + len(table.rows)], shown[1 + len(table.rows) :]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(table.columns))]
 
     def line(row: list[str]) -> str:
-        cells = [
+        padded = [
             c.rjust(w) if i in table.right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
-        return "  ".join(cells).rstrip()
+        return "  ".join(padded).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    parts = [table.title, "", line(table.columns), rule, *map(line, table.rows)]
-    if table.footer:
-        parts += [rule, *map(line, table.footer)]
-    parts += table.notes
+    parts = [terminal(table.title), "", line(columns), rule, *map(line, rows)]
+    if footer:
+        parts += [rule, *map(line, footer)]
+    parts += map(terminal, table.notes)
     return "\n".join(parts) + "\n"

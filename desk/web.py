@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from babel.dates import format_date
@@ -40,10 +41,13 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, KontorError, Unauthorized
 from ledger.glexport import FILE_FORMATS, gl_file
+from ledger.http.access import HTML_HEADERS
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
+from ledger.http.inputs import check_date_parameters
 from ledger.money import currency_decimals, format_amount
 from ledger.tenancy import authenticate, get_business, list_businesses
+from ledger.textsafe import ascii_digits, parse_ascii_int
 from payments.reconciliation import list_exceptions
 
 __all__ = ["COOKIE", "SESSION_HOURS", "router", "template_config"]
@@ -52,14 +56,7 @@ COOKIE = "kontor_session"
 SESSION_HOURS = 8
 PAGE = 50
 ROLES = frozenset({"accountant", "admin"})
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
+HEADERS = HTML_HEADERS
 
 
 # --- formatting in the business code's locale ---------------------------------------------------------
@@ -124,9 +121,10 @@ def _session_key(token: str | None) -> tuple[int, bytes]:
     """The session's row key from the cookie "<merchant id>.<random token>" (the merchant id keeps every table
     keyed by merchant); anything else is no session."""
     merchant, _, secret = (token or "").partition(".")
-    if not (merchant.isdigit() and len(merchant) <= 18 and 20 <= len(secret) <= 100):
+    merchant_id = parse_ascii_int(merchant)
+    if merchant_id is None or not 20 <= len(secret) <= 100:
         raise SignInRequired
-    return int(merchant), _digest(token or "")
+    return merchant_id, _digest(token or "")
 
 
 async def _viewer(request: Request[Any, Any, Any]) -> Viewer:
@@ -147,6 +145,7 @@ async def _page(request: Request[Any, Any, Any], code: Code) -> tuple[Kontor, Bu
     viewer = await _viewer(request)
     ctx = _ctx(request)
     business = await get_business(ctx, viewer.merchant_id, code)
+    check_date_parameters(request)  # after the session and the business code: a visitor learns nothing
     return ctx, business, Formats(locale_of(business.country), business.currency)
 
 
@@ -182,6 +181,21 @@ async def sign_in_form(next_page: Annotated[str, QueryParameter(name="next")] = 
     return _render("sign_in.html", error=None, next=_next_page(next_page))
 
 
+def _cross_site(request: Request[Any, Any, Any]) -> bool:
+    """True for a form another site made the browser post here (login CSRF: the victim would be signed in to
+    the attacker's books). The browser says where a request comes from: Sec-Fetch-Site (W3C Fetch Metadata),
+    else Origin (RFC 6454), compared with the Host it was sent to. A request with neither (curl, a script)
+    cannot have been forged by a web page and is let through; SameSite cookies do not help here, because the
+    attack sets a cookie rather than sending one."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
 @post("/sign-in", status_code=303)
 async def sign_in(
     request: Request[Any, Any, Any],
@@ -189,6 +203,8 @@ async def sign_in(
 ) -> Response[Any]:
     ctx = _ctx(request)
     target = _next_page(data.next)
+    if _cross_site(request):
+        return _render("sign_in.html", 403, error="Sign in on this site's own sign-in page.", next="/ui/")
     try:
         principal = await authenticate(ctx, data.key.strip())
     except Unauthorized:
@@ -212,6 +228,8 @@ async def sign_in(
 
 @post("/sign-out", status_code=303)
 async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
+    if _cross_site(request):  # another site may not end the session either
+        return _render("error.html", 403, http_status=403, message="Sign out on this site's own pages.")
     try:
         merchant_id, digest = _session_key(request.cookies.get(COOKIE))
     except SignInRequired:
@@ -280,8 +298,8 @@ async def customer_balances(ctx: Kontor, business: Business, after: str, limit: 
     rows = await ctx.reports_pool.fetch(
         # the page's customers first, then their dunning level: the join never sees more than a page of rows
         "SELECT c.customer, c.debit, c.credit, COALESCE(d.level, 0) AS level FROM (SELECT customer, "
-        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0)::bigint AS debit, "
-        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)::bigint AS credit FROM lines "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) AS debit, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0) AS credit FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer IS NOT NULL AND customer > $3 AND currency = $4 "
         "GROUP BY customer ORDER BY customer LIMIT $5) c LEFT JOIN dunning_accounts d "
         "ON d.merchant_id = $1 AND d.business = $2 AND d.customer = c.customer ORDER BY c.customer",
@@ -295,9 +313,9 @@ async def customer_balances(ctx: Kontor, business: Business, after: str, limit: 
     return [
         CustomerRow(
             customer=r["customer"],
-            debit=format_amount(r["debit"], cur),
-            credit=format_amount(r["credit"], cur),
-            balance=format_amount(r["debit"] - r["credit"], cur),
+            debit=format_amount(int(r["debit"]), cur),
+            credit=format_amount(int(r["credit"]), cur),
+            balance=format_amount(int(r["debit"] - r["credit"]), cur),
             level=r["level"],
         )
         for r in rows
@@ -397,7 +415,7 @@ async def gl_download(
 
 def _month(period: FromPath[str]) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
-    if len(period) != 7 or period[4] != "-" or not (period[:4] + period[5:]).isdigit():
+    if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
         raise BadRequest("period_invalid", "a period is a month: YYYY-MM")
     return period
 

@@ -7,7 +7,6 @@ debt is written off), 99 paid (the payment is booked; the case closes).
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date, timedelta
 from typing import Annotated, Literal
@@ -17,13 +16,15 @@ from msgspec import Meta, Struct
 
 from dunning.items import open_items
 from dunning.runs import _reset
-from dunning.store import load_events, load_states
+from dunning.store import current_cycle, load_events, load_states
 from dunning.writeoffs import split_principal, write_off
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, parse_amount_field
+from ledger.schemas import DatedBody, LedgerDate
 from ledger.tenancy import account_index
+from ledger.textsafe import cells, csv_writer
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
@@ -73,7 +74,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
     ar = (await account_index(ctx, business)).by_role["AR"].account_id
     async with ctx.pool.acquire() as conn:
         events = (await load_events(conn, business, ar, [customer], as_of)).get(customer, [])
-        state = (await load_states(conn, business, [customer])).get(customer)
+        stored = (await load_states(conn, business, [customer])).get(customer)
         paused = {
             r["order_ref"]
             for r in await conn.fetch(
@@ -84,6 +85,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
             )
         }
         items = open_items(events)
+        state = current_cycle(stored, items) if stored else None
         cur = business.currency
         principal = []
         for bucket in sorted(items.principal.values(), key=lambda b: (b.due, b.key)):
@@ -120,9 +122,9 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
 
 
 # --- pauses --------------------------------------------------------------------------------------------------
-class PauseIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class PauseIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    until: date | None = None  # none: until resumed
+    until: LedgerDate | None = None  # none: until resumed
 
 
 FOREVER = date(9999, 12, 31)
@@ -184,10 +186,10 @@ class CaseOut(Struct, kw_only=True):
     history: list[dict[str, object]]
 
 
-class CollectionStatusIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class CollectionStatusIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     customer: Annotated[str, Meta(min_length=1, max_length=64)]
     status: Literal[95, 96, 97, 98, 99]
-    on: date
+    on: LedgerDate
     amount: Annotated[str, Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,4})?$")] | None = None  # 99: what was paid
     note: Annotated[str, Meta(max_length=500)] | None = None
 
@@ -218,11 +220,12 @@ async def handovers(ctx: Kontor, business: Business, status: int | None) -> list
 
 
 def handovers_csv(cases: list[CaseOut]) -> str:
+    """The hand-over file for the agency: CSV, CRLF, formula-like cells neutralised (ledger.textsafe)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(["case_id", "customer", "status", "amount", "currency", "opened_on", "transferred_on"])
     for c in cases:
-        writer.writerow([c.case_id, c.customer, c.status, c.amount, c.currency, c.opened_on, c.transferred_on or ""])
+        writer.writerow(cells([c.case_id, c.customer, c.status, c.amount, c.currency, c.opened_on, c.transferred_on]))
     return out.getvalue()
 
 

@@ -10,7 +10,9 @@ import click
 
 from dunning.runs import run_dunning
 from ledger.context import Kontor
+from ledger.domain import check_date
 from ledger.tenancy import get_business
+from ledger.textsafe import terminal
 
 __all__ = ["dunning"]
 
@@ -46,6 +48,7 @@ def _execute(data_dir: Path | None, merchant: int | None, code: int | None, as_o
             click.echo("no business code has a dunning policy")
             return
         day = as_of.date() if as_of else ctx.today()
+        check_date(day, "--as-of")
         for row in rows:
             business = await get_business(ctx, row["merchant_id"], row["business"])
             with click.progressbar(length=1, label=f"merchant {business.merchant_id} business {business.code}") as bar:
@@ -59,9 +62,9 @@ def _execute(data_dir: Path | None, merchant: int | None, code: int | None, as_o
             click.echo(f"  {'would do' if dry else 'done'} ({day}): {counts}")
             for action in out.actions if dry else []:
                 what = f"level {action.level}" if action.level else action.reason or ""
-                click.echo(f"    {action.customer}: {action.action} {what} {action.amount or ''}".rstrip())
+                click.echo(terminal(f"    {action.customer}: {action.action} {what} {action.amount or ''}".rstrip()))
             for skip in out.skipped:
-                click.echo(f"    {skip.customer}: skipped ({skip.reason})")
+                click.echo(terminal(f"    {skip.customer}: skipped ({skip.reason})"))
 
     run_with_kontor(data_dir, work)
 

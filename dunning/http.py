@@ -8,16 +8,17 @@ from typing import Annotated
 from litestar import Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
-from msgspec import Struct
 
 from dunning import accounts, notices, policy, runs
 from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
 from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runs import RunOut
+from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
 from ledger.http.problems import also_files
+from ledger.schemas import DatedBody, LedgerDate
 
 __all__ = ["base_rate_routes", "router"]
 
@@ -26,8 +27,8 @@ CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 
 
-class RunIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    as_of: date | None = None  # default: today
+class RunIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    as_of: LedgerDate | None = None  # default: today
     dry_run: bool = False
 
 
@@ -123,7 +124,8 @@ async def read_notice_document(business_code: Code, notice_id: IdPath, call: Cal
     business = await call.business(business_code)
     notice = await notices.get_notice(call.ctx, business, notice_id)
     name = await call.ctx.pool.fetchval("SELECT name FROM merchants WHERE merchant_id = $1", business.merchant_id)
-    return Response(notices.render_html(notice, str(name)), media_type="text/html; charset=utf-8")
+    # Litestar adds "; charset=utf-8" to text/html itself: naming it here too sent the charset twice
+    return Response(notices.render_html(notice, str(name)), media_type="text/html", headers=HTML_HEADERS)
 
 
 @put(

@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["Bucket", "Event", "OpenItems", "default_interest", "open_items"]
+__all__ = ["Bucket", "Event", "OpenItems", "default_interest", "open_items", "settled_since"]
 
 
 class Event(NamedTuple):
@@ -63,6 +63,10 @@ class OpenItems:
     costs: int = 0
     interest: int = 0
     credit: int = 0  # paid beyond what is owed
+    # the last day the customer went from owing something to owing nothing, and whether fees or interest were
+    # charged on or after that moment (a notice's charges that day come after a payment made before it)
+    settled_on: date | None = None
+    charged_since_settled: bool = False
 
     @property
     def principal_open(self) -> int:
@@ -164,8 +168,21 @@ class OpenItems:
 def open_items(events: Iterable[Event]) -> OpenItems:
     items = OpenItems()
     for event in events:
+        owed = items.total > 0
         items.apply(event)
+        if event.kind in ("charges", "fee", "interest"):
+            items.charged_since_settled = True
+        if owed and items.total <= 0:
+            items.settled_on, items.charged_since_settled = event.on, False
     return items
+
+
+def settled_since(items: OpenItems, day: date | None) -> bool:
+    """True when the customer has owed nothing at some moment after `day`'s notice (its charges included):
+    everything dunned then was paid, so a claim that is overdue now starts a new cycle at level 1."""
+    if items.settled_on is None or day is None:
+        return False
+    return items.settled_on > day or (items.settled_on == day and not items.charged_since_settled)
 
 
 def _rate_on(rates: Sequence[tuple[date, Decimal]], day: date) -> Decimal:

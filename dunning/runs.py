@@ -19,6 +19,11 @@ crashed run is simply run again.
 One run per business code at a time, across all service instances: the runner holds a PostgreSQL
 advisory lock for the run (released by the database if the runner dies). Scheduled runs claim the
 day's slot (a unique row); a slot left `running` by a dead runner is resumed by the next instance.
+
+The lock is also the run's lease: a row still `running` while nobody holds its business code's lock was left
+by a runner that is gone (killed, crashed). It is shown as `failed` with an "aborted: ..." error from then on
+(marked when runs are read, and by the next run, which holds the lock); the books are unaffected, because
+every chunk is its own transaction and a run of the same day again books only what is still due.
 """
 
 from __future__ import annotations
@@ -35,13 +40,13 @@ from msgspec import Struct
 
 from dunning.items import Bucket, OpenItems, default_interest, open_items
 from dunning.policy import Policy, base_rates, load_policy
-from dunning.store import RunContext, State, candidates, load_context, load_events, load_states
+from dunning.store import RunContext, State, candidates, current_cycle, load_context, load_events, load_states
 from dunning.writeoffs import write_off
 from ledger import journal
 from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, NotFound
-from ledger.money import format_amount
+from ledger.money import AMOUNT_MINOR_MAX, format_amount
 from ledger.tenancy import account_index
 from payments.bookings import roles_of
 from payments.notify import emit, emit_many
@@ -112,13 +117,14 @@ def decide(
     rates: list[tuple[date, Decimal]],
     on: date,
 ) -> Decision:
-    """One customer's step on day `on` (pure)."""
+    """One customer's step on day `on` (pure). A cycle whose notices were all paid is over (`current_cycle`)."""
     d = Decision(customer, "none", items=items)
     overdue = items.overdue(on, run.paused_orders.get(customer, ()))
     d.overdue = overdue
     d.amount = sum(b.open for b in overdue) + items.costs + items.interest
+    stored, state = state, current_cycle(state, items)
     if sum(b.open for b in items.overdue(on)) + items.costs + items.interest <= 0:
-        d.action = "reset" if state.level or state.default_on else "none"
+        d.action = "reset" if stored.level or stored.default_on else "none"
     elif (why := _blocked(customer, state, run, on, d.amount)) is not None:
         d.action, d.reason = "skip", why
     elif d.amount <= policy.underpayment_minor:
@@ -148,6 +154,8 @@ def _blocked(customer: str, state: State, run: RunContext, on: date, owed: int) 
         return f"paused: {state.pause_reason}"
     if owed <= 0:
         return "items paused"
+    if owed > AMOUNT_MINOR_MAX:  # a write-off or its fees could not be booked as one line: leave it to a person
+        return "owes more than one booking line can hold (10^15 minor units): handle by hand"
     return None
 
 
@@ -203,9 +211,35 @@ async def run_dunning(
         if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, lock_key(business)):
             raise Conflict("dunning_run_in_progress", f"a dunning run of business code {business.code} is running")
         try:
+            await _abort_abandoned(ctx, business, lock_held_here=True)
             return await _locked_run(ctx, business, policy, rates, as_of, trigger, dry_run, chunk, progress)
         finally:
             await lock.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, lock_key(business))
+
+
+ABANDONED = (
+    "aborted: the runner stopped before the run finished (its process ended); a run of the same day completes the work"
+)
+
+
+async def _abort_abandoned(ctx: Kontor, business: Business, *, lock_held_here: bool = False) -> None:
+    """Mark `running` rows whose runner is gone as failed (see the module docstring).
+
+    With `lock_held_here` the caller holds the business code's run lock, so every `running` row is a dead
+    runner's; otherwise a row counts as abandoned while no session holds the lock. A runner that finishes
+    meanwhile has committed `done` before it releases the lock, and the update re-checks the row's state."""
+    await ctx.pool.execute(
+        "UPDATE dunning_runs SET state = 'failed', error = $5, finished_at = now() "
+        "WHERE merchant_id = $1 AND business = $2 AND state = 'running' AND ($6 OR NOT EXISTS (SELECT 1 FROM pg_locks "
+        "WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = $3::oid AND objid = $4::oid AND objsubid = 2 AND granted))",
+        business.merchant_id,
+        business.code,
+        LOCK_CLASS,
+        lock_key(business),
+        ABANDONED,
+        lock_held_here,
+    )
 
 
 async def _claim(ctx: Kontor, business: Business, as_of: date, trigger: Trigger) -> tuple[int, bool]:
@@ -483,8 +517,10 @@ async def _issue_notices(
         "default_on, interest_minor, flat_fee_booked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
         "ON CONFLICT (merchant_id, business, customer) DO UPDATE SET level = excluded.level, "
         "last_notice_on = excluded.last_notice_on, cycle_started_on = excluded.cycle_started_on, "
-        "default_on = excluded.default_on, interest_minor = dunning_accounts.interest_minor + excluded.interest_minor, "
-        "flat_fee_booked = dunning_accounts.flat_fee_booked OR excluded.flat_fee_booked, updated_at = now()",
+        # a level-1 notice starts a new cycle: nothing booked in an earlier cycle carries over
+        "default_on = excluded.default_on, interest_minor = excluded.interest_minor + CASE WHEN excluded.level = 1 "
+        "THEN 0 ELSE dunning_accounts.interest_minor END, flat_fee_booked = excluded.flat_fee_booked OR "
+        "(excluded.level > 1 AND dunning_accounts.flat_fee_booked), updated_at = now()",
         [
             (
                 business.merchant_id,
@@ -598,6 +634,7 @@ def _run_out(row: Any) -> RunOut:
 
 
 async def get_run(ctx: Kontor, business: Business, run_id: int) -> RunOut:
+    await _abort_abandoned(ctx, business)
     row = await ctx.pool.fetchrow(
         "SELECT * FROM dunning_runs WHERE merchant_id = $1 AND business = $2 AND run_id = $3",
         business.merchant_id,
@@ -610,6 +647,7 @@ async def get_run(ctx: Kontor, business: Business, run_id: int) -> RunOut:
 
 
 async def list_runs(ctx: Kontor, business: Business, *, before: int | None, limit: int) -> list[RunOut]:
+    await _abort_abandoned(ctx, business)
     rows = await ctx.pool.fetch(
         "SELECT * FROM dunning_runs WHERE merchant_id = $1 AND business = $2 AND ($3::bigint IS NULL OR run_id < $3) "
         "ORDER BY run_id DESC LIMIT $4",

@@ -9,17 +9,17 @@ payment, a debit a claim.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from dunning.items import Event
+from dunning.items import Event, OpenItems, settled_since
 from ledger.domain import Business
 
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["State", "candidates", "load_context", "load_events", "load_states"]
+__all__ = ["State", "candidates", "current_cycle", "load_context", "load_events", "load_states"]
 
 _CREDIT_NOTES = ("return", "goodwill", "cancellation")
 
@@ -107,6 +107,25 @@ class State:
 
     def paused(self, on: date) -> bool:
         return self.paused_until is not None and self.paused_until >= on
+
+
+def current_cycle(state: State, items: OpenItems) -> State:
+    """The customer's dunning state as it applies to the claims open now.
+
+    A cycle ends when the customer has paid everything its notices asked for, whether or not a run saw the
+    account balanced: a claim overdue later starts again at level 1, the free payment reminder, with no
+    default date, interest or flat fee carried over (peer ledgers reset dunning counters the same way)."""
+    if state.level and settled_since(items, state.last_notice_on):
+        return replace(
+            state,
+            level=0,
+            last_notice_on=None,
+            cycle_started_on=None,
+            default_on=None,
+            interest_minor=0,
+            flat_fee_booked=False,
+        )
+    return state
 
 
 async def load_states(conn: Connection, business: Business, customers: list[str]) -> dict[str, State]:

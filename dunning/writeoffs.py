@@ -7,10 +7,11 @@ and principal of no known rate go to LOSS0 without VAT. Cr AR (customer) with th
 
 A payment that arrives later (an add-payment call, a bank statement line, a capture or settlement
 row: every path ends in `emit_balance`, which runs this module's receivable hook) leaves the customer
-in credit; the hook then reinstates the written-off debt by that amount, allocated costs -> interest ->
-principal (§367 BGB), principal pro rata over its rates: Dr AR / Cr RECOV (costs, interest, principal
-net) and Cr VAT_r (the VAT on the recovered principal is due again). The customer's account is then
-balanced and the payment has paid the old debt.
+in credit; the hook then reinstates the written-off debt by that amount: Dr AR / Cr RECOV (costs, interest,
+principal net) and Cr VAT_r (the VAT on the recovered principal is due again). Which debt is recovered
+follows `dunning.recovery`: costs and interest first, then the order the payment names (§366 (1) BGB), then
+the claim due first (§366 (2)), each at its own VAT rates; so every write-off records its principal per claim
+(`principal_by_order`). The customer's account is then balanced and the payment has paid the old debt.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from dunning.items import Bucket
+from dunning.recovery import Claim, Recovery, WriteOffLeft, plan_recovery
 from ledger.context import Kontor
 from ledger.domain import Account, Business, LineDraft, Side
 from ledger.money import allocate, format_amount, vat_from_gross
@@ -48,19 +50,36 @@ def _rate_text(rate: Decimal) -> str:
     return format(rate.normalize(), "f")
 
 
+async def _claim_by_rate(conn: Connection, business: Business, bucket: Bucket) -> dict[str, int]:
+    """A claim's open gross per VAT rate ("19", "7", ...; "none" without an order), pro rata over its order."""
+    weights = await open_by_rate(conn, business, bucket.order_ref) if bucket.order_ref else {}
+    weights = {rate: w for rate, w in weights.items() if w > 0}
+    if not weights:
+        return {NO_RATE: bucket.open} if bucket.open else {}
+    rates = sorted(weights, reverse=True)
+    parts = allocate(bucket.open, [weights[r] for r in rates])
+    return {_rate_text(rate): part for rate, part in zip(rates, parts, strict=True) if part}
+
+
 async def split_principal(conn: Connection, business: Business, buckets: list[Bucket]) -> dict[str, int]:
     """Gross principal per VAT rate ("19", "7", ...; "none" without an order), pro rata per order."""
     by_rate: dict[str, int] = {}
     for bucket in buckets:
-        weights = await open_by_rate(conn, business, bucket.order_ref) if bucket.order_ref else {}
-        weights = {rate: w for rate, w in weights.items() if w > 0}
-        if not weights:
-            by_rate[NO_RATE] = by_rate.get(NO_RATE, 0) + bucket.open
-            continue
-        rates = sorted(weights, reverse=True)
-        for rate, part in zip(rates, allocate(bucket.open, [weights[r] for r in rates]), strict=True):
-            by_rate[_rate_text(rate)] = by_rate.get(_rate_text(rate), 0) + part
-    return {rate: amount for rate, amount in by_rate.items() if amount}
+        for rate, amount in (await _claim_by_rate(conn, business, bucket)).items():
+            by_rate[rate] = by_rate.get(rate, 0) + amount
+    return by_rate
+
+
+async def _claims(conn: Connection, business: Business, buckets: list[Bucket]) -> list[dict[str, Any]]:
+    """The write-off's principal per claim, as stored in write_offs.principal_by_order."""
+    claims = []
+    for bucket in buckets:
+        by_rate = await _claim_by_rate(conn, business, bucket)
+        if by_rate:
+            claims.append(
+                {"key": bucket.key, "order": bucket.order_ref, "due": bucket.due.isoformat(), "by_rate": by_rate}
+            )
+    return claims
 
 
 def _loss_lines(roles: Roles, by_rate: dict[str, int], rest: int, currency: str) -> list[LineDraft]:
@@ -93,7 +112,11 @@ async def write_off(
     on: date,
 ) -> WriteOff:
     roles = await roles_of(ctx, business)
-    by_rate = await split_principal(conn, business, principal)
+    claims = await _claims(conn, business, principal)
+    by_rate: dict[str, int] = {}
+    for claim in claims:
+        for rate, amount in claim["by_rate"].items():
+            by_rate[rate] = by_rate.get(rate, 0) + amount
     total = costs + interest + sum(by_rate.values())
     lines = _loss_lines(roles, by_rate, costs + interest, business.currency)
     lines.append(LineDraft(roles("AR"), Side.CREDIT, total, business.currency, customer))
@@ -109,8 +132,8 @@ async def write_off(
     )
     write_off_id = await conn.fetchval(
         "INSERT INTO write_offs (merchant_id, business, customer, written_off_on, reason, costs_minor, interest_minor, "
-        "principal_by_rate, entry_id, open_minor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-        "RETURNING write_off_id",
+        "principal_by_rate, entry_id, open_minor, principal_by_order) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+        "$11) RETURNING write_off_id",
         business.merchant_id,
         business.code,
         customer,
@@ -121,6 +144,7 @@ async def write_off(
         by_rate,
         entry_id,
         total,
+        claims,
     )
     cur = business.currency
     vat = sum(vat_from_gross(g, Decimal(r)) for r, g in by_rate.items() if r != NO_RATE)
@@ -144,8 +168,12 @@ async def write_off(
     return WriteOff(write_off_id, entry_id, total)
 
 
-async def recover(ctx: Kontor, conn: Connection, business: Business, customer: str, on: date) -> None:
-    """The receivable hook: a customer in credit with written-off debt gets it reinstated and paid."""
+async def recover(
+    ctx: Kontor, conn: Connection, business: Business, customer: str, on: date, *, designation: str | None = None
+) -> None:
+    """The receivable hook: a customer in credit with written-off debt gets it reinstated and paid.
+
+    `designation`: the order the payment named (§366 (1) BGB), recovered first; see `dunning.recovery`."""
     rows = await conn.fetch(
         "SELECT * FROM write_offs WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND open_minor > 0 "
         "ORDER BY write_off_id FOR UPDATE",
@@ -156,81 +184,103 @@ async def recover(ctx: Kontor, conn: Connection, business: Business, customer: s
     if not rows:
         return
     balance = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
         business.merchant_id,
         business.code,
         customer,
         business.currency,
     )
-    available = -balance
+    available = -int(balance)
+    if available <= 0:
+        return
+    plans = plan_recovery([_left(r) for r in rows], available, designation)
     roles = await roles_of(ctx, business)
     for row in rows:
-        if available <= 0:
-            return
-        take = min(available, row["open_minor"])
-        await _recover_one(ctx, conn, business, roles, customer, row, take, on)
-        available -= take
+        plan = plans.get(row["write_off_id"])
+        if plan is not None:
+            await _recover_one(ctx, conn, business, roles, customer, row, plan, on)
+
+
+def _left(row: Any) -> WriteOffLeft:
+    """What a write-off row has not recovered yet; rows from before claims were recorded are one claim."""
+    recovered: dict[str, Any] = row["recovered"]
+    by_claim: dict[str, dict[str, int]] = recovered.get("by_order", {})
+    stored = row["principal_by_order"] or [
+        {"key": "legacy", "order": None, "due": row["written_off_on"].isoformat(), "by_rate": row["principal_by_rate"]}
+    ]
+    if row["principal_by_order"] is None:
+        by_claim = {"legacy": recovered.get("principal", {})}
+    claims = [
+        Claim(
+            key=c["key"],
+            order_ref=c["order"],
+            due=date.fromisoformat(c["due"]),
+            by_rate={r: g - by_claim.get(c["key"], {}).get(r, 0) for r, g in c["by_rate"].items()},
+        )
+        for c in stored
+    ]
+    return WriteOffLeft(
+        write_off_id=row["write_off_id"],
+        costs=row["costs_minor"] - recovered.get("costs", 0),
+        interest=row["interest_minor"] - recovered.get("interest", 0),
+        claims=claims,
+    )
 
 
 async def _recover_one(
-    ctx: Kontor,
-    conn: Connection,
-    business: Business,
-    roles: Roles,
-    customer: str,
-    row: Any,
-    amount: int,
-    on: date,
+    ctx: Kontor, conn: Connection, business: Business, roles: Roles, customer: str, row: Any, plan: Recovery, on: date
 ) -> None:
-    recovered: dict[str, Any] = dict(row["recovered"])
-    left = amount
-    parts: dict[str, int] = {}
-    for name, total in (("costs", row["costs_minor"]), ("interest", row["interest_minor"])):
-        parts[name] = min(total - recovered.get(name, 0), left)
-        left -= parts[name]
-    principal_left = {
-        rate: gross - recovered.get("principal", {}).get(rate, 0) for rate, gross in row["principal_by_rate"].items()
-    }
-    principal_left = {rate: v for rate, v in principal_left.items() if v > 0}
     by_rate: dict[str, int] = {}
-    if left and principal_left:
-        rates = sorted(principal_left)
-        by_rate = dict(zip(rates, allocate(left, [principal_left[r] for r in rates]), strict=True))
+    for parts in plan.principal.values():
+        for rate, gross in parts.items():
+            by_rate[rate] = by_rate.get(rate, 0) + gross
+    await book(
+        ctx,
+        conn,
+        business,
+        _recovery_lines(roles, customer, plan, by_rate, business.currency),
+        on=on,
+        description=f"Recovery of written-off debt {row['write_off_id']} of customer {customer}",
+        reference=customer,
+        metadata={"dunning": "recovery", "write_off_id": str(row["write_off_id"])},
+    )
+    recovered: dict[str, Any] = dict(row["recovered"])
+    recovered["costs"] = recovered.get("costs", 0) + plan.costs
+    recovered["interest"] = recovered.get("interest", 0) + plan.interest
+    recovered["principal"] = _added(recovered.get("principal", {}), by_rate)
+    by_claim = dict(recovered.get("by_order", {}))
+    for key, parts in plan.principal.items():
+        by_claim[key] = _added(by_claim.get(key, {}), parts)
+    recovered["by_order"] = by_claim
+    await conn.execute(
+        "UPDATE write_offs SET recovered = $3, open_minor = open_minor - $4 WHERE merchant_id = $1 AND write_off_id = $2",
+        business.merchant_id,
+        row["write_off_id"],
+        recovered,
+        plan.total,
+    )
+
+
+def _added(into: dict[str, int], parts: dict[str, int]) -> dict[str, int]:
+    out = dict(into)
+    for key, amount in parts.items():
+        out[key] = out.get(key, 0) + amount
+    return out
+
+
+def _recovery_lines(roles: Roles, customer: str, plan: Recovery, by_rate: dict[str, int], cur: str) -> list[LineDraft]:
+    """Dr AR the recovered amount; Cr RECOV costs, interest and the principal's net; Cr VAT_r its tax."""
     recov: Account = roles("RECOV")
-    cur = business.currency
-    lines = [LineDraft(roles("AR"), Side.DEBIT, amount, cur, customer)]
-    if parts["costs"] + parts["interest"]:
-        lines.append(LineDraft(recov, Side.CREDIT, parts["costs"] + parts["interest"], cur))
+    lines = [LineDraft(roles("AR"), Side.DEBIT, plan.total, cur, customer)]
+    if plan.costs + plan.interest:
+        lines.append(LineDraft(recov, Side.CREDIT, plan.costs + plan.interest, cur))
     vat_lines, principal_net = [], 0
-    for rate_text, gross in by_rate.items():
+    for rate_text, gross in sorted(by_rate.items()):
         tax = vat_from_gross(gross, Decimal(rate_text)) if rate_text != NO_RATE else 0
         principal_net += gross - tax
         if tax:
             vat_lines.append(LineDraft(roles.per_rate("VAT", Decimal(rate_text)), Side.CREDIT, tax, cur))
     if principal_net:
         lines.append(LineDraft(recov, Side.CREDIT, principal_net, cur))
-    lines += vat_lines
-    await book(
-        ctx,
-        conn,
-        business,
-        lines,
-        on=on,
-        description=f"Recovery of written-off debt {row['write_off_id']} of customer {customer}",
-        reference=customer,
-        metadata={"dunning": "recovery", "write_off_id": str(row["write_off_id"])},
-    )
-    recovered["costs"] = recovered.get("costs", 0) + parts["costs"]
-    recovered["interest"] = recovered.get("interest", 0) + parts["interest"]
-    principal = dict(recovered.get("principal", {}))
-    for rate_text, gross in by_rate.items():
-        principal[rate_text] = principal.get(rate_text, 0) + gross
-    recovered["principal"] = principal
-    await conn.execute(
-        "UPDATE write_offs SET recovered = $3, open_minor = open_minor - $4 WHERE merchant_id = $1 AND write_off_id = $2",
-        business.merchant_id,
-        row["write_off_id"],
-        recovered,
-        amount,
-    )
+    return lines + vat_lines

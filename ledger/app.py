@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins import InitPluginProtocol
 
@@ -29,6 +28,8 @@ from ledger.http import accounts, journal, onboarding, reports
 from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
+from ledger.http.docs import render_plugins
+from ledger.http.inputs import KontorRequest, check_unscoped_date_parameters, date_parameters
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
@@ -52,7 +53,7 @@ def discover_plugins() -> list[InitPluginProtocol]:
     return plugins
 
 
-def _openapi() -> OpenAPIConfig:
+def _openapi(settings: Settings) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Kontor",
         version=VERSION,
@@ -60,7 +61,7 @@ def _openapi() -> OpenAPIConfig:
         description="Accounting as a Service: an immutable double-entry ledger for merchants paid through "
         "Amazon Pay. Amounts are decimal strings in the business code's currency. Errors are "
         "RFC 9457 problem+json.",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        render_plugins=render_plugins(interactive=settings.api_docs),
         components=Components(security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}),
         security=[{"BearerAuth": []}],
         tags=[Tag(name=n) for n in ("onboarding", "accounts", "journal", "balances", "reports", "periods", "ops")],
@@ -87,14 +88,17 @@ def create_app(
         route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],
         lifespan=[_lifespan(settings, clock, secrets, found, sealed)],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=_openapi(),
+        openapi_config=_openapi(settings),
         plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
+        request_class=KontorRequest,
+        before_request=check_unscoped_date_parameters,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )
     document_problems(application)
     application.state.query_names = query_names(application)
+    application.state.date_parameters = date_parameters(application)
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
     application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
     return application

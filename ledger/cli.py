@@ -27,7 +27,7 @@ from ledger.app import discover_plugins
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
-from ledger.db import apply_schema, create_pool
+from ledger.db import CONNECTION_LOST, apply_schema, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
@@ -35,6 +35,7 @@ from ledger.plugins import plugin_commands, plugin_sealed_columns
 from ledger.rotation import BATCH_ROWS, ColumnRotation, rotate_sealed_columns
 from ledger.schemas import BusinessCreate
 from ledger.secrets import SecretBox, generate_key
+from ledger.textsafe import ascii_digits, terminal
 
 __all__ = ["data_dir_option", "main", "run_with_kontor"]
 
@@ -53,7 +54,7 @@ async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kont
     if url is None:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
         url = embedded.uri
-    pool = await create_pool(url, size_max=4)
+    pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
     try:
         async with pool.acquire() as conn:
             await apply_schema(conn)
@@ -77,6 +78,14 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
         raise click.ClickException(
             f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
         ) from None
+    except (TimeoutError, asyncpg.QueryCanceledError):
+        # a one-line error, as the service's 503 database_timeout: not a traceback
+        raise click.ClickException(
+            f"the database did not answer within {settings.db_command_timeout_s:g} s "
+            "(KONTOR_DB_COMMAND_TIMEOUT_S); nothing was changed by the statement that timed out [database_timeout]"
+        ) from None
+    except CONNECTION_LOST as exc:
+        raise click.ClickException(f"lost the connection to the database: {exc!r} [database_unavailable]") from None
 
 
 def run_with_kontor(data_dir: Path | None, work: Callable[[Kontor], Awaitable[T]]) -> T:
@@ -154,7 +163,7 @@ def merchant() -> None:
 
 def _parse_business(text: str) -> dict[str, Any]:
     parts = text.split(":")
-    if len(parts) not in (3, 4) or not parts[0].isdigit():
+    if len(parts) not in (3, 4) or not ascii_digits(parts[0], length_max=4):
         raise click.BadParameter(f"{text!r}: use CODE:COUNTRY:CURRENCY[:RATE,RATE], e.g. 1001:DE:EUR")
     spec: dict[str, Any] = {"code": int(parts[0]), "country": parts[1].upper(), "currency": parts[2].upper()}
     if len(parts) == 4:
@@ -184,7 +193,7 @@ def merchant_create(name: str, businesses: tuple[str, ...], chart: str, as_json:
     if as_json:
         click.echo(msgspec.json.encode(created).decode())
         return
-    click.echo(f"merchant {created.merchant_id}: {created.name}")
+    click.echo(terminal(f"merchant {created.merchant_id}: {created.name}"))
     for b in created.businesses:
         click.echo(f"  business {b.code} {b.country}/{b.currency} chart {b.chart} VAT {', '.join(b.vat_rates)} %")
     click.echo(f"admin API key (shown once, store it now):\n  {created.api_key.key}")

@@ -52,6 +52,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)  # the current key; excludes secret_key_file
     secret_keys_previous: str | None = field(default=None, repr=False)  # comma-separated; only open old values
     secret_key_file: Path | None = None  # one key per line, current first, `#` comments; None: <data_dir>/secret.key
+    api_docs: bool = False  # /schema as Swagger UI (scripts from a CDN, pinned with SRI): development only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -33,8 +33,17 @@ __all__ = [
 ]
 
 Clock = Callable[[], datetime]
-# (ctx, connection in the booking's transaction, business code, customer, booking date)
-ReceivableHook = Callable[["Kontor", Any, Business, str, date], Awaitable[None]]
+
+
+class ReceivableHook(Protocol):
+    """Called with the connection in the booking's transaction, the business code, the customer and the booking
+    date; `designation` is the order a payment named (§366 (1) BGB), None when it named none."""
+
+    def __call__(
+        self, ctx: Kontor, conn: Any, business: Business, customer: str, on: date, *, designation: str | None = None
+    ) -> Awaitable[None]: ...
+
+
 # (ctx, connection in the closing transaction, business code, the months it closed now: 'YYYY-MM', oldest first)
 PeriodClosedHook = Callable[["Kontor", Any, Business, list[str]], Awaitable[None]]
 # (ctx, connection in the closing transaction, business code, first day of each month about to be closed)

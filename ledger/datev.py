@@ -31,6 +31,7 @@ from ledger.domain import Account, Business, month_end, parse_period
 from ledger.errors import Conflict, FieldError, Unprocessable
 from ledger.money import format_amount, vat_from_gross
 from ledger.tenancy import account_index
+from ledger.textsafe import ascii_digits, cell
 
 __all__ = ["DatevSettingsIn", "DatevSettingsOut", "buchungsstapel", "file_name", "get_settings", "put_settings"]
 
@@ -205,7 +206,7 @@ _BELEGFELD = re.compile(r"[^A-Za-z0-9$&%*+\-/]")
 
 def _number(account: Account, length: int) -> str:
     number = account.alt_number or account.number
-    if not number.isdigit() or len(number) > length:
+    if not ascii_digits(number, length_max=length):
         raise Unprocessable(
             "datev_account_invalid",
             f"account {account.number} would be {number!r} in DATEV, which takes numbers of up to {length} digits: "
@@ -225,8 +226,8 @@ def file_name(business: Business, period: str) -> str:
 
 async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, created: datetime) -> bytes:
     """The month's entries as a DATEV Buchungsstapel (409 without DATEV settings)."""
-    settings = await get_settings(ctx, business)
     first = parse_period(period)
+    settings = await get_settings(ctx, business)
     last = month_end(first)
     index = await account_index(ctx, business)
     async with ctx.reports_pool.acquire() as conn:
@@ -286,18 +287,25 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
             fields[_AT["Gegenkonto (ohne BU-Schlüssel)"]] = _number(row.gegenkonto, length)
             fields[_AT["BU-Schlüssel"]] = _text(row.key)
             fields[_AT["Belegdatum"]] = e["effective_date"].strftime("%d%m")
-            fields[_AT["Belegfeld 1"]] = _text(_BELEGFELD.sub("", e["reference"] or "")[:36] or str(e["entry_id"]))
-            fields[_AT["Buchungstext"]] = _text(e["description"][:60])
+            fields[_AT["Belegfeld 1"]] = _text(_belegfeld(e["reference"]) or str(e["entry_id"]))
+            fields[_AT["Buchungstext"]] = _text(cell(e["description"])[:60])
             fields[_AT["Zusatzinformation - Art 1"]] = _text("Kontor-Buchung")
             fields[_AT["Zusatzinformation - Inhalt 1"]] = _text(str(e["entry_id"]))
             if row.customer:
                 fields[_AT["Zusatzinformation - Art 2"]] = _text("Kunde")
-                fields[_AT["Zusatzinformation - Inhalt 2"]] = _text(row.customer[:210])
+                fields[_AT["Zusatzinformation - Inhalt 2"]] = _text(cell(row.customer)[:210])
             out.write(";".join(fields) + "\r\n")
     return out.getvalue().encode("cp1252", errors="replace")
 
 
+def _belegfeld(reference: str | None) -> str:
+    """Belegfeld 1 takes DATEV's characters A-Z a-z 0-9 $ & % * + - / only (no apostrophe to neutralise a
+    formula with): a reference reduced to them loses its leading + and -, so no cell starts a formula."""
+    return _BELEGFELD.sub("", reference or "").lstrip("+-")[:36]
+
+
 def _text(value: str) -> str:
-    """A DATEV text field: in double quotes, quotes doubled, no line breaks or separators' confusion."""
+    """A DATEV text field: in double quotes, quotes doubled, no line breaks or separators' confusion.
+    Free text reaches it through `ledger.textsafe.cell` first, so a spreadsheet never reads it as a formula."""
     clean = value.replace("\r", " ").replace("\n", " ").replace('"', '""')
     return f'"{clean}"'

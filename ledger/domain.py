@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +31,8 @@ from ledger.errors import Conflict, FieldError, Unprocessable, invariant
 from ledger.money import format_amount
 
 __all__ = [
+    "DATE_MAX",
+    "DATE_MIN",
     "LINES_PER_ENTRY_MAX",
     "Account",
     "AccountType",
@@ -39,17 +42,25 @@ __all__ = [
     "Side",
     "check_balanced",
     "check_customers",
+    "check_date",
     "content_sha256",
     "link_sha256",
     "month_end",
     "parse_period",
+    "reversal_date",
     "reversal_of",
     "stored_content_sha256",
 ]
 
 LINES_PER_ENTRY_MAX = 100
+# Every business date Kontor takes (effective dates, document dates, as-of dates, periods) lies in this range:
+# it is what entries.effective_date accepts (schema.sql CHECK), and dates computed from it (pay-by dates,
+# interest periods, the day before a period) stay far inside what Python and PostgreSQL can represent.
+DATE_MIN = date(1900, 1, 1)
+DATE_MAX = date(2999, 12, 31)
 AccountType = Literal["asset", "liability", "equity", "revenue", "expense"]
 CREDIT_NORMAL_TYPES = frozenset({"liability", "equity", "revenue"})
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 class Side(StrEnum):
@@ -158,20 +169,51 @@ def check_customers(lines: Sequence[LineDraft], *, path: str = "lines") -> None:
         raise Unprocessable("line_customer_invalid", "customers do not match the accounts' ledgers", errors)
 
 
+def check_date(value: date, field: str) -> None:
+    """Raise 422 `date_out_of_range` naming `field` unless DATE_MIN <= value <= DATE_MAX."""
+    if not DATE_MIN <= value <= DATE_MAX:
+        raise Unprocessable(
+            "date_out_of_range",
+            f"{field} {value.isoformat()} is outside the dates the ledger keeps "
+            f"({DATE_MIN.isoformat()} to {DATE_MAX.isoformat()})",
+            [FieldError(field, f"must be between {DATE_MIN.isoformat()} and {DATE_MAX.isoformat()}")],
+        )
+
+
+def reversal_date(original_date: date, given: date | None, today: date) -> date:
+    """The reversal's effective date: the one given, else today, and never before the original's.
+
+    A reversal dated before its original would show, in every balance between the two dates, the mirror of
+    an entry that did not exist yet; so a given date before the original's is 422 `reversal_before_original`,
+    and the default (today) moves up to the original's date when the original lies in the future."""
+    if given is None:
+        return max(today, original_date)
+    if given < original_date:
+        raise Unprocessable(
+            "reversal_before_original",
+            f"a reversal cannot be dated before the entry it reverses ({original_date.isoformat()})",
+            [FieldError("effective_date", f"must be on or after {original_date.isoformat()}")],
+        )
+    return given
+
+
 def reversal_of(
     original: EntryDraft,
     *,
     entry_id: int,
-    effective_date: date,
+    effective_date: date | None,
+    today: date,
     description: str | None,
     reversed_already: bool,
     is_reversal: bool,
 ) -> EntryDraft:
-    """The mirror entry of `original`: every line on the opposite side, linked back to it."""
+    """The mirror entry of `original`: every line on the opposite side, linked back to it, dated by
+    `reversal_date` (the date asked for, else today; never before the original's)."""
     if reversed_already:
         raise Conflict("entry_already_reversed", f"entry {entry_id} has already been reversed")
     if is_reversal:
         raise Conflict("entry_is_reversal", f"entry {entry_id} is itself a reversal; post a new entry instead")
+    day = reversal_date(original.effective_date, effective_date, today)
     lines = tuple(
         LineDraft(
             account=line.account,
@@ -183,7 +225,7 @@ def reversal_of(
         for line in original.lines
     )
     return EntryDraft(
-        effective_date=effective_date,
+        effective_date=day,
         description=description or f"Reversal of entry {entry_id}: {original.description}"[:500],
         lines=lines,
         reference=original.reference,
@@ -236,16 +278,15 @@ def link_sha256(previous: bytes, entry_id: int, recorded_at_us: int, content: by
 
 
 def parse_period(text: str) -> date:
-    """'2026-11' -> date(2026, 11, 1); raises Unprocessable on anything else."""
-    try:
-        year, month = text.split("-")
-        if len(year) != 4 or len(month) != 2:
-            raise ValueError(text)
-        return date(int(year), int(month), 1)
-    except ValueError:
+    """'2026-11' -> date(2026, 11, 1): ASCII digits, a month from 1900-01 to 2999-12; else 422 `period_invalid`."""
+    match = _PERIOD.fullmatch(text)
+    if match is None or not 1 <= int(match[2]) <= 12 or not DATE_MIN.year <= int(match[1]) <= DATE_MAX.year:
         raise Unprocessable(
-            "period_invalid", f"{text!r} is not a period; use YYYY-MM", [FieldError("period", "expected YYYY-MM")]
-        ) from None
+            "period_invalid",
+            f"{text!r} is not a period; use YYYY-MM, from {DATE_MIN:%Y-%m} to {DATE_MAX:%Y-%m}",
+            [FieldError("period", f"expected YYYY-MM between {DATE_MIN:%Y-%m} and {DATE_MAX:%Y-%m}")],
+        )
+    return date(int(match[1]), int(match[2]), 1)
 
 
 def month_end(first: date) -> date:

@@ -1,5 +1,9 @@
 """The month-end G/L report as files: CSV (UTF-8, comma, decimal point) and XLSX (one sheet, numeric cells).
 
+Text cells (account names, alternative numbers) are the merchant's own text: in CSV a text a spreadsheet would
+read as a formula gets a leading apostrophe (`ledger.textsafe.cell`), in XLSX every text is written as a string
+cell, and a formula-like one carries Excel's quote prefix, so it stays text even when edited.
+
 XLSX cells are IEEE doubles by the format's definition; amounts are written from their exact decimal strings
 and are exact to the cent for any amount below 2^53 minor units (90 trillion EUR), with a 2-decimal (or the
 currency's) number format, so that a spreadsheet sums them as the ledger does.
@@ -7,7 +11,6 @@ currency's) number format, so that a spreadsheet sums them as the ledger does.
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +23,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.money import currency_decimals
 from ledger.schemas import GLReportOut
+from ledger.textsafe import cells, csv_writer, looks_like_formula
 
 __all__ = ["FILE_FORMATS", "GL_HEADER", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
 
@@ -68,17 +72,21 @@ def _rows(report: GLReportOut) -> list[list[str]]:
 
 def gl_csv(report: GLReportOut) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv_writer(out)
     writer.writerow(GL_HEADER)
-    writer.writerows(_rows(report))
+    writer.writerows(cells(row) for row in _rows(report))
     return out.getvalue()
 
 
 def gl_xlsx(report: GLReportOut) -> bytes:
     out = io.BytesIO()
-    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    # text is never turned into formulas, numbers or links: every text cell below is a string cell
+    book = xlsxwriter.Workbook(
+        out, {"in_memory": True, "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False}
+    )
     sheet = book.add_worksheet(f"GL {report.business} {report.period}")
     bold = book.add_format({"bold": True})
+    quoted = book.add_format({"quote_prefix": True})
     formats = {}
     sheet.write_row(0, 0, GL_HEADER, bold)
     for n, row in enumerate(_rows(report), start=1):
@@ -86,7 +94,9 @@ def gl_xlsx(report: GLReportOut) -> bytes:
         if currency not in formats:
             decimals = currency_decimals(currency)
             formats[currency] = book.add_format({"num_format": "#,##0" + ("." + "0" * decimals if decimals else "")})
-        sheet.write_row(n, 0, row[:9], bold if row[3] == "TOTAL" else None)
+        for col, text in enumerate(row[:9]):
+            style = bold if row[3] == "TOTAL" else quoted if looks_like_formula(text) else None
+            sheet.write_string(n, col, text, style)
         for col, text in enumerate(row[9:], start=9):
             # the shortest repr of this double is the decimal text again (see the module docstring)
             sheet.write_number(n, col, float(Decimal(text)), formats[currency])

@@ -35,10 +35,11 @@ from ledger.domain import (
     parse_period,
     reversal_of,
 )
-from ledger.errors import BadRequest, Conflict, InvariantViolation, NotFound, Unprocessable
-from ledger.money import format_amount
+from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable
+from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
 from ledger.tenancy import account_index, get_account
+from ledger.textsafe import parse_ascii_int
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -144,7 +145,7 @@ def _json(value: object) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:
+def _translate(exc: asyncpg.PostgresError, business: Business, drafts: Sequence[EntryDraft]) -> Exception:
     """Map a database refusal to the client error it stands for (pair assertions of the domain)."""
     state = exc.sqlstate
     if isinstance(exc, (*RETRYABLE, *CONNECTION_LOST, *TEXT_REFUSED)):
@@ -156,17 +157,49 @@ def _translate(exc: asyncpg.PostgresError, business: Business) -> Exception:
             f"{exc.args[0] if exc.args else 'the period is closed'}: business {business.code} is "
             f"closed through {closed}; date the entry in an open period",
         )
+    if state == "KN004" or isinstance(exc, asyncpg.NumericValueOutOfRangeError):
+        detail = getattr(exc, "detail", None) or ""
+        number = next((ln.account.number for d in drafts for ln in d.lines if str(ln.account.account_id) == detail), "")
+        return _total_exceeded(f"account {number}" if number else "an account")
     if state == "KN003":
         return Conflict(
             "insufficient_balance",
             f"{exc.args[0] if exc.args else 'an account would go negative'}"
             "; the account does not allow a negative balance",
         )
+    return _reversal_refused(exc) or InvariantViolation(f"database refused a validated posting: {exc!r}")
+
+
+def _reversal_refused(exc: asyncpg.PostgresError) -> Exception | None:
     if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "entries_reversed_once":
         return Conflict("entry_already_reversed", "the entry has already been reversed")
     if isinstance(exc, asyncpg.ForeignKeyViolationError) and "reverses" in (exc.constraint_name or ""):
         return NotFound("entry_not_found", "the entry to reverse does not exist")
-    return InvariantViolation(f"database refused a validated posting: {exc!r}")
+    return None
+
+
+def _total_exceeded(what: str) -> Unprocessable:
+    limit = ACCOUNT_TOTAL_MINOR_MAX
+    return Unprocessable(
+        "account_total_exceeded",
+        f"{what}: an account's debits, and its credits, add up to at most {limit:,} minor units per currency "
+        "over its history (ACCOUNT_TOTAL_MINOR_MAX); this posting would exceed that, so nothing was posted",
+        [FieldError("lines", f"the account total would exceed {limit:,} minor units")],
+    )
+
+
+def _check_totals(drafts: Sequence[EntryDraft]) -> None:
+    """The posting's own sums per account, currency and side within the account bound (the database checks
+    them with the account's history; this refuses an oversized batch before it is sent)."""
+    sums: dict[tuple[int, str, Side], int] = {}
+    for draft in drafts:
+        for line in draft.lines:
+            key = (line.account.account_id, line.currency, line.side)
+            sums[key] = sums.get(key, 0) + line.amount_minor
+    for (account_id, currency, _), total in sums.items():
+        if total > ACCOUNT_TOTAL_MINOR_MAX:
+            number = next(ln.account.number for d in drafts for ln in d.lines if ln.account.account_id == account_id)
+            raise _total_exceeded(f"account {number} ({currency})")
 
 
 async def _call_post(ctx: Kontor, args: tuple[object, ...], idem_key: str | None) -> list[asyncpg.Record]:
@@ -201,12 +234,13 @@ async def post_entries(
     With `conn`, the posting joins the caller's open transaction (a use case that records its own rows
     with the entries); errors then propagate unretried, because the transaction is the caller's.
     """
+    _check_totals(drafts)
     slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
     args = _arguments(business, drafts, slot, idem_key, request_sha256)
     try:
         rows = await (conn.fetch(_POST_SQL, *args) if conn is not None else _call_post(ctx, args, idem_key))
     except asyncpg.PostgresError as exc:
-        raise _translate(exc, business) from exc
+        raise _translate(exc, business, drafts) from exc
     if rows and rows[0]["replayed"]:
         return await _replay(ctx, business, rows, request_sha256)
     metrics.ENTRIES_POSTED.inc(len(drafts))
@@ -345,9 +379,10 @@ def encode_cursor(value: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("e") or not text[1:].isdigit():
+        value = parse_ascii_int(text[1:]) if text.startswith("e") else None
+        if value is None:
             raise ValueError(cursor)
-        return int(text[1:])
+        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
 
@@ -422,7 +457,8 @@ async def reverse_entry(
     draft = reversal_of(
         original,
         entry_id=entry_id,
-        effective_date=body.effective_date or ctx.today(),
+        effective_date=body.effective_date,
+        today=ctx.today(),
         description=body.description,
         reversed_already=row["reversed_by"] is not None,
         is_reversal=row["reverses"] is not None,

@@ -21,6 +21,7 @@ import moneyed
 from ledger.errors import FieldError, Unprocessable
 
 __all__ = [
+    "ACCOUNT_TOTAL_MINOR_MAX",
     "AMOUNT_MINOR_MAX",
     "AmountError",
     "allocate",
@@ -35,6 +36,11 @@ __all__ = [
 
 # 10^15 minor units per amount (10 trillion EUR); schema.sql enforces the same bound on lines.
 AMOUNT_MINOR_MAX = 10**15
+# 9 x 10^15 minor units (90 trillion EUR): what an account's debits, and its credits, may add up to in one
+# currency over its whole history (schema.sql, kontor_post_entries: 422 account_total_exceeded beyond). Below
+# 2^53, so every account figure is exact as a spreadsheet's double, and no sum a report makes per account or
+# customer can overflow PostgreSQL's bigint.
+ACCOUNT_TOTAL_MINOR_MAX = 9 * 10**15
 
 # ISO 4217 codes that are not money a merchant can be paid in: metals, funds units, testing codes.
 _NOT_MONEY = frozenset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,7 +19,7 @@ from datetime import date, timedelta
 import asyncpg
 
 from ledger.context import Kontor
-from ledger.domain import CREDIT_NORMAL_TYPES, Account, Business, month_end, parse_period
+from ledger.domain import CREDIT_NORMAL_TYPES, DATE_MIN, Account, Business, month_end, parse_period
 from ledger.errors import BadRequest, Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import (
@@ -72,7 +73,7 @@ async def account_balance(
     account = await get_account(ctx, business, number)
     if customer is None:
         rows = await ctx.reports_pool.fetch(
-            "SELECT currency, sum(debit_minor)::bigint AS debit, sum(credit_minor)::bigint AS credit "
+            "SELECT currency, sum(debit_minor) AS debit, sum(credit_minor) AS credit "
             "FROM balance_totals WHERE merchant_id = $1 AND business = $2 AND account_id = $3 "
             "AND ($4::date IS NULL OR day <= $4) GROUP BY currency ORDER BY currency",
             business.merchant_id,
@@ -82,7 +83,7 @@ async def account_balance(
         )
     else:
         rows = await _customer_sums(ctx, business, customer, as_of, account.account_id)
-    balances = [_currency_balance(r["currency"], r["debit"], r["credit"]) for r in rows]
+    balances = [_currency_balance(r["currency"], int(r["debit"]), int(r["credit"])) for r in rows]
     if not any(b.currency == business.currency for b in balances):
         balances.insert(0, _currency_balance(business.currency, 0, 0))
     return AccountBalanceOut(
@@ -94,8 +95,8 @@ async def _customer_sums(
     ctx: Kontor, business: Business, customer: str, as_of: date | None, account_id: int | None
 ) -> list[asyncpg.Record]:
     return await ctx.reports_pool.fetch(
-        "SELECT currency, COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0)::bigint AS debit, "
-        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0)::bigint AS credit FROM lines "
+        "SELECT currency, COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) AS debit, "
+        "COALESCE(sum(amount_minor) FILTER (WHERE side = 'C'), 0) AS credit FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND ($4::date IS NULL OR effective_date <= $4) "
         "AND ($5::bigint IS NULL OR account_id = $5) GROUP BY currency ORDER BY currency",
         business.merchant_id,
@@ -109,7 +110,8 @@ async def _customer_sums(
 async def customer_account(ctx: Kontor, business: Business, customer: str, *, as_of: date | None) -> CustomerAccountOut:
     """The customer's account (debtor sub-ledger): DEBIT owes, CREDIT is owed, BALANCED settled."""
     sums = {
-        r["currency"]: (r["debit"], r["credit"]) for r in await _customer_sums(ctx, business, customer, as_of, None)
+        r["currency"]: (int(r["debit"]), int(r["credit"]))
+        for r in await _customer_sums(ctx, business, customer, as_of, None)
     }
     debit, credit = sums.pop(business.currency, (0, 0))
     main = _currency_balance(business.currency, debit, credit)
@@ -129,7 +131,7 @@ async def _account_sums(
     ctx: Kontor, business: Business, *, from_date: date | None, to_date: date | None
 ) -> list[tuple[Account, str, int, int]]:
     rows = await ctx.reports_pool.fetch(
-        "SELECT account_id, currency, sum(debit_minor)::bigint AS debit, sum(credit_minor)::bigint AS credit "
+        "SELECT account_id, currency, sum(debit_minor) AS debit, sum(credit_minor) AS credit "
         "FROM balance_totals WHERE merchant_id = $1 AND business = $2 "
         "AND ($3::date IS NULL OR day >= $3) AND ($4::date IS NULL OR day <= $4) "
         "GROUP BY account_id, currency",
@@ -141,7 +143,7 @@ async def _account_sums(
     index = await account_index(ctx, business)
     if any(r["account_id"] not in index.by_id for r in rows):
         index = await account_index(ctx, business, refresh=True)
-    sums = [(index.by_id[r["account_id"]], r["currency"], r["debit"], r["credit"]) for r in rows]
+    sums = [(index.by_id[r["account_id"]], r["currency"], int(r["debit"]), int(r["credit"])) for r in rows]
     return sorted(sums, key=lambda s: (s[0].number, s[1]))
 
 
@@ -254,17 +256,32 @@ class _Position:
     line_no: int
 
 
-def _encode_position(p: _Position) -> str:
-    return base64.urlsafe_b64encode(f"r{p.day.isoformat()}/{p.entry_id}/{p.line_no}".encode()).decode().rstrip("=")
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """Where the next register page starts, and the running balance (signed, debit-positive, minor units)
+    the previous page ended with: later pages continue from it, so a line posted meanwhile with a date before
+    the cursor changes neither the listing nor its balances (it shows in a listing started afresh)."""
+
+    at: _Position
+    balance_minor: int
 
 
-def _decode_position(cursor: str) -> _Position:
+_CURSOR_TEXT = re.compile(r"r([0-9]{4}-[0-9]{2}-[0-9]{2})/([0-9]{1,19})/([0-9]{1,5})/(-?[0-9]{1,40})")
+
+
+def _encode_cursor(c: _Cursor) -> str:
+    text = f"r{c.at.day.isoformat()}/{c.at.entry_id}/{c.at.line_no}/{c.balance_minor}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> _Cursor:
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        day, entry_id, line_no = text[1:].split("/")
-        if not text.startswith("r"):
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        match = _CURSOR_TEXT.fullmatch(text)
+        if match is None:
             raise ValueError(cursor)
-        return _Position(date.fromisoformat(day), int(entry_id), int(line_no))
+        day, entry_id, line_no, balance = match.groups()
+        return _Cursor(_Position(date.fromisoformat(day), int(entry_id), int(line_no)), int(balance))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
 
@@ -274,7 +291,7 @@ async def _balance_before(
 ) -> int:
     """Signed (debit-positive) balance of every line ordered before position `at`."""
     lines_before = (
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 "
     )
     if customer is not None:
@@ -291,7 +308,7 @@ async def _balance_before(
         )
         return int(value)
     days = await ctx.reports_pool.fetchval(
-        "SELECT COALESCE(sum(debit_minor) - sum(credit_minor), 0)::bigint FROM balance_totals "
+        "SELECT COALESCE(sum(debit_minor) - sum(credit_minor), 0) FROM balance_totals "
         "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 AND day < $5",
         business.merchant_id,
         business.code,
@@ -324,11 +341,18 @@ async def register(
     cursor: str | None,
     limit: int,
 ) -> RegisterOut:
-    """An account's lines in date order with the running (historical) balance after each line."""
+    """An account's lines in date order with the running (historical) balance after each line.
+
+    The first page's opening balance is everything before `from_date`; every later page continues from the
+    balance carried in its cursor (see `_Cursor`), so pages read one after another always add up."""
     account = await get_account(ctx, business, number)
     cur = currency or business.currency
-    start = _decode_position(cursor) if cursor else _Position(from_date or date(1900, 1, 1), 0, 0)
-    running = await _balance_before(ctx, business, account, currency=cur, customer=customer, at=start)
+    if cursor:
+        carried = _decode_cursor(cursor)
+        start, running = carried.at, carried.balance_minor
+    else:
+        start = _Position(from_date or DATE_MIN, 0, 0)
+        running = await _balance_before(ctx, business, account, currency=cur, customer=customer, at=start)
     opening = running
     rows = await ctx.reports_pool.fetch(
         "SELECT l.effective_date, l.entry_id, l.line_no, l.side, l.amount_minor, l.customer, e.description, "
@@ -371,7 +395,9 @@ async def register(
     next_cursor = None
     if len(rows) > limit:
         nxt = rows[limit]
-        next_cursor = _encode_position(_Position(nxt["effective_date"], nxt["entry_id"], nxt["line_no"]))
+        next_cursor = _encode_cursor(
+            _Cursor(_Position(nxt["effective_date"], nxt["entry_id"], nxt["line_no"]), running)
+        )
     return RegisterOut(
         account=account.number,
         name=account.name,

@@ -20,13 +20,14 @@ from apscheduler.triggers.base import BaseTrigger
 from ledger.chain import link_pending
 from ledger.context import Kontor
 
-__all__ = ["Jobs", "analyze_young_tables", "compact_balance_slots", "purge_idempotency_keys"]
+__all__ = ["Jobs", "analyze_stale_tables", "compact_balance_slots", "purge_idempotency_keys"]
 
 log = logging.getLogger("kontor.jobs")
 PURGE_BATCH_MAX = 10_000
 COMPACT_BATCH_MAX = 20_000
-JOURNAL_TABLES = ("entries", "lines", "balance_totals", "idempotency_keys", "chain_links")
+JOURNAL_TABLES = ("entries", "lines", "balance_totals", "account_totals", "idempotency_keys", "chain_links")
 YOUNG_TABLE_ROWS_MIN = 2_000
+STALE_FRACTION = 0.2
 
 
 async def compact_balance_slots(ctx: Kontor) -> int:
@@ -40,25 +41,27 @@ async def compact_balance_slots(ctx: Kontor) -> int:
             return folded
 
 
-async def analyze_young_tables(ctx: Kontor, tables: tuple[str, ...] = JOURNAL_TABLES) -> list[str]:
-    """ANALYZE journal tables that have rows but were never analyzed; returns the tables analyzed.
+async def analyze_stale_tables(ctx: Kontor, tables: tuple[str, ...] = JOURNAL_TABLES) -> list[str]:
+    """ANALYZE journal tables whose statistics are missing or stale; returns the tables analyzed.
 
+    Stale: at least YOUNG_TABLE_ROWS_MIN rows changed since the last ANALYZE, and at least STALE_FRACTION of
+    the table (autovacuum's own rule, with its threshold; it may be late or off, as seen in production).
     Why: plans cached on a connection while a table was empty can choose a secondary index for a
     primary-key lookup (with no statistics the costs tie) and keep it until the next ANALYZE, so
-    postings slow down with every row until autovacuum gets round to the table (up to minutes on a
-    fresh database). After the first ANALYZE, autovacuum keeps the statistics current.
+    postings slow down with every row; and a journal that grew fast is planned as if it were empty.
     """
     young = await ctx.pool.fetch(
-        "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) AND last_analyze IS NULL "
-        "AND last_autoanalyze IS NULL AND n_live_tup + n_mod_since_analyze >= $2",
+        "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) AND n_mod_since_analyze >= $2 "
+        "AND (last_analyze IS NULL AND last_autoanalyze IS NULL OR n_mod_since_analyze >= $3 * n_live_tup)",
         list(tables),
         YOUNG_TABLE_ROWS_MIN,
+        STALE_FRACTION,
     )
     names = [r["relname"] for r in young]
     for name in names:
         await ctx.pool.execute(f'ANALYZE "{name}"')  # a name from `tables` that exists: not user input
     if names:
-        log.info("analyzed young tables", extra={"tables": names})
+        log.info("analyzed tables with stale statistics", extra={"tables": names})
     return names
 
 
@@ -103,7 +106,7 @@ class Jobs:
             "chain-journal", lambda ctx: link_pending(ctx.pool), "interval", seconds=self.ctx.settings.chain_interval_s
         )
         self.add("purge-idempotency-keys", purge_idempotency_keys, "cron", minute=17)
-        self.add("analyze-young-tables", analyze_young_tables, "interval", seconds=5)
+        self.add("analyze-stale-tables", analyze_stale_tables, "interval", seconds=5)
         self.add("compact-balance-slots", compact_balance_slots, "interval", minutes=10)
         self.scheduler.start()
 

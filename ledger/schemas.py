@@ -4,18 +4,58 @@ Request types are frozen, forbid unknown fields and carry Meta limits; response 
 Tenant ids, statuses and balances never come from request bodies. Amounts travel as decimal strings
 ("119.00") in the business code's currency; the pattern admits up to 8 decimals so that a currency
 precision error (1.001 EUR) is reported as 422 with the field path rather than as a pattern mismatch.
+Request types that carry dates derive from `DatedBody`: every date in them lies in the ledger's range
+(msgspec has no bounds for dates, so it is checked when the body is decoded, before anything runs).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, ClassVar, Generic, Literal, TypeVar, get_args, get_type_hints
 
 from msgspec import Meta, Struct
 
-from ledger.domain import LINES_PER_ENTRY_MAX
+from ledger.domain import DATE_MAX, DATE_MIN, LINES_PER_ENTRY_MAX
 
 T = TypeVar("T")
+
+# the start of the decoding error `DatedBody` raises; ledger.http.problems answers it as 422 date_out_of_range
+DATE_RANGE_ERROR = "date out of range"
+# DATE_MIN..DATE_MAX as the OpenAPI document states it (with format: date), so that generated requests stay in it
+DATE_PATTERN = r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+LedgerDate = Annotated[
+    date,
+    Meta(
+        description=f"A business date, {DATE_MIN.isoformat()} to {DATE_MAX.isoformat()} (422 date_out_of_range "
+        "outside)",
+        examples=["2026-11-27"],
+    ),
+]
+
+
+class DatedBody(Struct, frozen=True):
+    """Base of request bodies with date fields: each date lies from DATE_MIN to DATE_MAX (1900-01-01 to
+    2999-12-31, what the journal stores), else decoding fails with "date out of range: `<field>` ..." and
+    the request is answered 422 `date_out_of_range` naming the field before any work is done."""
+
+    _date_fields: ClassVar[dict[type, tuple[str, ...]]] = {}
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        names = DatedBody._date_fields.get(cls)
+        if names is None:
+            hints = get_type_hints(cls)
+            names = DatedBody._date_fields[cls] = tuple(
+                n for n in self.__struct_fields__ if hints[n] is date or date in get_args(hints[n])
+            )
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and not DATE_MIN <= value <= DATE_MAX:
+                raise ValueError(
+                    f"{DATE_RANGE_ERROR}: `{name}` {value.isoformat()} is not between "
+                    f"{DATE_MIN.isoformat()} and {DATE_MAX.isoformat()}"
+                )
+
 
 ENTRIES_PER_BATCH_MAX = 1000
 LINES_PER_BATCH_MAX = 20_000
@@ -128,8 +168,8 @@ class LineIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     currency: CurrencyCode | None = None  # only for FX lines; defaults to the business code's currency
 
 
-class EntryIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    effective_date: date
+class EntryIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    effective_date: LedgerDate
     description: Annotated[str, Meta(min_length=1, max_length=500)]
     lines: Annotated[list[LineIn], Meta(min_length=2, max_length=LINES_PER_ENTRY_MAX)]
     reference: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
@@ -140,8 +180,9 @@ class BatchIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     entries: Annotated[list[EntryIn], Meta(min_length=1, max_length=ENTRIES_PER_BATCH_MAX)]
 
 
-class ReversalIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    effective_date: date | None = None  # default: today (UTC); a closed period is never reopened
+class ReversalIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # default: today (UTC), but never before the original's date; a closed period is never reopened
+    effective_date: LedgerDate | None = None
     description: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
 
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import asyncpg
+import pycountry
 
 from ledger.charts import chart_template, default_vat_rates
 from ledger.context import AccountIndex, KeyRecord, Kontor
@@ -32,6 +33,7 @@ from ledger.schemas import (
     BusinessOut,
     MerchantCreated,
 )
+from ledger.textsafe import parse_ascii_int
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -45,6 +47,7 @@ __all__ = [
     "create_merchant",
     "describe_business",
     "get_business",
+    "is_country",
     "issue_key",
     "list_accounts",
     "list_businesses",
@@ -120,7 +123,19 @@ def _vat_rates(spec: BusinessCreate) -> tuple[Decimal, ...]:
     return rates
 
 
+def is_country(code: str) -> bool:
+    """True for an officially assigned ISO 3166-1 alpha-2 code ("DE"; not "XX", "EU" or "XK"), per pycountry's
+    copy of the ISO 3166 tables: the country decides VAT rates, the G/L report's country column, the locale."""
+    return len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None
+
+
 async def _insert_business(conn: Connection, merchant_id: int, spec: BusinessCreate, path: str) -> asyncpg.Record:
+    if not is_country(spec.country):
+        raise Unprocessable(
+            "country_unknown",
+            f"{spec.country} is not an ISO 3166-1 alpha-2 country code",
+            [FieldError(f"{path}country", "unknown ISO 3166-1 alpha-2 country code")],
+        )
     if not is_known_currency(spec.currency):
         raise Unprocessable(
             "currency_unknown",
@@ -255,10 +270,10 @@ async def authenticate(ctx: Kontor, token: str) -> Principal:
     if operator_key and hmac.compare_digest(token.encode(), operator_key.encode()):
         return Principal(merchant_id=None, key_id=None, role="operator")
     parts = token.split("_", 3)
-    if len(parts) != 4 or parts[0] != KEY_PREFIX or not parts[1].isdigit() or not parts[2].isdigit():
+    if len(parts) != 4 or parts[0] != KEY_PREFIX:
         raise _bad_key()
-    merchant_id, key_id, secret = int(parts[1]), int(parts[2]), parts[3]
-    if merchant_id > 2**62 or key_id > 2**62:
+    merchant_id, key_id, secret = parse_ascii_int(parts[1]), parse_ascii_int(parts[2]), parts[3]
+    if merchant_id is None or key_id is None or merchant_id > 2**62 or key_id > 2**62:
         raise _bad_key()
     record = ctx.keys.get((merchant_id, key_id))
     if record is None or not ctx.key_is_fresh(record):

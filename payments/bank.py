@@ -392,7 +392,15 @@ class _Matcher:
             "payment.received",
             payment | {"method": "BANK_TRANSFER", "entry_id": entry_id, "matched_by": what},
         )
-        await emit_balance(self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date)
+        await emit_balance(
+            self.ctx,
+            self.conn,
+            self.business,
+            customer,
+            "payment.received",
+            on=line.booking_date,
+            designation=invoice["order_ref"] if invoice is not None else None,
+        )
         return self._result(line, "payment", what, entry_id)
 
 

@@ -21,7 +21,7 @@ from ledger.tenancy import account_index
 from payments.amazon.client import Amount, Charge, Refund
 from payments.domain import Roles, transfer_lines
 from payments.notify import emit, emit_balance
-from payments.store import OrderRow, refresh_status
+from payments.store import OrderRow, lock_order, refresh_status
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -91,6 +91,7 @@ async def record_charge(
     booked now."""
     amount = _in_currency(charge.charge_amount, business, "charge")
     captured = _in_currency(charge.capture_amount, business, "capture") if charge.state == "Captured" else 0
+    await lock_order(conn, business, order.order_ref)
     await conn.execute(
         "INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, "
         "idempotency_key, invoice_ref, amount_minor, state, reason, expires_at) "
@@ -169,7 +170,7 @@ async def _book_capture(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(ctx, conn, business, order.customer, "payment.received", on=on)
+    await emit_balance(ctx, conn, business, order.customer, "payment.received", on=on, designation=order.order_ref)
 
 
 async def record_refund(
@@ -180,6 +181,17 @@ async def record_refund(
     The refund is found by Amazon's id, or by Kontor's reference when the caller just requested it. Returns the
     order reference, or None for a refund Kontor does not know (yet: its request may still be on its way).
     """
+    order_ref = await conn.fetchval(
+        "SELECT order_ref FROM amazon_refunds WHERE merchant_id = $1 AND business = $2 AND (refund_id = $3 "
+        "OR reference_id = $4)",
+        business.merchant_id,
+        business.code,
+        details.refund_id,
+        reference_id,
+    )
+    if order_ref is None:
+        return None
+    await lock_order(conn, business, order_ref)
     row = await conn.fetchrow(
         "SELECT r.reference_id, r.order_ref, r.charge_id, r.amount_minor, r.state, r.entry_id, r.source_kind, "
         "r.source_ref, o.customer FROM amazon_refunds r JOIN orders o USING (merchant_id, business, order_ref) "

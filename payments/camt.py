@@ -38,6 +38,7 @@ import defusedxml.ElementTree as SafeET
 import msgspec
 from defusedxml import DefusedXmlException
 
+from ledger.domain import DATE_MAX, DATE_MIN
 from ledger.errors import FieldError, Unprocessable
 from ledger.money import AmountError, parse_amount
 
@@ -228,10 +229,12 @@ def _texts(node: Element, name: str) -> list[str]:
 
 
 def _day(text: str) -> date | None:
+    """A date the journal can hold (DATE_MIN to DATE_MAX), else None (the caller names the element)."""
     try:
-        return date.fromisoformat(text[:10]) if text else None
+        day = date.fromisoformat(text[:10]) if text else None
     except ValueError:
         return None
+    return day if day is None or DATE_MIN <= day <= DATE_MAX else None
 
 
 _STMT_PATH = ("Document", "BkToCstmrStmt", "Stmt")

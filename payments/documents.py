@@ -276,7 +276,10 @@ async def create_payment(
                 "entry_id": entry_id,
             },
         )
-        await emit_balance(ctx, conn, business, customer, "payment.received", on=body.payment_date)
+        # the payment names its order: a written-off debt is recovered from that order first (§366 (1) BGB)
+        await emit_balance(
+            ctx, conn, business, customer, "payment.received", on=body.payment_date, designation=order_ref
+        )
     return response, True
 
 

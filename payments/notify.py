@@ -43,20 +43,29 @@ async def emit_many(conn: Connection, business: Business, events: list[tuple[str
 
 
 async def emit_balance(
-    ctx: Kontor, conn: Connection, business: Business, customer: str, reason: str, *, on: date
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    customer: str,
+    reason: str,
+    *,
+    on: date,
+    designation: str | None = None,
 ) -> None:
     """After a booking on a customer's account: the plugins' receivable hooks run (dunning recovers a
-    written-off debt from a payment), then balance.updated tells the merchant the account's state."""
+    written-off debt from a payment, first the order the payment names: `designation`), then balance.updated
+    tells the merchant the account's state."""
     for hook in ctx.receivable_hooks:
-        await hook(ctx, conn, business, customer, on)
+        await hook(ctx, conn, business, customer, on, designation=designation)
     net = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
+        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
         "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
         business.merchant_id,
         business.code,
         customer,
         business.currency,
     )
+    net = int(net)
     state = "DEBIT" if net > 0 else "CREDIT" if net < 0 else "BALANCED"
     await emit(
         conn,

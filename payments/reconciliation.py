@@ -25,6 +25,7 @@ from ledger.context import Kontor
 from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
+from ledger.schemas import DatedBody, LedgerDate
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.notify import emit_balance
@@ -57,14 +58,14 @@ class ExceptionDraft(NamedTuple):
     amount: int  # signed, see the module docstring
 
 
-class Resolution(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Book the parked amount out of SUSPENSE to `account` (a number of the chart), or dismiss it."""
 
     action: Literal["resolve", "dismiss"]
     account: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
     customer: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    booking_date: date | None = None
+    booking_date: LedgerDate | None = None
 
 
 class ExceptionOut(Struct, kw_only=True):

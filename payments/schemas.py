@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from ledger.schemas import AmountText, VatRateText
+from ledger.schemas import AmountText, DatedBody, LedgerDate, VatRateText
 
 Reference = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_./-]{1,32}$", examples=["4711"])]
 OrderReference = Annotated[
@@ -127,9 +127,9 @@ class PaymentMethodIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     soft_descriptor: Annotated[str, Meta(min_length=1, max_length=16)] | None = None  # on the buyer's statement
 
 
-class OrderCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class OrderCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     order_reference: OrderReference
-    order_date: date
+    order_date: LedgerDate
     items: Annotated[list[ItemIn], Meta(min_length=1, max_length=500)]
     payment_method: PaymentMethodIn
     bill_to: AddressIn = AddressIn()
@@ -144,44 +144,44 @@ class ItemQuantity(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     quantity: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # default: all that is left
 
 
-class InvoiceCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class InvoiceCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     invoice_reference: Reference
-    invoice_date: date
+    invoice_date: LedgerDate
     items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
-    due_date: date | None = None
-    dispatch_date: date | None = None
+    due_date: LedgerDate | None = None
+    dispatch_date: LedgerDate | None = None
     carrier: Annotated[str, Meta(max_length=32)] | None = None
     tracking_code: Annotated[str, Meta(max_length=100)] | None = None
     # two-step: shown on the buyer's card statement with the capture (Amazon's softDescriptor, at most 16)
     soft_descriptor: Annotated[str, Meta(min_length=1, max_length=16)] | None = None
 
 
-class CancellationCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class CancellationCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     cancellation_reference: Reference
-    cancellation_date: date
+    cancellation_date: LedgerDate
     reason: Literal["OUT_OF_STOCK", "CUSTOMER_CANCELLATION", "PREPAYMENT_NOT_RECEIVED", "CUSTOMER_SERVICE"]
     items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
 
 
-class ReturnCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class ReturnCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     return_reference: Reference
-    return_date: date
+    return_date: LedgerDate
     invoice_reference: Reference
     reason: Literal["CUSTOMER_RETURN", "CARRIER_RETURN"]
     items: Annotated[list[ItemQuantity], Meta(min_length=1, max_length=500)]
 
 
-class GoodwillCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class GoodwillCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     goodwill_reference: Reference
-    goodwill_date: date
+    goodwill_date: LedgerDate
     reason: GoodwillReason
     items: Annotated[list[ItemQuantity], Meta(max_length=500)] | None = None
     gross_amount: AmountText | None = None  # instead of items: split over the VAT rates pro rata
 
 
-class PaymentCreate(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class PaymentCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     payment_reference: Reference
-    payment_date: date
+    payment_date: LedgerDate
     amount: AmountText
     method: Literal["BANK_TRANSFER", "CASH", "CARD_TERMINAL", "OTHER"] = "BANK_TRANSFER"
 

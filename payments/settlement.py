@@ -44,7 +44,7 @@ from payments.domain import transfer_lines
 from payments.notify import emit
 from payments.reconciliation import ExceptionDraft, park
 from payments.settlement_parse import CHARGEBACK_TYPES, Report, Row, parse_report
-from payments.store import load_order
+from payments.store import load_order, lock_order
 from payments.uploads import Upload, run_parser
 
 if TYPE_CHECKING:
@@ -290,14 +290,23 @@ class _Reconciliation:
     async def _fee_only(self, row: Row) -> None:
         self.outcome[row.line_no] = "fee"  # authorization fees: the amount is a fee too, booked with the fees
 
+    async def _locked(self, table: str, key_column: str, key: str, columns: str) -> Any:
+        """A charge's or refund's row, locked after its order's (payments.store.lock_order: one lock order)."""
+        merchant, code, _ = self._key()
+        where = f"FROM {table} WHERE merchant_id = $1 AND business = $2 AND {key_column} = $3"  # constants only
+        order_ref = await self.conn.fetchval(f"SELECT order_ref {where}", merchant, code, key)
+        if order_ref is None:
+            return None
+        await lock_order(self.conn, self.business, order_ref)
+        return await self.conn.fetchrow(f"SELECT {columns} {where} FOR UPDATE", merchant, code, key)
+
     async def _capture(self, row: Row) -> None:
-        merchant, code, sid = self._key()
-        mirror = await self.conn.fetchrow(
-            "SELECT order_ref, charge_permission_id, amount_minor, captured_minor, state, entry_id, settlement_id "
-            "FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND charge_id = $3 FOR UPDATE",
-            merchant,
-            code,
+        merchant, _code, sid = self._key()
+        mirror = await self._locked(
+            "amazon_charges",
+            "charge_id",
             row.transaction_id,
+            "order_ref, charge_permission_id, amount_minor, captured_minor, state, entry_id, settlement_id",
         )
         if mirror is None or mirror["state"] in ("Declined", "Canceled"):
             why = "is not in the ledger" if mirror is None else f"is {mirror['state']} in the ledger"
@@ -353,15 +362,11 @@ class _Reconciliation:
             )
 
     async def _refund(self, row: Row) -> None:
-        merchant, code, sid = self._key()
-        mirror = await self.conn.fetchrow(
-            "SELECT reference_id, refund_id, charge_id, amount_minor, state, entry_id, settlement_id FROM amazon_refunds "
-            "WHERE merchant_id = $1 AND business = $2 AND (refund_id = $3 OR reference_id = $4) FOR UPDATE",
-            merchant,
-            code,
-            row.transaction_id,
-            row.seller_reference_id or None,
-        )
+        merchant, _code, sid = self._key()
+        columns = "reference_id, refund_id, charge_id, amount_minor, state, entry_id, settlement_id"
+        mirror = await self._locked("amazon_refunds", "refund_id", row.transaction_id, columns)
+        if mirror is None and row.seller_reference_id:
+            mirror = await self._locked("amazon_refunds", "reference_id", row.seller_reference_id, columns)
         if mirror is None or mirror["state"] == "Declined":
             self._exception(
                 row,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import IO, Any, NamedTuple, TypeVar
 
+from ledger.domain import DATE_MAX, DATE_MIN
 from ledger.errors import FieldError, Unprocessable
 from ledger.money import AmountError, parse_amount
 
@@ -234,10 +235,13 @@ def _signed(text: str, currency: str) -> int:
 
 
 def _timestamp(text: str) -> datetime:
-    """Amazon's '2015-10-01T07:06:47 -0700' (ISO 8601 with a space before the offset)."""
+    """Amazon's '2015-10-01T07:06:47 -0700' (ISO 8601 with a space before the offset), a business date the journal
+    can hold (DATE_MIN to DATE_MAX); ValueError otherwise."""
     stamp = datetime.fromisoformat(text.replace(" ", ""))
     if stamp.tzinfo is None:
         raise ValueError("no UTC offset")
+    if not DATE_MIN <= stamp.date() <= DATE_MAX:
+        raise ValueError("outside the dates the journal holds")
     return stamp
 
 

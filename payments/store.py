@@ -29,6 +29,7 @@ __all__ = [
     "insert_document",
     "load_items",
     "load_order",
+    "lock_order",
     "open_by_rate",
     "order_facts",
     "order_money",
@@ -97,6 +98,18 @@ async def load_order(
             "order_not_found", f"order {order_ref} not found" + (f" for customer {customer}" if customer else "")
         )
     return _order(row)
+
+
+async def lock_order(conn: Connection, business: Business, order_ref: str) -> None:
+    """Take the order's row lock: everything that changes an order's money or status (documents, charges, refunds)
+    takes it first, before the rows of its charges and refunds, so they queue in one order (no deadlock) and the
+    status each computes sees what the one before it committed (no lost update)."""
+    await conn.execute(
+        "SELECT 1 FROM orders WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 FOR UPDATE",
+        business.merchant_id,
+        business.code,
+        order_ref,
+    )
 
 
 async def load_items(conn: Connection, business: Business, order_ref: str) -> dict[int, ItemRow]:

@@ -1,7 +1,12 @@
-"""The outermost layer of every HTTP request: request id, access log line, request metrics.
+"""The outermost layer of every HTTP request: request id, access log line, request metrics, safe headers.
 
 It wraps Litestar's whole ASGI handler, so requests that match no route (404, 405) get an id, a log
 line and a metric too. One layer instead of three keeps the per-request cost small (measured).
+
+Every answer carries `X-Content-Type-Options: nosniff` (a browser never guesses another type than the one
+sent), and every API answer `Cache-Control: no-store` (keys, webhook secrets and books are not kept by
+browsers or proxies), unless the route set its own. HTML documents (the /ui pages, dunning letters) send
+`HTML_HEADERS`: no caching, no framing, no scripts.
 """
 
 from __future__ import annotations
@@ -14,7 +19,18 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
-__all__ = ["access_layer"]
+__all__ = ["HTML_HEADERS", "access_layer"]
+
+HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
 
 log = logging.getLogger("kontor.access")
 REQUESTS = Counter("kontor_http_requests_total", "HTTP requests", ["method", "path", "status"])
@@ -42,7 +58,9 @@ def access_layer(app: ASGIApp, *, log_requests: bool = True) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = _with_safe_headers(
+                    [*message.get("headers", []), (b"x-request-id", request_id.encode())], scope["path"]
+                )
             await send(message)
 
         try:
@@ -69,3 +87,12 @@ def access_layer(app: ASGIApp, *, log_requests: bool = True) -> ASGIApp:
                 )
 
     return middleware
+
+
+def _with_safe_headers(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
+    names = {name.lower() for name, _ in headers}
+    if _NOSNIFF[0] not in names:
+        headers.append(_NOSNIFF)
+    if _NO_STORE[0] not in names and path.startswith(("/v1/", "/schema")):
+        headers.append(_NO_STORE)
+    return headers

@@ -19,6 +19,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Forbidden, NotFound
 from ledger.http.auth import current_principal
+from ledger.http.inputs import check_date_parameters
 from ledger.tenancy import Principal, get_business
 
 __all__ = [
@@ -70,7 +71,9 @@ class Call:
         """The caller's business code `code`; another merchant's code is 404 like a missing one."""
         if not 1000 <= code <= 9999:
             raise NotFound("business_not_found", f"business code {code} not found")
-        return await get_business(self.ctx, self.merchant_id, code)
+        business = await get_business(self.ctx, self.merchant_id, code)
+        check_date_parameters(self.request)  # once the code is known to be the caller's: 404 first, then 422
+        return business
 
     def request_sha256(self, body: msgspec.Struct | None) -> bytes:
         """Fingerprint of a state-changing request: method, path and the body in canonical form."""

@@ -21,13 +21,14 @@ from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin  # not exported; pinned >= 2.25
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.types import ExceptionHandlersMap
 from litestar.typing import FieldDefinition
 
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
+from ledger.schemas import DATE_PATTERN, DATE_RANGE_ERROR, DatedBody
 
 __all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
 
@@ -45,6 +46,7 @@ _HTTP_CODES = {
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_DATE_OUT_OF_RANGE = re.compile(rf"{DATE_RANGE_ERROR}: `(?P<name>[^`]*)` (?P<text>.*)")
 
 
 def problem(
@@ -100,11 +102,16 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         else:  # Litestar already gives the path within the body ("data" for the body itself), or the parameter
             path, text = str(item.get("key") or item.get("source") or ""), message
             path = "" if path == "data" else path
-        unknown = _UNKNOWN_FIELD.fullmatch(text)
-        if unknown:  # name the field itself, not the object that holds it
-            path = f"{path}.{unknown['name']}" if path else unknown["name"]
+        named = _UNKNOWN_FIELD.fullmatch(text) or _DATE_OUT_OF_RANGE.fullmatch(text)
+        if named:  # name the field itself, not the object that holds it
+            path = f"{path}.{named['name']}" if path else named["name"]
         errors.append(FieldError(path or "body", text))
     return errors
+
+
+def _dates_out_of_range(errors: list[FieldError]) -> bool:
+    """Every error is a well-formed date outside the ledger's range (ledger.schemas.DatedBody): a 422."""
+    return bool(errors) and all(e.message.startswith(DATE_RANGE_ERROR) for e in errors)
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -113,6 +120,15 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return _unexpected(request, exc)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc.extra)
+        if _dates_out_of_range(errors):
+            return problem(
+                request,
+                status=422,
+                code="date_out_of_range",
+                title="Unprocessable content",
+                detail="; ".join(f"{e.field}: {e.message}" for e in errors),
+                errors=errors,
+            )
         detail = "the request does not match the schema: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem(
             request,
@@ -240,7 +256,8 @@ _WRITE_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429)
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
     """Litestar's struct schemas, plus `additionalProperties: false` for request structs that refuse unknown
-    fields (forbid_unknown_fields), so that the document says what the service does: an unknown field is a 400."""
+    fields (forbid_unknown_fields), so that the document says what the service does: an unknown field is a 400;
+    and the ledger's date range as a pattern on the dates of request bodies (`DatedBody`)."""
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
@@ -248,6 +265,8 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
         if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
         hints = get_type_hints(struct, include_extras=True)
+        if issubclass(struct, DatedBody):
+            _date_patterns(schema, struct)
         for f in msgspec.structs.fields(struct):
             key = _constrained_key(hints[f.name])
             prop = (schema.properties or {}).get(f.encode_name)
@@ -262,6 +281,14 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
                         max_length=key.max_length,
                     )
         return schema
+
+
+def _date_patterns(schema: Schema, struct: type[DatedBody]) -> None:
+    for f in msgspec.structs.fields(struct):
+        prop = (schema.properties or {}).get(f.encode_name)
+        for target in [prop, *(getattr(prop, "one_of", None) or [])]:
+            if isinstance(target, Schema) and target.format == OpenAPIFormat.DATE:
+                target.pattern = DATE_PATTERN
 
 
 def _constrained_key(annotation: Any) -> msgspec.Meta | None:

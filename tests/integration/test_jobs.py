@@ -10,7 +10,7 @@ import asyncpg
 
 from ledger.chain import link_pending, verify_chain
 from ledger.context import Kontor
-from ledger.scheduler import Jobs, analyze_young_tables, compact_balance_slots, purge_idempotency_keys
+from ledger.scheduler import Jobs, analyze_stale_tables, compact_balance_slots, purge_idempotency_keys
 from ledger.tenancy import get_business
 from tests.conftest import Tenant
 
@@ -68,21 +68,37 @@ async def test_purge_forgets_only_old_idempotency_keys(ctx: Kontor, pool: asyncp
     assert await pool.fetchval("SELECT count(*) FROM entries WHERE merchant_id = $1", tenant.merchant_id) == 2
 
 
-async def test_young_tables_are_analyzed_once(ctx: Kontor, pool: asyncpg.Pool) -> None:
-    await pool.execute("DROP TABLE IF EXISTS young_probe; CREATE TABLE young_probe (n int)")
+async def _grow(pool: asyncpg.Pool, rows: int) -> None:
+    async with pool.acquire() as conn:
+        before = await conn.fetchval(
+            "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'young_probe'"
+        )
+        await conn.execute(f"INSERT INTO young_probe SELECT generate_series(1, {rows})")
+        for _ in range(50):  # the inserting backend publishes its counts at a transaction >= 1 s later
+            mods = "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'young_probe'"
+            if await conn.fetchval(mods) > before:
+                break
+            await asyncio.sleep(0.1)
+
+
+async def test_young_and_stale_tables_are_analyzed(ctx: Kontor, pool: asyncpg.Pool) -> None:
+    """Also without autovacuum (security-17: off on the system PostgreSQL): a table that grew by a fifth since
+    its last ANALYZE is analyzed again."""
+    await pool.execute(
+        "DROP TABLE IF EXISTS young_probe; CREATE TABLE young_probe (n int) WITH (autovacuum_enabled = off)"
+    )
     try:
-        assert await analyze_young_tables(ctx, ("young_probe",)) == [], "empty: nothing to analyze"
-        async with pool.acquire() as conn:
-            await conn.execute("INSERT INTO young_probe SELECT generate_series(1, 2500)")
-            for _ in range(50):  # the inserting backend publishes its counts at a transaction >= 1 s later
-                if await conn.fetchval("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'young_probe'"):
-                    break
-                await asyncio.sleep(0.1)
-        assert await analyze_young_tables(ctx, ("young_probe",)) == ["young_probe"]
+        assert await analyze_stale_tables(ctx, ("young_probe",)) == [], "empty: nothing to analyze"
+        await _grow(pool, 2500)
+        assert await analyze_stale_tables(ctx, ("young_probe",)) == ["young_probe"]
         assert await pool.fetchval(
             "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'young_probe'"
         )
-        assert await analyze_young_tables(ctx, ("young_probe",)) == [], "once: autovacuum takes over"
+        assert await analyze_stale_tables(ctx, ("young_probe",)) == [], "fresh statistics: nothing to do"
+        await _grow(pool, 100)
+        assert await analyze_stale_tables(ctx, ("young_probe",)) == [], "a few rows more: still fresh enough"
+        await _grow(pool, 3000)
+        assert await analyze_stale_tables(ctx, ("young_probe",)) == ["young_probe"], "grew by more than a fifth"
     finally:
         await pool.execute("DROP TABLE young_probe")
 
@@ -95,7 +111,7 @@ async def test_scheduler_runs_the_jobs(ctx: Kontor, tenant: Tenant) -> None:
         assert {j.id for j in jobs.scheduler.get_jobs()} == {
             "chain-journal",
             "purge-idempotency-keys",
-            "analyze-young-tables",
+            "analyze-stale-tables",
             "compact-balance-slots",
         }
         business = await get_business(ctx, tenant.merchant_id, tenant.business)

@@ -1,0 +1,138 @@
+"""Input limits every route shares, checked where the HTTP layer decodes a request, before a handler runs.
+
+- JSON bodies nest at most `JSON_DEPTH_MAX` levels (Kontor's deepest body has 4: batch, entries, lines, a
+  line). msgspec decodes recursively and raises RecursionError near Python's recursion limit, which is no
+  client error; `KontorRequest.json()` refuses deeper bodies first with 400 `request_invalid` ("body:
+  nesting too deep"), for every route, so nothing is stored and nothing is logged as an error.
+- Dates in query and path parameters lie in the ledger's range (`ledger.domain.DATE_MIN`..`DATE_MAX`), as
+  dates in bodies do (`ledger.schemas.DatedBody`): `check_date_parameters` answers 422 `date_out_of_range`
+  naming the parameter. On routes of a business code it runs once the business code is known to be the
+  caller's (`ledger.http.deps.Call.business`, the web pages' `_page`): another merchant's code stays a 404
+  whatever the query; other routes check in the app's before-request hook (`check_unscoped_date_parameters`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any, get_args
+
+from litestar import Litestar, Request
+from litestar.enums import ParamType
+
+from ledger.domain import check_date
+from ledger.errors import BadRequest, FieldError
+
+__all__ = [
+    "BUSINESS_PARAMETERS",
+    "JSON_DEPTH_MAX",
+    "KontorRequest",
+    "check_date_parameters",
+    "check_unscoped_date_parameters",
+    "date_parameters",
+    "json_depth",
+]
+
+JSON_DEPTH_MAX = 32
+BUSINESS_PARAMETERS = frozenset({"business_code", "code"})  # the path parameter of a business code's routes
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count), counted up
+    to JSON_DEPTH_MAX + 1.
+
+    Cheap first (all work in C): the brackets of the whole body, strings included; only when they nest too
+    deep are strings taken out and the count repeated, so a text such as "[[[[" never refuses a body. (Brackets
+    in strings that hide a deeper nesting leave it to the schema or to KontorRequest's RecursionError guard.)"""
+    if body.count(b"[") + body.count(b"{") <= JSON_DEPTH_MAX:
+        return 0
+    apparent = _nesting(body.translate(None, _NOT_BRACKETS))
+    if apparent <= JSON_DEPTH_MAX:
+        return apparent
+    return _nesting(_STRINGS.sub(b"", body).translate(None, _NOT_BRACKETS))
+
+
+def _nesting(brackets: bytes) -> int:
+    """Depth of a text of brackets: each pass removes the innermost pairs (one regex scan), at most the limit+1."""
+    depth = 0
+    while brackets and depth <= JSON_DEPTH_MAX:
+        inner = _INNERMOST.sub(b"", brackets)
+        if len(inner) == len(brackets):
+            break  # unbalanced: not JSON, decoding says so
+        brackets, depth = inner, depth + 1
+    return depth
+
+
+class KontorRequest(Request[Any, Any, Any]):
+    """The app's request class: a JSON body nested deeper than JSON_DEPTH_MAX is a 400 before it is decoded."""
+
+    async def json(self) -> Any:
+        if json_depth(await self.body()) > JSON_DEPTH_MAX:
+            raise _too_deep()
+        try:
+            return await super().json()
+        except RecursionError:  # nesting hidden from json_depth by brackets in strings
+            raise _too_deep() from None
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(
+        "request_invalid",
+        f"body: nesting too deep (JSON arrays and objects nest at most {JSON_DEPTH_MAX} levels)",
+        [FieldError("body", f"nesting too deep: at most {JSON_DEPTH_MAX} levels")],
+    )
+
+
+def _is_date(annotation: Any) -> bool:
+    """`date` or an optional `date` (`date | None`)."""
+    return annotation is date or date in get_args(annotation)
+
+
+DateParameters = tuple[tuple[tuple[str, ParamType], ...], bool]  # (name, where) of each date; business-scoped
+
+
+def date_parameters(app: Litestar) -> dict[int, DateParameters]:
+    """The date-typed query and path parameters of each route handler, and whether the route is a business
+    code's, by handler id (computed once when the app is built)."""
+    found: dict[int, DateParameters] = {}
+    for route in app.routes:
+        for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
+            params = [*kwargs_model.expected_query_params, *kwargs_model.expected_path_params]
+            signature = handler.parsed_fn_signature.parameters
+            dated = tuple(
+                (p.field_alias, p.param_type)
+                for p in params
+                if p.field_name in signature and _is_date(signature[p.field_name].annotation)
+            )
+            scoped = any(p.field_alias in BUSINESS_PARAMETERS for p in kwargs_model.expected_path_params)
+            if dated:
+                found[id(handler)] = (dated, scoped)
+    return found
+
+
+async def check_unscoped_date_parameters(request: Request[Any, Any, Any]) -> None:
+    """Before-request hook of the app: `check_date_parameters` for routes that name no business code."""
+    _, scoped = request.app.state.date_parameters.get(id(request.route_handler), ((), True))
+    if not scoped:
+        check_date_parameters(request)
+
+
+def check_date_parameters(request: Request[Any, Any, Any]) -> None:
+    """422 `date_out_of_range` for a date parameter of the request outside the ledger's range.
+
+    Values that are not YYYY-MM-DD are left to the parameter's own validation (400 request_invalid)."""
+    dated, _ = request.app.state.date_parameters.get(id(request.route_handler), ((), False))
+    for name, where in dated:
+        raw = request.query_params.get(name) if where is ParamType.QUERY else request.path_params.get(name)
+        if isinstance(raw, date):
+            check_date(raw, name)
+        elif isinstance(raw, str) and _ISO_DATE.fullmatch(raw):
+            try:
+                value = date.fromisoformat(raw)
+            except ValueError:
+                continue
+            check_date(value, name)
