@@ -33,6 +33,7 @@ from litestar.response import Redirect, Template
 from litestar.template import TemplateConfig
 from msgspec import Struct
 
+from desk.reports import balance_notes
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
@@ -253,7 +254,8 @@ async def businesses(request: Request[Any, Any, Any]) -> Template:
 async def trial_balance(request: Request[Any, Any, Any], code: Code, as_of: FromQuery[date | None] = None) -> Template:
     ctx, business, fmt = await _page(request, code)
     report = await reports.trial_balance(ctx, business, as_of=as_of or ctx.today())
-    return _render("trial_balance.html", nav="trial-balance", business=business, fmt=fmt, report=report)
+    notes = balance_notes([{"currency": t.currency, "debit": t.debit, "credit": t.credit} for t in report.totals])
+    return _render("trial_balance.html", nav="trial-balance", business=business, fmt=fmt, report=report, notes=notes)
 
 
 @get("/{code:int}/accounts/{number:str}/register")

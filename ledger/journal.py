@@ -441,7 +441,8 @@ async def list_entries(
 async def reverse_entry(
     ctx: Kontor, business: Business, entry_id: int, body: ReversalIn, *, idem_key: str, request_sha256: bytes
 ) -> Posted:
-    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once."""
+    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once. Without a date it
+    takes the original's date while that period is open, else today (`ledger.domain.reversal_date`)."""
     replayed = await replay_if_known(ctx, business, idem_key, request_sha256)
     if replayed is not None:
         return replayed
@@ -454,6 +455,11 @@ async def reverse_entry(
     if not rows:
         raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
     ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
+    closed_through = await ctx.pool.fetchval(
+        "SELECT closed_through FROM businesses WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
     draft = reversal_of(
         original,
         entry_id=entry_id,
@@ -462,6 +468,7 @@ async def reverse_entry(
         description=body.description,
         reversed_already=row["reversed_by"] is not None,
         is_reversal=row["reverses"] is not None,
+        closed_through=closed_through,
     )
     return await post_entries(ctx, business, [draft], idem_key=idem_key, request_sha256=request_sha256)
 

@@ -27,6 +27,7 @@ __all__ = [
     "allocate",
     "currency_decimals",
     "format_amount",
+    "imbalance",
     "is_known_currency",
     "minor_per_unit",
     "parse_amount",
@@ -144,6 +145,18 @@ def format_amount(minor: int, currency: str) -> str:
     sign = "-" if minor < 0 else ""
     whole, fraction = divmod(abs(minor), 10**decimals)
     return f"{sign}{whole}.{fraction:0{decimals}d}"
+
+
+def imbalance(
+    debit_minor: int, credit_minor: int, currency: str, names: tuple[str, str] = ("debits", "credits")
+) -> str:
+    """How two sides that should agree differ, in words and a positive amount: "credits exceed debits by 0.10"
+    (never "debits exceed credits by -0.10"); "" when they agree. `names` names the two sides (debit first)."""
+    difference = debit_minor - credit_minor
+    if difference == 0:
+        return ""
+    larger, smaller = names if difference > 0 else names[::-1]
+    return f"{larger} exceed {smaller} by {format_amount(abs(difference), currency)}"
 
 
 def vat_from_gross(gross_minor: int, rate_percent: Decimal) -> int:

@@ -25,7 +25,7 @@ from ledger.context import Kontor
 from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
-from ledger.schemas import DatedBody, LedgerDate
+from ledger.schemas import DatedBody, EffectiveDate
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.notify import emit_balance
@@ -65,7 +65,7 @@ class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     account: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
     customer: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    booking_date: LedgerDate | None = None
+    booking_date: EffectiveDate | None = None
 
 
 class ExceptionOut(Struct, kw_only=True):

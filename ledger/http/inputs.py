@@ -9,6 +9,10 @@
   naming the parameter. On routes of a business code it runs once the business code is known to be the
   caller's (`ledger.http.deps.Call.business`, the web pages' `_page`): another merchant's code stays a 404
   whatever the query; other routes check in the app's before-request hook (`check_unscoped_date_parameters`).
+- Effective dates in bodies (`ledger.schemas.EffectiveDate`) lie at most KONTOR_POSTING_HORIZON_DAYS after
+  today: `horizon_layer` sets the request's `POSTING_HORIZON`, which `DatedBody` checks when the body is
+  decoded (422 `date_beyond_horizon` naming the field). Files that carry booking dates (bank statements,
+  settlement reports) check theirs against the same horizon (`Kontor.horizon`, `Horizon.check`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from datetime import date
 from typing import Any, get_args
 
 from litestar import Litestar, Request
-from litestar.enums import ParamType
+from litestar.enums import ParamType, ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from ledger.domain import check_date
+from ledger.domain import Horizon, check_date
 from ledger.errors import BadRequest, FieldError
+from ledger.schemas import POSTING_HORIZON
 
 __all__ = [
     "BUSINESS_PARAMETERS",
@@ -30,7 +36,9 @@ __all__ = [
     "check_date_parameters",
     "check_unscoped_date_parameters",
     "date_parameters",
+    "horizon_layer",
     "json_depth",
+    "request_horizon",
 ]
 
 JSON_DEPTH_MAX = 32
@@ -136,3 +144,26 @@ def check_date_parameters(request: Request[Any, Any, Any]) -> None:
             except ValueError:
                 continue
             check_date(value, name)
+
+
+def request_horizon(app: Litestar) -> Horizon | None:
+    """Today (the service's clock) and KONTOR_POSTING_HORIZON_DAYS; None before the service has started."""
+    ctx = getattr(app.state, "kontor", None)
+    return None if ctx is None else ctx.horizon()
+
+
+def horizon_layer(asgi: ASGIApp, app: Litestar) -> ASGIApp:
+    """Wrap the app so that each HTTP request decodes its bodies under its posting horizon (`POSTING_HORIZON`),
+    and nothing outside the request sees it."""
+
+    async def layer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await asgi(scope, receive, send)
+            return
+        token = POSTING_HORIZON.set(request_horizon(app))
+        try:
+            await asgi(scope, receive, send)
+        finally:
+            POSTING_HORIZON.reset(token)
+
+    return layer
