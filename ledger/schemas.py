@@ -345,6 +345,11 @@ class ReportLine(Struct, kw_only=True):
     name: str
     alt_number: str | None
     amount: str
+    # balance sheet, an account keeping customer accounts (receivables): the line sums the balances of the
+    # `customers` whose accounts are on one side, "debit_balances" (they owe: an asset) or "credit_balances"
+    # (they paid in advance or too much: a liability); None for a whole account
+    portion: Literal["debit_balances", "credit_balances"] | None = None
+    customers: int | None = None
 
 
 class IncomeStatementOut(Struct, kw_only=True):
@@ -360,6 +365,9 @@ class IncomeStatementOut(Struct, kw_only=True):
 
 
 class BalanceSheetOut(Struct, kw_only=True):
+    """Assets and asset and liability accounts by the side their balance is on (never netted: a debit balance is
+    an asset, a credit balance a liability, whatever the account's type); receivables split per customer."""
+
     business: int
     currency: str
     as_of: date
