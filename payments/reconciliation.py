@@ -10,22 +10,29 @@ business code's account).
 
 Signs: an exception's amount is > 0 when money came in unexplained (Dr PSP or BANK / Cr SUSPENSE) and
 < 0 when it went out (Dr SUSPENSE / Cr PSP or BANK).
+
+Bank statement lines are parked one entry per line (`park(..., separately=True)`), each dated on its own
+booking day, so every line of the statement is one booking in the journal and in DATEV; settlement rows are
+parked together, up to `PARKED_PER_ENTRY` to an entry. Some exceptions park nothing (`note`): a statement whose
+balances do not agree names the difference, but the money already sits where the lines put it; resolving or
+dismissing such an exception records the accountant's reason and books nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 import asyncpg
 from msgspec import Meta, Struct
 
+from ledger import journal
 from ledger.context import Kontor
-from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
+from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
-from ledger.schemas import DatedBody, EffectiveDate
+from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.notify import emit_balance
@@ -41,6 +48,7 @@ __all__ = [
     "Resolution",
     "dismiss_exception",
     "list_exceptions",
+    "note",
     "park",
     "resolve_exception",
 ]
@@ -56,6 +64,9 @@ class ExceptionDraft(NamedTuple):
     kind: str
     description: str
     amount: int  # signed, see the module docstring
+    on: date | None = None  # parked separately: the entry's date (else the date `park` is given)
+    booking_text: str = ""  # parked separately: the entry's description (else one naming the source)
+    metadata: Mapping[str, str] | None = None  # parked separately: added to the entry's metadata
 
 
 class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -97,17 +108,22 @@ async def park(
     source_ref: str,
     drafts: Sequence[ExceptionDraft],
     on: date,
+    separately: bool = False,
 ) -> list[int]:
     """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions.
 
     Any number of drafts: they are parked `PARKED_PER_ENTRY` to an entry, each entry balanced by its own
-    counter line, so no entry exceeds the line limit however many rows a file could not match.
+    counter line, so no entry exceeds the line limit however many rows a file could not match; `separately`,
+    each draft is an entry of its own (two lines), dated and described by the draft.
     """
     if not drafts:
         return []
     roles = await roles_of(ctx, business)
     suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
-    entry_of: list[int | None] = []
+    if separately:
+        entry_of = await _park_each(ctx, conn, business, suspense, counter, source, source_ref, drafts, on)
+        return await _insert(conn, business, source, source_ref, drafts, entry_of)
+    entry_of = []
     for start in range(0, len(drafts), PARKED_PER_ENTRY):
         chunk = drafts[start : start + PARKED_PER_ENTRY]
         lines = [_suspense_line(suspense, d.amount, business.currency) for d in chunk if d.amount]
@@ -128,6 +144,65 @@ async def park(
                 metadata={"reconciliation": source},
             )
         entry_of.extend(entry_id if d.amount else None for d in chunk)
+    return await _insert(conn, business, source, source_ref, drafts, entry_of)
+
+
+async def note(
+    conn: Connection,
+    business: Business,
+    *,
+    source: Literal["settlement", "bank"],
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+) -> list[int]:
+    """Record the drafts as open exceptions that park nothing (their amount is a difference to look at, not
+    money to classify)."""
+    return await _insert(conn, business, source, source_ref, drafts, [None] * len(drafts))
+
+
+async def _park_each(
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    suspense: Account,
+    counter: Account,
+    source: str,
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+    on: date,
+) -> list[int | None]:
+    """One entry per draft (SUSPENSE against the counter account), posted in batches of `ENTRIES_PER_BATCH_MAX`."""
+    entries = [
+        EntryDraft(
+            effective_date=d.on or on,
+            description=(d.booking_text or f"Unreconciled {source} line of {source_ref} parked in suspense")[:500],
+            lines=(
+                _suspense_line(suspense, d.amount, business.currency),
+                LineDraft(counter, Side.DEBIT if d.amount > 0 else Side.CREDIT, abs(d.amount), business.currency),
+            ),
+            reference=source_ref[:64],
+            metadata={"reconciliation": source, **(d.metadata or {})},
+        )
+        for d in drafts
+        if d.amount
+    ]
+    ids: list[int] = []
+    for start in range(0, len(entries), ENTRIES_PER_BATCH_MAX):
+        chunk = entries[start : start + ENTRIES_PER_BATCH_MAX]
+        posted = await journal.post_entries(ctx, business, chunk, idem_key=None, request_sha256=bytes(32), conn=conn)
+        ids += [e.id for e in posted.entries]
+    booked = iter(ids)
+    return [next(booked) if d.amount else None for d in drafts]
+
+
+async def _insert(
+    conn: Connection,
+    business: Business,
+    source: str,
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+    entry_of: Sequence[int | None],
+) -> list[int]:
     rows = await conn.fetch(
         "INSERT INTO reconciliation_exceptions (merchant_id, business, source, source_ref, line_no, kind, "
         "description, amount_minor, suspense_entry_id) "
@@ -247,7 +322,7 @@ async def _move(
 ) -> None:
     amount = row["amount_minor"]
     entry_id = None
-    if amount:
+    if amount and row["suspense_entry_id"] is not None:  # nothing was parked for a noted difference
         suspense = (await account_index(ctx, business)).by_role["SUSPENSE"]
         out_side = Side.DEBIT if amount > 0 else Side.CREDIT  # take back out of SUSPENSE what was parked
         lines = (
