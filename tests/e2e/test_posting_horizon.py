@@ -108,3 +108,10 @@ def test_the_service_does_not_start_with_a_horizon_out_of_range(tmp_path: Any) -
     assert started.returncode == 1, started.stderr
     assert "KONTOR_POSTING_HORIZON_DAYS='100000' must be between 0 and 3660" in started.stderr
     assert not (tmp_path / "kontor").exists()
+
+
+async def test_a_business_code_that_is_not_the_callers_is_404_whatever_the_date(tenant: Tenant) -> None:
+    r = await tenant.client.post(
+        "/v1/businesses/4242/entries", json=entry(BEYOND), headers=tenant.headers(tenant.poster_key, idem="x-1")
+    )
+    assert (r.status_code, r.json()["code"]) == (404, "business_not_found"), r.text
