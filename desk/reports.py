@@ -17,7 +17,7 @@ from ledger import reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest
-from ledger.money import imbalance, parse_amount
+from ledger.money import format_amount, imbalance, parse_amount
 
 __all__ = ["REPORTS", "Args", "Fetch", "Report", "balance_notes"]
 
@@ -71,13 +71,14 @@ def _trial_table(d: dict[str, Any]) -> Table:
     )
 
 
-def balance_notes(totals: list[dict[str, str]]) -> list[str]:
-    """ "Debits equal credits.", else one line per currency that does not balance, e.g. "OUT OF BALANCE: EUR
-    credits exceed debits by 0.10." (the API's totals, decimal strings)."""
+def balance_notes(totals: list[dict[str, str]], amount_text: Callable[[int, str], str] = format_amount) -> list[str]:
+    """The trial balance's verdict: "Debits equal credits.", else one line per currency that does not balance,
+    e.g. "OUT OF BALANCE: EUR credits exceed debits by 0.10." (the API's totals, decimal strings; `amount_text`
+    writes the amount)."""
     notes = []
     for t in totals:
         c = t["currency"]
-        text = imbalance(_minor(t["debit"], c), _minor(t["credit"], c), c)
+        text = imbalance(_minor(t["debit"], c), _minor(t["credit"], c), c, amount_text=amount_text)
         if text:
             notes.append(f"OUT OF BALANCE: {c} {text}.")
     return notes or ["Debits equal credits."]

@@ -254,7 +254,10 @@ async def businesses(request: Request[Any, Any, Any]) -> Template:
 async def trial_balance(request: Request[Any, Any, Any], code: Code, as_of: FromQuery[date | None] = None) -> Template:
     ctx, business, fmt = await _page(request, code)
     report = await reports.trial_balance(ctx, business, as_of=as_of or ctx.today())
-    notes = balance_notes([{"currency": t.currency, "debit": t.debit, "credit": t.credit} for t in report.totals])
+    notes = balance_notes(
+        [{"currency": t.currency, "debit": t.debit, "credit": t.credit} for t in report.totals],
+        lambda minor, currency: fmt.amount(format_amount(minor, currency), currency),
+    )
     return _render("trial_balance.html", nav="trial-balance", business=business, fmt=fmt, report=report, notes=notes)
 
 

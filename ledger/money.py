@@ -12,7 +12,7 @@ Rounding is explicit half-up (commercial rounding, as VAT law requires) and happ
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import cache
 
@@ -148,15 +148,20 @@ def format_amount(minor: int, currency: str) -> str:
 
 
 def imbalance(
-    debit_minor: int, credit_minor: int, currency: str, names: tuple[str, str] = ("debits", "credits")
+    debit_minor: int,
+    credit_minor: int,
+    currency: str,
+    names: tuple[str, str] = ("debits", "credits"),
+    amount_text: Callable[[int, str], str] = format_amount,
 ) -> str:
     """How two sides that should agree differ, in words and a positive amount: "credits exceed debits by 0.10"
-    (never "debits exceed credits by -0.10"); "" when they agree. `names` names the two sides (debit first)."""
+    (never "debits exceed credits by -0.10"); "" when they agree. `names` names the two sides (debit first);
+    `amount_text` writes the amount (a page writes it in its locale)."""
     difference = debit_minor - credit_minor
     if difference == 0:
         return ""
     larger, smaller = names if difference > 0 else names[::-1]
-    return f"{larger} exceed {smaller} by {format_amount(abs(difference), currency)}"
+    return f"{larger} exceed {smaller} by {amount_text(abs(difference), currency)}"
 
 
 def vat_from_gross(gross_minor: int, rate_percent: Decimal) -> int:
