@@ -223,7 +223,7 @@ async def _book(
         parked = [(i, draft) for i, draft in matcher.parked if i >= first]
         ids = await park(
             ctx, conn, business, source="bank", source_ref=s.key.ref, drafts=[d for _, d in parked],
-            on=s.key.statement_on, separately=True,
+            on=s.key.statement_on,
         )  # fmt: skip
         entries = await _parking_entries(conn, business, ids)
         for (i, draft), exception_id in zip(parked, ids, strict=True):

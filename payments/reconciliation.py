@@ -11,11 +11,11 @@ business code's account).
 Signs: an exception's amount is > 0 when money came in unexplained (Dr PSP or BANK / Cr SUSPENSE) and
 < 0 when it went out (Dr SUSPENSE / Cr PSP or BANK).
 
-Bank statement lines are parked one entry per line (`park(..., separately=True)`), each dated on its own
-booking day, so every line of the statement is one booking in the journal and in DATEV; settlement rows are
-parked together, up to `PARKED_PER_ENTRY` to an entry. Some exceptions park nothing (`note`): a statement whose
-balances do not agree names the difference, but the money already sits where the lines put it; resolving or
-dismissing such an exception records the accountant's reason and books nothing.
+Every unmatched bank statement line or settlement row is parked by an entry of its own (a bank line on its
+booking day), so each is one booking in the journal and one row in DATEV, never netted with others. Some
+exceptions park nothing (`note`): a statement whose balances do not agree names the difference, but the money
+already sits where the lines put it; resolving or dismissing such an exception records the accountant's reason
+and books nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from msgspec import Meta, Struct
 
 from ledger import journal
 from ledger.context import Kontor
-from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, EntryDraft, LineDraft, Side
+from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from ledger.db import Connection
 
 __all__ = [
-    "PARKED_PER_ENTRY",
     "ExceptionDraft",
     "ExceptionOut",
     "ExceptionPage",
@@ -54,9 +53,6 @@ __all__ = [
 ]
 
 COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK"}
-# exceptions parked per journal entry: one SUSPENSE line each plus the one counter line must fit in an entry,
-# so any number of exceptions is parked in as many entries as needed
-PARKED_PER_ENTRY = LINES_PER_ENTRY_MAX - 1
 
 
 class ExceptionDraft(NamedTuple):
@@ -64,9 +60,9 @@ class ExceptionDraft(NamedTuple):
     kind: str
     description: str
     amount: int  # signed, see the module docstring
-    on: date | None = None  # parked separately: the entry's date (else the date `park` is given)
-    booking_text: str = ""  # parked separately: the entry's description (else one naming the source)
-    metadata: Mapping[str, str] | None = None  # parked separately: added to the entry's metadata
+    on: date | None = None  # the parking entry's date (else the date `park` is given)
+    booking_text: str = ""  # the parking entry's description (else one naming the source)
+    metadata: Mapping[str, str] | None = None  # added to the parking entry's metadata
 
 
 class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -108,42 +104,19 @@ async def park(
     source_ref: str,
     drafts: Sequence[ExceptionDraft],
     on: date,
-    separately: bool = False,
 ) -> list[int]:
-    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions.
+    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions; returns
+    their ids.
 
-    Any number of drafts: they are parked `PARKED_PER_ENTRY` to an entry, each entry balanced by its own
-    counter line, so no entry exceeds the line limit however many rows a file could not match; `separately`,
-    each draft is an entry of its own (two lines), dated and described by the draft.
+    Each draft with an amount is an entry of its own (SUSPENSE against the counter account, two lines), dated
+    on the draft's day (else `on`) and described by it: nothing is netted, so any number of drafts fits, and
+    no DATEV row books SUSPENSE against itself. The entries are posted in batches.
     """
     if not drafts:
         return []
     roles = await roles_of(ctx, business)
     suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
-    if separately:
-        entry_of = await _park_each(ctx, conn, business, suspense, counter, source, source_ref, drafts, on)
-        return await _insert(conn, business, source, source_ref, drafts, entry_of)
-    entry_of = []
-    for start in range(0, len(drafts), PARKED_PER_ENTRY):
-        chunk = drafts[start : start + PARKED_PER_ENTRY]
-        lines = [_suspense_line(suspense, d.amount, business.currency) for d in chunk if d.amount]
-        net = sum(d.amount for d in chunk)
-        if net:
-            side = Side.DEBIT if net > 0 else Side.CREDIT
-            lines.append(LineDraft(counter, side, abs(net), business.currency))
-        entry_id = None
-        if lines:
-            entry_id = await book(
-                ctx,
-                conn,
-                business,
-                lines,
-                on=on,
-                description=f"Unreconciled {source} lines of {source_ref} parked in suspense",
-                reference=source_ref[:64],
-                metadata={"reconciliation": source},
-            )
-        entry_of.extend(entry_id if d.amount else None for d in chunk)
+    entry_of = await _park_each(ctx, conn, business, suspense, counter, source, source_ref, drafts, on)
     return await _insert(conn, business, source, source_ref, drafts, entry_of)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import Simulator, Tenant
 from tests.e2e.amazon import Shop, eventually, item, make_shop, paid_order
+from tests.e2e.test_datev import GEGEN, KONTO, SETTINGS, read_datev
 
 CSV = {"Content-Type": "text/csv"}
 XML = {"Content-Type": "application/xml"}
@@ -242,6 +243,12 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
         ("unknown_capture", "10.00"),
     ]
     assert await shop.balance("1590") == "-14.00"  # parked: 10.00 + 5.00 in, 1.00 out
+    parked = {e["suspense_entry_id"] for e in await exceptions(shop)}
+    assert len(parked) == 3, "one entry per row, nothing netted"
+    t = shop.tenant
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    _, rows = read_datev((await t.get("/periods/2026-11/datev")).content)
+    assert [r for r in rows if r[KONTO] == r[GEGEN]] == []
     assert await shop.customer_state() == ("DEBIT", "20.00")  # the chargeback revived the claim
     assert len((await shop.tenant.get("/disputes", state="open")).json()) == 1
 
