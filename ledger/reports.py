@@ -261,7 +261,7 @@ async def balance_sheet(ctx: Kontor, business: Business, *, as_of: date) -> Bala
             if owed or not prepaid:
                 sections["asset"].append(_report_line(account, owed, cur, portion="debit_balances", customers=owed_by))
             if prepaid:
-                name = f"Customer credit balances (prepayments received) on {account.number}"
+                name = "Customer credit balances (prepayments received)"
                 line = _report_line(account, prepaid, cur, portion="credit_balances", customers=prepaid_by)
                 sections["liability"].append(msgspec.structs.replace(line, name=name))
             totals["asset"] += owed

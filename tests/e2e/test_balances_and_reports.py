@@ -116,7 +116,7 @@ async def test_income_statement_and_balance_sheet(tenant: Tenant) -> None:
         ("1400", "238.00", "debit_balances", 1),
     ]
     assert [(r["account"], r["name"], r["amount"], r["portion"]) for r in sheet["liabilities"]] == [
-        ("1400", "Customer credit balances (prepayments received) on 1400", "50.00", "credit_balances"),
+        ("1400", "Customer credit balances (prepayments received)", "50.00", "credit_balances"),
         ("1776", "Output VAT 19 %", "57.00", None),
     ]
     assert sheet["total_assets"] == "404.50"  # 116.50 + 50 + 238
