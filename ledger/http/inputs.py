@@ -143,7 +143,7 @@ async def _horizon_of(request: Request[Any, Any, Any]) -> Horizon | None:
     code = next((request.path_params[n] for n in BUSINESS_PARAMETERS if n in request.path_params), None)
     if code is not None:
         merchant_id = getattr(request.scope.get("auth"), "merchant_id", None)
-        if merchant_id is None or not isinstance(code, int):
+        if merchant_id is None or not isinstance(code, int) or not 1000 <= code <= 9999:
             return None
         try:
             await get_business(ctx, merchant_id, code)

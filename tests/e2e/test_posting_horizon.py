@@ -110,8 +110,15 @@ def test_the_service_does_not_start_with_a_horizon_out_of_range(tmp_path: Any) -
     assert not (tmp_path / "kontor").exists()
 
 
-async def test_a_business_code_that_is_not_the_callers_is_404_whatever_the_date(tenant: Tenant) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "problem"),
+    [("4242", 404, "business_not_found"), ("217124", 400, "request_invalid"), ("0", 400, "request_invalid")],
+)
+async def test_a_business_code_that_is_not_the_callers_is_refused_whatever_the_date(
+    tenant: Tenant, code: str, status: int, problem: str
+) -> None:
+    """404 (or 400 for no business code at all) before anything about the body: not 422, not a 500."""
     r = await tenant.client.post(
-        "/v1/businesses/4242/entries", json=entry(BEYOND), headers=tenant.headers(tenant.poster_key, idem="x-1")
+        f"/v1/businesses/{code}/entries", json=entry(BEYOND), headers=tenant.headers(tenant.poster_key, idem="x-1")
     )
-    assert (r.status_code, r.json()["code"]) == (404, "business_not_found"), r.text
+    assert (r.status_code, r.json()["code"]) == (status, problem), r.text
