@@ -135,14 +135,16 @@ async def before_request(request: Request[Any, Any, Any]) -> None:
 
 
 async def _horizon_of(request: Request[Any, Any, Any]) -> Horizon | None:
-    """The service's horizon; None (decoded without one) on a business code that is not the caller's: the
-    handler answers it 404 (`ledger.http.deps.Call.business`) before anything about the body."""
+    """The service's horizon; None (decoded without one) on a business code that is not the API key's: the
+    handler answers it 404 (`ledger.http.deps.Call.business`) before anything about the body. Requests without
+    an API key (the web pages' forms) always get the horizon."""
     ctx = getattr(request.app.state, "kontor", None)
     if ctx is None:
         return None
     code = next((request.path_params[n] for n in BUSINESS_PARAMETERS if n in request.path_params), None)
-    if code is not None:
-        merchant_id = getattr(request.scope.get("auth"), "merchant_id", None)
+    principal = request.scope.get("auth")  # an API key's (ledger.http.auth); the web pages sign in by session
+    if code is not None and principal is not None:
+        merchant_id = getattr(principal, "merchant_id", None)
         if merchant_id is None or not isinstance(code, int) or not 1000 <= code <= 9999:
             return None
         try:
