@@ -99,6 +99,11 @@ CREATE INDEX IF NOT EXISTS entries_by_metadata
 CREATE UNIQUE INDEX IF NOT EXISTS entries_reversed_once
     ON entries (merchant_id, business, reverses) WHERE reverses IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_by_xid ON entries (xid, entry_id);
+-- the order an entry belongs to, beside its document number in `reference` (an invoice, credit note, goodwill or
+-- payment number): DATEV Belegfeld 2, and what dunning groups a customer's claims by
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS order_reference text CHECK (length(order_reference) BETWEEN 1 AND 200);
+CREATE INDEX IF NOT EXISTS entries_by_order_reference
+    ON entries (merchant_id, business, order_reference) WHERE order_reference IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS lines (
     merchant_id    bigint   NOT NULL,
@@ -551,6 +556,23 @@ BEGIN
     RETURN v_moved;
 END $$;
 
+-- The business's letterhead: legal name, address, tax ids, register, bank, contact, letter language, logo
+-- (ledger/profiles.py validates every field). One row per business code, replaced whole by each PUT.
+CREATE TABLE IF NOT EXISTS business_profiles (
+    merchant_id   bigint      NOT NULL,
+    business      smallint    NOT NULL,
+    profile       jsonb       NOT NULL CHECK (jsonb_typeof(profile) = 'object'),
+    logo          bytea       CHECK (length(logo) BETWEEN 1 AND 524288),
+    logo_type     text        CHECK (logo_type IN ('image/png', 'image/jpeg')),
+    logo_width    integer     CHECK (logo_width BETWEEN 1 AND 4000),
+    logo_height   integer     CHECK (logo_height BETWEEN 1 AND 4000),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    CONSTRAINT business_profiles_logo_whole CHECK ((logo IS NULL) = (logo_type IS NULL)
+        AND (logo IS NULL) = (logo_width IS NULL) AND (logo IS NULL) = (logo_height IS NULL))
+);
+
 -- ===================================================================================================
 -- Payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay mirror, IPNs.
 -- Business records, mutable where their state changes; every booking they cause is a journal entry.
@@ -858,6 +880,21 @@ CREATE TABLE IF NOT EXISTS bank_statements (
     summary        jsonb    NOT NULL,
     imported_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, business, account, statement_id, statement_on),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- Payment references Kontor printed on a document (a dunning letter's ISO 11649 creditor reference): a bank
+-- statement line naming one pays that customer's claims (payments/references.py).
+CREATE TABLE IF NOT EXISTS payment_references (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    reference      text     NOT NULL CHECK (reference ~ '^RF[0-9]{2}[0-9A-Z]{1,21}$'),
+    customer       text     NOT NULL CHECK (length(customer) BETWEEN 1 AND 64),
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    orders         text[]   NOT NULL DEFAULT '{}',
+    source         text     NOT NULL CHECK (source ~ '^[a-z_]{1,32}:[0-9]{1,19}$'),  -- e.g. dunning_notice:42
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, reference),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
 
