@@ -412,7 +412,7 @@ END $$;
 -- Posting: one round trip for one entry or a batch. The entries and their lines arrive as two JSON
 -- arrays (cheaper for the client to send than a dozen parallel arrays):
 --   p_entries  [{"i": 1, "d": "2026-11-27", "t": description, "r": reference, "m": {metadata},
---                "v": reverses, "h": content sha256 as hex}, ...]
+--                "v": reverses, "o": order reference, "h": content sha256 as hex}, ...]
 --   p_lines    [{"e": entry index, "n": line no, "d": the entry's date, "a": account id, "c": customer,
 --                "s": "D"|"C", "x": amount in minor units, "k": currency}, ...]
 --   p_guarded  [{"a": account id, "cn": credit-normal}] for accounts that may not go negative
@@ -447,9 +447,9 @@ BEGIN
     v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, json_array_length(p_entries)));
 
     INSERT INTO entries (merchant_id, business, entry_id, effective_date, description, reference,
-                         metadata, reverses, content_sha256)
-    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex')
-      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text);
+                         metadata, reverses, content_sha256, order_reference)
+    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex'), x.o
+      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text, o text);
 
     -- the lines, and their sums added into this posting's slot of the accounts' totals and of their days.
     -- Every posting takes its row locks in the same order: account_totals (the main query), then
