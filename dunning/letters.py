@@ -433,7 +433,8 @@ body{{font-family:"Liberation Sans",Arial,Helvetica,sans-serif;font-size:10.5pt;
 h1{{font-size:12pt;margin:0 0 6mm}}
 table.items{{width:100%;border-collapse:collapse;margin:4mm 0}}
 table.items th{{text-align:left;border-bottom:.3mm solid #000}}
-table.items td,table.items th{{padding:1mm 1.5mm}}
+table.items td,table.items th{{padding:1mm 1.5mm;vertical-align:top}}
+table.items th.num{{text-align:right}}
 .num{{text-align:right;white-space:nowrap}}
 table.items tfoot td{{border-top:.3mm solid #000;font-weight:bold}}
 .bank th{{text-align:left;font-weight:normal;padding-right:4mm}}
@@ -473,6 +474,7 @@ class _Pdf(FPDF):
         self.add_font("Sans", "", str(FONTS / "LiberationSans-Regular.ttf"))
         self.add_font("Sans", "B", str(FONTS / "LiberationSans-Bold.ttf"))
         self.set_margins(TEXT_LEFT, 20, PAGE_W - TEXT_RIGHT)
+        self.c_margin = 0  # text starts where DIN 5008 puts it (25 mm), not a cell padding further right
         self.set_auto_page_break(True, margin=PAGE_H - FOOTER_TOP + 6)
         self.set_creation_date(_midnight(letter.issued_on))
         self.set_title(f"{title(letter)} {letter.number}")

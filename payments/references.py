@@ -70,15 +70,15 @@ async def register(conn: Connection, business: Business, requested: list[Request
         return
     await conn.execute(
         "INSERT INTO payment_references (merchant_id, business, reference, customer, amount_minor, orders, source) "
-        "SELECT $1, $2, u.r, u.c, u.a, ARRAY(SELECT jsonb_array_elements_text(u.o)), u.s "
-        "FROM unnest($3::text[], $4::text[], $5::bigint[], $6::jsonb[], $7::text[]) AS u(r, c, a, o, s) "
+        "SELECT $1, $2, u.r, u.c, u.a, string_to_array(u.o, ','), u.s "
+        "FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(r, c, a, o, s) "
         "ON CONFLICT DO NOTHING",
         business.merchant_id,
         business.code,
         [r.reference for r in requested],
         [r.customer for r in requested],
         [r.amount_minor for r in requested],
-        [r.orders for r in requested],
+        [",".join(r.orders) for r in requested],  # order references hold no comma (orders.order_ref CHECK)
         [r.source for r in requested],
     )
 
