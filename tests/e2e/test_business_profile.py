@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from tests.conftest import Tenant
+from tests.e2e.test_desk_cli import kontor
 
 PROFILE: dict[str, Any] = {
     "legal_name": "Müller Versand GmbH",
@@ -142,3 +145,21 @@ async def test_the_logo_is_a_small_png_or_jpeg(tenant: Tenant) -> None:
     assert (await tenant.get("/profile/logo")).content == png(300, 100)  # the refused ones changed nothing
     assert (await tenant.client.delete(tenant.url("/profile/logo"), headers=tenant.headers())).status_code == 204
     assert (await tenant.get("/profile/logo")).status_code == 404
+
+
+async def test_the_onboarding_command_sets_the_profile(tenant: Tenant, database_url: str, tmp_path: Path) -> None:
+    profile, logo = tmp_path / "profile.json", tmp_path / "logo.png"
+    profile.write_text(json.dumps(PROFILE), encoding="utf-8")
+    logo.write_bytes(png(120, 40))
+    where = ["--merchant", str(tenant.merchant_id), "--business", "1001"]
+    code, out, err = await kontor("business", "profile", "set", *where, "--file", str(profile), "--logo", str(logo),
+                                  database_url=database_url)  # fmt: skip
+    assert code == 0, err
+    assert "Müller Versand GmbH, letters in de" in out
+    stored = (await tenant.get("/profile")).json()
+    assert (stored["bank"]["iban"], stored["logo"]["width"]) == ("DE89370400440532013000", 120)
+    profile.write_text(json.dumps({**PROFILE, "vat_id": "DE136695977"}), encoding="utf-8")
+    code, _, err = await kontor("business", "profile", "set", *where, "--file", str(profile), database_url=database_url)
+    assert code == 1
+    assert "vat_id" in err
+    assert "profile_invalid" in err
