@@ -605,17 +605,22 @@ _COLUMNS = (86.0, 27.0, 25.0, 27.0)  # document, its date, due since, open: 165 
 def _table(pdf: _Pdf, letter: Letter, w: _Words) -> None:
     de = letter.language == "de"
     heads = ("Beleg", "Datum", "fällig seit", "offen") if de else ("Document", "Date", "Due since", "Open")
-    pdf.set_font("Sans", "B", 9)
-    for n, (head, width) in enumerate(zip(heads, _COLUMNS, strict=True)):
-        pdf.cell(width, 5.5, head, border="B", align="R" if n == 3 else "L")
-    pdf.ln()
-    pdf.set_font("Sans", "", 9)
-    pdf.ln(0.8)
+
+    def head() -> None:
+        pdf.set_font("Sans", "B", 9)
+        for n, (text, width) in enumerate(zip(heads, _COLUMNS, strict=True)):
+            pdf.cell(width, 5.5, text, border="B", align="R" if n == 3 else "L")
+        pdf.ln()
+        pdf.set_font("Sans", "", 9)
+        pdf.ln(0.8)
+
+    head()
     for row in _rows(letter, w):
         lines = max(len(cast(list[str], pdf.multi_cell(width, 4.4, text, dry_run=True, output="LINES")))
                     for text, width in zip(row, _COLUMNS, strict=True))  # fmt: skip
         if pdf.will_page_break(lines * 4.4):
             pdf.add_page()
+            head()  # the table goes on under its head
         y, x = pdf.get_y(), TEXT_LEFT
         for n, (text, width) in enumerate(zip(row, _COLUMNS, strict=True)):
             pdf.set_xy(x, y)
