@@ -95,6 +95,7 @@ def _render(
         recorded_at=recorded_at,  # type: ignore[arg-type]  # asyncpg gives datetime
         description=draft.description,
         reference=draft.reference,
+        order_reference=draft.order_reference,
         metadata=dict(draft.metadata or {}),
         reverses=draft.reverses,
         reversed_by=reversed_by,
@@ -132,6 +133,7 @@ def _arguments(
                 "r": draft.reference,
                 "m": draft.metadata or None,
                 "v": draft.reverses,
+                "o": draft.order_reference,
                 "h": content_sha256(business.merchant_id, business.code, draft).hex(),
                 "k": key_id,
             }
@@ -296,6 +298,7 @@ def _with_reversed_by(entry: EntryOut, reversed_by: int | None) -> EntryOut:
         recorded_at=entry.recorded_at,
         description=entry.description,
         reference=entry.reference,
+        order_reference=entry.order_reference,
         metadata=entry.metadata,
         reverses=entry.reverses,
         reversed_by=reversed_by,
@@ -316,7 +319,7 @@ async def replay_if_known(ctx: Kontor, business: Business, idem_key: str, reques
 
 # --- reading ------------------------------------------------------------------------------------------
 _ENTRY_COLUMNS = (
-    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.metadata, "
+    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.order_reference, e.metadata, "
     "e.reverses, (SELECT r.entry_id FROM entries r WHERE r.merchant_id = e.merchant_id "
     "AND r.business = e.business AND r.reverses = e.entry_id) AS reversed_by, "
     "e.posted_by, k.name AS key_name, k.role AS key_role"
@@ -360,6 +363,7 @@ async def _drafts_of(
                 reference=r["reference"],
                 metadata=r["metadata"],
                 reverses=r["reverses"],
+                order_reference=r["order_reference"],
             ),
         )
         for r in entry_rows
@@ -399,6 +403,7 @@ class EntryFilter:
     reference: str | None = None
     metadata: dict[str, str] | None = None
     descending: bool = False
+    order_reference: str | None = None
 
 
 def encode_cursor(value: int) -> str:
@@ -433,6 +438,8 @@ async def list_entries(
         add("e.effective_date <= $?", where.to_date)
     if where.reference is not None:
         add("e.reference = $?", where.reference)
+    if where.order_reference is not None:
+        add("e.order_reference = $?", where.order_reference)
     if where.metadata:
         add("e.metadata @> $?::jsonb", where.metadata)
     if where.account is not None:

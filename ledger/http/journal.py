@@ -91,6 +91,7 @@ async def list_entries(
     account: Annotated[str | None, QueryParameter(max_length=20)] = None,
     customer: Annotated[str | None, QueryParameter(max_length=64)] = None,
     reference: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    order_reference: Annotated[str | None, QueryParameter(max_length=200)] = None,
     metadata: Annotated[
         list[str] | None, QueryParameter(description="key:value, repeatable; entries whose metadata contain all pairs")
     ] = None,
@@ -111,6 +112,7 @@ async def list_entries(
         account=account,
         customer=customer,
         reference=reference,
+        order_reference=order_reference,
         metadata=pairs or None,
         descending=order == "desc",
     )
