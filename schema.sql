@@ -702,6 +702,31 @@ CREATE TABLE IF NOT EXISTS amazon_refunds (
 CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
     WHERE refund_id IS NOT NULL;
 
+-- Two-step invoices: the capture Kontor asks Amazon for, recorded before the call. Its idempotency key derives
+-- from (sequence, attempt), so the same request again is the same call at Amazon; the invoice is booked once,
+-- after Amazon accepted the capture (by its answer, the retry, or the charge's IPN). A refusal books nothing;
+-- the same request again is a new attempt. `items` are reserved while the capture is requested.
+CREATE TABLE IF NOT EXISTS invoice_captures (
+    merchant_id    bigint    NOT NULL,
+    business       smallint  NOT NULL,
+    order_ref      text      NOT NULL,
+    invoice_ref    text      NOT NULL,
+    sequence       integer   NOT NULL CHECK (sequence BETWEEN 1 AND 999),  -- the order's n-th invoice: key -i<n>
+    attempt        smallint  NOT NULL DEFAULT 1 CHECK (attempt BETWEEN 1 AND 9),
+    items          integer[] NOT NULL,
+    amount_minor   bigint    NOT NULL CHECK (amount_minor > 0),
+    body           jsonb     NOT NULL,   -- the invoice as requested: booked from it once the capture is accepted
+    request_sha256 bytea     NOT NULL,
+    charge_id      text,                 -- the authorization it captures, or its new charge once Amazon named it
+    new_charge     boolean   NOT NULL,   -- a new charge on the charge permission (key -i<n>c) instead
+    state          text      NOT NULL CHECK (state IN ('requested', 'booked', 'refused')),
+    reason         text,                 -- Amazon's reasonCode of the last refusal
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, invoice_ref),
+    UNIQUE (merchant_id, business, order_ref, sequence),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
+
 -- Notifications to the merchant, written in the transaction of the booking that caused them.
 CREATE TABLE IF NOT EXISTS outbox (
     merchant_id  bigint      NOT NULL,

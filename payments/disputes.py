@@ -18,8 +18,9 @@ from msgspec import Meta, Struct
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, NotFound
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
+from ledger.schemas import DatedBody, LedgerDate
 from payments.amazon.client import Dispute
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
@@ -78,9 +79,11 @@ class EvidenceIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     evidences: Annotated[list[EvidenceItemIn], Meta(min_length=1, max_length=10)]
 
 
-class OutcomeIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class OutcomeIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An outcome recorded by hand (e.g. from Seller Central): on or after the day the dispute opened."""
+
     outcome: Literal["won", "lost"]
-    resolved_on: date
+    resolved_on: LedgerDate
 
 
 class EvidenceOut(Struct, kw_only=True):
@@ -303,6 +306,13 @@ async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body
             if row["state"] == body.outcome:
                 return await get_dispute(ctx, business, dispute_id)  # the same outcome again changes nothing
             raise Conflict("dispute_resolved", f"dispute {dispute_id} was already {row['state']}")
+        if body.resolved_on < row["opened_on"]:
+            raise Unprocessable(
+                "date_before_document",
+                f"resolved_on {body.resolved_on.isoformat()} is before dispute {dispute_id} opened "
+                f"({row['opened_on'].isoformat()})",
+                [FieldError("resolved_on", f"must not be before {row['opened_on'].isoformat()}")],
+            )
         await close_dispute(ctx, conn, business, row, body.outcome, body.resolved_on)
     return await get_dispute(ctx, business, dispute_id)
 

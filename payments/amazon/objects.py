@@ -151,6 +151,7 @@ class Charge:
     refunded_amount: Amount | None
     expires_at: datetime | None
     created_at: datetime | None
+    merchant_reference_id: str | None = None  # merchantMetadata.merchantReferenceId (Kontor's invoice reference)
 
 
 @dataclass(frozen=True, slots=True)
