@@ -891,7 +891,7 @@ CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     exception_id    bigint   GENERATED ALWAYS AS IDENTITY,
-    source          text     NOT NULL CHECK (source IN ('settlement', 'bank')),
+    source          text     NOT NULL CHECK (source IN ('settlement', 'bank', 'dispute')),  -- dispute: an outcome Amazon contradicted
     source_ref      text     NOT NULL,
     line_no         integer  NOT NULL,
     kind            text     NOT NULL,
@@ -1087,6 +1087,16 @@ BEGIN
     ) THEN
         ALTER TABLE bank_statements DROP CONSTRAINT bank_statements_pkey;
         ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, account, statement_id, statement_on);
+    END IF;
+END $$;
+
+-- reconciliation exceptions of dispute outcomes Amazon contradicted (payments/disputes.py)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'reconciliation_exceptions_source_check'
+                   AND pg_get_constraintdef(oid) LIKE '%dispute%') THEN
+        ALTER TABLE reconciliation_exceptions DROP CONSTRAINT IF EXISTS reconciliation_exceptions_source_check,
+            ADD CONSTRAINT reconciliation_exceptions_source_check CHECK (source IN ('settlement', 'bank', 'dispute'));
     END IF;
 END $$;
 

@@ -5,7 +5,8 @@ claim on the customer revives; no VAT entry (the agreed price did not change). I
 charge's refund limit. It is booked once, whichever reports it first (the CHARGEBACK IPN, read through
 Amazon's Dispute API, or the settlement row), and opens a dispute case with Amazon's response deadline (else 11
 days). Evidence goes to Amazon with a contest (payments.contest). Amazon's resolution decides: MerchantWon
-reverses the chargeback (Dr PSP / Cr AR); BuyerWon and NoFault leave the debt for dunning or write-off.
+reverses the chargeback (Dr PSP / Cr AR), as NoFault does (Amazon bears it); BuyerWon leaves the debt for dunning
+or write-off. An outcome recorded by hand that Amazon's resolution contradicts becomes a reconciliation exception.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from payments.amazon.client import Dispute
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
+from payments.reconciliation import ExceptionDraft, park
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -44,6 +46,9 @@ __all__ = [
 ]
 
 EVIDENCE_DAYS = 11
+# Amazon's resolutions that leave the money with the merchant: MerchantWon, and NoFault (Amazon bears the loss and
+# credits the amount back, as the simulator does; payments/amazon/sim_postsale.py)
+MERCHANT_KEEPS = frozenset({"MerchantWon", "NoFault"})
 _EVIDENCE = "kind, content, file_name, file_bytes, file_id"
 
 
@@ -318,7 +323,7 @@ async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body
 
 
 async def open_dispute_of(conn: Connection, business: Business, chargeback_id: str) -> asyncpg.Record | None:
-    """The dispute of a chargeback, locked, with its capture (None for an unknown chargeback)."""
+    """The dispute of a chargeback (whatever its state), locked, with its capture (None for an unknown chargeback)."""
     row = await conn.fetchval(
         "SELECT dispute_id FROM disputes WHERE merchant_id = $1 AND business = $2 AND chargeback_id = $3",
         business.merchant_id,
@@ -384,7 +389,9 @@ async def sync_dispute(
     ctx: Kontor, conn: Connection, business: Business, chargeback_id: str, amazon: Dispute, *, on: date
 ) -> str:
     """Record Amazon's view of a dispute (state, reason, resolution, deadline); a resolution closes an open case:
-    MerchantWon as won (the chargeback is reversed), BuyerWon and NoFault as lost. Returns the case's state."""
+    MerchantWon and NoFault as won (the chargeback is reversed: Amazon pays it back), BuyerWon as lost. A case
+    closed by hand the other way is a reconciliation exception (`dispute_outcome_contradicted`). Returns the case's
+    state."""
     row = await open_dispute_of(conn, business, chargeback_id)
     if row is None:
         return "unknown"
@@ -399,8 +406,46 @@ async def sync_dispute(
         amazon.resolution,
         deadline,
     )
-    if row["state"] != "open" or amazon.resolution is None or amazon.state not in ("Resolved", "Closed"):
+    if amazon.resolution is None or amazon.state not in ("Resolved", "Closed"):
         return str(row["state"])
-    outcome = "won" if amazon.resolution == "MerchantWon" else "lost"
-    await close_dispute(ctx, conn, business, row, outcome, on)
+    outcome = "won" if amazon.resolution in MERCHANT_KEEPS else "lost"
+    if row["state"] == "open":
+        await close_dispute(ctx, conn, business, row, outcome, on)
+    elif row["state"] != outcome:
+        await _contradicted(ctx, conn, business, row, outcome, amazon.resolution, on)
     return outcome
+
+
+async def _contradicted(
+    ctx: Kontor, conn: Connection, business: Business, row: asyncpg.Record, outcome: str, resolution: str, on: date
+) -> None:
+    """An outcome recorded by hand that Amazon's resolution contradicts: the case follows Amazon, and the money the
+    hand-made outcome moved (or did not move) between PSP and the customer is parked in SUSPENSE against PSP as a
+    reconciliation exception, so PSP equals what Amazon owes again; the accountant books it to the customer
+    (resolve to the receivables account) or dismisses it."""
+    amount = row["amount_minor"]
+    await park(
+        ctx,
+        conn,
+        business,
+        source="dispute",
+        source_ref=row["chargeback_id"],
+        drafts=[
+            ExceptionDraft(
+                0,
+                "dispute_outcome_contradicted",
+                f"dispute {row['dispute_id']} was recorded {row['state']} by hand on {row['resolved_on']}; Amazon "
+                f"resolved it {resolution}: {format_amount(amount, business.currency)} "
+                + ("Amazon kept" if outcome == "lost" else "Amazon paid back")
+                + f" (customer {row['customer']}, order {row['order_ref']})",
+                amount if outcome == "won" else -amount,
+            )
+        ],
+        on=on,
+    )
+    await conn.execute(
+        "UPDATE disputes SET state = $3 WHERE merchant_id = $1 AND dispute_id = $2",
+        business.merchant_id,
+        row["dispute_id"],
+        outcome,
+    )

@@ -324,7 +324,7 @@ async def read_exceptions(
     state_filter: Annotated[
         str, QueryParameter(name="state", pattern="^(open|resolved|dismissed|all)$", description="default: open")
     ] = "open",
-    source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank)$")] = None,
+    source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank|dispute)$")] = None,
 ) -> ExceptionPage:
     return await reconciliation.list_exceptions(
         call.ctx,

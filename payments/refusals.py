@@ -26,6 +26,7 @@ _CONFLICTS = frozenset(
         "ChargePermissionNotModifiable",
         "CheckoutSessionCanceled",
         "DuplicateIdempotencyKey",
+        "InvalidDisputeStatus",
     }
 )
 _ACCESS = frozenset(
