@@ -583,11 +583,15 @@ CREATE TABLE IF NOT EXISTS amazon_pay_settings (
 -- Operator-level (a reference table): an Amazon merchant account belongs to exactly one business code of one
 -- merchant. IPNs name only the Amazon merchant id, so this is how they reach the right books; a second
 -- merchant cannot claim an account another one connected.
+-- A claim is proven (proven_at) once Amazon showed that the business code's credentials act for that account: a
+-- delegated token exchanged for it, a payout (disbursement) or settlement report of it, an IPN of it whose object
+-- the credentials read. An unproven claim yields to a PUT whose credentials prove the account.
 CREATE TABLE IF NOT EXISTS amazon_pay_accounts (
     amazon_merchant_id text     PRIMARY KEY,
     merchant_id        bigint   NOT NULL,
     business           smallint NOT NULL,
-    claimed_at         timestamptz NOT NULL DEFAULT now()
+    claimed_at         timestamptz NOT NULL DEFAULT now(),
+    proven_at          timestamptz
 );
 
 CREATE TABLE IF NOT EXISTS orders (
@@ -935,8 +939,14 @@ ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
 ALTER TABLE payouts DROP CONSTRAINT IF EXISTS payouts_amount_minor_check;
 ALTER TABLE payouts ADD CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0);
+ALTER TABLE amazon_pay_accounts ADD COLUMN IF NOT EXISTS proven_at timestamptz;
 ALTER TABLE payouts ADD COLUMN IF NOT EXISTS disbursement_reference text;  -- Amazon's, printed on the bank statement
 ALTER TABLE settlements ADD COLUMN IF NOT EXISTS report_id text;  -- fetched through the Reporting API (else uploaded)
+ALTER TABLE settlements ADD COLUMN IF NOT EXISTS content_sha256 bytea;  -- its rows without the SettlementId (payments/settlement.py)
+CREATE UNIQUE INDEX IF NOT EXISTS settlements_by_content ON settlements (merchant_id, business, content_sha256)
+    WHERE content_sha256 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS settlement_rows_payouts ON settlement_rows (merchant_id, business, posted_on, amount_minor)
+    WHERE transaction_type IN ('Transfer', 'Reserve');
 
 -- Checkout v1 (MWS) to v2: settings, orders and the Amazon Pay mirror of a database that ran v1. A no-op on a
 -- new database. v1 settings stay as 'v1' (MWS is gone: the merchant connects again with v2 keys, or its MWS auth

@@ -29,7 +29,7 @@ from payments.charges import reauthorize
 from payments.disputes import record_chargeback, sync_dispute
 from payments.orders import book_planned_invoice
 from payments.runtime import Payments
-from payments.settings import MerchantSettings, load_settings
+from payments.settings import MerchantSettings, load_settings, mark_proven
 from payments.store import OrderRow, load_order, refresh_status
 
 if TYPE_CHECKING:
@@ -90,7 +90,10 @@ async def apply_notification(
     )
     if not note.object_id:
         raise Ignored("the message names no ObjectId")
-    return await handler(ctx, rt, business, settings, note)
+    outcome = await handler(ctx, rt, business, settings, note)
+    # Amazon named the account and the business code's credentials read its object: they act for that account
+    await mark_proven(ctx, business, str(message.get("MerchantID", "")))
+    return outcome
 
 
 async def _order(ctx: Kontor, business: Business, charge_permission_id: str, note: _Note) -> OrderRow:

@@ -203,6 +203,7 @@ class Disbursement:
     amazon_disbursement_reference_id: str
     amount: Amount
     transaction_time: datetime | None
+    seller_id: str | None = None  # the Amazon merchant account paid out
 
 
 class Fields:

@@ -168,6 +168,7 @@ def disbursements_page(body: object, status: int) -> tuple[list[Disbursement], s
                 amazon_disbursement_reference_id=item.text("amazonDisbursementReferenceId"),
                 amount=Amount(price.minor, price.currency),
                 transaction_time=item.opt_time("transactionTime"),
+                seller_id=item.opt_text("sellerId"),
             )
         )
     return found, root.opt_text("nextToken") or None

@@ -43,7 +43,7 @@ from litestar.params import PathParameter
 from ledger.money import currency_decimals, is_known_currency
 from payments.amazon import sim_postsale, sim_state
 from payments.amazon.sim_api import handle_api, register_routes
-from payments.amazon.sim_auth import KeyRecord, KeyRing, new_public_key_id
+from payments.amazon.sim_auth import KeyRecord, KeyRing, key_environment, new_public_key_id
 from payments.amazon.sim_control import control_routes, error_response
 from payments.amazon.sim_model import Failure, SimError, SimMerchant
 from payments.amazon.sim_reports import Books, close_period, open_document, owed
@@ -159,7 +159,10 @@ class AmazonPaySimulator:
             generated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             key, private_pem = generated.public_key(), private_key_pem(generated)
         key_id = key_id or new_public_key_id(environment)
-        self.ring.add(KeyRecord(key_id, key, owner, owner_id or key_id))
+        named = key_environment(key_id)
+        if named is not None and named != environment:
+            raise SimError(400, "InvalidParameterValue", f"public key id {key_id} names the {named} environment")
+        self.ring.add(KeyRecord(key_id, key, owner, owner_id or key_id, environment))
         return key_id, private_pem
 
     def grant_mws_auth_token(self, provider_key_id: str, merchant_id: str) -> str:
