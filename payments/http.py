@@ -9,7 +9,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger.context import Kontor
-from ledger.errors import FieldError, Unprocessable
+from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import ADMIN, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.money import AmountError, parse_amount
@@ -186,13 +186,36 @@ async def create_payment(
 DisputePath = IdPath
 
 
+def _state(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """The `state` query parameter, one of `allowed` (checked here so that the problem names `state`: the handler's
+    argument has another name, as Litestar reserves `state`)."""
+    if value is not None and value not in allowed:
+        raise BadRequest(
+            "request_invalid",
+            f"the request does not match the schema: state: one of {', '.join(allowed)}",
+            [FieldError("state", f"one of {', '.join(allowed)}")],
+        )
+    return value
+
+
+def _state_parameter(allowed: tuple[str, ...], default: str | None = None) -> Any:
+    extra = f" (default {default})" if default else ""
+    return QueryParameter(name="state", max_length=16, description=" | ".join(allowed) + extra)
+
+
+_DISPUTE_STATES = ("open", "won", "lost")
+_EXCEPTION_STATES = ("open", "resolved", "dismissed", "all")
+_DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
 @get("/disputes", opt={"roles": READ}, operation_id="listDisputes", tags=["disputes"])
 async def read_disputes(
     business_code: Code,
     call: CallDep,
-    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(open|won|lost)$")] = None,
+    state_filter: Annotated[str | None, _state_parameter(_DISPUTE_STATES)] = None,
 ) -> list[DisputeOut]:
-    return await disputes.list_disputes(call.ctx, await call.business(business_code), state_filter)
+    state = _state(state_filter, _DISPUTE_STATES)
+    return await disputes.list_disputes(call.ctx, await call.business(business_code), state)
 
 
 @post(
@@ -321,15 +344,14 @@ async def read_exceptions(
     call: CallDep,
     limit: PageLimit = 100,
     after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
-    state_filter: Annotated[
-        str, QueryParameter(name="state", pattern="^(open|resolved|dismissed|all)$", description="default: open")
-    ] = "open",
+    state_filter: Annotated[str, _state_parameter(_EXCEPTION_STATES, "open")] = "open",
     source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank|dispute)$")] = None,
 ) -> ExceptionPage:
+    state = _state(state_filter, _EXCEPTION_STATES)
     return await reconciliation.list_exceptions(
         call.ctx,
         await call.business(business_code),
-        state=None if state_filter == "all" else state_filter,
+        state=None if state == "all" else state,
         source=source,
         after=after,
         limit=limit,
@@ -429,11 +451,12 @@ async def read_deliveries(
     call: CallDep,
     limit: PageLimit = 100,
     after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
-    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(pending|delivered|failed)$")] = None,
+    state_filter: Annotated[str | None, _state_parameter(_DELIVERY_STATES)] = None,
     callback_id: Annotated[int | None, QueryParameter(ge=1, le=ID_MAX)] = None,
 ) -> DeliveryPage:
+    state = _state(state_filter, _DELIVERY_STATES)
     return await webhooks.list_deliveries(
-        call.ctx, call.merchant_id, state=state_filter, callback_id=callback_id, after=after, limit=limit
+        call.ctx, call.merchant_id, state=state, callback_id=callback_id, after=after, limit=limit
     )
 
 

@@ -140,7 +140,9 @@ async def create_order(
     if settings.one_step:  # the capture is booked on the order date: it must be open before Amazon captures
         await check_period_open(ctx.pool, business, body.order_date, "order_date")
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await _insert_order(conn, business, customer, body, items, gross, settings.payment_execution, request_sha256)
+        inserted = await _insert_order(
+            conn, business, customer, body, items, gross, settings.payment_execution, request_sha256
+        )
         order = await load_order(conn, business, body.order_reference)
     await complete_checkout(ctx, rt, business, settings, order)
     out = await get_order(ctx, business, customer, body.order_reference)
@@ -150,7 +152,8 @@ async def create_order(
             f"Amazon Pay declined the payment ({out.status_reason}); the order {body.order_reference} is recorded "
             "as declined",
         )
-    return out, True
+    # the same order sent again while the first is still at Amazon goes on with it (the same calls) and is a replay
+    return out, inserted and existing is None
 
 
 async def _existing(
@@ -179,8 +182,9 @@ async def _insert_order(
     gross: int,
     execution: str,
     request_sha256: bytes,
-) -> None:
-    """Insert the order as pending (a concurrent identical request finds it and goes on with it)."""
+) -> bool:
+    """Insert the order as pending; False when it was there (a concurrent identical request finds it and goes on
+    with it)."""
     try:
         inserted = await conn.fetchval(
             "INSERT INTO orders (merchant_id, business, order_ref, customer, order_date, checkout_session_id, "
@@ -206,7 +210,7 @@ async def _insert_order(
         ) from None
     if not inserted:
         await _existing(conn, business, body.order_reference, customer, request_sha256)
-        return
+        return False
     await conn.executemany(
         "INSERT INTO order_items (merchant_id, business, order_ref, item_ref, position_type, description, quantity, "
         "gross_unit_minor, vat_rate, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open')",
@@ -225,6 +229,7 @@ async def _insert_order(
             for i in items
         ],
     )
+    return True
 
 
 def _charge(row: Any, currency: str) -> ChargeOut:

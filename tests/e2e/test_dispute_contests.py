@@ -127,3 +127,18 @@ async def test_an_outcome_by_hand_that_amazon_contradicts_is_an_exception_and_ps
     ]
     assert await shop.balance("1210") == await shop.amazon_owes()
     await shop.assert_books()
+
+
+async def test_an_evidence_request_over_its_limit_is_a_413_problem(shop: Shop) -> None:
+    """The evidence route takes at most 8 MiB (docs/amazon-pay.md §4): more is a 413 problem+json, nothing sent."""
+    case, at_amazon = await open_dispute(shop, "ev-big")
+    big = base64.b64encode(b"%PDF-1.4\n" + b"0" * (6 << 20)).decode()  # 6 MiB of file: 8 MiB as base64
+    r = await contest(
+        shop, case, [{"type": "Receipt", "file": {"name": "big.pdf", "content_type": "application/pdf", "data": big}}]
+    )
+    assert (r.status_code, r.headers["content-type"], r.json()["code"]) == (
+        413,
+        "application/problem+json",
+        "payload_too_large",
+    )
+    assert at_amazon.evidences == []
