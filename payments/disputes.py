@@ -27,6 +27,7 @@ from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
 from payments.reconciliation import ExceptionDraft, park
+from payments.store import lock_order
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -156,6 +157,7 @@ async def record_chargeback(
     )
     if order is None:
         raise NotFound("order_not_found", f"no order has Amazon Pay charge permission {charge_permission_id}")
+    await lock_order(conn, business, order["order_ref"])  # before its charge rows, as every path does (no deadlock)
     capture = await conn.fetchrow(
         "SELECT charge_id FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
         "AND entry_id IS NOT NULL AND ($4::text IS NULL OR charge_id = $4) ORDER BY created_at LIMIT 1 FOR UPDATE",

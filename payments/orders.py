@@ -1,10 +1,12 @@
 """Orders and invoices: the use cases that start an order's payment and ship it, and the order view.
 
-Each use case is: validate (reading Amazon where the input names an Amazon object); record in one transaction
-(with the bookings it causes); call Amazon Pay after commit (never inside a database transaction); record the
-outcome in a second transaction (payments.charges). Amazon calls carry idempotency keys derived from the order,
-so a retry of the same request, after a crash or a lost response, repeats the same Amazon call instead of a new
-one; the retry of an order or invoice whose Amazon step did not finish resumes it.
+Each use case is: validate everything (reading Amazon where the input names an Amazon object; dates in range and,
+where Amazon's step books on them, in an open month); record in one transaction; call Amazon Pay after commit
+(never inside a database transaction); record the outcome in a second transaction (payments.charges). Amazon calls
+carry idempotency keys derived from the order and recorded before the call, so a retry of the same request, after
+a crash or a lost response, repeats the same Amazon call instead of a new one; the retry of an order or invoice
+whose Amazon step did not finish resumes it. A two-step invoice is booked only once Amazon accepted its capture
+(payments.captures); Amazon refusing it is a problem and books nothing.
 """
 
 from __future__ import annotations

@@ -6,11 +6,17 @@ Two ways to connect (developer.amazon.com/docs/amazon-pay-registration, delegate
   private key (PEM, as downloaded: PKCS#8 or PKCS#1, RSA of at least 2048 bits, not password-protected);
 - **delegated**: the merchant authorized Kontor (a solution provider) and gives the MWS auth token; Kontor
   exchanges it once for a v2 authorization token and signs with its own provider key.
-A PUT is proven by one signed call to Amazon before anything is stored (a listing of settlement reports, which
-Kontor needs anyway); a wrong key or token is a 422 naming the field. The private key and the token are sealed
-with AES-GCM before they reach the database (ledger.secrets), never returned and never logged. An Amazon merchant
-account belongs to one business code of one merchant (`amazon_pay_accounts`): IPNs name only the account, so a
-second claim is refused (409), never shared.
+A PUT is proven by signed calls to Amazon before anything is stored (a listing of settlement reports, which
+Kontor needs anyway); a wrong key or token is a 422 naming the fields. The credentials must act for the merchant
+id named: Amazon's API v2 has no call naming the account of a merchant's own keys, so Kontor takes what Amazon
+shows - a delegated token is exchanged for that merchant id (Amazon binds it), the keys' payouts name their
+`sellerId` (`GET /v2/disbursements`: another id is a 422 naming `amazon_merchant_id`). Keys never paid out leave
+the claim unproven until a settlement report fetched with them or an IPN whose object they read shows it
+(`mark_proven`). The private key and the token are sealed with AES-GCM before they reach the database
+(ledger.secrets), never returned and never logged. An Amazon merchant account belongs to one business code of one
+merchant (`amazon_pay_accounts`): IPNs name only the account, so a second claim is refused (409), never shared;
+an unproven claim yields to a proven one. The region must settle the business code's currency (`region_of`), and
+a business code moves to another account only while none of its orders there is open (`_check_move`).
 """
 
 from __future__ import annotations

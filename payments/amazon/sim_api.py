@@ -4,7 +4,9 @@ Why separate: this is the wire contract Kontor's client talks to; the simulator 
 it raw requests and sends the IPNs the operations queued.
 
 Order of checks for every request: injected failure (control route `/sim/failures`), route (404/405
-RequestNotSupported), signature (`sim_auth.verify`), delegation (a provider key needs a token: 401
+RequestNotSupported), signature (`sim_auth.verify`: a key acts for its one merchant account, in its one
+environment), delegation (a provider key needs a token: 401 UnauthorizedAccess), region (the signed
+x-amz-pay-region must be the merchant account's: keys do not work on another region's endpoint, 401
 UnauthorizedAccess), idempotency for POST, then the operation. Idempotency (x-amz-pay-idempotency-key on every
 POST, 1-32 `[A-Za-z0-9_-]`, else 400 MissingHeader/InvalidHeaderValue): per merchant, the same key with the same
 method, path and body answers the stored status and body; with anything else 400 DuplicateIdempotencyKey. Keys
