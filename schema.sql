@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS entries (
     reverses       bigint,
     content_sha256 bytea       NOT NULL CHECK (length(content_sha256) = 32),
     xid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    posted_by      bigint,     -- the API key of the request that posted it (ledger/audit.py); NULL: Kontor itself
     PRIMARY KEY (merchant_id, business, entry_id),
     -- the business code is checked by entries_open_period (see "References on the posting path" below)
     FOREIGN KEY (merchant_id, business, reverses) REFERENCES entries (merchant_id, business, entry_id)
@@ -98,6 +99,22 @@ CREATE INDEX IF NOT EXISTS entries_by_metadata
     ON entries USING gin (metadata jsonb_path_ops) WHERE metadata <> '{}';
 CREATE UNIQUE INDEX IF NOT EXISTS entries_reversed_once
     ON entries (merchant_id, business, reverses) WHERE reverses IS NOT NULL;
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS posted_by bigint;
+
+-- The audit trail of actions that are not entries themselves (ledger/audit.py): who, when, why. Append-only.
+CREATE TABLE IF NOT EXISTS audit_actions (
+    merchant_id bigint      NOT NULL,
+    action_id   bigint      GENERATED ALWAYS AS IDENTITY,
+    business    smallint,
+    at          timestamptz NOT NULL DEFAULT now(),
+    key_id      bigint,     -- NULL: Kontor itself (a scheduled job)
+    action      text        NOT NULL CHECK (action ~ '^[a-z_]+\.[a-z_]+$'),
+    subject     text        NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
+    reason      text        CHECK (length(reason) BETWEEN 1 AND 500),
+    details     jsonb       NOT NULL DEFAULT '{}',
+    PRIMARY KEY (merchant_id, action_id)
+);
+CREATE INDEX IF NOT EXISTS audit_actions_by_business ON audit_actions (merchant_id, business, action_id);
 CREATE INDEX IF NOT EXISTS entries_by_xid ON entries (xid, entry_id);
 
 CREATE TABLE IF NOT EXISTS lines (
@@ -223,7 +240,7 @@ END $$;
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['entries', 'lines', 'chain_links', 'period_closes'] LOOP
+    FOREACH t IN ARRAY ARRAY['entries', 'lines', 'chain_links', 'period_closes', 'audit_actions'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_append_only', t);
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
                        'EXECUTE FUNCTION kontor_reject_change()', t || '_append_only', t);
@@ -442,9 +459,9 @@ BEGIN
     v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, json_array_length(p_entries)));
 
     INSERT INTO entries (merchant_id, business, entry_id, effective_date, description, reference,
-                         metadata, reverses, content_sha256)
-    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex')
-      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text);
+                         metadata, reverses, content_sha256, posted_by)
+    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex'), x.k
+      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text, k bigint);
 
     -- the lines, and their sums added into this posting's slot of the accounts' totals and of their days.
     -- Every posting takes its row locks in the same order: account_totals (the main query), then

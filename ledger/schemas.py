@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Generic, Literal, TypeVar, get_args, get
 
 from msgspec import Meta, Struct
 
+from ledger.audit import PostedBy
 from ledger.domain import DATE_MAX, DATE_MIN, LINES_PER_ENTRY_MAX
 
 T = TypeVar("T")
@@ -184,6 +185,12 @@ class ReversalIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     # default: today (UTC), but never before the original's date; a closed period is never reopened
     effective_date: LedgerDate | None = None
     description: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    # why (audit trail, GET .../audit): required from accountant keys, optional for poster and admin keys
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class PeriodCloseIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None  # kept in the audit trail
 
 
 class LineOut(Struct, kw_only=True):
@@ -205,6 +212,7 @@ class EntryOut(Struct, kw_only=True):
     metadata: dict[str, str]
     reverses: int | None
     reversed_by: int | None
+    posted_by: PostedBy | None  # the API key whose request posted it; None: Kontor itself (a job, an IPN)
     lines: list[LineOut]
 
 
