@@ -281,20 +281,24 @@ async def wind_down(ctx: Kontor, rt: Payments, business: Business, settings: Mer
 
 
 async def _uncaptured_invoices(ctx: Kontor, business: Business, order_ref: str) -> int:
-    """Two-step invoices without a charge Amazon captured (or is capturing) for them, and captures requested at
-    Amazon whose answer is outstanding: while there are any, the charge permission must stay open."""
+    """What the order's invoices ask for beyond what Amazon captured or is capturing for it (and what was paid
+    outside Amazon), in minor units, or 1 while a capture is requested at Amazon with its answer outstanding:
+    while it is more than 0 the charge permission must stay open (Amazon could not collect it otherwise)."""
     found = await ctx.pool.fetchval(
-        "SELECT (SELECT count(*) FROM order_documents d WHERE d.merchant_id = $1 AND d.business = $2 "
-        "   AND d.order_ref = $3 AND d.kind = 'invoice' AND NOT EXISTS (SELECT 1 FROM amazon_charges c "
-        "     WHERE c.merchant_id = d.merchant_id AND c.invoice_ref = d.ref AND c.order_ref = d.order_ref "
-        "     AND c.state IN ('Captured', 'CaptureInitiated'))) "
-        " + (SELECT count(*) FROM invoice_captures p WHERE p.merchant_id = $1 AND p.business = $2 "
-        "   AND p.order_ref = $3 AND p.state = 'requested')",
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM invoice_captures p WHERE p.merchant_id = $1 AND p.business = $2 "
+        "  AND p.order_ref = $3 AND p.state = 'requested') THEN 1 ELSE "
+        " (SELECT COALESCE(sum(gross_minor) FILTER (WHERE kind = 'invoice'), 0) "
+        "   - COALESCE(sum(gross_minor) FILTER (WHERE kind = 'payment'), 0) FROM order_documents d "
+        "   WHERE d.merchant_id = $1 AND d.business = $2 AND d.order_ref = $3) "
+        " - (SELECT COALESCE(sum(CASE WHEN c.state = 'Captured' THEN c.captured_minor ELSE COALESCE((SELECT "
+        "     p.amount_minor FROM invoice_captures p WHERE p.merchant_id = c.merchant_id AND p.charge_id = c.charge_id "
+        "     AND p.state = 'booked'), c.amount_minor) END), 0) FROM amazon_charges c WHERE c.merchant_id = $1 "
+        "   AND c.business = $2 AND c.order_ref = $3 AND c.state IN ('Captured', 'CaptureInitiated')) END",
         business.merchant_id,
         business.code,
         order_ref,
     )
-    return int(found or 0)
+    return max(0, int(found or 0))
 
 
 async def _permission_state(ctx: Kontor, business: Business, order_ref: str, state: str, reason: str | None) -> None:

@@ -206,8 +206,12 @@ def _state(value: str | None, allowed: tuple[str, ...]) -> str | None:
 
 
 def _state_parameter(allowed: tuple[str, ...], default: str | None = None) -> Any:
+    """The `state` query parameter: its values in the OpenAPI document, checked by `_state` (after the business
+    code, so another merchant's code stays a 404)."""
     extra = f" (default {default})" if default else ""
-    return QueryParameter(name="state", max_length=16, description=" | ".join(allowed) + extra)
+    return QueryParameter(
+        name="state", max_length=16, description=" | ".join(allowed) + extra, schema_extra={"enum": list(allowed)}
+    )
 
 
 _DISPUTE_STATES = ("open", "won", "lost")
@@ -221,8 +225,8 @@ async def read_disputes(
     call: CallDep,
     state_filter: Annotated[str | None, _state_parameter(_DISPUTE_STATES)] = None,
 ) -> list[DisputeOut]:
-    state = _state(state_filter, _DISPUTE_STATES)
-    return await disputes.list_disputes(call.ctx, await call.business(business_code), state)
+    business = await call.business(business_code)
+    return await disputes.list_disputes(call.ctx, business, _state(state_filter, _DISPUTE_STATES))
 
 
 @post(
@@ -359,10 +363,11 @@ async def read_exceptions(
     state_filter: Annotated[str, _state_parameter(_EXCEPTION_STATES, "open")] = "open",
     source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank|dispute)$")] = None,
 ) -> ExceptionPage:
+    business = await call.business(business_code)
     state = _state(state_filter, _EXCEPTION_STATES)
     return await reconciliation.list_exceptions(
         call.ctx,
-        await call.business(business_code),
+        business,
         state=None if state == "all" else state,
         source=source,
         after=after,
