@@ -20,7 +20,7 @@ from ledger.money import format_amount
 from payments.amazon.client import AmazonPayError, Amount, Charge, ChargePermission, CheckoutSession, Credentials
 from payments.bookings import record_charge
 from payments.lifecycle import idempotency_key, intent_matches, payment_intent
-from payments.refusals import amazon_refused, gateway_unavailable
+from payments.refusals import ACCESS_REFUSALS, amazon_refused, gateway_unavailable
 from payments.runtime import Payments
 from payments.schemas import ChargeOut
 from payments.settings import MerchantSettings
@@ -160,6 +160,8 @@ async def _checkout_charge(
     except AmazonPayError as exc:
         if not exc.reachable:
             raise gateway_unavailable(exc) from exc
+        if exc.reason_code in ACCESS_REFUSALS:  # not a decline: the order stays pending until connected again
+            raise amazon_refused(exc, f"the charge of checkout session {session.checkout_session_id}") from exc
         return exc.reason_code
 
 

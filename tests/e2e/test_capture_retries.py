@@ -225,4 +225,27 @@ async def test_refused_credentials_are_a_409_and_book_nothing(shop: Shop) -> Non
     assert (await shop.order("k1"))["money"]["invoiced"] == "0.00"
     again = await shop.invoice("k1", "K-I1", [1])
     assert again.status_code == 201, again.text
+    # a refund Amazon refuses for the credentials is not declined: it stays Requested and goes out later
+    record = ring.keys.pop(shop.public_key_id)
+    try:
+        returned = await shop.document(
+            "k1",
+            "returns",
+            {
+                "return_reference": "K-R1",
+                "return_date": "2026-11-25",
+                "invoice_reference": "K-I1",
+                "reason": "CUSTOMER_RETURN",
+                "items": [{"item_reference": 1}],
+            },
+        )
+    finally:
+        ring.keys[shop.public_key_id] = record
+    assert returned.status_code == 201, returned.text
+    assert [(r["state"], r["amount"]) for r in returned.json()["refunds"]] == [("Requested", "20.00")]
+    assert returned.json()["refunded"] == "20.00"
+    plugin = next(p for p in shop.client._transport.app.plugins.init if hasattr(p, "follow_refunds"))  # type: ignore[attr-defined]
+    await plugin.follow_refunds(shop.client._transport.app.state.kontor)  # type: ignore[attr-defined]
+    assert [r["state"] for r in (await shop.order("k1"))["refunds"]] == ["RefundInitiated"]
+    await shop.process_refunds()
     await shop.assert_books(("BALANCED", "0.00"))
