@@ -15,8 +15,9 @@ transaction per upload:
 - a credit whose remittance names an invoice or an order (`payments.remittance`, where new reference patterns
   are added) pays it, whatever the amount: Dr BANK / Cr AR (customer), recorded as the order's payment
   document; a part payment leaves the rest due, an overpayment leaves the customer a credit balance (a
-  prepayment received); a credit naming only a customer is booked so when within the tolerance of what the
-  customer owes;
+  prepayment received); a credit naming a payment reference Kontor printed (a dunning letter's ISO 11649 RF
+  reference, `payments.references`) or only a customer is booked so when within the tolerance of the amount the
+  letter asked for or of what the customer owes;
 - anything else becomes a reconciliation exception, parked in SUSPENSE against BANK by an entry of its own
   (debits too: money out of the bank needs an accountant's classification).
 Pending lines (`Sts` PDNG) are reported, not booked. Then the statement's balances are checked
@@ -369,8 +370,12 @@ class _Matcher:
         if named is None:
             return self._park(line, "unmatched_credit", "no payout, invoice, order or customer matches")
         owed = await self._owed(named.customer)
-        if not named.document and abs(line.amount - owed) > self.tolerance:
-            return self._park(line, "amount_outside_tolerance", f"names {named.what}, but {self._money(owed)} is open")
+        targets = [t for t in (named.asked, owed) if t is not None]
+        if not named.document and not any(abs(line.amount - t) <= self.tolerance for t in targets):
+            asked = f" ({self._money(named.asked)} asked)" if named.asked is not None else ""
+            return self._park(
+                line, "amount_outside_tolerance", f"names {named.what}{asked}, but {self._money(owed)} is open"
+            )
         return await self._payment(line, named, owed)
 
     async def _payout(self, line: Line, tokens: list[str]) -> LineResult | None:
@@ -444,6 +449,10 @@ class _Matcher:
         customer = named.customer
         party = _party(line)
         note = self._still_due(named, owed, line.amount)
+        ref = _document_ref(line)  # the payment document's number, when the payment is an order's
+        metadata = _line_metadata(line)
+        if named.payment_reference is not None:
+            metadata["payment_reference"] = named.payment_reference
         entry_id = await book(
             self.ctx,
             self.conn,
@@ -451,13 +460,15 @@ class _Matcher:
             transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
             on=line.booking_date,
             description=f"Bank transfer for {named.what} ({line.reference}" + (f", {party}" if party else "") + ")",
-            reference=(named.invoice_ref or named.order_ref or customer)[:64],
-            metadata=_line_metadata(line) | ({"order": named.order_ref} if named.order_ref else {}),
+            reference=(named.payment_reference or (ref if named.order_ref else customer))[:64],
+            metadata=metadata,
+            order_reference=named.order_ref,
         )
         amount = self._money(line.amount)
         payment: dict[str, Any] = {"customer": customer, "amount": amount, "currency": self.business.currency}
+        if named.payment_reference is not None:
+            payment |= {"payment_reference": named.payment_reference, "order_references": list(named.orders)}
         if named.order_ref is not None:
-            ref = _document_ref(line)
             await insert_document(
                 self.conn,
                 self.business,

@@ -1,8 +1,9 @@
-"""Reconciliation exceptions: what a settlement report or a bank statement says that the ledger cannot match.
+"""Reconciliation exceptions: what a settlement report or a bank statement says that the ledger cannot match, and
+dispute outcomes recorded by hand that Amazon's resolution contradicts (payments.disputes).
 
 Nothing is booked blindly, and nothing is left out either: the amount of an unmatched line is parked in
-SUSPENSE against the account the money really moved on (PSP for settlement rows, BANK for statement
-lines), so PSP keeps equalling what Amazon owes and BANK what the bank holds. The exception then waits
+SUSPENSE against the account the money really moved on (PSP for settlement rows and disputes, BANK for
+statement lines), so PSP keeps equalling what Amazon owes and BANK what the bank holds. The exception then waits
 for an accountant, who either resolves it (SUSPENSE is booked out to the right account, a customer's if
 it is the receivables account) or dismisses it with a reason (the parking is reversed: the line is not
 a business event of these books, e.g. a duplicate row Amazon will correct, or a payment to another
@@ -28,6 +29,7 @@ import asyncpg
 from msgspec import Meta, Struct
 
 from ledger import journal
+from ledger.audit import record_action
 from ledger.context import Kontor
 from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
@@ -52,7 +54,7 @@ __all__ = [
     "resolve_exception",
 ]
 
-COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK"}
+COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK", "dispute": "PSP"}
 
 
 class ExceptionDraft(NamedTuple):
@@ -100,7 +102,7 @@ async def park(
     conn: Connection,
     business: Business,
     *,
-    source: Literal["settlement", "bank"],
+    source: Literal["settlement", "bank", "dispute"],
     source_ref: str,
     drafts: Sequence[ExceptionDraft],
     on: date,
@@ -124,7 +126,7 @@ async def note(
     conn: Connection,
     business: Business,
     *,
-    source: Literal["settlement", "bank"],
+    source: Literal["settlement", "bank", "dispute"],
     source_ref: str,
     drafts: Sequence[ExceptionDraft],
 ) -> list[int]:
@@ -322,6 +324,15 @@ async def _move(
         state,
         {"reason": body.reason, "account": target.number, "customer": body.customer},
         entry_id,
+    )
+    await record_action(
+        conn,
+        business.merchant_id,
+        business.code,
+        f"exception.{state}",
+        str(row["exception_id"]),
+        reason=body.reason,
+        details={"account": target.number, "customer": body.customer, "entry": entry_id},
     )
 
 

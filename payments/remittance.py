@@ -1,14 +1,16 @@
 """What a bank transfer's remittance information names: an invoice, an order, a customer.
 
 A customer paying by bank transfer writes something into the remittance line (SEPA "Verwendungszweck"): an
-invoice number as the shop printed it, the order id, a customer number, or a reference from a dunning letter.
+invoice number as the shop printed it, the order id, a customer number, or the payment reference of a dunning
+or collection letter (an ISO 11649 "RF" reference, `payments.references`).
 `payments.bank` asks `recognise` what a statement line names and books the payment accordingly:
 
 - a line naming a document (an invoice, an order: `Named.document` true) pays it, whatever the amount: in
   part (the rest stays due), in full, or more than owed (the excess is the customer's credit balance, shown
   as a prepayment received in the balance sheet);
-- a line naming only a customer is a payment of that customer when the amount is within the tolerance of
-  what the customer owes (a customer number alone is weaker evidence than a document's number).
+- a line naming a letter's payment reference, or only a customer, is a payment of that customer when the amount
+  is within the tolerance of what the letter asked for or of what the customer owes (a customer number alone is
+  weaker evidence than a document's number).
 
 **Adding a reference pattern** is one function: an async `Recogniser` `(conn, business, remittance) ->
 Named | None` that looks the remittance's tokens (or its whole text) up and says whom the money is from and
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ledger.domain import Business
+from payments import references
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -56,9 +59,31 @@ class Named(NamedTuple):
     what: str  # for people and the journal: "invoice RE-4711", "order O-42", "customer C-1"
     document: bool  # names an invoice or an order: booked whatever the amount (part, full or overpayment)
     invoice_ref: str | None = None  # the invoice it names, if any
+    # a payment reference Kontor printed (a letter's RF reference): the entry's reference, the amount the letter
+    # asked for (matched within the tolerance, like what the customer owes) and the orders it asked about
+    payment_reference: str | None = None
+    asked: int | None = None
+    orders: tuple[str, ...] = ()
 
 
 Recogniser = Callable[["Connection", Business, Remittance], Awaitable[Named | None]]
+
+
+async def by_payment_reference(conn: Connection, business: Business, remittance: Remittance) -> Named | None:
+    """An ISO 11649 creditor reference Kontor printed on a letter (`payments.references`: check digits first, then
+    the registered references), compact or in groups of four."""
+    requested = await references.find(conn, business, remittance.text)
+    if requested is None:
+        return None
+    return Named(
+        requested.customer,
+        None,
+        f"payment reference {requested.reference}",
+        False,
+        payment_reference=requested.reference,
+        asked=requested.amount_minor,
+        orders=tuple(requested.orders),
+    )
 
 
 async def by_invoice_number(conn: Connection, business: Business, remittance: Remittance) -> Named | None:
@@ -102,8 +127,8 @@ async def by_customer(conn: Connection, business: Business, remittance: Remittan
     return None if customer is None else Named(customer, None, f"customer {customer}", False)
 
 
-# asked in this order: documents first, then customers
-RECOGNISERS: list[Recogniser] = [by_invoice_number, by_order_id, by_customer]
+# asked in this order: printed payment references (check digits), documents, then customers
+RECOGNISERS: list[Recogniser] = [by_payment_reference, by_invoice_number, by_order_id, by_customer]
 
 
 def register(recogniser: Recogniser, *, before: Recogniser | None = by_customer) -> None:
@@ -115,8 +140,8 @@ def register(recogniser: Recogniser, *, before: Recogniser | None = by_customer)
 
 
 async def recognise(conn: Connection, business: Business, remittance: Remittance) -> Named | None:
-    """What the remittance names, by the first recogniser that knows (None: nothing, or no tokens)."""
-    if not remittance.tokens:
+    """What the remittance names, by the first recogniser that knows (None: nothing, or no text)."""
+    if not remittance.text.strip():
         return None
     for recogniser in RECOGNISERS:
         named = await recogniser(conn, business, remittance)
