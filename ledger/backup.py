@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +44,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from ledger.embedded import prune_dead_handles, start_embedded  # imported first: it silences pgserver's warning
+from ledger.embedded import (  # imported first: it silences pgserver's warning
+    EmbeddedPostgres,
+    prune_dead_handles,
+    start_embedded,
+)
 from ledger.rotation import count_unopenable
 from ledger.secrets import SealedColumn, SecretBox
 
@@ -112,7 +117,7 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its password (command lines are visible to other users) and the environment for the
     tool: PGPASSWORD when the URL carries one."""
     parts = urlsplit(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(os.environ)  # PGSSLMODE, PGPASSFILE, ... apply as they do to psql
     if parts.password is None:
         return url, env
     env["PGPASSWORD"] = unquote(parts.password)
@@ -223,11 +228,19 @@ async def backup(target: Path, *, url: str | None, data_dir: Path) -> BackupResu
     pgdata = data_dir / "pgdata"
     if not await asyncio.to_thread((pgdata / "PG_VERSION").exists):
         raise BackupError(f"no database in {pgdata}: nothing to back up (see --data-dir, KONTOR_DATA_DIR)")
-    embedded = await asyncio.to_thread(start_embedded, data_dir)
+    embedded = await _start(data_dir)
     try:
         return await _dump(embedded.uri, target)
     finally:
         await asyncio.to_thread(embedded.stop)
+
+
+async def _start(data_dir: Path) -> EmbeddedPostgres:
+    """Attach to (or start) the embedded server of `data_dir`; BackupError if it does not start."""
+    try:
+        return await asyncio.to_thread(start_embedded, data_dir)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # e.g. a cluster of another major version
+        raise BackupError(f"cannot start the embedded PostgreSQL in {data_dir / 'pgdata'}: {exc}") from None
 
 
 def _holders(pgdata: Path) -> list[int]:
@@ -367,7 +380,7 @@ async def restore(
     pgdata = data_dir / "pgdata"
     replace = await asyncio.to_thread(_check_target, pgdata, force)
     if replace and await asyncio.to_thread(_running, pgdata):  # orphaned (its processes died): take over, stop it
-        embedded = await asyncio.to_thread(start_embedded, data_dir)
+        embedded = await _start(data_dir)
         await asyncio.to_thread(embedded.stop)
     staging = await asyncio.to_thread(_staging, data_dir)
     try:
