@@ -150,7 +150,7 @@ async def _reports(client: httpx.AsyncClient, t: Tenant) -> list[bytes]:
     return answers
 
 
-@pytest.mark.slow  # about 30 s: six CLI processes, a new cluster (initdb), two services
+@pytest.mark.slow  # 20 s on an idle 2-core machine, 30-70 s under load: six CLI processes, initdb, two services
 async def test_a_backup_restored_into_a_new_data_directory_has_the_same_books(
     source_url: str, settings: Settings, clock: FixedClock, simulator: Simulator, tmp_path: Path
 ) -> None:
