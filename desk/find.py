@@ -583,16 +583,18 @@ async def _rated_accounts(ctx: Kontor, business: Business) -> dict[int, tuple[st
 
 async def vat_summary(ctx: Kontor, business: Business, from_date: date, to_date: date) -> list[VatRow]:
     """Per month and VAT rate: the taxable amounts and the VAT booked, with credit notes and §17 bad-debt
-    corrections apart (what the VAT return needs). An entry with a RED_r line is a reduction, one with a
-    LOSS_r line a bad-debt correction; the VAT lines of every other entry count as sales."""
+    corrections apart (what the VAT return needs). A credit note (an entry of a cancellation, return or
+    goodwill, or one with a sales-deduction RED_r line) is a reduction, whether it books against revenue or
+    sales deductions; an entry with a LOSS_r line is a bad-debt correction; every other entry counts as sales."""
     accounts = await _rated_accounts(ctx, business)
     rows = await ctx.reports_pool.fetch(
         "WITH l AS (SELECT date_trunc('month', effective_date)::date AS month, entry_id, account_id, "
         "  CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END AS dr FROM lines "
         "  WHERE merchant_id = $1 AND business = $2 AND account_id = ANY($3::bigint[]) AND currency = $4 "
         "  AND effective_date BETWEEN $5 AND $6), "
-        "k AS (SELECT entry_id, bool_or(account_id = ANY($7::bigint[])) AS red, "
-        "  bool_or(account_id = ANY($8::bigint[])) AS loss FROM l GROUP BY entry_id) "
+        "k AS (SELECT l.entry_id, bool_or(l.account_id = ANY($7::bigint[])) OR bool_or(e.metadata ?| $9::text[]) "
+        "  AS red, bool_or(l.account_id = ANY($8::bigint[])) AS loss FROM l JOIN entries e "
+        "  ON e.merchant_id = $1 AND e.business = $2 AND e.entry_id = l.entry_id GROUP BY l.entry_id) "
         "SELECT l.month, l.account_id, k.red, k.loss, sum(l.dr) AS dr FROM l JOIN k USING (entry_id) "
         "GROUP BY l.month, l.account_id, k.red, k.loss",
         business.merchant_id,
@@ -603,16 +605,17 @@ async def vat_summary(ctx: Kontor, business: Business, from_date: date, to_date:
         to_date,
         [a for a, (p, _) in accounts.items() if p == "RED"],
         [a for a, (p, _) in accounts.items() if p == "LOSS"],
+        list(CREDIT_NOTE_KINDS),
     )
     table: dict[tuple[date, Decimal], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
         prefix, rate = accounts[r["account_id"]]
         dr = int(r["dr"])
         cell = table[(r["month"], rate)]
-        if prefix == "REV":
-            cell["sales"] -= dr
-        elif prefix == "RED":
+        if prefix in ("REV", "RED") and r["red"]:
             cell["reductions"] += dr
+        elif prefix == "REV":
+            cell["sales"] -= dr
         elif prefix == "LOSS":
             cell["bad_debts"] += dr
         elif r["loss"]:
@@ -637,7 +640,8 @@ class MonthFigures(Struct, kw_only=True):
 
 
 async def monthly_sales(ctx: Kontor, business: Business, from_date: date, to_date: date) -> list[MonthFigures]:
-    """Per month: net revenue and the sales deductions by the document that booked them."""
+    """Per month: revenue (of invoices and other entries) and the reductions by the credit note that booked them
+    (cancellation, return, goodwill) or, for other sales-deduction lines, as other reductions."""
     accounts = await _rated_accounts(ctx, business)
     wanted = [a for a, (p, _) in accounts.items() if p in ("REV", "RED")]
     rows = await ctx.reports_pool.fetch(
@@ -660,9 +664,9 @@ async def monthly_sales(ctx: Kontor, business: Business, from_date: date, to_dat
     for r in rows:
         prefix, _ = accounts[r["account_id"]]
         figures = months.setdefault(r["month"], defaultdict(int))
-        if prefix == "REV":
+        if prefix == "REV" and r["kind"] == "other_reductions":  # revenue of invoices and other entries
             figures["revenue"] -= int(r["dr"])
-        else:
+        else:  # credit notes, whether booked against revenue or sales deductions
             figures[r["kind"]] += int(r["dr"])
     return [
         MonthFigures(

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from msgspec import Struct
 
 from desk import find
@@ -60,9 +60,15 @@ async def read_orders(
     business = await call.business(business_code)
     _range(from_date, to_date)
     return await find.find_orders(
-        call.ctx, business, customer=customer, from_date=from_date, to_date=to_date, status=status,
-        cursor=cursor, limit=limit,
-    )  # fmt: skip
+        call.ctx,
+        business,
+        customer=customer,
+        from_date=from_date,
+        to_date=to_date,
+        status=status,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @get("/bank-statements", opt={"roles": READ}, operation_id="listBankStatements", tags=["find"])
@@ -135,7 +141,7 @@ class AgeingPage(Struct, kw_only=True):
 async def read_ageing(
     business_code: Code,
     call: CallDep,
-    as_of: date | None = None,
+    as_of: FromQuery[date | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
 ) -> AgeingPage:
     """Open receivables per customer by days past due (not due, 0-30, 31-60, 61-90, over 90), fees and
@@ -154,11 +160,18 @@ async def read_ageing(
         customers=report.customers,
         rows=[
             AgeingRowOut(
-                customer=r.customer, name=r.name, oldest_due=r.oldest_due, not_due=money(r.not_due),
-                days_0_30=money(r.days_0_30), days_31_60=money(r.days_31_60), days_61_90=money(r.days_61_90),
-                days_over_90=money(r.days_over_90), charges=money(r.charges), credit=money(r.credit),
+                customer=r.customer,
+                name=r.name,
+                oldest_due=r.oldest_due,
+                not_due=money(r.not_due),
+                days_0_30=money(r.days_0_30),
+                days_31_60=money(r.days_31_60),
+                days_61_90=money(r.days_61_90),
+                days_over_90=money(r.days_over_90),
+                charges=money(r.charges),
+                credit=money(r.credit),
                 total=money(r.total),
-            )  # fmt: skip
+            )
             for r in report.rows[:limit]
         ],
     )
@@ -193,12 +206,17 @@ async def read_vat(
     cur = business.currency
     return [
         VatRowOut(
-            month=f"{r.month:%Y-%m}", rate=format(r.rate.normalize(), "f"),
-            sales=format_amount(r.sales, cur), sales_tax=format_amount(r.sales_tax, cur),
-            reductions=format_amount(r.reductions, cur), reductions_tax=format_amount(r.reductions_tax, cur),
-            bad_debts=format_amount(r.bad_debts, cur), bad_debts_tax=format_amount(r.bad_debts_tax, cur),
-            taxable=format_amount(r.base, cur), tax=format_amount(r.tax, cur),
-        )  # fmt: skip
+            month=f"{r.month:%Y-%m}",
+            rate=format(r.rate.normalize(), "f"),
+            sales=format_amount(r.sales, cur),
+            sales_tax=format_amount(r.sales_tax, cur),
+            reductions=format_amount(r.reductions, cur),
+            reductions_tax=format_amount(r.reductions_tax, cur),
+            bad_debts=format_amount(r.bad_debts, cur),
+            bad_debts_tax=format_amount(r.bad_debts_tax, cur),
+            taxable=format_amount(r.base, cur),
+            tax=format_amount(r.tax, cur),
+        )
         for r in await find.vat_summary(call.ctx, business, from_date, to_date)
     ]
 

@@ -40,8 +40,15 @@ class Language:
     def __init__(self, code: str) -> None:
         self.code = code
         self.translations = gettext.translation(DOMAIN, LOCALE_DIR, languages=[code], fallback=True)
+        self._known: frozenset[str] = frozenset(getattr(self.translations, "_catalog", {}))
+
+    missing: set[str] | None = None  # tests set a set here to collect labels without a translation
 
     def _(self, message: str) -> str:
+        if not message:
+            return ""  # gettext("") is the catalogue's header
+        if Language.missing is not None and self.code != "en" and message not in self._known:
+            Language.missing.add(message)
         return self.translations.gettext(message)
 
     def account(self, name: str) -> str:

@@ -57,7 +57,8 @@ class Row:
     data: dict[str, str] = field(default_factory=dict)  # the row's data-* attributes
 
     def cell(self, i: int) -> Cell:
-        value = self.cells[i]
+        """The i-th cell (an empty one past the row's end: totals rows name fewer columns)."""
+        value = self.cells[i] if i < len(self.cells) else None
         return value if isinstance(value, Cell) else Cell(value)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -87,7 +87,7 @@ def locale_of(country: str) -> str:
 class Formats:
     locale: str
     currency: str
-    lang: Language = Language.of("en")
+    lang: Language = field(default_factory=lambda: Language.of("en"))
 
     def amount(self, text: str | None, currency: str | None = None) -> str:
         """A wire amount ("-1234.50") as the locale writes it ("-1.234,50"); empty for none."""
@@ -116,17 +116,20 @@ class Formats:
 
     def td(self, cell: Cell, column: Column) -> Markup:
         """One table cell: amounts right-aligned with their wire value in data-amount."""
-        classes = [c for c in (("num",) if column.kind in ("amount", "int") else ()) if c]
+        classes = ["num"] if column.kind in ("amount", "int") else []
         attrs = dict(cell.attrs)
         if "class" in attrs:
             classes.append(attrs.pop("class"))
-        parts = [f' class="{escape(" ".join(classes))}"'] if classes else []
+        parts = Markup("")
+        if classes:
+            parts += Markup(' class="{}"').format(" ".join(classes))
         if column.kind == "amount":
-            parts.append(f' data-amount="{escape("" if cell.value is None else cell.value)}"')
-        parts += [f' {escape(k)}="{escape(v)}"' for k, v in attrs.items()]
+            parts += Markup(' data-amount="{}"').format("" if cell.value is None else cell.value)
+        for name, value in attrs.items():
+            parts += Markup(' {}="{}"').format(name, value)
         text = cell.display if cell.display is not None else self.show(cell.value, column.kind, cell.currency)
-        inner = Markup(f'<a href="{escape(cell.href)}">{escape(text)}</a>') if cell.href else escape(text)
-        return Markup(f"<td{''.join(parts)}>{inner}</td>")
+        inner = Markup('<a href="{}">{}</a>').format(cell.href, text) if cell.href else escape(text)
+        return Markup("<td{}>{}</td>").format(parts, inner)
 
 
 def _environment() -> Environment:
@@ -193,9 +196,12 @@ async def viewer_of(request: Request[Any, Any, Any]) -> Viewer:
     if row is None:
         raise SignInRequired
     return Viewer(
-        merchant_id=row["merchant_id"], key_id=row["key_id"], role=row["role"], key_name=row["name"],
+        merchant_id=row["merchant_id"],
+        key_id=row["key_id"],
+        role=row["role"],
+        key_name=row["name"],
         csrf=csrf_token(token or ""),
-    )  # fmt: skip
+    )
 
 
 def cross_site(request: Request[Any, Any, Any]) -> bool:
@@ -220,9 +226,14 @@ def check_csrf(request: Request[Any, Any, Any], viewer: Viewer, token: str) -> N
 
 def session_cookie(request: Request[Any, Any, Any], value: str, max_age: int) -> Cookie:
     return Cookie(
-        key=COOKIE, value=value, path="/ui", max_age=max_age, httponly=True, samesite="lax",
+        key=COOKIE,
+        value=value,
+        path="/ui",
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
         secure=request.url.scheme == "https",
-    )  # fmt: skip
+    )
 
 
 # --- pages ---------------------------------------------------------------------------------------------
@@ -252,8 +263,13 @@ class View:
     def sheet(self, id: str, title: str, columns: list[tuple[str, str]], empty: str = "") -> Sheet:
         """A table whose column labels (and title, empty text) are translated."""
         _ = self.lang._
-        return Sheet(id, _(title), [Column(_(label), kind) for label, kind in columns],  # type: ignore[arg-type]
-                     empty=_(empty) if empty else "", currency=self.business.currency)  # fmt: skip
+        return Sheet(
+            id,
+            _(title) if title else "",
+            [Column(_(label), kind) for label, kind in columns],  # type: ignore[arg-type]
+            empty=_(empty) if empty else "",
+            currency=self.business.currency,
+        )
 
     def respond(self, template: str, nav: str, sheets: list[Sheet], **context: Any) -> Response[Any]:
         """The page; or, with ?format=csv|xlsx&table=<id>, that table as a file."""
@@ -270,9 +286,18 @@ class View:
             return Response(file.body, media_type=file.media_type, headers=headers)
         keep = {k: v for k, v in query.items() if k not in ("format", "table")}
         return render(
-            template, nav=nav, business=self.business, fmt=self.fmt, _=self.lang._, lang=self.lang,
-            sheets={s.id: s for s in sheets}, query=keep, csrf=self.viewer.csrf, viewer=self.viewer, **context,
-        )  # fmt: skip
+            template,
+            nav=nav,
+            business=self.business,
+            fmt=self.fmt,
+            _=self.lang._,
+            lang=self.lang,
+            sheets={s.id: s for s in sheets},
+            query=keep,
+            csrf=self.viewer.csrf,
+            viewer=self.viewer,
+            **context,
+        )
 
 
 async def open_page(request: Request[Any, Any, Any], code: int) -> View:
@@ -285,6 +310,6 @@ async def open_page(request: Request[Any, Any, Any], code: int) -> View:
     return View(request, ctx, business, fmt, viewer)
 
 
-def render(name: str, status: int = 200, *, nav: str = "", **context: Any) -> Template:
+def render(template_name: str, status: int = 200, /, *, nav: str = "", **context: Any) -> Template:
     """A page; `nav` names the business code's page it belongs to (highlighted in the navigation)."""
-    return Template(name, context={"nav": nav, **context}, status_code=status, headers=HEADERS)
+    return Template(template_name, context={"nav": nav, **context}, status_code=status, headers=HEADERS)
