@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from urllib.parse import urlsplit
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request, Response, Router, get, post

@@ -64,11 +64,12 @@ async def test_every_page_is_german_script_free_and_complete(web: httpx.AsyncCli
             assert r.status_code == 200, (page, r.text[:500])
             assert r.headers["content-type"].startswith("text/html")
             csp = r.headers["content-security-policy"]
-            assert "default-src 'none'" in csp and "script-src" not in csp, page
+            assert "default-src 'none'" in csp, page
+            assert "script-src" not in csp, page
             assert "<script" not in r.text.lower(), page
             assert '<html lang="de">' in r.text, page
-            assert ">Abmelden<" in r.text and ">Summen- und Saldenliste<" in r.text, page
-            assert ">Trial balance<" not in r.text and ">Sign out<" not in r.text, page
+            assert all(label in r.text for label in (">Abmelden<", ">Summen- und Saldenliste<")), page
+            assert not any(label in r.text for label in (">Trial balance<", ">Sign out<")), page
         assert Language.missing == set(), "labels without a German translation"
     finally:
         Language.missing = None
@@ -76,8 +77,10 @@ async def test_every_page_is_german_script_free_and_complete(web: httpx.AsyncCli
 
 async def test_german_labels_account_names_and_sides(web: httpx.AsyncClient, books: Books) -> None:
     trial = (await web.get("/ui/1001/trial-balance")).text
-    assert '<th class="num" scope="col">Soll</th>' in trial and '<th class="num" scope="col">Haben</th>' in trial
-    assert "Forderungen aus Lieferungen und Leistungen" in trial and "Erlöse 19 %" in trial
+    assert '<th class="num" scope="col">Soll</th>' in trial
+    assert '<th class="num" scope="col">Haben</th>' in trial
+    assert "Forderungen aus Lieferungen und Leistungen" in trial
+    assert "Erlöse 19 %" in trial
     assert "Umsatzsteuer 7 %" in trial
     register = rows_of((await web.get("/ui/1001/accounts/1400/register")).text, "register")
     assert {r["data"].get("side") for r in register} <= {None}  # sides are on the cells, not the rows
@@ -90,10 +93,11 @@ async def test_a_french_business_reads_english_with_dr_and_cr(app: Litestar, fre
     for page in ["trial-balance", "journal", "vat", "ageing", "customers", "income-statement", "balance-sheet"]:
         r = await web.get(f"/ui/3003/{page}")
         assert r.status_code == 200, page
-        assert '<html lang="en">' in r.text and ">Sign out<" in r.text and ">Trial balance<" in r.text, page
+        assert all(label in r.text for label in ('<html lang="en">', ">Sign out<", ">Trial balance<")), page
         assert "Abmelden" not in r.text, page
     trial = (await web.get("/ui/3003/trial-balance")).text
-    assert ">Revenue 20 %<" in trial and ">Receivables (customer accounts)<" in trial
+    assert ">Revenue 20 %<" in trial
+    assert ">Receivables (customer accounts)<" in trial
     assert "1\u202f260,00" in trial  # fr_FR writes its numbers its own way (the receivables: 1200 + 60)
     register = (await web.get("/ui/3003/accounts/1400/register")).text
     assert re.search(r'data-side="DEBIT">[0-9\s\u202f,.]+ Dr<', register)
@@ -157,9 +161,13 @@ async def test_the_pages_show_the_apis_figures(web: httpx.AsyncClient, books: Bo
         (r["customer"], r["total"]) for r in ageing["rows"]
     ]
     assert ageing["totals"]["days_over_90"] == "11.90"  # C-0's sale of 2026-07-20
-    assert ageing["totals"]["days_61_90"] == "23.80" and ageing["totals"]["days_31_60"] == "35.70"
+    assert ageing["totals"]["days_61_90"] == "23.80"
+    assert ageing["totals"]["days_31_60"] == "35.70"
     chart = re.search(r'<figure class="chart" id="chart-ageing">(.*?)</figure>', html, re.S)
-    assert chart and "<svg" in chart.group(1) and "über 90 Tage" in chart.group(1) and "11,90" in chart.group(1)
+    assert chart
+    assert "<svg" in chart.group(1)
+    assert "über 90 Tage" in chart.group(1)
+    assert "11,90" in chart.group(1)
     # VAT: 2026-11 at 19 %: 50.00 sold, 50.00 returned; at 7 %: 20.00 sold, 5.00 goodwill
     vat = {(r["month"], r["rate"]): r for r in (await t.get("/reports/vat-summary", key=key, **{
         "from": "2026-01-01", "to": "2026-12-31"})).json()}  # fmt: skip
@@ -174,11 +182,13 @@ async def test_the_pages_show_the_apis_figures(web: httpx.AsyncClient, books: Bo
     notice = rows_of(page, "notices")[0]["data"]["notice"]
     assert f'href="/ui/1001/dunning/notices/{notice}/letter.pdf"' in page
     letter = await web.get(f"/ui/1001/dunning/notices/{notice}/letter.pdf", follow_redirects=True)
-    assert letter.status_code == 200 and "C-100" in letter.text
+    assert letter.status_code == 200
+    assert "C-100" in letter.text
     # charts of the income statement and of Amazon Pay
     assert 'id="chart-monthly-sales"' in (await web.get("/ui/1001/income-statement")).text
     settlements = (await web.get("/ui/1001/settlements")).text
-    assert 'id="chart-amazon-pay"' in settlements and books.settlement_id in settlements
+    assert 'id="chart-amazon-pay"' in settlements
+    assert books.settlement_id in settlements
 
 
 async def test_find_customers_orders_and_statements(books: Books) -> None:
@@ -214,7 +224,8 @@ async def test_find_customers_orders_and_statements(books: Books) -> None:
     (order,) = orders["items"]
     assert {(d["kind"], d["reference"]) for d in order["documents"]} == {
         ("invoice", "RE-2026-0042"), ("return", "RT-2026-0007"), ("goodwill", "GS-2026-0003")}  # fmt: skip
-    assert order["name"] == "Özdemir Handel KG (Jürgen Özdemir)" and order["charges"]
+    assert order["name"] == "Özdemir Handel KG (Jürgen Özdemir)"
+    assert order["charges"]
     assert [o["order_reference"] for o in (await found("/orders"))["items"]] == ["wd-2", "wd-1"]  # newest first
     assert (await found("/orders", **{"from": "2026-11-01"}))["items"][0]["order_reference"] == "wd-2"
     assert (await found("/orders", status="declined"))["items"] == []
@@ -224,11 +235,14 @@ async def test_find_customers_orders_and_statements(books: Books) -> None:
     ] == ["wd-1"]
     # bank statements with their lines and matches
     (statement,) = (await found("/bank-statements"))["items"]
-    assert statement["statement_id"] == "WD-ST-1" and statement["account"] == "DE89370400440532013000"
+    assert statement["statement_id"] == "WD-ST-1"
+    assert statement["account"] == "DE89370400440532013000"
     outcomes = [line["outcome"] for line in statement["lines"]]
-    assert outcomes[-1] == "exception" and statement["exceptions"][0]["amount"] == "12.34"
+    assert outcomes[-1] == "exception"
+    assert statement["exceptions"][0]["amount"] == "12.34"
     one = await t.get(f"/bank-statements/{statement['statement_date']}/WD-ST-1", key=key)
-    assert one.status_code == 200 and one.json()[0]["lines"] == statement["lines"]
+    assert one.status_code == 200
+    assert one.json()[0]["lines"] == statement["lines"]
     # settlements and notices are found through their own routes
     assert (await found("/amazon-pay/settlements"))["settlements"][0]["settlement_id"] == books.settlement_id
     notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()
@@ -317,12 +331,14 @@ async def test_forms_need_the_sessions_csrf_token_and_a_reason(
     assert first.headers["location"] == again.headers["location"]
     entry_id = int(first.headers["location"].rsplit("/", 1)[1])
     entry = (await t.get(f"/entries/{entry_id}", key=t.accountant_key)).json()
-    assert entry["metadata"]["reason"] == "wrong account" and entry["reference"] == "KORR-1"
+    assert entry["metadata"]["reason"] == "wrong account"
+    assert entry["reference"] == "KORR-1"
     assert [(x["account"], x["debit"], x["credit"]) for x in entry["lines"]] == [("8400", "10.00", None),
                                                                                  ("8300", None, "10.00")]  # fmt: skip
     # the journal's CSV keeps the formula-like description as text
     body = (await web.get("/ui/1001/journal", params={"format": "csv", "table": "journal"})).content.decode("utf-8-sig")
-    assert "'=HYPERLINK" in body and ';"=HYPERLINK' not in body
+    assert "'=HYPERLINK" in body
+    assert ';"=HYPERLINK' not in body
     detail = (await web.get(f"/ui/1001/journal/{entry_id}")).text
     assert 'id="reverse-form"' in detail
     no_reason = await web.post(f"/ui/1001/journal/{entry_id}/reversal", data={"csrf": csrf_of(detail), "reason": ""})
@@ -341,7 +357,8 @@ async def test_forms_need_the_sessions_csrf_token_and_a_reason(
                                                             "reason": "VAT return filed"})  # fmt: skip
     assert closed.status_code == 303
     listed = (await t.get("/periods", key=t.accountant_key)).json()
-    assert listed[-1]["period"] == "2026-10" and "VAT return filed" in listed[-1]["closed_by"]
+    assert listed[-1]["period"] == "2026-10"
+    assert "VAT return filed" in listed[-1]["closed_by"]
     assert "VAT return filed" in (await web.get("/ui/1001/periods")).text
     await web.aclose()
     await other.aclose()
