@@ -67,13 +67,12 @@ def bar_chart(
         show_legend=len(series) > 1,
         value_formatter=value,
         print_values=len(labels) * len(series) <= 12,
-        print_zeroes=False,
         x_label_rotation=0 if len(labels) <= 12 else 30,
         margin=12,
     )
     chart.x_labels = list(labels)
     for name, values in series:
-        chart.add(name, list(values))
+        chart.add(name, [v or None for v in values])  # no bar and no "0,00" label for nothing
     tree = chart.render_tree()
     for parent in list(tree.iter()):
         for child in list(parent):

@@ -1047,6 +1047,11 @@ async def settlements_page(
 ) -> Response[Any]:
     v = await open_page(request, code)
     y, start, end = _year(v, year)
+    today = v.ctx.today()
+    if year is None:  # the last twelve months up to this one
+        start, end = date(today.year - 1, today.month, 1) + timedelta(days=31), today
+        start = start.replace(day=1)
+    end = min(end, today)  # no month-end balances of months to come
     listed = await list_settlements(v.ctx, v.business, 500 if v.downloading else 100)
     _ = v.lang._
     sheet = v.sheet(
@@ -1099,7 +1104,10 @@ async def settlements_page(
         value=lambda x: v.fmt.amount(f"{x:.0f}", "JPY"),
         chart_id="chart-amazon-pay",
     )
-    return v.respond("settlements.html", "settlements", [sheet, money], chart=chart, year=y, reports=listed.reports)
+    return v.respond(
+        "settlements.html", "settlements", [sheet, money], chart=chart, year=y if year else None, reports=listed.reports,
+        start=start, end=end,
+    )
 
 
 @get("/{code:int}/settlements/{settlement_id:str}")
