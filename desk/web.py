@@ -1105,8 +1105,14 @@ async def settlements_page(
         chart_id="chart-amazon-pay",
     )
     return v.respond(
-        "settlements.html", "settlements", [sheet, money], chart=chart, year=y if year else None, reports=listed.reports,
-        start=start, end=end,
+        "settlements.html",
+        "settlements",
+        [sheet, money],
+        chart=chart,
+        year=y if year else None,
+        reports=listed.reports,
+        start=start,
+        end=end,
     )
 
 

@@ -53,7 +53,10 @@ def amounts(driver: WebDriver, css: str) -> list[str | None]:
 
 
 async def test_an_accountants_month_end(
-    app_client: httpx.AsyncClient, simulator: Simulator, app_url: str, browser: WebDriver
+    app_client: httpx.AsyncClient,
+    simulator: Simulator,
+    app_url: str,
+    browser: WebDriver,  # noqa: F811 - the fixture
 ) -> None:
     books = await german_books(app_client, simulator, name="Monatsabschluss GmbH")
     t = books.tenant
@@ -85,7 +88,10 @@ async def test_an_accountants_month_end(
         expected = [german(totals[k]) for k in ("days_0_30", "days_31_60", "days_61_90", "days_over_90")]
         assert values == expected, values
         assert chart.size["width"] > 500
-        assert b.find_element(By.CSS_SELECTOR, "#ageing tfoot td:last-child").get_attribute("data-amount") == totals["total"]
+        assert (
+            b.find_element(By.CSS_SELECTOR, "#ageing tfoot td:last-child").get_attribute("data-amount")
+            == totals["total"]
+        )
         shot(b, "02-ageing")
 
         # a customer, found by name; the open items and the notice's letter
@@ -156,7 +162,10 @@ async def test_an_accountants_month_end(
         Select(b.find_element(By.ID, "period")).select_by_value("2026-10")
         b.find_element(By.CSS_SELECTOR, "#close-form input[name=reason]").send_keys("Voranmeldung Oktober abgegeben")
         submit(b, b.find_element(By.ID, "close"))
-        assert "Voranmeldung Oktober abgegeben" in b.find_element(By.CSS_SELECTOR, '#periods tr[data-period="2026-10"]').text
+        assert (
+            "Voranmeldung Oktober abgegeben"
+            in b.find_element(By.CSS_SELECTOR, '#periods tr[data-period="2026-10"]').text
+        )
         shot(b, "13-periods")
         go(b, "2026-10")
         found["datev"] = b.find_element(By.ID, "download-datev").get_attribute("href")
