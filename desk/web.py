@@ -1150,7 +1150,7 @@ async def settlement_page(request: Request[Any, Any, Any], code: Code, settlemen
             r["line_no"],
             r["transaction_type"],
             r["transaction_id"],
-            r["seller_reference_id"],
+            r["seller_reference_id"] or r["order_reference_id"],
             r["description"],
             _money(v, r["amount_minor"]),
             _money(v, r["fee_minor"]),
