@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS entries (
     reverses       bigint,
     content_sha256 bytea       NOT NULL CHECK (length(content_sha256) = 32),
     xid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    posted_by      bigint,     -- the API key of the request that posted it (ledger/audit.py); NULL: Kontor itself
     PRIMARY KEY (merchant_id, business, entry_id),
     -- the business code is checked by entries_open_period (see "References on the posting path" below)
     FOREIGN KEY (merchant_id, business, reverses) REFERENCES entries (merchant_id, business, entry_id)
@@ -98,7 +99,28 @@ CREATE INDEX IF NOT EXISTS entries_by_metadata
     ON entries USING gin (metadata jsonb_path_ops) WHERE metadata <> '{}';
 CREATE UNIQUE INDEX IF NOT EXISTS entries_reversed_once
     ON entries (merchant_id, business, reverses) WHERE reverses IS NOT NULL;
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS posted_by bigint;
+
+-- The audit trail of actions that are not entries themselves (ledger/audit.py): who, when, why. Append-only.
+CREATE TABLE IF NOT EXISTS audit_actions (
+    merchant_id bigint      NOT NULL,
+    action_id   bigint      GENERATED ALWAYS AS IDENTITY,
+    business    smallint,
+    at          timestamptz NOT NULL DEFAULT now(),
+    key_id      bigint,     -- NULL: Kontor itself (a scheduled job)
+    action      text        NOT NULL CHECK (action ~ '^[a-z_]+\.[a-z_]+$'),
+    subject     text        NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
+    reason      text        CHECK (length(reason) BETWEEN 1 AND 500),
+    details     jsonb       NOT NULL DEFAULT '{}',
+    PRIMARY KEY (merchant_id, action_id)
+);
+CREATE INDEX IF NOT EXISTS audit_actions_by_business ON audit_actions (merchant_id, business, action_id);
 CREATE INDEX IF NOT EXISTS entries_by_xid ON entries (xid, entry_id);
+-- the order an entry belongs to, beside its document number in `reference` (an invoice, credit note, goodwill or
+-- payment number): DATEV Belegfeld 2, and what dunning groups a customer's claims by
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS order_reference text CHECK (length(order_reference) BETWEEN 1 AND 200);
+CREATE INDEX IF NOT EXISTS entries_by_order_reference
+    ON entries (merchant_id, business, order_reference) WHERE order_reference IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS lines (
     merchant_id    bigint   NOT NULL,
@@ -223,7 +245,7 @@ END $$;
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['entries', 'lines', 'chain_links', 'period_closes'] LOOP
+    FOREACH t IN ARRAY ARRAY['entries', 'lines', 'chain_links', 'period_closes', 'audit_actions'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_append_only', t);
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
                        'EXECUTE FUNCTION kontor_reject_change()', t || '_append_only', t);
@@ -407,7 +429,7 @@ END $$;
 -- Posting: one round trip for one entry or a batch. The entries and their lines arrive as two JSON
 -- arrays (cheaper for the client to send than a dozen parallel arrays):
 --   p_entries  [{"i": 1, "d": "2026-11-27", "t": description, "r": reference, "m": {metadata},
---                "v": reverses, "h": content sha256 as hex}, ...]
+--                "v": reverses, "o": order reference, "h": content sha256 as hex}, ...]
 --   p_lines    [{"e": entry index, "n": line no, "d": the entry's date, "a": account id, "c": customer,
 --                "s": "D"|"C", "x": amount in minor units, "k": currency}, ...]
 --   p_guarded  [{"a": account id, "cn": credit-normal}] for accounts that may not go negative
@@ -442,9 +464,10 @@ BEGIN
     v_ids := ARRAY(SELECT nextval('entry_id_seq') FROM generate_series(1, json_array_length(p_entries)));
 
     INSERT INTO entries (merchant_id, business, entry_id, effective_date, description, reference,
-                         metadata, reverses, content_sha256)
-    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex')
-      FROM json_to_recordset(p_entries) AS x(i int, d date, t text, r text, m jsonb, v bigint, h text);
+                         metadata, reverses, content_sha256, posted_by, order_reference)
+    SELECT p_merchant, p_business, v_ids[x.i], x.d, x.t, x.r, COALESCE(x.m, '{}'), x.v, decode(x.h, 'hex'), x.k, x.o
+      FROM json_to_recordset(p_entries)
+        AS x(i int, d date, t text, r text, m jsonb, v bigint, h text, k bigint, o text);
 
     -- the lines, and their sums added into this posting's slot of the accounts' totals and of their days.
     -- Every posting takes its row locks in the same order: account_totals (the main query), then
@@ -550,6 +573,23 @@ BEGIN
     SELECT count(*) INTO v_moved FROM moved;  -- data-modifying CTEs (folded) run whether read or not
     RETURN v_moved;
 END $$;
+
+-- The business's letterhead: legal name, address, tax ids, register, bank, contact, letter language, logo
+-- (ledger/profiles.py validates every field). One row per business code, replaced whole by each PUT.
+CREATE TABLE IF NOT EXISTS business_profiles (
+    merchant_id   bigint      NOT NULL,
+    business      smallint    NOT NULL,
+    profile       jsonb       NOT NULL CHECK (jsonb_typeof(profile) = 'object'),
+    logo          bytea       CHECK (length(logo) BETWEEN 1 AND 524288),
+    logo_type     text        CHECK (logo_type IN ('image/png', 'image/jpeg')),
+    logo_width    integer     CHECK (logo_width BETWEEN 1 AND 4000),
+    logo_height   integer     CHECK (logo_height BETWEEN 1 AND 4000),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
+    CONSTRAINT business_profiles_logo_whole CHECK ((logo IS NULL) = (logo_type IS NULL)
+        AND (logo IS NULL) = (logo_width IS NULL) AND (logo IS NULL) = (logo_height IS NULL))
+);
 
 -- ===================================================================================================
 -- Payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay mirror, IPNs.
@@ -858,6 +898,21 @@ CREATE TABLE IF NOT EXISTS bank_statements (
     summary        jsonb    NOT NULL,
     imported_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, business, account, statement_id, statement_on),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
+-- Payment references Kontor printed on a document (a dunning letter's ISO 11649 creditor reference): a bank
+-- statement line naming one pays that customer's claims (payments/references.py).
+CREATE TABLE IF NOT EXISTS payment_references (
+    merchant_id    bigint   NOT NULL,
+    business       smallint NOT NULL,
+    reference      text     NOT NULL CHECK (reference ~ '^RF[0-9]{2}[0-9A-Z]{1,21}$'),
+    customer       text     NOT NULL CHECK (length(customer) BETWEEN 1 AND 64),
+    amount_minor   bigint   NOT NULL CHECK (amount_minor > 0),
+    orders         text[]   NOT NULL DEFAULT '{}',
+    source         text     NOT NULL CHECK (source ~ '^[a-z_]{1,32}:[0-9]{1,19}$'),  -- e.g. dunning_notice:42
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, reference),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
 

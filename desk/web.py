@@ -10,6 +10,7 @@ use cases as the API.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -49,6 +50,7 @@ from desk.webkit import (
     template_config,
     viewer_of,
 )
+from dunning import letters
 from dunning import notices as dunning_notices
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
@@ -59,7 +61,7 @@ from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount, parse_amount
-from ledger.schemas import EntryIn, LineIn, ReversalIn
+from ledger.schemas import EntryIn, EntryOut, LineIn, ReversalIn
 from ledger.tenancy import account_index, authenticate, list_businesses
 from ledger.textsafe import ascii_digits, parse_ascii_int
 from payments.disputes import list_disputes
@@ -275,14 +277,10 @@ async def register(
 
 
 # --- journal -------------------------------------------------------------------------------------------
-def _posted_by(entry: Any) -> str:
-    """Who posted an entry: its API key's name and id (shown once entries record it)."""
-    who = getattr(entry, "posted_by", None)
-    if who is None:
-        return ""
-    name = getattr(who, "name", None) or (who.get("name") if isinstance(who, dict) else None)
-    key = getattr(who, "key_id", None) or (who.get("key_id") if isinstance(who, dict) else None)
-    return f"{name} (key {key})" if name else f"key {key}"
+def _posted_by(v: View, entry: EntryOut) -> str:
+    """Who posted an entry: its API key's name and id ("" for Kontor itself: a scheduled job, an IPN)."""
+    who = entry.posted_by
+    return "" if who is None else f"{who.name} ({v.lang._('key')} {who.key_id})"
 
 
 def _entry_total(entry: Any, currency: str) -> str:
@@ -335,7 +333,7 @@ async def journal_page(
             e.description,
             e.reference or "",
             _entry_total(e, cur),
-            _posted_by(e),
+            _posted_by(v, e),
             Cell(e.reverses, href=_url(v, f"journal/{e.reverses}")) if e.reverses else None,
             Cell(e.reversed_by, href=_url(v, f"journal/{e.reversed_by}")) if e.reversed_by else None,
             entry=e.id,
@@ -384,7 +382,7 @@ async def entry_page(request: Request[Any, Any, Any], code: Code, entry_id: From
         "journal",
         [sheet],
         entry=entry,
-        posted_by=_posted_by(entry),
+        posted_by=_posted_by(v, entry),
         can_reverse=can_reverse,
         today=v.ctx.today(),
     )
@@ -432,12 +430,15 @@ async def reverse_entry(request: Request[Any, Any, Any], code: Code, entry_id: F
     if not 1 <= entry_id <= 2**62:
         raise NotFound("entry_not_found", f"entry {entry_id} not found in business {code}")
     body = ReversalIn(
-        effective_date=_form_date(form, "effective_date"), description=f"Reversal of entry {entry_id}: {reason}"[:500]
+        effective_date=_form_date(form, "effective_date"),
+        description=f"Reversal of entry {entry_id}: {reason}"[:500],
+        reason=reason,
     )
     idem = f"web-reversal-{entry_id}"  # one reversal per entry: a second submit replays the first
-    posted = await journal.reverse_entry(
-        v.ctx, v.business, entry_id, body, idem_key=idem, request_sha256=_sha(request, body)
-    )
+    with v.acting():
+        posted = await journal.reverse_entry(
+            v.ctx, v.business, entry_id, body, idem_key=idem, request_sha256=_sha(request, body)
+        )
     return Redirect(_url(v, f"journal/{posted.entries[0].id}"), status_code=303, headers=HEADERS)
 
 
@@ -508,9 +509,10 @@ async def post_correction(request: Request[Any, Any, Any], code: Code) -> Respon
         raise Unprocessable("entry_invalid", f"the entry is not valid: {exc}") from None
     index = await account_index(v.ctx, v.business)
     draft = posting.draft_entry(body, v.business, index.by_number)
-    posted = await journal.post_entries(
-        v.ctx, v.business, [draft], idem_key=f"web-{idem}", request_sha256=_sha(request, body)
-    )
+    with v.acting():
+        posted = await journal.post_entries(
+            v.ctx, v.business, [draft], idem_key=f"web-{idem}", request_sha256=_sha(request, body)
+        )
     return Redirect(_url(v, f"journal/{posted.entries[0].id}"), status_code=303, headers=HEADERS)
 
 
@@ -1364,15 +1366,13 @@ async def notice_document(request: Request[Any, Any, Any], code: Code, notice_id
 
 @get("/{code:int}/dunning/notices/{notice_id:int}/letter.pdf")
 async def notice_letter(request: Request[Any, Any, Any], code: Code, notice_id: FromPath[int]) -> Response[Any]:
-    """The notice's letter as PDF, when the dunning plugin renders letters (`dunning.notices.render_pdf`);
-    until then the notice's HTML document."""
+    """The notice's letter as PDF (DIN 5008, `dunning.letters`); 409 `profile_missing` until the business
+    profile is set."""
     v = await open_page(request, code)
-    notice = await dunning_notices.get_notice(v.ctx, v.business, notice_id)
-    render_pdf = getattr(dunning_notices, "render_pdf", None)
-    if render_pdf is None:
-        return Redirect(_url(v, f"dunning/notices/{notice_id}/document"), status_code=303, headers=HEADERS)
-    body = await render_pdf(v.ctx, v.business, notice)
-    headers = {**HEADERS, "Content-Disposition": f'inline; filename="notice-{notice_id}.pdf"'}
+    letter = await letters.notice_letter(v.ctx, v.business, notice_id)
+    body = await asyncio.to_thread(letters.render_pdf, letter)  # CPU work off the event loop
+    name = f"{'mahnung' if letter.language == 'de' else 'dunning-notice'}-{notice_id}.pdf"
+    headers = {**HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
     return Response(body, media_type="application/pdf", headers=headers)
 
 
@@ -1520,7 +1520,8 @@ async def resolve(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
         )
     except (msgspec.ValidationError, ValueError) as exc:
         raise Unprocessable("resolution_invalid", str(exc)) from None
-    await resolve_exception(v.ctx, v.business, exception_id, body)
+    with v.acting():
+        await resolve_exception(v.ctx, v.business, exception_id, body)
     return Redirect(_url(v, "reconciliation?state=all"), status_code=303, headers=HEADERS)
 
 
@@ -1568,7 +1569,8 @@ async def close_month(request: Request[Any, Any, Any], code: Code) -> Response[A
     reason = _reason(form)
     period = _month(form.get("period", ""))
     closed_by = f"{v.viewer.key_name} (key {v.viewer.key_id}, web): {reason}"
-    await journal.close_period(v.ctx, v.business, period, closed_by)
+    with v.acting():
+        await journal.close_period(v.ctx, v.business, period, closed_by, reason=reason)
     return Redirect(_url(v, "periods"), status_code=303, headers=HEADERS)
 
 

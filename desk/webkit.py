@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -36,13 +37,14 @@ from markupsafe import Markup, escape
 
 from desk.i18n import Language, language_of
 from desk.sheets import FILE_FORMATS, Cell, Column, Dialect, Sheet, sheet_file
+from ledger.audit import acting
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, Forbidden
 from ledger.http.access import HTML_HEADERS
 from ledger.http.inputs import check_date_parameters
 from ledger.money import currency_decimals
-from ledger.tenancy import get_business
+from ledger.tenancy import Principal, get_business
 from ledger.textsafe import parse_ascii_int
 
 __all__ = [
@@ -246,6 +248,11 @@ class View:
     business: Business
     fmt: Formats
     viewer: Viewer
+
+    def acting(self) -> AbstractContextManager[None]:
+        """What the forms do is done as the signed-in key (the audit trail: `ledger.audit`)."""
+        viewer = self.viewer
+        return acting(Principal(viewer.merchant_id, viewer.key_id, viewer.role, viewer.key_name))
 
     @property
     def lang(self) -> Language:

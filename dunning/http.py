@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from litestar import Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
-from dunning import accounts, notices, policy, runs
+from dunning import accounts, letters, notices, policy, runs
 from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
 from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
@@ -128,6 +129,83 @@ async def read_notice_document(business_code: Code, notice_id: IdPath, call: Cal
     return Response(notices.render_html(notice, str(name)), media_type="text/html", headers=HTML_HEADERS)
 
 
+_PDF = {200: ResponseSpec(bytes, media_type="application/pdf", description="the letter (A4, DIN 5008 form B)")}
+# the letter's logo is a data: URL; nothing else is loaded
+_LETTER_HEADERS = {
+    **HTML_HEADERS,
+    "Content-Security-Policy": HTML_HEADERS["Content-Security-Policy"] + "; img-src data:",
+}
+_LETTER_409 = "409 `profile_missing` until the business profile (letterhead, bank) is set: PUT .../profile."
+
+
+async def _pdf(letter: letters.Letter, name: str) -> Response[bytes]:
+    data = await asyncio.to_thread(letters.render_pdf, letter)  # CPU work off the event loop
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={**HTML_HEADERS, "Content-Disposition": f'inline; filename="{name}.pdf"'},
+    )
+
+
+@get(
+    "/dunning/notices/{notice_id:int}/letter.pdf",
+    opt={"roles": READ},
+    operation_id="getDunningLetterPdf",
+    tags=["dunning"],
+    media_type="application/pdf",
+    responses=_PDF,
+    summary="The notice as a letter for a window envelope (PDF): letterhead, addressee, invoices, fees, interest, "
+    "bank details and payment reference",
+    description=_LETTER_409,
+)
+async def read_notice_letter_pdf(business_code: Code, notice_id: IdPath, call: CallDep) -> Response[bytes]:
+    letter = await letters.notice_letter(call.ctx, await call.business(business_code), notice_id)
+    return await _pdf(letter, f"{'mahnung' if letter.language == 'de' else 'dunning-notice'}-{notice_id}")
+
+
+@get(
+    "/dunning/notices/{notice_id:int}/letter.html",
+    opt={"roles": READ},
+    operation_id="getDunningLetterHtml",
+    tags=["dunning"],
+    media_type="text/html",
+    summary="The notice as a letter (HTML, the same content as the PDF)",
+    description=_LETTER_409,
+)
+async def read_notice_letter_html(business_code: Code, notice_id: IdPath, call: CallDep) -> Response[str]:
+    letter = await letters.notice_letter(call.ctx, await call.business(business_code), notice_id)
+    return Response(letters.render_html(letter), media_type="text/html", headers=_LETTER_HEADERS)
+
+
+@get(
+    "/collection/handovers/{case_id:int}/letter.pdf",
+    opt={"roles": READ},
+    operation_id="getCollectionLetterPdf",
+    tags=["collection"],
+    media_type="application/pdf",
+    responses=_PDF,
+    summary="The letter telling the customer the debt was handed over for collection (PDF)",
+    description=_LETTER_409,
+)
+async def read_case_letter_pdf(business_code: Code, case_id: IdPath, call: CallDep) -> Response[bytes]:
+    letter = await letters.case_letter(call.ctx, await call.business(business_code), case_id)
+    return await _pdf(letter, f"{'inkasso' if letter.language == 'de' else 'collection'}-{case_id}")
+
+
+@get(
+    "/collection/handovers/{case_id:int}/letter.html",
+    opt={"roles": READ},
+    operation_id="getCollectionLetterHtml",
+    tags=["collection"],
+    media_type="text/html",
+    summary="The collection hand-over letter (HTML)",
+    description=_LETTER_409,
+)
+async def read_case_letter_html(business_code: Code, case_id: IdPath, call: CallDep) -> Response[str]:
+    letter = await letters.case_letter(call.ctx, await call.business(business_code), case_id)
+    return Response(letters.render_html(letter), media_type="text/html", headers=_LETTER_HEADERS)
+
+
 @put(
     "/customers/{customer:str}/dunning-pause",
     opt={"roles": POST},
@@ -233,6 +311,10 @@ router = Router(
         read_notices,
         read_notice,
         read_notice_document,
+        read_notice_letter_pdf,
+        read_notice_letter_html,
+        read_case_letter_pdf,
+        read_case_letter_html,
         pause_customer,
         resume_customer,
         pause_order,

@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["Bucket", "Event", "OpenItems", "default_interest", "open_items", "settled_since"]
+__all__ = ["Bucket", "Event", "OpenItems", "default_interest", "open_items", "rate_on", "settled_since"]
 
 
 class Event(NamedTuple):
@@ -185,7 +185,8 @@ def settled_since(items: OpenItems, day: date | None) -> bool:
     return items.settled_on > day or (items.settled_on == day and not items.charged_since_settled)
 
 
-def _rate_on(rates: Sequence[tuple[date, Decimal]], day: date) -> Decimal:
+def rate_on(rates: Sequence[tuple[date, Decimal]], day: date) -> Decimal:
+    """The base rate valid on `day` (rates are (valid_from, percent) sorted by date; 0 before the first)."""
     current = Decimal(0)
     for valid_from, rate in rates:
         if valid_from > day:
@@ -219,7 +220,7 @@ def default_interest(
                 continue
             cuts = [lo, *(c for c in changes if lo < c < hi), hi]
             for a, b in itertools.pairwise(cuts):
-                rate_milli = int((_rate_on(base_rates, a) + points) * 1000)
+                rate_milli = int((rate_on(base_rates, a) + points) * 1000)
                 numerator += amount * rate_milli * (b - a).days
     if numerator <= 0:
         return 0

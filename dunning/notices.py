@@ -16,6 +16,7 @@ from msgspec import Struct
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import NotFound
+from payments.references import creditor_reference
 
 __all__ = ["NoticeOut", "get_notice", "list_notices", "render_html"]
 
@@ -32,9 +33,13 @@ class NoticeOut(Struct, kw_only=True):
     content: dict[str, Any]
     entry_id: int | None
     document_url: str
+    letter_pdf_url: str = ""  # the letter for the window envelope (needs the business profile)
+    letter_html_url: str = ""
+    payment_reference: str = ""  # ISO 11649, printed on the letter; a bank transfer naming it pays the customer
 
 
 def _out(business: Business, row: Any) -> NoticeOut:
+    base = f"/v1/businesses/{business.code}/dunning/notices/{row['notice_id']}"
     return NoticeOut(
         notice_id=row["notice_id"],
         customer=row["customer"],
@@ -44,7 +49,10 @@ def _out(business: Business, row: Any) -> NoticeOut:
         pay_by=row["pay_by"],
         content=row["content"],
         entry_id=row["entry_id"],
-        document_url=f"/v1/businesses/{business.code}/dunning/notices/{row['notice_id']}/document",
+        document_url=f"{base}/document",
+        letter_pdf_url=f"{base}/letter.pdf",
+        letter_html_url=f"{base}/letter.html",
+        payment_reference=creditor_reference("dunning_notice", row["notice_id"]),
     )
 
 

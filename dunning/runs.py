@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from msgspec import Struct
 
-from dunning.items import Bucket, OpenItems, default_interest, open_items
+from dunning.items import Bucket, OpenItems, default_interest, open_items, rate_on
 from dunning.policy import Policy, base_rates, load_policy
 from dunning.store import RunContext, State, candidates, current_cycle, load_context, load_events, load_states
 from dunning.writeoffs import write_off
@@ -50,6 +50,8 @@ from ledger.money import AMOUNT_MINOR_MAX, format_amount
 from ledger.tenancy import account_index
 from payments.bookings import roles_of
 from payments.notify import emit, emit_many
+from payments.references import Requested, creditor_reference
+from payments.references import register as register_references
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -106,6 +108,17 @@ class Decision:
     overdue: list[Bucket] = field(default_factory=list)
     items: OpenItems | None = None
     amount: int = 0
+    final: bool = False  # the policy's last level: the letter announces what follows (`after_final`)
+    after_final: str = ""
+    interest_points: Decimal | None = None  # points over the base rate (§288 BGB), when interest runs
+    base_rate: Decimal | None = None  # the base rate valid on the notice's day
+
+    @property
+    def total(self) -> int:
+        """What a notice asks for: the overdue principal, every open fee and the interest to date."""
+        assert self.items is not None
+        principal = sum(b.open for b in self.overdue)
+        return principal + self.items.costs + self.fee + self.flat_fee + self.items.interest + self.interest_increment
 
 
 def decide(
@@ -174,6 +187,7 @@ def _next_notice(
         return
     spec = levels[level - 1]
     d.action, d.level, d.pay_by = "notice", level, on + timedelta(days=spec.payment_term_days)
+    d.final, d.after_final = level == len(levels), policy.after_final
     d.cycle_started_on = on if state.level == 0 else state.cycle_started_on
     d.default_on = d.pay_by + timedelta(days=1) if state.level == 0 else state.default_on
     d.fee = spec.fee_minor if level > 1 else 0
@@ -186,6 +200,7 @@ def _next_notice(
         d.interest_total = default_interest(
             d.overdue, default_on=d.default_on, through=on, points=points, base_rates=rates
         )
+        d.interest_points, d.base_rate = points, rate_on(rates, on)
         d.interest_increment = max(0, d.interest_total - state.interest_minor)
 
 
@@ -486,6 +501,11 @@ def _content(d: Decision, business: Business, on: date) -> dict[str, Any]:
         "interest": format_amount(interest, cur),
         "total": format_amount(principal + costs + interest, cur),
         "default_on": d.default_on.isoformat() if d.default_on else None,
+        # what the letter says about itself and its interest (dunning.letters)
+        "final": d.final,
+        "after_final": d.after_final,
+        "interest_points": None if d.interest_points is None else format(d.interest_points.normalize(), "f"),
+        "base_rate": None if d.base_rate is None else format(d.base_rate.normalize(), "f"),
     }
 
 
@@ -511,6 +531,21 @@ async def _issue_notices(
     )
     ids = {r["customer"]: r["notice_id"] for r in inserted}
     issued = [d for d in notices if d.customer in ids]
+    await register_references(
+        conn,
+        business,
+        [
+            Requested(
+                creditor_reference("dunning_notice", ids[d.customer]),
+                d.customer,
+                d.total,
+                sorted({b.order_ref for b in d.overdue if b.order_ref}),
+                f"dunning_notice:{ids[d.customer]}",
+            )
+            for d in issued
+            if d.total > 0
+        ],
+    )
     entry_of = await _book_charges(ctx, conn, business, issued, on, ids)
     await conn.executemany(
         "INSERT INTO dunning_accounts (merchant_id, business, customer, level, last_notice_on, cycle_started_on, "
@@ -549,6 +584,7 @@ async def _issue_notices(
     for d in issued:
         notice_id, content = ids[d.customer], contents[d.customer]
         url = f"/v1/businesses/{business.code}/dunning/notices/{notice_id}/document"
+        letter = f"/v1/businesses/{business.code}/dunning/notices/{notice_id}/letter"
         events.append(
             (
                 "reminder.sent",
@@ -560,6 +596,9 @@ async def _issue_notices(
                     "total": content["total"],
                     "currency": cur,
                     "document_url": url,
+                    "letter_pdf_url": f"{letter}.pdf",
+                    "letter_html_url": f"{letter}.html",
+                    "payment_reference": creditor_reference("dunning_notice", notice_id),
                 },
             )
         )
@@ -567,7 +606,7 @@ async def _issue_notices(
             (
                 "document.created",
                 {"customer": d.customer, "document": "dunning_notice", "notice_id": notice_id, "level": d.level}
-                | {"url": url},
+                | {"url": url, "letter_pdf_url": f"{letter}.pdf", "letter_html_url": f"{letter}.html"},
             )
         )
     await emit_many(conn, business, events)

@@ -53,7 +53,7 @@ async def load_events(
     rows = await conn.fetch(
         "SELECT l.customer, l.effective_date, l.entry_id, "
         "  CASE l.side WHEN 'D' THEN l.amount_minor ELSE -l.amount_minor END AS amount, "
-        "  e.reference, e.metadata, d.details->>'due_date' AS due "
+        "  COALESCE(e.order_reference, e.reference) AS reference, e.metadata, d.details->>'due_date' AS due "
         "FROM lines l JOIN entries e ON e.merchant_id = l.merchant_id AND e.business = l.business "
         "  AND e.entry_id = l.entry_id "
         "LEFT JOIN order_documents d ON d.merchant_id = e.merchant_id AND d.business = e.business "

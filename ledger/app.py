@@ -24,7 +24,7 @@ from ledger.config import Settings
 from ledger.context import Clock, Kontor, system_clock
 from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
-from ledger.http import accounts, journal, onboarding, reports
+from ledger.http import accounts, journal, onboarding, profiles, reports
 from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
@@ -82,7 +82,14 @@ def create_app(
         path="/",
         middleware=[AuthMiddleware()],
         dependencies=DEPENDENCIES,
-        route_handlers=[onboarding.router, accounts.router, journal.router, reports.router, *plugin_routes(found)],
+        route_handlers=[
+            onboarding.router,
+            accounts.router,
+            journal.router,
+            reports.router,
+            profiles.router,
+            *plugin_routes(found),
+        ],
     )
     application = Litestar(
         route_handlers=[api, health, ready, MetricsController, *plugin_public_routes(found)],

@@ -140,7 +140,7 @@ async def _walk(conn: Connection, business: Business) -> tuple[BrokenLink | None
     while True:
         rows = await conn.fetch(
             f"SELECT c.seq, c.entry_id, c.link_sha256, e.entry_id IS NOT NULL AS present, {_EPOCH_US} AS recorded_us, "
-            "e.effective_date, e.description, e.reference, e.metadata, e.reverses, e.content_sha256 "
+            "e.effective_date, e.description, e.reference, e.metadata, e.reverses, e.order_reference, e.content_sha256 "
             # one key lookup per link (LATERAL; LIMIT keeps the planner from turning it into a join, which with
             # stale statistics scanned every entry for every link)
             "FROM chain_links c LEFT JOIN LATERAL (SELECT * FROM entries x WHERE x.merchant_id = c.merchant_id "
@@ -176,6 +176,7 @@ def _check_link(business: Business, r: asyncpg.Record, lines: list[HashedLine], 
         reference=r["reference"],
         metadata=r["metadata"],
         reverses=r["reverses"],
+        order_reference=r["order_reference"],
     )
     if stored_content_sha256(business.merchant_id, business.code, draft, lines) != r["content_sha256"]:
         return broken("the entry or its lines were changed after posting")

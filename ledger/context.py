@@ -67,6 +67,7 @@ class AccountIndex:
 class KeyRecord:
     secret_sha256: bytes
     role: str
+    name: str
     revoked: bool
     fetched_at: float
 

@@ -12,6 +12,8 @@ ends with Kontor's figures to the cent (the tests import every file back that wa
 The file: ';'-separated, text in double quotes, decimal comma, CRLF, Windows-1252 (DATEV's "ANSI"; characters
 it cannot hold become '?'). Accounts are the merchant's alternative numbers where set; receivables stay on the
 collective account with the customer in "Zusatzinformation" (DATEV debtor numbers are not kept by Kontor).
+Belegfeld 1 is the entry's document number (its `reference`: invoice, credit note, goodwill or payment number; else
+the entry id), Belegfeld 2 its order (`order_reference`, cut to DATEV's 12 characters; whole in "Auftragsnummer").
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = ["DatevSettingsIn", "DatevSettingsOut", "buchungsstapel", "file_name",
 CHARSET = "windows-1252"
 MEDIA_TYPE = f"text/csv; charset={CHARSET}"
 BU_KEYS = {Decimal(19): "3", Decimal(7): "2"}  # DATEV's output-VAT keys for the German rates
+BELEGFELD_2_LENGTH = 12  # DATEV's length of Belegfeld 2; the whole order id goes to "Auftragsnummer" (30)
+AUFTRAGSNUMMER_LENGTH = 30
 NO_AUTOMATIC = "40"  # "Aufhebung der Automatik": DATEV computes no VAT on this row
 CHART_SKR = {"skr03": "03", "skr04": "04"}
 
@@ -234,7 +238,8 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
         # one index lookup of the lines per entry (LATERAL): no join order for a planner with stale statistics
         # to get wrong after a month's bulk import (a nested loop over all lines was seen: 3 s for 3,000 entries)
         entries = await conn.fetch(
-            "SELECT e.entry_id, e.effective_date, e.description, e.reference, l.* FROM entries e CROSS JOIN LATERAL "
+            "SELECT e.entry_id, e.effective_date, e.description, e.reference, e.order_reference, l.* FROM entries e "
+            "CROSS JOIN LATERAL "
             "(SELECT array_agg(account_id ORDER BY line_no) AS accounts, array_agg(side ORDER BY line_no) AS sides, "
             "array_agg(amount_minor ORDER BY line_no) AS amounts, array_agg(customer ORDER BY line_no) AS customers, "
             "bool_and(currency = $5) AS own_currency FROM lines WHERE lines.merchant_id = e.merchant_id "
@@ -288,6 +293,9 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
             fields[_AT["BU-Schlüssel"]] = _text(row.key)
             fields[_AT["Belegdatum"]] = e["effective_date"].strftime("%d%m")
             fields[_AT["Belegfeld 1"]] = _text(_belegfeld(e["reference"]) or str(e["entry_id"]))
+            if e["order_reference"]:
+                fields[_AT["Belegfeld 2"]] = _text(_belegfeld(e["order_reference"], BELEGFELD_2_LENGTH))
+                fields[_AT["Auftragsnummer"]] = _text(_belegfeld(e["order_reference"], AUFTRAGSNUMMER_LENGTH))
             fields[_AT["Buchungstext"]] = _text(cell(e["description"])[:60])
             fields[_AT["Zusatzinformation - Art 1"]] = _text("Kontor-Buchung")
             fields[_AT["Zusatzinformation - Inhalt 1"]] = _text(str(e["entry_id"]))
@@ -298,10 +306,11 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
     return out.getvalue().encode("cp1252", errors="replace")
 
 
-def _belegfeld(reference: str | None) -> str:
-    """Belegfeld 1 takes DATEV's characters A-Z a-z 0-9 $ & % * + - / only (no apostrophe to neutralise a
-    formula with): a reference reduced to them loses its leading + and -, so no cell starts a formula."""
-    return _BELEGFELD.sub("", reference or "").lstrip("+-")[:36]
+def _belegfeld(reference: str | None, length: int = 36) -> str:
+    """Belegfeld 1 and 2 take DATEV's characters A-Z a-z 0-9 $ & % * + - / only (no apostrophe to neutralise a
+    formula with): a reference reduced to them loses its leading + and -, so no cell starts a formula. DATEV's
+    lengths: Belegfeld 1 36, Belegfeld 2 12, Auftragsnummer 30 characters."""
+    return _BELEGFELD.sub("", reference or "").lstrip("+-")[:length]
 
 
 def _text(value: str) -> str:

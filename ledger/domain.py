@@ -120,6 +120,7 @@ class EntryDraft(NamedTuple):
     reference: str | None = None
     metadata: Mapping[str, str] | None = None
     reverses: int | None = None
+    order_reference: str | None = None  # the order the entry belongs to; `reference` is its document number
 
 
 def check_balanced(lines: Sequence[LineDraft], *, path: str = "lines") -> None:
@@ -231,6 +232,7 @@ def reversal_of(
         reference=original.reference,
         metadata=original.metadata,
         reverses=entry_id,
+        order_reference=original.order_reference,
     )
 
 
@@ -253,7 +255,8 @@ def stored_content_sha256(merchant_id: int, business: int, draft: EntryDraft, li
     """The content hash from stored values: `verify` recomputes it from the rows and compares.
 
     Canonical form: a JSON array of fixed layout; metadata sorted by key; lines numbered in order.
-    The draft's own lines are ignored here; `lines` are used instead.
+    The draft's own lines are ignored here; `lines` are used instead. An entry with an order reference
+    hashes layout 2 (layout 1 plus the order reference), so the hashes of entries without one are unchanged.
     """
     metadata = sorted((draft.metadata or {}).items())
     payload = [
@@ -267,6 +270,9 @@ def stored_content_sha256(merchant_id: int, business: int, draft: EntryDraft, li
         draft.reverses,
         [[i + 1, *line] for i, line in enumerate(lines)],
     ]
+    if draft.order_reference is not None:
+        payload[0] = 2
+        payload.append(draft.order_reference)
     return hashlib.sha256(_encoder.encode(payload)).digest()
 
 

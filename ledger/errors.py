@@ -23,6 +23,7 @@ __all__ = [
     "RateLimited",
     "Unauthorized",
     "Unprocessable",
+    "UnsupportedMediaType",
     "invariant",
 ]
 
@@ -98,3 +99,8 @@ def invariant(condition: bool, why: str) -> None:
     """Assert an internal invariant that must hold whatever the input (kept on in production)."""
     if not condition:
         raise InvariantViolation(why)
+
+
+class UnsupportedMediaType(KontorError):
+    status = 415
+    title = "Unsupported media type"

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from ledger import metrics
+from ledger.audit import ActionOut, PostedBy, actor_key_id, current_actor, record_action
 from ledger.context import Kontor
 from ledger.db import CONNECTION_LOST, RETRYABLE, TEXT_REFUSED
 from ledger.domain import (
@@ -49,6 +50,7 @@ __all__ = [
     "Posted",
     "close_period",
     "get_entry",
+    "list_actions",
     "list_entries",
     "list_periods",
     "post_entries",
@@ -79,7 +81,12 @@ def _render_line(no: int, line: LineDraft) -> LineOut:
 
 
 def _render(
-    business: Business, entry_id: int, recorded_at: object, draft: EntryDraft, reversed_by: int | None
+    business: Business,
+    entry_id: int,
+    recorded_at: object,
+    draft: EntryDraft,
+    reversed_by: int | None,
+    posted_by: PostedBy | None,
 ) -> EntryOut:
     return EntryOut(
         id=entry_id,
@@ -88,11 +95,25 @@ def _render(
         recorded_at=recorded_at,  # type: ignore[arg-type]  # asyncpg gives datetime
         description=draft.description,
         reference=draft.reference,
+        order_reference=draft.order_reference,
         metadata=dict(draft.metadata or {}),
         reverses=draft.reverses,
         reversed_by=reversed_by,
+        posted_by=posted_by,
         lines=[_render_line(i + 1, line) for i, line in enumerate(draft.lines)],
     )
+
+
+def _posted_by(row: asyncpg.Record) -> PostedBy | None:
+    key_id = row["posted_by"]
+    return None if key_id is None else PostedBy(key_id=key_id, name=row["key_name"], role=row["key_role"])
+
+
+def _acting_key() -> PostedBy | None:
+    actor = current_actor()
+    if actor is None or actor.key_id is None:
+        return None
+    return PostedBy(key_id=actor.key_id, name=actor.name, role=actor.role)
 
 
 def _arguments(
@@ -102,6 +123,7 @@ def _arguments(
     entries = []
     lines = []
     guarded: dict[int, Account] = {}
+    key_id = actor_key_id()
     for e, draft in enumerate(drafts, start=1):
         entries.append(
             {
@@ -111,7 +133,9 @@ def _arguments(
                 "r": draft.reference,
                 "m": draft.metadata or None,
                 "v": draft.reverses,
+                "o": draft.order_reference,
                 "h": content_sha256(business.merchant_id, business.code, draft).hex(),
+                "k": key_id,
             }
         )
         for n, line in enumerate(draft.lines, start=1):
@@ -148,6 +172,8 @@ def _json(value: object) -> str:
 def _translate(exc: asyncpg.PostgresError, business: Business, drafts: Sequence[EntryDraft]) -> Exception:
     """Map a database refusal to the client error it stands for (pair assertions of the domain)."""
     state = exc.sqlstate
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "idempotency_keys_pkey":
+        return exc  # a concurrent duplicate committed first: the caller replays it
     if isinstance(exc, (*RETRYABLE, *CONNECTION_LOST, *TEXT_REFUSED)):
         return exc  # retried whole (ledger.db.transaction_retrying), or answered 503/422 (ledger.http.problems)
     if state == "KN001":
@@ -244,9 +270,10 @@ async def post_entries(
     if rows and rows[0]["replayed"]:
         return await _replay(ctx, business, rows, request_sha256)
     metrics.ENTRIES_POSTED.inc(len(drafts))
+    posted_by = _acting_key()
     return Posted(
         entries=[
-            _render(business, row["entry_id"], row["recorded_at"], draft, None)
+            _render(business, row["entry_id"], row["recorded_at"], draft, None, posted_by)
             for row, draft in zip(rows, drafts, strict=True)
         ],
         replayed=False,
@@ -271,9 +298,11 @@ def _with_reversed_by(entry: EntryOut, reversed_by: int | None) -> EntryOut:
         recorded_at=entry.recorded_at,
         description=entry.description,
         reference=entry.reference,
+        order_reference=entry.order_reference,
         metadata=entry.metadata,
         reverses=entry.reverses,
         reversed_by=reversed_by,
+        posted_by=entry.posted_by,
         lines=entry.lines,
     )
 
@@ -290,10 +319,13 @@ async def replay_if_known(ctx: Kontor, business: Business, idem_key: str, reques
 
 # --- reading ------------------------------------------------------------------------------------------
 _ENTRY_COLUMNS = (
-    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.metadata, "
+    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.order_reference, e.metadata, "
     "e.reverses, (SELECT r.entry_id FROM entries r WHERE r.merchant_id = e.merchant_id "
-    "AND r.business = e.business AND r.reverses = e.entry_id) AS reversed_by"
+    "AND r.business = e.business AND r.reverses = e.entry_id) AS reversed_by, "
+    "e.posted_by, k.name AS key_name, k.role AS key_role"
 )
+# the key that posted an entry, for the audit trail (keys are never deleted, only revoked)
+_ENTRY_FROM = "entries e LEFT JOIN api_keys k ON k.merchant_id = e.merchant_id AND k.key_id = e.posted_by"
 
 
 async def _drafts_of(
@@ -331,6 +363,7 @@ async def _drafts_of(
                 reference=r["reference"],
                 metadata=r["metadata"],
                 reverses=r["reverses"],
+                order_reference=r["order_reference"],
             ),
         )
         for r in entry_rows
@@ -342,14 +375,14 @@ async def _fetch(
 ) -> list[EntryOut]:
     pool = pool or ctx.pool
     rows = await pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE e.merchant_id = $1 AND e.business = $2 "
+        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.merchant_id = $1 AND e.business = $2 "
         "AND e.entry_id = ANY($3::bigint[]) ORDER BY e.entry_id",
         business.merchant_id,
         business.code,
         list(entry_ids),
     )
     return [
-        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"])
+        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"], _posted_by(r))
         for r, draft in await _drafts_of(ctx, business, rows, pool)
     ]
 
@@ -370,6 +403,7 @@ class EntryFilter:
     reference: str | None = None
     metadata: dict[str, str] | None = None
     descending: bool = False
+    order_reference: str | None = None
 
 
 def encode_cursor(value: int) -> str:
@@ -404,6 +438,8 @@ async def list_entries(
         add("e.effective_date <= $?", where.to_date)
     if where.reference is not None:
         add("e.reference = $?", where.reference)
+    if where.order_reference is not None:
+        add("e.order_reference = $?", where.order_reference)
     if where.metadata:
         add("e.metadata @> $?::jsonb", where.metadata)
     if where.account is not None:
@@ -424,29 +460,65 @@ async def list_entries(
     order = "DESC" if where.descending else "ASC"
     params.append(limit + 1)
     rows = await ctx.reports_pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE {' AND '.join(clauses)} "
+        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE {' AND '.join(clauses)} "
         f"ORDER BY e.entry_id {order} LIMIT ${len(params)}",
         *params,
     )
     more = len(rows) > limit
     rows = rows[:limit]
     items = [
-        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"])
+        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"], _posted_by(r))
         for r, draft in await _drafts_of(ctx, business, rows, ctx.reports_pool)
     ]
     return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more and items else None)
+
+
+# --- audit trail -------------------------------------------------------------------------------------
+async def list_actions(
+    ctx: Kontor, business: Business, action: str | None, cursor: str | None, limit: int
+) -> Page[ActionOut]:
+    """The business code's audit-trail actions, newest first, one page at a time."""
+    before = decode_cursor(cursor) if cursor is not None else 2**63 - 1
+    rows = await ctx.reports_pool.fetch(
+        "SELECT a.action_id, a.at, a.action, a.subject, a.reason, a.details, a.key_id, k.name, k.role "
+        "FROM audit_actions a LEFT JOIN api_keys k ON k.merchant_id = a.merchant_id AND k.key_id = a.key_id "
+        "WHERE a.merchant_id = $1 AND a.business = $2 AND a.action_id < $3 AND ($4::text IS NULL OR a.action = $4) "
+        "ORDER BY a.action_id DESC LIMIT $5",
+        business.merchant_id,
+        business.code,
+        before,
+        action,
+        limit + 1,
+    )
+    items = [
+        ActionOut(
+            action_id=r["action_id"],
+            at=r["at"],
+            action=r["action"],
+            subject=r["subject"],
+            reason=r["reason"],
+            details=r["details"],
+            by=None if r["key_id"] is None else PostedBy(key_id=r["key_id"], name=r["name"], role=r["role"]),
+        )
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(items[-1].action_id) if more and items else None)
 
 
 # --- reversal -----------------------------------------------------------------------------------------
 async def reverse_entry(
     ctx: Kontor, business: Business, entry_id: int, body: ReversalIn, *, idem_key: str, request_sha256: bytes
 ) -> Posted:
-    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once."""
+    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once.
+
+    The reversal and its audit-trail action (`entry.reversed`, with `body.reason`) commit together.
+    """
     replayed = await replay_if_known(ctx, business, idem_key, request_sha256)
     if replayed is not None:
         return replayed
     rows = await ctx.pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM entries e WHERE e.merchant_id = $1 AND e.business = $2 AND e.entry_id = $3",
+        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.merchant_id = $1 AND e.business = $2 AND e.entry_id = $3",
         business.merchant_id,
         business.code,
         entry_id,
@@ -454,16 +526,37 @@ async def reverse_entry(
     if not rows:
         raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
     ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
-    draft = reversal_of(
-        original,
-        entry_id=entry_id,
-        effective_date=body.effective_date,
-        today=ctx.today(),
-        description=body.description,
-        reversed_already=row["reversed_by"] is not None,
-        is_reversal=row["reverses"] is not None,
-    )
-    return await post_entries(ctx, business, [draft], idem_key=idem_key, request_sha256=request_sha256)
+    try:
+        draft = reversal_of(
+            original,
+            entry_id=entry_id,
+            effective_date=body.effective_date,
+            today=ctx.today(),
+            description=body.description,
+            reversed_already=row["reversed_by"] is not None,
+            is_reversal=row["reverses"] is not None,
+        )
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            posted = await post_entries(
+                ctx, business, [draft], idem_key=idem_key, request_sha256=request_sha256, conn=conn
+            )
+            if not posted.replayed:
+                await record_action(
+                    conn,
+                    business.merchant_id,
+                    business.code,
+                    "entry.reversed",
+                    str(entry_id),
+                    reason=body.reason,
+                    details={"reversal": posted.entries[0].id},
+                )
+    except (asyncpg.UniqueViolationError, Conflict):
+        # a concurrent request with the same key may have reversed it first: then this is its replay
+        replayed = await replay_if_known(ctx, business, idem_key, request_sha256)
+        if replayed is None:
+            raise
+        return replayed
+    return posted
 
 
 # --- periods ------------------------------------------------------------------------------------------
@@ -480,8 +573,13 @@ async def list_periods(ctx: Kontor, business: Business) -> list[PeriodOut]:
     ]
 
 
-async def close_period(ctx: Kontor, business: Business, period: str, closed_by: str) -> PeriodCloseOut:
-    """Close a month that is over, and every earlier month; postings dated in them are refused after."""
+async def close_period(
+    ctx: Kontor, business: Business, period: str, closed_by: str, *, reason: str | None = None
+) -> PeriodCloseOut:
+    """Close a month that is over, and every earlier month; postings dated in them are refused after.
+
+    Each month newly closed is an audit-trail action (`period.closed`) with `reason`, in the same transaction.
+    """
     first = parse_period(period)
     last = month_end(first)
     if last >= ctx.today():
@@ -495,18 +593,21 @@ async def close_period(ctx: Kontor, business: Business, period: str, closed_by: 
         closed_through = await conn.fetchval(
             "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
         )
-        if ctx.period_closed_hooks:
-            # the function holds the business code's lock until this transaction ends: months inserted by it
-            # are the rows stamped with this transaction's now()
-            newly = await conn.fetch(
-                "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 "
-                "AND business = $2 AND closed_at = now() ORDER BY period",
-                business.merchant_id,
-                business.code,
+        # the function holds the business code's lock until this transaction ends: months inserted by it
+        # are the rows stamped with this transaction's now()
+        newly = await conn.fetch(
+            "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 "
+            "AND business = $2 AND closed_at = now() ORDER BY period",
+            business.merchant_id,
+            business.code,
+        )
+        for month in newly:
+            await record_action(
+                conn, business.merchant_id, business.code, "period.closed", month["period"], reason=reason
             )
-            if newly:
-                for hook in ctx.period_closed_hooks:
-                    await hook(ctx, conn, business, [r["period"] for r in newly])
+        if newly:
+            for hook in ctx.period_closed_hooks:
+                await hook(ctx, conn, business, [r["period"] for r in newly])
     return PeriodCloseOut(
         business=business.code, closed_through=closed_through, periods=await list_periods(ctx, business)
     )

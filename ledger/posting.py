@@ -58,6 +58,7 @@ def draft_entry(entry: EntryIn, business: Business, accounts: Mapping[str, Accou
         lines=drafted,
         reference=entry.reference,
         metadata=dict(entry.metadata),
+        order_reference=entry.order_reference,
     )
 
 

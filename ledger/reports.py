@@ -356,7 +356,7 @@ async def register(
     opening = running
     rows = await ctx.reports_pool.fetch(
         "SELECT l.effective_date, l.entry_id, l.line_no, l.side, l.amount_minor, l.customer, e.description, "
-        "e.reference FROM lines l JOIN entries e USING (merchant_id, business, entry_id) "
+        "e.reference, e.order_reference FROM lines l JOIN entries e USING (merchant_id, business, entry_id) "
         "WHERE l.merchant_id = $1 AND l.business = $2 AND l.account_id = $3 AND l.currency = $4 "
         "AND (l.effective_date, l.entry_id, l.line_no) >= ($5, $6, $7) "
         "AND ($8::date IS NULL OR l.effective_date <= $8) "
@@ -385,6 +385,7 @@ async def register(
                 effective_date=r["effective_date"],
                 description=r["description"],
                 reference=r["reference"],
+                order_reference=r["order_reference"],
                 customer=r["customer"],
                 debit=text if r["side"] == "D" else None,
                 credit=text if r["side"] == "C" else None,

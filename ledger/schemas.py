@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Generic, Literal, TypeVar, get_args, get
 
 from msgspec import Meta, Struct
 
+from ledger.audit import PostedBy
 from ledger.domain import DATE_MAX, DATE_MIN, LINES_PER_ENTRY_MAX
 
 T = TypeVar("T")
@@ -174,6 +175,12 @@ class EntryIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     lines: Annotated[list[LineIn], Meta(min_length=2, max_length=LINES_PER_ENTRY_MAX)]
     reference: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Meta(max_length=METADATA_KEYS_MAX)] = {}
+    order_reference: (
+        Annotated[
+            str, Meta(min_length=1, max_length=200, description="the order the entry belongs to (DATEV Belegfeld 2)")
+        ]
+        | None
+    ) = None
 
 
 class BatchIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -184,6 +191,12 @@ class ReversalIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     # default: today (UTC), but never before the original's date; a closed period is never reopened
     effective_date: LedgerDate | None = None
     description: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    # why (audit trail, GET .../audit): required from accountant keys, optional for poster and admin keys
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class PeriodCloseIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None  # kept in the audit trail
 
 
 class LineOut(Struct, kw_only=True):
@@ -201,11 +214,13 @@ class EntryOut(Struct, kw_only=True):
     effective_date: date
     recorded_at: datetime
     description: str
-    reference: str | None
+    reference: str | None  # the document number: invoice, credit note, goodwill, payment (DATEV Belegfeld 1)
     metadata: dict[str, str]
     reverses: int | None
     reversed_by: int | None
+    posted_by: PostedBy | None  # the API key whose request posted it; None: Kontor itself (a job, an IPN)
     lines: list[LineOut]
+    order_reference: str | None = None  # the order the entry belongs to (DATEV Belegfeld 2)
 
 
 class BatchOut(Struct, kw_only=True):
@@ -281,6 +296,7 @@ class RegisterRow(Struct, kw_only=True):
     credit: str | None
     balance: str
     side: BalanceSide
+    order_reference: str | None = None
 
 
 class RegisterOut(Struct, kw_only=True):

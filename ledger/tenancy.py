@@ -69,6 +69,7 @@ class Principal:
     merchant_id: int | None
     key_id: int | None
     role: str
+    name: str = ""  # the key's name (api_keys.name), shown in the audit trail
 
 
 # --- business codes -----------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ async def authenticate(ctx: Kontor, token: str) -> Principal:
     record = ctx.keys.get((merchant_id, key_id))
     if record is None or not ctx.key_is_fresh(record):
         row = await ctx.pool.fetchrow(
-            "SELECT secret_sha256, role, revoked_at IS NOT NULL AS revoked FROM api_keys "
+            "SELECT secret_sha256, role, name, revoked_at IS NOT NULL AS revoked FROM api_keys "
             "WHERE merchant_id = $1 AND key_id = $2",
             merchant_id,
             key_id,
@@ -286,13 +287,17 @@ async def authenticate(ctx: Kontor, token: str) -> Principal:
         if row is None:
             raise _bad_key()
         record = KeyRecord(
-            secret_sha256=row["secret_sha256"], role=row["role"], revoked=row["revoked"], fetched_at=time.monotonic()
+            secret_sha256=row["secret_sha256"],
+            role=row["role"],
+            name=row["name"],
+            revoked=row["revoked"],
+            fetched_at=time.monotonic(),
         )
         ctx.keys[(merchant_id, key_id)] = record
     digest = hashlib.sha256(secret.encode()).digest()
     if not hmac.compare_digest(digest, record.secret_sha256) or record.revoked:
         raise _bad_key()
-    return Principal(merchant_id=merchant_id, key_id=key_id, role=record.role)
+    return Principal(merchant_id=merchant_id, key_id=key_id, role=record.role, name=record.name)
 
 
 # --- accounts -----------------------------------------------------------------------------------------

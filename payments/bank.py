@@ -9,6 +9,9 @@ Each booked (`Sts` BOOK) line, in one transaction per upload:
 - a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id or Amazon
   disbursement reference the remittance names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance repayment Amazon collects clears
   that: Dr TRANSIT / Cr BANK;
+- a credit whose remittance names a payment reference Kontor printed (a dunning letter's ISO 11649 RF reference,
+  `payments.references`) is that customer's payment when it is within the tolerance of the amount the letter asked
+  for or of what the customer owes: Dr BANK / Cr AR (customer);
 - a credit whose remittance text or end-to-end id names an invoice reference (or else a customer) is a
   customer's bank transfer when it is within the tolerance of the invoice's amount or of what the
   customer owes: Dr BANK / Cr AR (customer), recorded as the order's payment document for an invoice;
@@ -37,6 +40,7 @@ from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict
 from ledger.money import format_amount
+from payments import references
 from payments.bookings import book, roles_of
 from payments.camt import Line, Statement, StatementKey, parse_statements
 from payments.domain import transfer_lines
@@ -268,7 +272,9 @@ class _Matcher:
             return cleared
         if line.amount < 0:
             return self._park(line, "unmatched_debit", "money out of the bank")
-        paid = await self._payment(line, tokens)
+        paid = await self._requested(line)
+        if paid is None:
+            paid = await self._payment(line, tokens)
         if paid is not None:
             return paid
         return self._park(line, "unmatched_credit", "no payout, invoice or customer matches")
@@ -325,6 +331,45 @@ class _Matcher:
         )
         return owed
 
+    async def _requested(self, line: Line) -> LineResult | None:
+        """A credit naming a payment reference Kontor printed (a dunning letter's RF reference): the customer's
+        payment when it is within the tolerance of the amount asked or of what the customer owes now."""
+        requested = await references.find(self.conn, self.business, line.remittance)
+        if requested is None:
+            return None
+        customer, what = requested.customer, f"payment reference {requested.reference}"
+        owed = await self._owed(customer)
+        if not any(abs(line.amount - t) <= self.tolerance for t in (requested.amount_minor, owed)):
+            asked = format_amount(requested.amount_minor, self.business.currency)
+            open_text = format_amount(owed, self.business.currency)
+            return self._park(
+                line, "amount_outside_tolerance", f"names {what} ({asked} asked), but {open_text} is open"
+            )
+        roles = await roles_of(self.ctx, self.business)
+        entry_id = await book(
+            self.ctx,
+            self.conn,
+            self.business,
+            transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
+            on=line.booking_date,
+            description=f"Bank transfer for {what} ({line.reference})",
+            reference=requested.reference,
+            metadata={"bank_statement": line.statement.ref, "payment_reference": requested.reference},
+        )
+        payment: dict[str, Any] = {
+            "customer": customer,
+            "amount": format_amount(line.amount, self.business.currency),
+            "currency": self.business.currency,
+            "method": "BANK_TRANSFER",
+            "entry_id": entry_id,
+            "matched_by": what,
+            "payment_reference": requested.reference,
+            "order_references": requested.orders,
+        }
+        await emit(self.conn, self.business, "payment.received", payment)
+        await emit_balance(self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date)
+        return self._result(line, "payment", what, entry_id)
+
     async def _payment(self, line: Line, tokens: list[str]) -> LineResult | None:
         if not tokens:
             return None
@@ -357,7 +402,7 @@ class _Matcher:
             open_text = format_amount(targets[-1], self.business.currency)
             return self._park(line, "amount_outside_tolerance", f"names {what}, but {open_text} is open")
         roles = await roles_of(self.ctx, self.business)
-        reference = invoice["order_ref"] if invoice is not None else customer
+        ref = _document_ref(line)  # the payment document's number, for an invoice
         entry_id = await book(
             self.ctx,
             self.conn,
@@ -365,13 +410,13 @@ class _Matcher:
             transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
             on=line.booking_date,
             description=f"Bank transfer for {what} ({line.reference})",
-            reference=reference[:64],
+            reference=ref if invoice is not None else customer[:64],
             metadata={"bank_statement": line.statement.ref},
+            order_reference=invoice["order_ref"] if invoice is not None else None,
         )
         amount = format_amount(line.amount, self.business.currency)
         payment: dict[str, Any] = {"customer": customer, "amount": amount, "currency": self.business.currency}
         if invoice is not None:
-            ref = _document_ref(line)
             await insert_document(
                 self.conn,
                 self.business,

@@ -43,10 +43,18 @@ async def book(
     description: str,
     reference: str,
     metadata: dict[str, str],
+    order_reference: str | None = None,
 ) -> int:
-    """Post one entry inside the caller's transaction; returns its id."""
+    """Post one entry inside the caller's transaction; returns its id. `reference` is the entry's document
+    number (an invoice, credit note, goodwill or payment number, else what identifies the booking),
+    `order_reference` the order it belongs to (ledger.domain.EntryDraft)."""
     draft = EntryDraft(
-        effective_date=on, description=description[:500], lines=tuple(lines), reference=reference, metadata=metadata
+        effective_date=on,
+        description=description[:500],
+        lines=tuple(lines),
+        reference=reference,
+        metadata=metadata,
+        order_reference=order_reference,
     )
     check_balanced(draft.lines)
     posted = await journal.post_entries(ctx, business, [draft], idem_key=None, request_sha256=bytes(32), conn=conn)
@@ -148,6 +156,7 @@ async def _book_capture(
         description=f"Amazon Pay capture {charge_id}, order {order.order_ref}",
         reference=order.order_ref,
         metadata={"amazon_charge_id": charge_id},
+        order_reference=order.order_ref,
     )
     await conn.execute(
         "UPDATE amazon_charges SET entry_id = $3, captured_minor = $4 WHERE merchant_id = $1 AND charge_id = $2",
@@ -244,6 +253,7 @@ async def record_refund(
             description=f"Amazon Pay refund {details.refund_id}, order {row['order_ref']}",
             reference=str(row["order_ref"]),
             metadata={"amazon_refund_id": details.refund_id},
+            order_reference=str(row["order_ref"]),
         )
         await conn.execute(
             "UPDATE amazon_refunds SET entry_id = $3 WHERE merchant_id = $1 AND reference_id = $2",

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from payments.amazon.simulator import CHARGEBACK_ACCOUNT, PAYMENT_ACCOUNT, AmazonPaySimulator
+from payments.amazon.simulator import AmazonPaySimulator
 
 __all__ = ["simulate"]
 
@@ -70,7 +70,6 @@ def amazon_pay(host: str, port: int, ipn_url: str, state_dir: Path, root_pem: Pa
         ("KONTOR_AMAZON_PAY_ENDPOINT", base),
         ("KONTOR_AMAZON_PAY_SNS_CA_FILE", str(root_file.resolve())),
         ("KONTOR_AMAZON_PAY_SNS_CERT_BASE", base),
-        ("KONTOR_AMAZON_PAY_TOPIC_ACCOUNTS", f"{PAYMENT_ACCOUNT},{CHARGEBACK_ACCOUNT}"),
         ("KONTOR_AMAZON_PAY_PROVIDER_PUBLIC_KEY_ID", provider_key_id),
         ("KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE", str(key_file.resolve())),
     ):

@@ -166,6 +166,7 @@ async def record_chargeback(
         description=f"Amazon Pay {kind} {chargeback_id}, order {order['order_ref']}",
         reference=order["order_ref"],
         metadata={"amazon_chargeback_id": chargeback_id},
+        order_reference=order["order_ref"],
     )
     capture_id = capture["charge_id"] if capture else None
     await conn.execute(
@@ -335,6 +336,7 @@ async def close_dispute(
             description=f"Chargeback {row['chargeback_id']} reversed: dispute {dispute_id} won",
             reference=row["order_ref"],
             metadata={"amazon_chargeback_id": row["chargeback_id"]},
+            order_reference=row["order_ref"],
         )
         if row["charge_id"]:
             await conn.execute(

@@ -243,8 +243,9 @@ async def create_payment(
             transfer_lines(roles("BANK"), roles("AR"), amount, business.currency, customer=customer),
             on=body.payment_date,
             description=f"Payment {body.payment_reference}, order {order_ref}",
-            reference=order_ref,
+            reference=body.payment_reference,
             metadata={"payment": body.payment_reference},
+            order_reference=order_ref,
         )
         response = document_response(
             business, "payment", body.payment_reference, order_ref, body.payment_date, amount, entry_id
@@ -311,8 +312,9 @@ async def _credit(
         credit_lines(roles, order.customer, by_rate, business.currency, prefix=prefix, taxes=taxes),
         on=on,
         description=f"{kind.capitalize()} {ref}, order {order.order_ref}",
-        reference=order.order_ref,
+        reference=ref,
         metadata={kind: ref},
+        order_reference=order.order_ref,
     )
     response = document_response(
         business, kind, ref, order.order_ref, on, gross, entry_id, refunds=refunds, refunded=refund

@@ -10,7 +10,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger.context import Kontor
 from ledger.errors import FieldError, Unprocessable
-from ledger.http.auth import ADMIN, POST, READ
+from ledger.http.auth import ADMIN, BOOK, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.money import AmountError, parse_amount
 from payments import disputes, documents, orders, reconciliation, webhooks
@@ -338,7 +338,7 @@ async def read_exceptions(
 
 @post(
     "/reconciliation/exceptions/{exception_id:int}/resolution",
-    opt={"roles": POST},
+    opt={"roles": BOOK},
     operation_id="resolveReconciliationException",
     tags=["reconciliation"],
     status_code=200,

@@ -368,8 +368,9 @@ async def _book_invoice(
         invoice_lines(roles, customer, by_rate, business.currency),
         on=body.invoice_date,
         description=f"Invoice {body.invoice_reference}, order {order_ref}",
-        reference=order_ref,
+        reference=body.invoice_reference,
         metadata={"invoice": body.invoice_reference},
+        order_reference=order_ref,
     )
     await conn.execute(
         "UPDATE order_items SET state = 'invoiced', invoice_ref = $4 WHERE merchant_id = $1 AND business = $2 "

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 import asyncpg
 from msgspec import Meta, Struct
 
+from ledger.audit import record_action
 from ledger.context import Kontor
 from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
@@ -274,6 +275,15 @@ async def _move(
         state,
         {"reason": body.reason, "account": target.number, "customer": body.customer},
         entry_id,
+    )
+    await record_action(
+        conn,
+        business.merchant_id,
+        business.code,
+        f"exception.{state}",
+        str(row["exception_id"]),
+        reason=body.reason,
+        details={"account": target.number, "customer": body.customer, "entry": entry_id},
     )
 
 

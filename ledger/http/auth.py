@@ -18,12 +18,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from ledger.audit import acting
 from ledger.context import Kontor
 from ledger.errors import BadRequest, FieldError, Forbidden, InvariantViolation, RateLimited, Unauthorized
 from ledger.tenancy import Principal, authenticate
 
 __all__ = [
     "ADMIN",
+    "BOOK",
     "CLOSE",
     "OPERATOR",
     "POST",
@@ -36,6 +38,8 @@ __all__ = [
 
 READ = frozenset({"accountant", "poster", "admin"})
 POST = frozenset({"poster", "admin"})
+# book by hand: payment services, and accountants posting corrections, reversing, resolving exceptions
+BOOK = frozenset({"accountant", "poster", "admin"})
 CLOSE = frozenset({"accountant", "admin"})
 ADMIN = frozenset({"admin"})
 OPERATOR = frozenset({"operator"})
@@ -106,7 +110,8 @@ class AuthMiddleware(ASGIMiddleware):
         if scope["query_string"]:
             _refuse_unknown_query(scope, app.state.query_names.get(id(handler), frozenset()))
         scope["auth"] = principal
-        await next_app(scope, receive, send)
+        with acting(principal if principal.key_id is not None else None):
+            await next_app(scope, receive, send)
 
 
 def query_names(app: Any) -> dict[int, frozenset[str]]:

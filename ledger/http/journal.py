@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Response, Router, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger import journal, posting
+from ledger.audit import ActionOut
 from ledger.chain import verify_chain
-from ledger.errors import BadRequest
-from ledger.http.auth import POST, READ
+from ledger.errors import BadRequest, FieldError, Unprocessable
+from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
 from ledger.tenancy import account_index
@@ -30,7 +31,7 @@ def _created(content: Any, replayed: bool) -> Response[Any]:
 
 @post(
     "/entries",
-    opt={"roles": POST},
+    opt={"roles": BOOK},
     operation_id="postEntry",
     tags=["journal"],
     status_code=201,
@@ -90,6 +91,7 @@ async def list_entries(
     account: Annotated[str | None, QueryParameter(max_length=20)] = None,
     customer: Annotated[str | None, QueryParameter(max_length=64)] = None,
     reference: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    order_reference: Annotated[str | None, QueryParameter(max_length=200)] = None,
     metadata: Annotated[
         list[str] | None, QueryParameter(description="key:value, repeatable; entries whose metadata contain all pairs")
     ] = None,
@@ -110,6 +112,7 @@ async def list_entries(
         account=account,
         customer=customer,
         reference=reference,
+        order_reference=order_reference,
         metadata=pairs or None,
         descending=order == "desc",
     )
@@ -123,7 +126,7 @@ async def get_entry(business_code: Code, entry_id: EntryIdPath, call: CallDep) -
 
 @post(
     "/entries/{entry_id:int}/reversal",
-    opt={"roles": POST},
+    opt={"roles": BOOK},
     operation_id="reverseEntry",
     tags=["journal"],
     status_code=201,
@@ -137,6 +140,12 @@ async def reverse_entry(
     data: JSONBody[ReversalIn | None] = None,
 ) -> Response[EntryOut]:
     body = data or ReversalIn()
+    if body.reason is None and call.principal.role == "accountant":
+        raise Unprocessable(
+            "reason_required",
+            "an accountant's reversal states why (it is kept in the audit trail)",
+            [FieldError("reason", "required for accountant keys")],
+        )
     posted = await journal.reverse_entry(
         call.ctx,
         await call.business(business_code),
@@ -146,6 +155,26 @@ async def reverse_entry(
         request_sha256=call.request_sha256(body),
     )
     return _created(posted.entries[0], posted.replayed)
+
+
+@get(
+    "/audit",
+    opt={"roles": READ},
+    operation_id="listAuditActions",
+    tags=["journal"],
+    summary="The audit trail: reversals, period closes, exceptions resolved or dismissed; who, when, why",
+)
+async def list_actions(
+    business_code: Code,
+    call: CallDep,
+    action: Annotated[
+        Literal["entry.reversed", "period.closed", "exception.resolved", "exception.dismissed"] | None,
+        QueryParameter(),
+    ] = None,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+) -> Page[ActionOut]:
+    return await journal.list_actions(call.ctx, await call.business(business_code), action, cursor, limit)
 
 
 @get(
@@ -161,5 +190,5 @@ async def verify_journal(business_code: Code, call: CallDep) -> VerifyOut:
 
 router = Router(
     path="/v1/businesses/{business_code:int}",
-    route_handlers=[post_entry, post_batch, list_entries, get_entry, reverse_entry, verify_journal],
+    route_handlers=[post_entry, post_batch, list_entries, get_entry, reverse_entry, list_actions, verify_journal],
 )

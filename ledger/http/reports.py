@@ -18,6 +18,7 @@ from ledger.schemas import (
     BalanceSheetOut,
     GLReportOut,
     IncomeStatementOut,
+    PeriodCloseIn,
     PeriodCloseOut,
     PeriodOut,
     TrialBalanceOut,
@@ -64,9 +65,12 @@ async def list_periods(business_code: Code, call: CallDep) -> list[PeriodOut]:
     status_code=200,
     summary="Close a month that is over, and every earlier month",
 )
-async def close_period(business_code: Code, period: PeriodPath, call: CallDep) -> PeriodCloseOut:
+async def close_period(
+    business_code: Code, period: PeriodPath, call: CallDep, data: JSONBody[PeriodCloseIn | None] = None
+) -> PeriodCloseOut:
     business = await call.business(business_code)
-    return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}")
+    reason = data.reason if data is not None else None
+    return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}", reason=reason)
 
 
 def _attachment(file: GLFile) -> Response[Any]:

@@ -13,7 +13,9 @@ from litestar import Litestar
 
 from tests.conftest import Simulator, Tenant, make_tenant
 from tests.e2e.amazon import Shop, item, make_shop
+from tests.e2e.test_business_profile import PROFILE
 from tests.e2e.test_dunning import charged_back_order, day, put_policy, run
+from tests.e2e.test_dunning_letters import BILL_TO
 from tests.e2e.test_reconciliation import camt053, settlement_report, upload_settlement, upload_statement
 
 
@@ -28,10 +30,11 @@ class Books:
 
 async def german_books(client: httpx.AsyncClient, simulator: Simulator, name: str = "Desk GmbH") -> Books:
     t = await make_tenant(client, name=name)
+    profile = await client.put(t.url("/profile"), json=PROFILE, headers=t.headers())
+    assert profile.status_code == 200, profile.text
     shop = await make_shop(t, simulator, reserve_percent=10)
     # the dunned customer: invoiced on day 0, charged back, dispute lost; at level 1 after the run on day 41
-    await charged_back_order(shop, "wd-1", [item(1, "119.00")], "119.00", bill_to={
-        "first_name": "Erika", "last_name": "Mustermann", "company": None, "country_code": "DE"})  # fmt: skip
+    await charged_back_order(shop, "wd-1", [item(1, "119.00")], "119.00", bill_to=BILL_TO)  # fmt: skip
     # a paid order of another customer, partly returned, with goodwill at 7 %
     other = Shop(tenant=t, sim=simulator, merchant_id=shop.merchant_id, public_key_id=shop.public_key_id,
                  customer="K-2040")  # fmt: skip

@@ -17,7 +17,8 @@ from typing import Any
 
 from ledger.datev import COLUMNS
 from ledger.money import vat_from_gross
-from tests.conftest import Tenant
+from tests.conftest import Simulator, Tenant
+from tests.e2e.amazon import item, make_shop
 from tests.e2e.test_desk_cli import kontor
 
 SETTINGS = {"consultant_number": 1234567, "client_number": 4711, "fiscal_year_start_month": 7, "account_length": 4}
@@ -198,3 +199,39 @@ async def test_kontor_export_datev_over_the_api_and_from_the_database(
     assert api_header[:5] + api_header[6:] == db_header[:5] + db_header[6:]  # all but the creation time
     accounts, moved = await month_movements(t)
     assert import_like_datev(db_rows, accounts, automatic=True) == moved
+
+
+async def test_orders_documents_are_belegfeld_1_and_the_order_belegfeld_2(tenant: Tenant, simulator: Simulator) -> None:
+    """The invoice, credit-note (return) and goodwill numbers the payment service sends are the entries' references,
+    so DATEV's Belegfeld 1; the order id is Belegfeld 2 (DATEV: 12 characters) and, whole, the Auftragsnummer."""
+    shop = await make_shop(tenant, simulator)
+    t = shop.tenant
+    assert (await shop.create_order("order-4711-long-id", [item(1, "119.00"), item(2, "59.50")])).status_code == 201
+    assert (
+        await shop.invoice("order-4711-long-id", "RE-2026-0815", [1, 2], invoice_date="2026-11-21")
+    ).status_code == 201
+    r = await shop.document("order-4711-long-id", "returns", {
+        "return_reference": "GS-2026-0001", "return_date": "2026-11-22", "invoice_reference": "RE-2026-0815",
+        "reason": "CUSTOMER_RETURN", "items": [{"item_reference": 2}]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    g = await shop.document("order-4711-long-id", "goodwills", {
+        "goodwill_reference": "KU-2026-0007", "goodwill_date": "2026-11-23", "reason": "CUSTOMER_COMPLAINT",
+        "gross_amount": "11.90"})  # fmt: skip
+    assert g.status_code == 201, g.text
+    entries = (await t.get("/entries", order_reference="order-4711-long-id")).json()["items"]
+    by_reference = {e["reference"]: e for e in entries}
+    assert {"RE-2026-0815", "GS-2026-0001", "KU-2026-0007"} <= set(by_reference)
+    assert {e["order_reference"] for e in entries} == {"order-4711-long-id"}
+    invoice = (await t.get("/entries", reference="RE-2026-0815")).json()["items"]
+    assert [e["metadata"] for e in invoice] == [{"invoice": "RE-2026-0815"}]
+    register = (await t.get("/accounts/8400/register", key=t.accountant_key)).json()["rows"]
+    assert ("RE-2026-0815", "order-4711-long-id") in {(r["reference"], r["order_reference"]) for r in register}
+
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    _, rows = read_datev((await t.get("/periods/2026-11/datev", key=t.accountant_key)).content)
+    documents = {r["Belegfeld 1"]: r for r in rows}
+    for number in ("RE-2026-0815", "GS-2026-0001", "KU-2026-0007"):
+        assert documents[number]["Belegfeld 2"] == "order-4711-l"  # DATEV's 12 characters
+        assert documents[number]["Auftragsnummer"] == "order-4711-long-id"
+    assert documents["RE-2026-0815"][AMOUNT] == "178,50"
+    assert all(r["Belegfeld 2"] == "order-4711-l" for r in rows)  # the capture and the refunds name the order too

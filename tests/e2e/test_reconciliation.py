@@ -54,10 +54,12 @@ async def exceptions(shop: Shop, **params: str) -> list[dict[str, Any]]:
     return items
 
 
-async def resolve(shop: Shop, exception_id: int, body: dict[str, Any]) -> httpx.Response:
+async def resolve(shop: Shop, exception_id: int, body: dict[str, Any], key: str | None = None) -> httpx.Response:
     t = shop.tenant
     return await t.client.post(
-        t.url(f"/reconciliation/exceptions/{exception_id}/resolution"), json=body, headers=t.headers(t.poster_key)
+        t.url(f"/reconciliation/exceptions/{exception_id}/resolution"),
+        json=body,
+        headers=t.headers(key or t.poster_key),
     )
 
 
@@ -269,8 +271,17 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
         shop,
         items["amount_mismatch"]["exception_id"],
         {"action": "dismiss", "reason": "Amazon confirmed the row is wrong and corrects it next period"},
+        key=shop.tenant.accountant_key,  # an accountant acts by hand
     )
     assert dismissed.json()["state"] == "dismissed"
+    trail = (await shop.tenant.get("/audit")).json()["items"]
+    assert [(a["action"], a["subject"], a["by"]["role"]) for a in trail] == [
+        ("exception.dismissed", str(items["amount_mismatch"]["exception_id"]), "accountant"),
+        ("exception.resolved", str(items["unknown_capture"]["exception_id"]), "poster"),
+        ("exception.resolved", str(items["unclassified"]["exception_id"]), "poster"),
+    ]
+    assert trail[0]["reason"] == "Amazon confirmed the row is wrong and corrects it next period"
+    assert trail[2]["details"]["account"] == "4970"
     twice = await resolve(shop, items["amount_mismatch"]["exception_id"], {"action": "dismiss", "reason": "again"})
     assert (twice.status_code, twice.json()["code"]) == (409, "exception_closed")
     assert await shop.balance("1590") == "0.00"

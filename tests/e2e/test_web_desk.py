@@ -18,6 +18,7 @@ from litestar import Litestar
 from desk.i18n import LOCALE_DIR, Language
 from tests.conftest import Simulator, Tenant
 from tests.e2e.desk_books import Books, csrf_of, downloads, french_books, german_books, rows_of, sign_in
+from tests.e2e.test_dunning_letters import text_of
 
 PAGES = [
     "journal", "journal/new", "trial-balance", "accounts/1400/register", "income-statement", "balance-sheet", "vat",
@@ -181,9 +182,9 @@ async def test_the_pages_show_the_apis_figures(web: httpx.AsyncClient, books: Bo
     assert 'id="customer-name">Erika Mustermann<' in page
     notice = rows_of(page, "notices")[0]["data"]["notice"]
     assert f'href="/ui/1001/dunning/notices/{notice}/letter.pdf"' in page
-    letter = await web.get(f"/ui/1001/dunning/notices/{notice}/letter.pdf", follow_redirects=True)
-    assert letter.status_code == 200
-    assert "C-100" in letter.text
+    letter = await web.get(f"/ui/1001/dunning/notices/{notice}/letter.pdf")
+    assert (letter.status_code, letter.headers["content-type"]) == (200, "application/pdf")
+    assert "Erika Mustermann" in text_of(letter.content)
     # charts of the income statement and of Amazon Pay
     assert 'id="chart-monthly-sales"' in (await web.get("/ui/1001/income-statement")).text
     settlements = (await web.get("/ui/1001/settlements")).text
@@ -360,6 +361,13 @@ async def test_forms_need_the_sessions_csrf_token_and_a_reason(
     assert listed[-1]["period"] == "2026-10"
     assert "VAT return filed" in listed[-1]["closed_by"]
     assert "VAT return filed" in (await web.get("/ui/1001/periods")).text
+    # everything the forms did is on the audit trail, as the signed-in accountant's key, with its reason
+    key_id = int(t.accountant_key.split("_")[2])
+    actions = (await t.get("/audit", key=t.accountant_key)).json()["items"]
+    assert {(a["action"], a["reason"], a["by"]["key_id"]) for a in actions} >= {
+        ("exception.resolved", "interest from the bank", key_id), ("entry.reversed", "posted twice", key_id),
+        ("period.closed", "VAT return filed", key_id)}  # fmt: skip
+    assert entry["posted_by"]["key_id"] == key_id
     await web.aclose()
     await other.aclose()
 

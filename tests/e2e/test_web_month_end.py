@@ -18,6 +18,7 @@ import pytest
 from desk.web import COOKIE
 from tests.conftest import Simulator
 from tests.e2e.desk_books import german_books
+from tests.e2e.test_dunning_letters import text_of
 from tests.e2e.test_web_browser import CHROMEDRIVER, CHROMIUM, browser, german, submit  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(
@@ -143,6 +144,7 @@ async def test_an_accountants_month_end(
         assert "Umbuchung 7 % auf 19 %" in b.find_element(By.TAG_NAME, "h1").text
         assert amounts(b, "#lines tbody td.num[data-amount]") == ["10.00", "", "", "10.00"]
         assert "falscher Steuersatz" in b.find_element(By.ID, "entry").text
+        assert b.find_element(By.ID, "posted-by").text == f"accountant (Schlüssel {key.split('_')[2]})"
         shot(b, "10-entry")
         b.find_element(By.CSS_SELECTOR, "#reverse-form input[name=reason]").send_keys("doch richtig")
         submit(b, b.find_element(By.ID, "reverse"))
@@ -191,11 +193,12 @@ async def test_an_accountants_month_end(
     # what the links gave, fetched with the browser's session
     async with httpx.AsyncClient(cookies={COOKIE: found["cookie"]}, follow_redirects=True) as session:
         letter = await session.get(found["letter"])
-        assert letter.status_code == 200
-        if letter.headers["content-type"].startswith("text/html"):  # until letters are PDF
-            assert books.dunned in letter.text
-            assert "119.00" in letter.text
         datev = await session.get(found["datev"])
+    assert (letter.status_code, letter.headers["content-type"]) == (200, "application/pdf")
+    text = text_of(letter.content)
+    for element in ["Müller Versand GmbH", "Erika Mustermann", "Lindenweg 5", "80331 München", books.dunned,
+                    "I-wd-1", "119,00", "DE89 3704 0044 0532 0130 00", "Zahlungserinnerung"]:  # fmt: skip
+        assert element in text, element
     assert datev.status_code == 200
     lines = datev.content.decode("cp1252").split("\r\n")
     rows = list(csv.reader(io.StringIO("\r\n".join(lines[1:])), delimiter=";"))

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payments.amazon.client import AmazonPayClient, Credentials
+from payments.amazon.simulator import CHARGEBACK_ACCOUNT, PAYMENT_ACCOUNT
+from payments.config import PaymentsSettings
 from tests.conftest import free_port
 
 SETTING = re.compile(r"(KONTOR_AMAZON_PAY_[A-Z_]+)=(\S+)")
@@ -26,7 +28,6 @@ NAMES = {
     "KONTOR_AMAZON_PAY_ENDPOINT",
     "KONTOR_AMAZON_PAY_SNS_CA_FILE",
     "KONTOR_AMAZON_PAY_SNS_CERT_BASE",
-    "KONTOR_AMAZON_PAY_TOPIC_ACCOUNTS",
     "KONTOR_AMAZON_PAY_PROVIDER_PUBLIC_KEY_ID",
     "KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE",
 }
@@ -83,7 +84,8 @@ def test_simulate_amazon_pay_prints_settings_and_serves(tmp_path: Path) -> None:
         assert set(settings) == NAMES
         url = settings["KONTOR_AMAZON_PAY_ENDPOINT"]
         assert url == f"http://127.0.0.1:{port}" == settings["KONTOR_AMAZON_PAY_SNS_CERT_BASE"]
-        assert settings["KONTOR_AMAZON_PAY_TOPIC_ACCOUNTS"] == "291180941288,598607868003"
+        # the simulator signs from Amazon's own topic accounts, which the service allows by default
+        assert PaymentsSettings().topic_accounts() == {PAYMENT_ACCOUNT, CHARGEBACK_ACCOUNT}
         key_file = Path(settings["KONTOR_AMAZON_PAY_PROVIDER_PRIVATE_KEY_FILE"])
         assert key_file.stat().st_mode & 0o077 == 0
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)

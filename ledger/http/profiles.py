@@ -1,0 +1,93 @@
+"""Business profile routes: the letterhead of a business code (ledger.profiles) and its logo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, Router, delete, get, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+
+from ledger import profiles
+from ledger.errors import FieldError, NotFound, UnsupportedMediaType
+from ledger.http.auth import ADMIN, READ
+from ledger.http.deps import BusinessCodePath, CallDep
+from ledger.profiles import LOGO_BYTES_MAX, LOGO_TYPES, ProfileIn, ProfileOut
+
+__all__ = ["router"]
+
+Code = BusinessCodePath
+_LOGO_415 = {
+    415: ResponseSpec(
+        data_container=dict[str, Any],
+        media_type="application/problem+json",
+        description="unsupported_media_type: the body is not image/png or image/jpeg",
+        generate_examples=False,
+    )
+}
+
+
+@get("/profile", opt={"roles": READ}, operation_id="getBusinessProfile", tags=["businesses"])
+async def read_profile(business_code: Code, call: CallDep) -> ProfileOut:
+    return await profiles.get_profile(call.ctx, await call.business(business_code))
+
+
+@put(
+    "/profile",
+    opt={"roles": ADMIN},
+    operation_id="putBusinessProfile",
+    tags=["businesses"],
+    summary="The letterhead: legal name, address, VAT id, tax number, register, bank, contact, letter language",
+    description="Replaces the whole profile (the logo stays). 422 `profile_invalid` names every wrong field: IBAN "
+    "(ISO 13616 country length and mod-97 check digits), BIC (ISO 9362), VAT id (prefix = the address country, the "
+    "member state's format and check digits), postcode per country, lengths of every text.",
+)
+async def write_profile(business_code: Code, data: JSONBody[ProfileIn], call: CallDep) -> ProfileOut:
+    return await profiles.put_profile(call.ctx, await call.business(business_code), data)
+
+
+@get(
+    "/profile/logo",
+    opt={"roles": READ},
+    operation_id="getBusinessLogo",
+    tags=["businesses"],
+    media_type="image/png",
+    responses={200: ResponseSpec(bytes, media_type="image/png", description="the logo (PNG or JPEG)")},
+)
+async def read_logo(business_code: Code, call: CallDep) -> Response[bytes]:
+    logo = await profiles.load_logo(call.ctx, await call.business(business_code))
+    if logo is None:
+        raise NotFound("logo_not_found", f"business code {business_code} has no logo")
+    return Response(logo.data, media_type=logo.media_type, headers={"Cache-Control": "private, max-age=60"})
+
+
+@put(
+    "/profile/logo",
+    opt={"roles": ADMIN},
+    operation_id="putBusinessLogo",
+    tags=["businesses"],
+    request_max_body_size=LOGO_BYTES_MAX + 1,
+    responses=_LOGO_415,
+    summary="Upload the logo printed on letters: the body is a PNG or JPEG (at most 512 KiB, 2000 x 2000 pixels)",
+)
+async def write_logo(business_code: Code, call: CallDep) -> ProfileOut:
+    business = await call.business(business_code)
+    media_type = call.request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in LOGO_TYPES:
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            f"{media_type!r} is not read here: send the logo as the body, image/png or image/jpeg",
+            [FieldError("Content-Type", "image/png or image/jpeg")],
+        )
+    return await profiles.put_logo(call.ctx, business, await call.request.body(), media_type)
+
+
+@delete("/profile/logo", opt={"roles": ADMIN}, operation_id="deleteBusinessLogo", tags=["businesses"], status_code=204)
+async def remove_logo(business_code: Code, call: CallDep) -> None:
+    await profiles.delete_logo(call.ctx, await call.business(business_code))
+
+
+router = Router(
+    path="/v1/businesses/{business_code:int}",
+    route_handlers=[read_profile, write_profile, read_logo, write_logo, remove_logo],
+)

@@ -1,0 +1,164 @@
+"""Dunning letters through the API: assembled from the notice, the order's bill-to and invoices and the business
+profile; their payment reference, paid by a bank transfer in a CAMT.053 statement, settles the customer."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import asyncpg
+import pytest
+from pypdf import PdfReader
+
+from tests.conftest import Tenant
+from tests.e2e.amazon import Shop, item, make_shop
+from tests.e2e.test_business_profile import PROFILE
+from tests.e2e.test_dunning import base_rate_2026, charged_back_order, day, put_policy, run
+from tests.e2e.test_reconciliation import upload_statement
+
+BILL_TO = {"first_name": "Erika", "last_name": "Mustermann", "street": "Lindenweg", "street_number": "5",
+           "postal_code": "80331", "postal_place": "München", "country_code": "DE"}  # fmt: skip
+
+
+def text_of(pdf: bytes) -> str:
+    return " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+
+
+def german(amount: str) -> str:
+    return amount.replace(".", ",") + " €"
+
+
+def de_date(iso: str) -> str:
+    return f"{iso[8:10]}.{iso[5:7]}.{iso[:4]}"
+
+
+def statement(reference: str, amount: str, booked: str) -> str:
+    """A CAMT.053.001.08 statement with one credit carrying the reference as a structured creditor reference."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>MSG-L1</MsgId><CreDtTm>{booked}T18:00:00</CreDtTm></GrpHdr>
+<Stmt><Id>ST-LETTER-1</Id><CreDtTm>{booked}T18:00:00</CreDtTm>
+<Acct><Id><IBAN>DE89370400440532013000</IBAN></Id><Ccy>EUR</Ccy></Acct>
+<Ntry><NtryRef>1</NtryRef><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+<BookgDt><Dt>{booked}</Dt></BookgDt><ValDt><Dt>{booked}</Dt></ValDt><AcctSvcrRef>BANK-L-1</AcctSvcrRef>
+<NtryDtls><TxDtls><Refs><EndToEndId>NOTPROVIDED</EndToEndId></Refs>
+<RltdPties><Dbtr><Pty><Nm>Erika Mustermann</Nm></Pty></Dbtr></RltdPties>
+<RmtInf><Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp><Ref>{reference}</Ref></CdtrRefInf></Strd>
+</RmtInf></TxDtls></NtryDtls></Ntry></Stmt></BkToCstmrStmt></Document>"""
+
+
+async def dunned(tenant: Tenant, simulator: Any) -> tuple[Shop, list[dict[str, Any]]]:
+    """An order invoiced on day 0 and charged back (119.00), dunned on days 41 (reminder) and 70 (1st notice)."""
+    shop = await make_shop(tenant, simulator)
+    await charged_back_order(shop, "lt-1", [item(1, "119.00")], "119.00", bill_to=BILL_TO)
+    await put_policy(shop, interest=True)
+    assert (await run(shop, 41))["counts"]["notice"] == 1
+    assert (await run(shop, 70))["counts"]["notice"] == 1  # no profile: runs do not need one
+    notices = (await tenant.get("/dunning/notices")).json()
+    assert [n["level"] for n in notices] == [1, 2]
+    return shop, notices
+
+
+@pytest.mark.usefixtures(base_rate_2026.__name__)
+async def test_the_letter_carries_everything_and_its_reference_pays_the_invoices(
+    tenant: Tenant, simulator: Any, pool: asyncpg.Pool
+) -> None:
+    shop, notices = await dunned(tenant, simulator)
+    notice = notices[1]
+    letter_url = f"/dunning/notices/{notice['notice_id']}/letter"
+    missing = await tenant.get(f"{letter_url}.pdf", key=tenant.accountant_key)
+    assert (missing.status_code, missing.json()["code"]) == (409, "profile_missing")
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert (await tenant.client.put(tenant.url("/profile"), json=PROFILE, headers=tenant.headers())).status_code == 200
+
+    r = await tenant.get(f"{letter_url}.pdf", key=tenant.accountant_key)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.content.startswith(b"%PDF-")
+    text = text_of(r.content)
+    c = notice["content"]
+    reference = notice["payment_reference"]
+    spaced = " ".join(reference[i : i + 4] for i in range(0, len(reference), 4))
+    assert reference.startswith("RF")
+    assert c["interest"] != "0.00"
+    for expected in [
+        "Müller Versand GmbH · Hafenstraße 12 · 20457 Hamburg",
+        "Erika Mustermann Lindenweg 5 80331 München",
+        f"Datum {de_date(notice['issued_on'])}", f"Kundennummer {shop.customer}",
+        "1. Mahnung", "Guten Tag Erika Mustermann,",
+        f"Rechnung I-lt-1 (Bestellung lt-1) {de_date(day(0))} {de_date(c['items'][0]['due_date'])} {german('119.00')}",
+        f"Mahngebühr dieser Mahnung {german(c['fee'])}", f"Verzugszinsen {german(c['interest'])}",
+        f"Verzugszinsen vom {de_date(c['default_on'])} bis {de_date(notice['issued_on'])} auf {german('119.00')}: "
+        "Basiszinssatz 2,00 % + 5 Prozentpunkte = 7,00 % p. a.",
+        f"Gesamtbetrag {german(c['total'])}",
+        f"bis zum {de_date(notice['pay_by'])}",
+        "IBAN DE89 3704 0044 0532 0130 00", "BIC COBADEFFXXX", f"Verwendungszweck {spaced}",
+        "Amtsgericht Hamburg, HRB 123456", "USt-IdNr.: DE136695976",
+    ]:  # fmt: skip
+        assert expected in text, expected
+    html = await tenant.get(f"{letter_url}.html", key=tenant.poster_key)
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    assert "I-lt-1" in html.text
+    assert spaced in html.text
+
+    english = {**PROFILE, "letter_language": "en"}
+    assert (await tenant.client.put(tenant.url("/profile"), json=english, headers=tenant.headers())).status_code == 200
+    text = text_of((await tenant.get(f"{letter_url}.pdf")).content)
+    assert "First dunning notice" in text
+    assert "Dear Erika Mustermann," in text
+    assert f"Please transfer the total of €{c['total']}" in text
+    reminder = text_of((await tenant.get(f"/dunning/notices/{notices[0]['notice_id']}/letter.pdf")).content)
+    assert "Payment reminder" in reminder
+
+    # the merchant's notifications link the letter
+    events = await pool.fetch(
+        "SELECT type, payload FROM outbox WHERE merchant_id = $1 AND type IN ('reminder.sent', 'document.created') "
+        "AND payload->>'notice_id' = $2",
+        tenant.merchant_id,
+        str(notice["notice_id"]),
+    )
+    assert len(events) == 2
+    for event in events:
+        assert event["payload"]["letter_pdf_url"] == f"/v1/businesses/1001{letter_url}.pdf"
+
+    # the customer pays the letter's total, quoting its reference as the bank passes it on: the claims are settled
+    s = await upload_statement(shop, statement(spaced, c["total"], day(72)))
+    assert s.status_code == 201, s.text
+    [line] = s.json()["lines"]
+    assert (line["outcome"], line["match"]) == ("payment", f"payment reference {reference}")
+    assert await shop.customer_state() == ("BALANCED", "0.00")
+    items = (await tenant.get(f"/customers/{shop.customer}/open-items", as_of=day(72))).json()
+    assert (items["principal"], items["costs"], items["interest"], items["total"]) == ([], "0.00", "0.00", "0.00")
+    paid = (await tenant.get("/entries", reference=reference)).json()["items"]
+    assert [(e["effective_date"], e["metadata"]["payment_reference"]) for e in paid] == [(day(72), reference)]
+    assert (await run(shop, 84))["counts"].get("notice", 0) == 0  # nothing left to dun
+
+
+async def test_a_reference_with_the_wrong_amount_is_parked(tenant: Tenant, simulator: Any) -> None:
+    shop, notices = await dunned(tenant, simulator)
+    s = await upload_statement(shop, statement(notices[1]["payment_reference"], "10.00", day(72)))
+    assert s.status_code == 201, s.text
+    assert s.json()["lines"][0]["outcome"] == "exception"
+    assert s.json()["exceptions"][0]["kind"] == "amount_outside_tolerance"
+    assert "asked" in s.json()["exceptions"][0]["description"]
+
+
+async def test_the_collection_letter(tenant: Tenant, simulator: Any) -> None:
+    shop = await make_shop(tenant, simulator)
+    await charged_back_order(shop, "lt-2", [item(1, "119.00")], "119.00", bill_to=BILL_TO)
+    await put_policy(shop, after_final="collection", after_final_days=14)
+    for n in (41, 70, 84, 98):
+        await run(shop, n)
+    [case] = (await tenant.get("/collection/handovers")).json()
+    url = f"/collection/handovers/{case['case_id']}/letter"
+    assert (await tenant.get(f"{url}.pdf")).json()["code"] == "profile_missing"
+    assert (await tenant.client.put(tenant.url("/profile"), json=PROFILE, headers=tenant.headers())).status_code == 200
+    text = text_of((await tenant.get(f"{url}.pdf")).content)
+    for expected in ["Übergabe Ihrer Forderung an ein Inkassounternehmen", "Erika Mustermann Lindenweg 5",
+                     "Rechnung I-lt-2", f"Gesamtbetrag {german(case['amount'])}", f"Inkasso-Fall {case['case_id']}",
+                     f"Mahnungen vom {de_date(day(41))}, {de_date(day(70))}, {de_date(day(84))}"]:  # fmt: skip
+        assert expected in text, expected
+    assert (await tenant.get(f"{url}.html")).status_code == 200
+    assert (await tenant.get("/collection/handovers/999999/letter.pdf")).status_code == 404
+    assert (await tenant.get("/dunning/notices/999999/letter.pdf")).json()["code"] == "notice_not_found"
