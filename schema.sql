@@ -623,11 +623,15 @@ CREATE TABLE IF NOT EXISTS amazon_pay_settings (
 -- Operator-level (a reference table): an Amazon merchant account belongs to exactly one business code of one
 -- merchant. IPNs name only the Amazon merchant id, so this is how they reach the right books; a second
 -- merchant cannot claim an account another one connected.
+-- A claim is proven (proven_at) once Amazon showed that the business code's credentials act for that account: a
+-- delegated token exchanged for it, a payout (disbursement) or settlement report of it, an IPN of it whose object
+-- the credentials read. An unproven claim yields to a PUT whose credentials prove the account.
 CREATE TABLE IF NOT EXISTS amazon_pay_accounts (
     amazon_merchant_id text     PRIMARY KEY,
     merchant_id        bigint   NOT NULL,
     business           smallint NOT NULL,
-    claimed_at         timestamptz NOT NULL DEFAULT now()
+    claimed_at         timestamptz NOT NULL DEFAULT now(),
+    proven_at          timestamptz
 );
 
 CREATE TABLE IF NOT EXISTS orders (
@@ -741,6 +745,31 @@ CREATE TABLE IF NOT EXISTS amazon_refunds (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
     WHERE refund_id IS NOT NULL;
+
+-- Two-step invoices: the capture Kontor asks Amazon for, recorded before the call. Its idempotency key derives
+-- from (sequence, attempt), so the same request again is the same call at Amazon; the invoice is booked once,
+-- after Amazon accepted the capture (by its answer, the retry, or the charge's IPN). A refusal books nothing;
+-- the same request again is a new attempt. `items` are reserved while the capture is requested.
+CREATE TABLE IF NOT EXISTS invoice_captures (
+    merchant_id    bigint    NOT NULL,
+    business       smallint  NOT NULL,
+    order_ref      text      NOT NULL,
+    invoice_ref    text      NOT NULL,
+    sequence       integer   NOT NULL CHECK (sequence BETWEEN 1 AND 999),  -- the order's n-th invoice: key -i<n>
+    attempt        smallint  NOT NULL DEFAULT 1 CHECK (attempt BETWEEN 1 AND 9),
+    items          integer[] NOT NULL,
+    amount_minor   bigint    NOT NULL CHECK (amount_minor > 0),
+    body           jsonb     NOT NULL,   -- the invoice as requested: booked from it once the capture is accepted
+    request_sha256 bytea     NOT NULL,
+    charge_id      text,                 -- the authorization it captures, or its new charge once Amazon named it
+    new_charge     boolean   NOT NULL,   -- a new charge on the charge permission (key -i<n>c) instead
+    state          text      NOT NULL CHECK (state IN ('requested', 'booked', 'refused')),
+    reason         text,                 -- Amazon's reasonCode of the last refusal
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business, invoice_ref),
+    UNIQUE (merchant_id, business, order_ref, sequence),
+    FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
+);
 
 -- Notifications to the merchant, written in the transaction of the booking that caused them.
 CREATE TABLE IF NOT EXISTS outbox (
@@ -921,7 +950,7 @@ CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     exception_id    bigint   GENERATED ALWAYS AS IDENTITY,
-    source          text     NOT NULL CHECK (source IN ('settlement', 'bank')),
+    source          text     NOT NULL CHECK (source IN ('settlement', 'bank', 'dispute')),  -- dispute: an outcome Amazon contradicted
     source_ref      text     NOT NULL,
     line_no         integer  NOT NULL,
     kind            text     NOT NULL,
@@ -965,8 +994,14 @@ ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
 ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
 ALTER TABLE payouts DROP CONSTRAINT IF EXISTS payouts_amount_minor_check;
 ALTER TABLE payouts ADD CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0);
+ALTER TABLE amazon_pay_accounts ADD COLUMN IF NOT EXISTS proven_at timestamptz;
 ALTER TABLE payouts ADD COLUMN IF NOT EXISTS disbursement_reference text;  -- Amazon's, printed on the bank statement
 ALTER TABLE settlements ADD COLUMN IF NOT EXISTS report_id text;  -- fetched through the Reporting API (else uploaded)
+ALTER TABLE settlements ADD COLUMN IF NOT EXISTS content_sha256 bytea;  -- its rows without the SettlementId (payments/settlement.py)
+CREATE UNIQUE INDEX IF NOT EXISTS settlements_by_content ON settlements (merchant_id, business, content_sha256)
+    WHERE content_sha256 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS settlement_rows_payouts ON settlement_rows (merchant_id, business, posted_on, amount_minor)
+    WHERE transaction_type IN ('Transfer', 'Reserve');
 
 -- Checkout v1 (MWS) to v2: settings, orders and the Amazon Pay mirror of a database that ran v1. A no-op on a
 -- new database. v1 settings stay as 'v1' (MWS is gone: the merchant connects again with v2 keys, or its MWS auth
@@ -1117,6 +1152,16 @@ BEGIN
     ) THEN
         ALTER TABLE bank_statements DROP CONSTRAINT bank_statements_pkey;
         ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, account, statement_id, statement_on);
+    END IF;
+END $$;
+
+-- reconciliation exceptions of dispute outcomes Amazon contradicted (payments/disputes.py)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'reconciliation_exceptions_source_check'
+                   AND pg_get_constraintdef(oid) LIKE '%dispute%') THEN
+        ALTER TABLE reconciliation_exceptions DROP CONSTRAINT IF EXISTS reconciliation_exceptions_source_check,
+            ADD CONSTRAINT reconciliation_exceptions_source_check CHECK (source IN ('settlement', 'bank', 'dispute'));
     END IF;
 END $$;
 

@@ -136,6 +136,13 @@ async def record_charge(
             charge.expires_at,
             invoice_ref,
         )
+    if invoice_ref is not None:  # also when an IPN recorded the capture before Amazon's answer reached Kontor
+        await conn.execute(
+            "UPDATE amazon_charges SET invoice_ref = $3 WHERE merchant_id = $1 AND charge_id = $2 AND invoice_ref IS NULL",
+            business.merchant_id,
+            charge.charge_id,
+            invoice_ref,
+        )
     book_now = charge.state == "Captured" and row["entry_id"] is None and captured > 0
     if book_now:
         await _book_capture(ctx, conn, business, order, charge.charge_id, captured, on=on)

@@ -4,8 +4,8 @@ Each step asks Amazon first (never inside a database transaction), then records 
 short transaction: the mirror row, the capture's booking (payments.bookings), the order's status
 (payments.lifecycle). Every POST carries an idempotency key derived from the order, so a retry after a crash or a
 lost answer is the same call at Amazon (developer.amazon.com/docs/amazon-pay-api-v2/idempotency.html):
-`<business>-<order>-s` completes the checkout session, `-a<n>` authorizes again, `-i<n>` captures for invoice n
-(`-i<n>c` when that needs a new charge).
+`<business>-<order>-s` completes the checkout session, `-a<n>` authorizes again; an invoice's capture is
+payments.captures (`-i<n>`, `-i<n>c`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ledger.money import format_amount
 from payments.amazon.client import AmazonPayError, Amount, Charge, ChargePermission, CheckoutSession, Credentials
 from payments.bookings import record_charge
 from payments.lifecycle import idempotency_key, intent_matches, payment_intent
-from payments.refusals import amazon_refused, gateway_unavailable
+from payments.refusals import ACCESS_REFUSALS, amazon_refused, gateway_unavailable
 from payments.runtime import Payments
 from payments.schemas import ChargeOut
 from payments.settings import MerchantSettings
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from ledger.db import Connection
 
 __all__ = [
-    "capture_invoice",
     "charge_out",
     "check_session",
     "complete_checkout",
@@ -161,6 +160,8 @@ async def _checkout_charge(
     except AmazonPayError as exc:
         if not exc.reachable:
             raise gateway_unavailable(exc) from exc
+        if exc.reason_code in ACCESS_REFUSALS:  # not a decline: the order stays pending until connected again
+            raise amazon_refused(exc, f"the charge of checkout session {session.checkout_session_id}") from exc
         return exc.reason_code
 
 
@@ -187,21 +188,8 @@ async def _new_charge(
     )
 
 
-def charge_out(
-    charge: Charge | None, business: Business, *, amount: int, reason: str | None = None, invoice_ref: str | None = None
-) -> ChargeOut:
-    """What an invoice's answer says about its capture (a refusal without a charge: state Declined)."""
-    if charge is None:
-        cur = business.currency
-        return ChargeOut(
-            charge_id="",
-            amount=format_amount(amount, cur),
-            captured=format_amount(0, cur),
-            state="Declined",
-            reason=reason,
-            expires_at=None,
-            invoice_reference=invoice_ref,
-        )
+def charge_out(charge: Charge, business: Business, *, invoice_ref: str | None = None) -> ChargeOut:
+    """What an invoice's answer says about its capture."""
     captured = charge.capture_amount.minor if charge.capture_amount and charge.state == "Captured" else 0
     return ChargeOut(
         charge_id=charge.charge_id,
@@ -212,79 +200,6 @@ def charge_out(
         expires_at=charge.expires_at,
         invoice_reference=invoice_ref,
     )
-
-
-async def capture_invoice(
-    ctx: Kontor,
-    rt: Payments,
-    business: Business,
-    settings: MerchantSettings,
-    order: OrderRow,
-    *,
-    invoice_ref: str,
-    sequence: int,
-    amount: int,
-    soft_descriptor: str | None,
-) -> ChargeOut:
-    """Two-step: capture an invoice's gross from the open authorization, else from a new charge on the charge
-    permission (a later shipment, or the authorization expired: Amazon's re-authorization)."""
-    creds, _cur, key = settings.credentials, business.currency, f"i{sequence}"
-    open_charge = await ctx.pool.fetchval(
-        "SELECT charge_id FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
-        "AND state = 'Authorized' AND amount_minor >= $4 AND (expires_at IS NULL OR expires_at > $5) "
-        "ORDER BY created_at, charge_id LIMIT 1",
-        business.merchant_id,
-        business.code,
-        order.order_ref,
-        amount,
-        ctx.clock(),
-    )
-    charge: Charge | None = None
-    try:
-        if open_charge is not None:
-            charge = await _capture_open(ctx, rt, business, order, creds, open_charge, amount, key, soft_descriptor)
-        if charge is None:
-            if order.charge_permission_id is None:
-                return charge_out(None, business, amount=amount, reason="NoChargePermission", invoice_ref=invoice_ref)
-            charge = await _new_charge(
-                rt, creds, business, order, order.charge_permission_id, amount, True, key + "c", soft_descriptor
-            )
-    except AmazonPayError as exc:
-        if not exc.reachable:
-            raise gateway_unavailable(exc) from exc
-        return charge_out(None, business, amount=amount, reason=exc.reason_code, invoice_ref=invoice_ref)
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await record_charge(ctx, conn, business, order, charge, on=ctx.today(), invoice_ref=invoice_ref)
-    return charge_out(charge, business, amount=amount, invoice_ref=invoice_ref)
-
-
-async def _capture_open(
-    ctx: Kontor,
-    rt: Payments,
-    business: Business,
-    order: OrderRow,
-    creds: Credentials,
-    charge_id: str,
-    amount: int,
-    key: str,
-    soft_descriptor: str | None,
-) -> Charge | None:
-    """Capture from the open authorization; None when Amazon says it is no longer capturable (it is recorded)."""
-    try:
-        return await rt.gateway.capture_charge(
-            creds,
-            charge_id,
-            Amount(amount, business.currency),
-            idempotency_key=idempotency_key(business.code, order.order_ref, key),
-            soft_descriptor=soft_descriptor,
-        )
-    except AmazonPayError as exc:
-        if exc.reason_code != "InvalidChargeStatus":
-            raise
-    stale = await rt.gateway.get_charge(creds, charge_id)  # expired or canceled at Amazon meanwhile
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await record_charge(ctx, conn, business, order, stale, on=ctx.today())
-    return None
 
 
 async def reauthorize(
@@ -351,6 +266,9 @@ async def wind_down(ctx: Kontor, rt: Payments, business: Business, settings: Mer
         )
     if facts.items_open or order.charge_permission_id is None:
         return
+    if not order.one_step and await _uncaptured_invoices(ctx, business, order_ref):
+        log.warning("charge permission kept open: an invoice is not captured yet", extra={"order": order_ref})
+        return
     creds = settings.credentials
     try:
         for row in uncaptured:
@@ -362,6 +280,27 @@ async def wind_down(ctx: Kontor, rt: Payments, business: Business, settings: Mer
             await _permission_state(ctx, business, order_ref, permission.state, ",".join(permission.reasons) or None)
     except AmazonPayError as exc:
         log.warning("winding down at Amazon failed", extra={"order": order_ref, "code": exc.reason_code})
+
+
+async def _uncaptured_invoices(ctx: Kontor, business: Business, order_ref: str) -> int:
+    """What the order's invoices ask for beyond what Amazon captured or is capturing for it (and what was paid
+    outside Amazon), in minor units, or 1 while a capture is requested at Amazon with its answer outstanding:
+    while it is more than 0 the charge permission must stay open (Amazon could not collect it otherwise)."""
+    found = await ctx.pool.fetchval(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM invoice_captures p WHERE p.merchant_id = $1 AND p.business = $2 "
+        "  AND p.order_ref = $3 AND p.state = 'requested') THEN 1 ELSE "
+        " (SELECT COALESCE(sum(gross_minor) FILTER (WHERE kind = 'invoice'), 0) "
+        "   - COALESCE(sum(gross_minor) FILTER (WHERE kind = 'payment'), 0) FROM order_documents d "
+        "   WHERE d.merchant_id = $1 AND d.business = $2 AND d.order_ref = $3) "
+        " - (SELECT COALESCE(sum(CASE WHEN c.state = 'Captured' THEN c.captured_minor ELSE COALESCE((SELECT "
+        "     p.amount_minor FROM invoice_captures p WHERE p.merchant_id = c.merchant_id AND p.charge_id = c.charge_id "
+        "     AND p.state = 'booked'), c.amount_minor) END), 0) FROM amazon_charges c WHERE c.merchant_id = $1 "
+        "   AND c.business = $2 AND c.order_ref = $3 AND c.state IN ('Captured', 'CaptureInitiated')) END",
+        business.merchant_id,
+        business.code,
+        order_ref,
+    )
+    return max(0, int(found or 0))
 
 
 async def _permission_state(ctx: Kontor, business: Business, order_ref: str, state: str, reason: str | None) -> None:

@@ -6,6 +6,12 @@ evidence types: developer.amazon.com/docs/amazon-pay-api-v2/dispute.html), befor
 deadline. Only after Amazon accepted the contest is the evidence recorded (type, text, file name, size,
 SHA-256 and Amazon's fileId: Kontor keeps no copy of the file) and the case marked contested; a retry of the
 same request repeats the same calls (idempotency keys `<business>-d<case>-f<n>` / `-c<n>`).
+
+Everything is checked before the first upload: the whole body (types, texts, files by content and size), the
+case (open, before its deadline, not contested already unless Amazon asked for more evidence since: 409
+`dispute_already_contested`), and Amazon's own state of the dispute, read first (`GET /v2/disputes/{id}`): only an
+`ActionRequired` dispute can be contested (409 `dispute_not_contestable` otherwise). A refused request sends
+nothing to Amazon and records nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -39,13 +46,20 @@ class _File:
 
 
 def _files(body: EvidenceIn) -> list[_File | None]:
-    """Each item's decoded file, checked before anything reaches Amazon; 422 naming the item otherwise."""
+    """Each item checked whole and its file decoded before anything reaches Amazon; 422 naming the item otherwise
+    (a text PostgreSQL cannot store is `text_invalid`, as everywhere: it could not be recorded after the contest)."""
     files: list[_File | None] = []
     for i, item in enumerate(body.evidences):
         path = f"evidences[{i}]"
         if item.text is None and item.file is None:
             raise Unprocessable(
                 "evidence_invalid", "an evidence item needs a text or a file", [FieldError(path, "empty")]
+            )
+        if item.text is not None and "\x00" in item.text:
+            raise Unprocessable(
+                "text_invalid",
+                "an evidence text contains a NUL character (\\u0000)",
+                [FieldError(f"{path}.text", "contains a NUL character")],
             )
         if item.file is None:
             files.append(None)
@@ -70,6 +84,23 @@ def _files(body: EvidenceIn) -> list[_File | None]:
     return files
 
 
+def _check_contestable(ctx: Kontor, row: Any, dispute_id: int) -> None:
+    """409 before anything is sent: the case is closed, its deadline passed, or it was contested already and Amazon
+    has not asked for more evidence since (Amazon then answers a second contest InvalidDisputeStatus)."""
+    if row["state"] != "open":
+        raise Conflict("dispute_resolved", f"dispute {dispute_id} is {row['state']}; evidence is closed")
+    if ctx.today() > row["deadline"]:
+        raise Conflict(
+            "dispute_deadline_passed", f"the response deadline of dispute {dispute_id} was {row['deadline']}"
+        )
+    if row["contested_at"] is not None and row["amazon_state"] != "ActionRequired":
+        raise Conflict(
+            "dispute_already_contested",
+            f"dispute {dispute_id} was contested at Amazon Pay on {row['contested_at']:%Y-%m-%d} (Amazon's state: "
+            f"{row['amazon_state']}); more evidence can be sent only when Amazon asks for it (ActionRequired)",
+        )
+
+
 async def contest_dispute(
     ctx: Kontor, rt: Payments, business: Business, dispute_id: int, body: EvidenceIn
 ) -> DisputeOut:
@@ -83,13 +114,21 @@ async def contest_dispute(
             business.merchant_id,
             dispute_id,
         ))  # fmt: skip
-    if row["state"] != "open":
-        raise Conflict("dispute_resolved", f"dispute {dispute_id} is {row['state']}; evidence is closed")
-    if ctx.today() > row["deadline"]:
-        raise Conflict(
-            "dispute_deadline_passed", f"the response deadline of dispute {dispute_id} was {row['deadline']}"
-        )
+    _check_contestable(ctx, row, dispute_id)
     creds, prefix = settings.credentials, f"{business.code}-d{dispute_id}"
+    try:
+        current = await rt.gateway.get_dispute(creds, row["chargeback_id"])  # a read: Amazon's state now
+    except AmazonPayError as exc:
+        raise amazon_refused(exc, f"reading dispute {row['chargeback_id']}") from exc
+    if current.state != "ActionRequired":
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await sync_dispute(ctx, conn, business, row["chargeback_id"], current, on=ctx.today())
+        raise Conflict(
+            "dispute_not_contestable",
+            f"Amazon Pay does not ask for evidence on dispute {dispute_id} (its state is {current.state}"
+            + (f", {current.reason_code}" if current.reason_code else "")
+            + "); nothing was sent",
+        )
     try:
         evidences = []
         for n, (item, file) in enumerate(zip(body.evidences, files, strict=True), start=sent + 1):

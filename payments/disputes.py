@@ -5,7 +5,8 @@ claim on the customer revives; no VAT entry (the agreed price did not change). I
 charge's refund limit. It is booked once, whichever reports it first (the CHARGEBACK IPN, read through
 Amazon's Dispute API, or the settlement row), and opens a dispute case with Amazon's response deadline (else 11
 days). Evidence goes to Amazon with a contest (payments.contest). Amazon's resolution decides: MerchantWon
-reverses the chargeback (Dr PSP / Cr AR); BuyerWon and NoFault leave the debt for dunning or write-off.
+reverses the chargeback (Dr PSP / Cr AR), as NoFault does (Amazon bears it); BuyerWon leaves the debt for dunning
+or write-off. An outcome recorded by hand that Amazon's resolution contradicts becomes a reconciliation exception.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from msgspec import Meta, Struct
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, NotFound
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
+from ledger.schemas import DatedBody, LedgerDate
 from payments.amazon.client import Dispute
 from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
+from payments.reconciliation import ExceptionDraft, park
+from payments.store import lock_order
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -43,6 +47,9 @@ __all__ = [
 ]
 
 EVIDENCE_DAYS = 11
+# Amazon's resolutions that leave the money with the merchant: MerchantWon, and NoFault (Amazon bears the loss and
+# credits the amount back, as the simulator does; payments/amazon/sim_postsale.py)
+MERCHANT_KEEPS = frozenset({"MerchantWon", "NoFault"})
 _EVIDENCE = "kind, content, file_name, file_bytes, file_id"
 
 
@@ -78,9 +85,11 @@ class EvidenceIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     evidences: Annotated[list[EvidenceItemIn], Meta(min_length=1, max_length=10)]
 
 
-class OutcomeIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class OutcomeIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An outcome recorded by hand (e.g. from Seller Central): on or after the day the dispute opened."""
+
     outcome: Literal["won", "lost"]
-    resolved_on: date
+    resolved_on: LedgerDate
 
 
 class EvidenceOut(Struct, kw_only=True):
@@ -148,6 +157,7 @@ async def record_chargeback(
     )
     if order is None:
         raise NotFound("order_not_found", f"no order has Amazon Pay charge permission {charge_permission_id}")
+    await lock_order(conn, business, order["order_ref"])  # before its charge rows, as every path does (no deadlock)
     capture = await conn.fetchrow(
         "SELECT charge_id FROM amazon_charges WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
         "AND entry_id IS NOT NULL AND ($4::text IS NULL OR charge_id = $4) ORDER BY created_at LIMIT 1 FOR UPDATE",
@@ -304,12 +314,19 @@ async def resolve_dispute(ctx: Kontor, business: Business, dispute_id: int, body
             if row["state"] == body.outcome:
                 return await get_dispute(ctx, business, dispute_id)  # the same outcome again changes nothing
             raise Conflict("dispute_resolved", f"dispute {dispute_id} was already {row['state']}")
+        if body.resolved_on < row["opened_on"]:
+            raise Unprocessable(
+                "date_before_document",
+                f"resolved_on {body.resolved_on.isoformat()} is before dispute {dispute_id} opened "
+                f"({row['opened_on'].isoformat()})",
+                [FieldError("resolved_on", f"must not be before {row['opened_on'].isoformat()}")],
+            )
         await close_dispute(ctx, conn, business, row, body.outcome, body.resolved_on)
     return await get_dispute(ctx, business, dispute_id)
 
 
 async def open_dispute_of(conn: Connection, business: Business, chargeback_id: str) -> asyncpg.Record | None:
-    """The dispute of a chargeback, locked, with its capture (None for an unknown chargeback)."""
+    """The dispute of a chargeback (whatever its state), locked, with its capture (None for an unknown chargeback)."""
     row = await conn.fetchval(
         "SELECT dispute_id FROM disputes WHERE merchant_id = $1 AND business = $2 AND chargeback_id = $3",
         business.merchant_id,
@@ -376,7 +393,9 @@ async def sync_dispute(
     ctx: Kontor, conn: Connection, business: Business, chargeback_id: str, amazon: Dispute, *, on: date
 ) -> str:
     """Record Amazon's view of a dispute (state, reason, resolution, deadline); a resolution closes an open case:
-    MerchantWon as won (the chargeback is reversed), BuyerWon and NoFault as lost. Returns the case's state."""
+    MerchantWon and NoFault as won (the chargeback is reversed: Amazon pays it back), BuyerWon as lost. A case
+    closed by hand the other way is a reconciliation exception (`dispute_outcome_contradicted`). Returns the case's
+    state."""
     row = await open_dispute_of(conn, business, chargeback_id)
     if row is None:
         return "unknown"
@@ -391,8 +410,46 @@ async def sync_dispute(
         amazon.resolution,
         deadline,
     )
-    if row["state"] != "open" or amazon.resolution is None or amazon.state not in ("Resolved", "Closed"):
+    if amazon.resolution is None or amazon.state not in ("Resolved", "Closed"):
         return str(row["state"])
-    outcome = "won" if amazon.resolution == "MerchantWon" else "lost"
-    await close_dispute(ctx, conn, business, row, outcome, on)
+    outcome = "won" if amazon.resolution in MERCHANT_KEEPS else "lost"
+    if row["state"] == "open":
+        await close_dispute(ctx, conn, business, row, outcome, on)
+    elif row["state"] != outcome:
+        await _contradicted(ctx, conn, business, row, outcome, amazon.resolution, on)
     return outcome
+
+
+async def _contradicted(
+    ctx: Kontor, conn: Connection, business: Business, row: asyncpg.Record, outcome: str, resolution: str, on: date
+) -> None:
+    """An outcome recorded by hand that Amazon's resolution contradicts: the case follows Amazon, and the money the
+    hand-made outcome moved (or did not move) between PSP and the customer is parked in SUSPENSE against PSP as a
+    reconciliation exception, so PSP equals what Amazon owes again; the accountant books it to the customer
+    (resolve to the receivables account) or dismisses it."""
+    amount = row["amount_minor"]
+    await park(
+        ctx,
+        conn,
+        business,
+        source="dispute",
+        source_ref=row["chargeback_id"],
+        drafts=[
+            ExceptionDraft(
+                0,
+                "dispute_outcome_contradicted",
+                f"dispute {row['dispute_id']} was recorded {row['state']} by hand on {row['resolved_on']}; Amazon "
+                f"resolved it {resolution}: {format_amount(amount, business.currency)} "
+                + ("Amazon kept" if outcome == "lost" else "Amazon paid back")
+                + f" (customer {row['customer']}, order {row['order_ref']})",
+                amount if outcome == "won" else -amount,
+            )
+        ],
+        on=on,
+    )
+    await conn.execute(
+        "UPDATE disputes SET state = $3 WHERE merchant_id = $1 AND dispute_id = $2",
+        business.merchant_id,
+        row["dispute_id"],
+        outcome,
+    )

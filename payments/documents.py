@@ -16,13 +16,14 @@ from typing import Any
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import BadRequest, Conflict, FieldError, Unprocessable
-from ledger.money import format_amount, parse_amount_field
+from ledger.errors import BadRequest, Conflict, FieldError, NotFound, Unprocessable
+from ledger.money import format_amount, parse_amount, parse_amount_field
 from payments.bookings import book, roles_of
+from payments.captures import reserved_items
 from payments.charges import wind_down
 from payments.domain import Item, credit_lines, credit_tax, gross_by_rate, refundable, split_by_rate, transfer_lines
 from payments.notify import emit, emit_balance
-from payments.orders import document_response, rates_json, replay_or_refuse
+from payments.orders import document_response, not_before, rates_json, replay_or_refuse
 from payments.refunds import plan_refunds, send_requested_refunds
 from payments.runtime import Payments
 from payments.schemas import CancellationCreate, GoodwillCreate, ItemQuantity, PaymentCreate, ReturnCreate
@@ -52,6 +53,7 @@ async def create_cancellation(
     request_sha256: bytes,
 ) -> tuple[dict[str, Any], bool]:
     async with ctx.pool.acquire() as conn, conn.transaction():
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
         replay = replay_or_refuse(
             await stored_document(conn, business, "cancellation", body.cancellation_reference),
             request_sha256,
@@ -59,10 +61,10 @@ async def create_cancellation(
         )
         if replay is not None:
             return replay, False
-        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        not_before(body.cancellation_date, order.order_date, "cancellation_date", f"the order date of {order_ref}")
         items = await load_items(conn, business, order_ref)
         refs = [i.item_reference for i in body.items]
-        chosen = _open_items(items, refs)
+        chosen = _open_items(items, refs, await reserved_items(conn, business, order_ref))
         gross = sum(item.gross() for item in chosen)
         before = await order_money(conn, business, order, items)
         after = replace(before, prepaid_open=before.prepaid_open - gross if order.one_step else 0)
@@ -120,6 +122,7 @@ async def create_return(
 ) -> tuple[dict[str, Any], bool]:
     """Credit note for returned items of one invoice (revenue and VAT back per rate), then refund or offset."""
     async with ctx.pool.acquire() as conn, conn.transaction():
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
         replay = replay_or_refuse(
             await stored_document(conn, business, "return", body.return_reference),
             request_sha256,
@@ -127,7 +130,7 @@ async def create_return(
         )
         if replay is not None:
             return replay, False
-        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        await _check_invoice(conn, business, order_ref, body)
         items = await load_items(conn, business, order_ref)
         parts = _invoiced_parts(items, body.items, body.invoice_reference)
         by_rate = gross_by_rate(parts)
@@ -179,6 +182,7 @@ async def create_goodwill(
             [FieldError("gross_amount", "exactly one of items and gross_amount")],
         )
     async with ctx.pool.acquire() as conn, conn.transaction():
+        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
         replay = replay_or_refuse(
             await stored_document(conn, business, "goodwill", body.goodwill_reference),
             request_sha256,
@@ -186,7 +190,7 @@ async def create_goodwill(
         )
         if replay is not None:
             return replay, False
-        order = await load_order(conn, business, order_ref, customer=customer, lock=True)
+        not_before(body.goodwill_date, order.order_date, "goodwill_date", f"the order date of {order_ref}")
         items = await load_items(conn, business, order_ref)
         open_rates = await open_by_rate(conn, business, order_ref)
         if body.gross_amount is not None:
@@ -227,6 +231,7 @@ async def create_payment(
     del rt
     amount = parse_amount_field(body.amount, business.currency, "amount")
     async with ctx.pool.acquire() as conn, conn.transaction():
+        await load_order(conn, business, order_ref, customer=customer, lock=True)
         replay = replay_or_refuse(
             await stored_document(conn, business, "payment", body.payment_reference),
             request_sha256,
@@ -234,7 +239,6 @@ async def create_payment(
         )
         if replay is not None:
             return replay, False
-        await load_order(conn, business, order_ref, customer=customer, lock=True)
         roles = await roles_of(ctx, business)
         entry_id = await book(
             ctx,
@@ -336,7 +340,7 @@ async def _credit(
     return response
 
 
-def _open_items(items: dict[int, ItemRow], refs: list[int]) -> list[Item]:
+def _open_items(items: dict[int, ItemRow], refs: list[int], reserved: dict[int, str]) -> list[Item]:
     if len(set(refs)) != len(refs):
         raise BadRequest("item_repeated", "an item is named twice")
     chosen = []
@@ -347,6 +351,13 @@ def _open_items(items: dict[int, ItemRow], refs: list[int]) -> list[Item]:
                 "item_unknown",
                 f"order has no item {ref}",
                 [FieldError(f"items[{i}].item_reference", "not an item of this order")],
+            )
+        if ref in reserved:
+            raise Conflict(
+                "item_not_cancellable",
+                f"item {ref} is being invoiced: Amazon Pay is asked to capture invoice {reserved[ref]}; "
+                "report that invoice again to finish it",
+                [FieldError(f"items[{i}].item_reference", "being invoiced")],
             )
         if row.state != "open":
             raise Conflict(
@@ -381,7 +392,14 @@ def _invoiced_parts(
             )
         left = row.item.quantity - (row.returned_qty if returns else 0)
         quantity = spec.quantity or left
-        if quantity > left or quantity <= 0:
+        if left <= 0:
+            raise Unprocessable(
+                "return_exceeds_invoiced",
+                f"item {spec.item_reference}: nothing left to return ({row.item.quantity} invoiced, "
+                f"{row.returned_qty} returned)",
+                [FieldError(f"{path}.item_reference", "already returned in full")],
+            )
+        if quantity > left:
             raise Unprocessable(
                 "return_exceeds_invoiced",
                 f"item {spec.item_reference}: {quantity} asked, {left} invoiced and not yet returned",
@@ -389,6 +407,25 @@ def _invoiced_parts(
             )
         parts.append((row.item, quantity))
     return parts
+
+
+async def _check_invoice(conn: Any, business: Business, order_ref: str, body: ReturnCreate) -> None:
+    """The returned invoice exists for this order (404 `invoice_not_found`) and the return is not dated before it."""
+    invoiced_on = await conn.fetchval(
+        "SELECT document_date FROM order_documents WHERE merchant_id = $1 AND business = $2 AND order_ref = $3 "
+        "AND kind = 'invoice' AND ref = $4",
+        business.merchant_id,
+        business.code,
+        order_ref,
+        body.invoice_reference,
+    )
+    if invoiced_on is None:
+        raise NotFound(
+            "invoice_not_found",
+            f"order {order_ref} has no invoice {body.invoice_reference}",
+            [FieldError("invoice_reference", "not an invoice of this order")],
+        )
+    not_before(body.return_date, invoiced_on, "return_date", f"the date of invoice {body.invoice_reference}")
 
 
 def _within(by_rate: dict[Decimal, int], open_rates: dict[Decimal, int], business_currency: str) -> None:
@@ -418,6 +455,12 @@ async def _refreshed(ctx: Kontor, business: Business, kind: str, ref: str, respo
     for refund in response["refunds"]:
         row = states[refund["reference"]]
         refund.update(refund_id=row["refund_id"], state=row["state"], reason=row["reason"])
+    declined = sum(
+        parse_amount(str(r["amount"]), business.currency) for r in response["refunds"] if r["state"] == "Declined"
+    )
+    if declined:  # what Amazon declined was not refunded: the customer keeps the credit (refund.declined)
+        refunded = parse_amount(str(response["refunded"]), business.currency, allow_zero=True) - declined
+        response["refunded"] = format_amount(refunded, business.currency)
     await ctx.pool.execute(
         "UPDATE order_documents SET response = $5 WHERE merchant_id = $1 AND business = $2 AND kind = $3 AND ref = $4",
         business.merchant_id,

@@ -9,7 +9,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger.context import Kontor
-from ledger.errors import FieldError, Unprocessable
+from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import ADMIN, BOOK, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.money import AmountError, parse_amount
@@ -70,8 +70,11 @@ async def read_settings(business_code: Code, call: CallDep) -> AmazonPaySettings
     summary="Connect the business code to its Amazon Pay merchant account (API v2 keys or delegated access)",
     description="Either `public_key_id` + `private_key` (the merchant's API keys from Integration Central), or "
     "`mws_auth_token` (the merchant authorized Kontor as solution provider; exchanged for a v2 token). Verified by "
-    "one signed call to Amazon before anything is stored: a key or token Amazon refuses is a 422 naming the field; "
-    "an Amazon merchant account connected to another merchant or business code is a 409. Secrets are write-only.",
+    "signed calls to Amazon before anything is stored: a key or token Amazon refuses is a 422 naming the fields; "
+    "keys whose payouts name another merchant id a 422 naming `amazon_merchant_id`; an Amazon merchant account "
+    "connected to another merchant or business code is a 409 (a claim Amazon has not proven yields to credentials "
+    "it proves); another account while orders are open a 409 `amazon_merchant_change_refused`. Secrets are "
+    "write-only. See docs/amazon-pay.md §1.",
 )
 async def write_settings(
     business_code: Code, data: JSONBody[AmazonPaySettingsIn], call: CallDep
@@ -109,6 +112,10 @@ DocPath = "/customers/{customer:str}/orders/{order:str}"
     operation_id="createInvoice",
     tags=["orders"],
     summary="Invoice whole items (one shipment): revenue and VAT; two-step captures it",
+    description="Two-step orders: the invoice's gross is captured at Amazon first and the invoice booked once Amazon "
+    "accepted the capture; a declined or refused capture is a problem (`amazon_pay_<reasonCode>`, 409/422) and "
+    "books nothing, the same request again tries again; Amazon out of reach is a 502 after which the same request "
+    "repeats the same capture (never a second one).",
 )
 async def create_invoice(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[InvoiceCreate], call: CallDep
@@ -186,13 +193,40 @@ async def create_payment(
 DisputePath = IdPath
 
 
+def _state(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """The `state` query parameter, one of `allowed` (checked here so that the problem names `state`: the handler's
+    argument has another name, as Litestar reserves `state`)."""
+    if value is not None and value not in allowed:
+        raise BadRequest(
+            "request_invalid",
+            f"the request does not match the schema: state: one of {', '.join(allowed)}",
+            [FieldError("state", f"one of {', '.join(allowed)}")],
+        )
+    return value
+
+
+def _state_parameter(allowed: tuple[str, ...], default: str | None = None) -> Any:
+    """The `state` query parameter: its values in the OpenAPI document, checked by `_state` (after the business
+    code, so another merchant's code stays a 404)."""
+    extra = f" (default {default})" if default else ""
+    return QueryParameter(
+        name="state", max_length=16, description=" | ".join(allowed) + extra, schema_extra={"enum": list(allowed)}
+    )
+
+
+_DISPUTE_STATES = ("open", "won", "lost")
+_EXCEPTION_STATES = ("open", "resolved", "dismissed", "all")
+_DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
 @get("/disputes", opt={"roles": READ}, operation_id="listDisputes", tags=["disputes"])
 async def read_disputes(
     business_code: Code,
     call: CallDep,
-    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(open|won|lost)$")] = None,
+    state_filter: Annotated[str | None, _state_parameter(_DISPUTE_STATES)] = None,
 ) -> list[DisputeOut]:
-    return await disputes.list_disputes(call.ctx, await call.business(business_code), state_filter)
+    business = await call.business(business_code)
+    return await disputes.list_disputes(call.ctx, business, _state(state_filter, _DISPUTE_STATES))
 
 
 @post(
@@ -203,8 +237,11 @@ async def read_disputes(
     status_code=201,
     request_max_body_size=EVIDENCE_BYTES_MAX,
     summary="Contest the chargeback at Amazon with evidence: texts and files (PDF, PNG, JPEG, base64)",
-    description="Files are uploaded to Amazon, then the dispute is contested with every item, before Amazon's "
-    "response deadline (409 `dispute_deadline_passed` after it). Amazon's refusal is a problem naming its reasonCode.",
+    description="The whole request is checked first (at most 8 MiB: 413 above; texts without NUL; files by content, "
+    "5 MiB each), then the case: 409 `dispute_resolved`, `dispute_deadline_passed`, `dispute_already_contested` "
+    "(unless Amazon asks for more evidence) or `dispute_not_contestable` (Amazon's state is not ActionRequired); "
+    "only then are files uploaded to Amazon and the dispute contested with every item. Amazon's refusal is a "
+    "problem naming its reasonCode.",
 )
 async def dispute_evidence(
     business_code: Code, dispute_id: DisputePath, data: JSONBody[EvidenceIn], call: CallDep
@@ -260,6 +297,8 @@ async def read_settlements(business_code: Code, call: CallDep, limit: PageLimit 
     tags=["reconciliation"],
     status_code=200,
     summary="Fetch new settlement reports from Amazon's Reporting API now and import them (the job does it hourly)",
+    description="409 `amazon_pay_not_configured` for a business code not connected, `amazon_pay_access_refused` when "
+    "Amazon refuses its credentials, 502 `gateway_unavailable` when Amazon is out of reach (reports are retried).",
 )
 async def fetch_settlements(business_code: Code, call: CallDep) -> SettlementList:
     business = await call.business(business_code)
@@ -321,15 +360,15 @@ async def read_exceptions(
     call: CallDep,
     limit: PageLimit = 100,
     after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
-    state_filter: Annotated[
-        str, QueryParameter(name="state", pattern="^(open|resolved|dismissed|all)$", description="default: open")
-    ] = "open",
-    source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank)$")] = None,
+    state_filter: Annotated[str, _state_parameter(_EXCEPTION_STATES, "open")] = "open",
+    source: Annotated[str | None, QueryParameter(pattern="^(settlement|bank|dispute)$")] = None,
 ) -> ExceptionPage:
+    business = await call.business(business_code)
+    state = _state(state_filter, _EXCEPTION_STATES)
     return await reconciliation.list_exceptions(
         call.ctx,
-        await call.business(business_code),
-        state=None if state_filter == "all" else state_filter,
+        business,
+        state=None if state == "all" else state,
         source=source,
         after=after,
         limit=limit,
@@ -429,11 +468,12 @@ async def read_deliveries(
     call: CallDep,
     limit: PageLimit = 100,
     after: Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="next_after of the previous page")] = 0,
-    state_filter: Annotated[str | None, QueryParameter(name="state", pattern="^(pending|delivered|failed)$")] = None,
+    state_filter: Annotated[str | None, _state_parameter(_DELIVERY_STATES)] = None,
     callback_id: Annotated[int | None, QueryParameter(ge=1, le=ID_MAX)] = None,
 ) -> DeliveryPage:
+    state = _state(state_filter, _DELIVERY_STATES)
     return await webhooks.list_deliveries(
-        call.ctx, call.merchant_id, state=state_filter, callback_id=callback_id, after=after, limit=limit
+        call.ctx, call.merchant_id, state=state, callback_id=callback_id, after=after, limit=limit
     )
 
 

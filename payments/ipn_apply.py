@@ -22,11 +22,14 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import KontorError
 from ledger.tenancy import get_business
+from payments.amazon.client import Charge
 from payments.bookings import record_charge, record_refund
+from payments.captures import plan_of_charge
 from payments.charges import reauthorize
 from payments.disputes import record_chargeback, sync_dispute
+from payments.orders import book_planned_invoice
 from payments.runtime import Payments
-from payments.settings import MerchantSettings, load_settings
+from payments.settings import MerchantSettings, load_settings, mark_proven
 from payments.store import OrderRow, load_order, refresh_status
 
 if TYPE_CHECKING:
@@ -87,7 +90,10 @@ async def apply_notification(
     )
     if not note.object_id:
         raise Ignored("the message names no ObjectId")
-    return await handler(ctx, rt, business, settings, note)
+    outcome = await handler(ctx, rt, business, settings, note)
+    # Amazon named the account and the business code's credentials read its object: they act for that account
+    await mark_proven(ctx, business, str(message.get("MerchantID", "")))
+    return outcome
 
 
 async def _order(ctx: Kontor, business: Business, charge_permission_id: str, note: _Note) -> OrderRow:
@@ -123,9 +129,23 @@ async def _charge(ctx: Kontor, rt: Payments, business: Business, settings: Merch
     async with ctx.pool.acquire() as conn, conn.transaction():
         try:
             booked = await record_charge(ctx, conn, business, order, charge, on=ctx.today())
+            invoiced = await _planned_invoice(ctx, conn, business, order, charge)
         except KontorError as exc:
             raise Ignored(exc.detail) from exc
-        return await _done(conn, note, f"charge {charge.state}" + (", capture booked" if booked else ""))
+        outcome = f"charge {charge.state}" + (", capture booked" if booked else "") + invoiced
+        return await _done(conn, note, outcome)
+
+
+async def _planned_invoice(ctx: Kontor, conn: Connection, business: Business, order: OrderRow, charge: Charge) -> str:
+    """A capture Kontor requested for an invoice and Amazon accepted, reported before Amazon's answer reached Kontor
+    (or the answer was lost): the invoice is booked now, linked to the charge (payments.captures)."""
+    if charge.state not in ("Captured", "CaptureInitiated"):
+        return ""
+    plan = await plan_of_charge(conn, business, order.order_ref, charge)
+    if plan is None:
+        return ""
+    await book_planned_invoice(ctx, conn, business, order, plan, charge)
+    return f", invoice {plan.invoice_ref} booked"
 
 
 async def _refund(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:

@@ -1,8 +1,9 @@
-"""Reconciliation exceptions: what a settlement report or a bank statement says that the ledger cannot match.
+"""Reconciliation exceptions: what a settlement report or a bank statement says that the ledger cannot match, and
+dispute outcomes recorded by hand that Amazon's resolution contradicts (payments.disputes).
 
 Nothing is booked blindly, and nothing is left out either: the amount of an unmatched line is parked in
-SUSPENSE against the account the money really moved on (PSP for settlement rows, BANK for statement
-lines), so PSP keeps equalling what Amazon owes and BANK what the bank holds. The exception then waits
+SUSPENSE against the account the money really moved on (PSP for settlement rows and disputes, BANK for
+statement lines), so PSP keeps equalling what Amazon owes and BANK what the bank holds. The exception then waits
 for an accountant, who either resolves it (SUSPENSE is booked out to the right account, a customer's if
 it is the receivables account) or dismisses it with a reason (the parking is reversed: the line is not
 a business event of these books, e.g. a duplicate row Amazon will correct, or a payment to another
@@ -46,7 +47,7 @@ __all__ = [
     "resolve_exception",
 ]
 
-COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK"}
+COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK", "dispute": "PSP"}
 # exceptions parked per journal entry: one SUSPENSE line each plus the one counter line must fit in an entry,
 # so any number of exceptions is parked in as many entries as needed
 PARKED_PER_ENTRY = LINES_PER_ENTRY_MAX - 1
@@ -94,7 +95,7 @@ async def park(
     conn: Connection,
     business: Business,
     *,
-    source: Literal["settlement", "bank"],
+    source: Literal["settlement", "bank", "dispute"],
     source_ref: str,
     drafts: Sequence[ExceptionDraft],
     on: date,

@@ -19,6 +19,7 @@ from ledger.domain import Business
 from payments.amazon.client import AmazonPayError, Amount, Credentials, Refund
 from payments.bookings import record_refund
 from payments.domain import plan_refund
+from payments.refusals import ACCESS_REFUSALS
 from payments.runtime import Payments
 from payments.store import charge_rooms
 
@@ -100,8 +101,11 @@ async def send_requested_refunds(
                 idempotency_key=refund_key(business.code, row["reference_id"]),
             )
         except AmazonPayError as exc:
-            if not exc.reachable:
-                log.warning("refund request deferred: Amazon Pay unreachable", extra={"reference": row["reference_id"]})
+            if not exc.reachable or exc.reason_code in ACCESS_REFUSALS:  # not a decline: asked again later
+                log.warning(
+                    "refund request deferred: Amazon Pay unreachable or refusing the credentials",
+                    extra={"reference": row["reference_id"], "code": exc.reason_code},
+                )
                 continue
             refund = Refund(
                 refund_id="",

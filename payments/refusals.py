@@ -15,7 +15,7 @@ import re
 from ledger.errors import Conflict, KontorError, NotFound, Unprocessable
 from payments.amazon.client import AmazonPayError
 
-__all__ = ["GatewayUnavailable", "amazon_refused", "gateway_unavailable"]
+__all__ = ["ACCESS_REFUSALS", "GatewayUnavailable", "amazon_refused", "gateway_unavailable"]
 
 _CONFLICTS = frozenset(
     {
@@ -26,9 +26,10 @@ _CONFLICTS = frozenset(
         "ChargePermissionNotModifiable",
         "CheckoutSessionCanceled",
         "DuplicateIdempotencyKey",
+        "InvalidDisputeStatus",
     }
 )
-_ACCESS = frozenset(
+ACCESS_REFUSALS = _ACCESS = frozenset(
     {"UnauthorizedAccess", "InvalidRequestSignature", "InvalidAuthorizationToken", "InvalidAuthentication",
      "InvalidAccountStatus"}
 )  # fmt: skip

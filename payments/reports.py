@@ -24,8 +24,9 @@ from ledger.domain import Business
 from ledger.errors import KontorError
 from ledger.tenancy import get_business
 from payments.amazon.client import AmazonPayError, Credentials, Report
+from payments.refusals import amazon_refused, gateway_unavailable
 from payments.runtime import Payments
-from payments.settings import SETTLEMENT_REPORT, load_settings
+from payments.settings import SETTLEMENT_REPORT, load_settings, mark_proven
 from payments.settlement import SETTLEMENT_BYTES_MAX, import_settlement
 from payments.uploads import in_memory
 
@@ -47,7 +48,9 @@ REPORTS_PER_RUN_MAX = 50
 
 
 async def fetch_reports(ctx: Kontor, rt: Payments, only: Business | None = None) -> int:
-    """List new settlement reports of every connected business code (or of `only`); returns how many were new."""
+    """List new settlement reports of every connected business code (or of `only`); returns how many were new.
+    For `only` (the fetch route) a failure is the caller's answer: 409 when the business code is not connected or
+    Amazon refuses its credentials, 502 when Amazon is out of reach; the job logs it and goes on."""
     rows = await ctx.pool.fetch(
         "SELECT s.merchant_id, s.business, (SELECT max(r.created_time) FROM amazon_reports r "
         "  WHERE r.merchant_id = s.merchant_id AND r.business = s.business) AS seen "
@@ -65,10 +68,20 @@ async def fetch_reports(ctx: Kontor, rt: Payments, only: Business | None = None)
             since = row["seen"] - timedelta(days=1) if row["seen"] else ctx.clock() - timedelta(days=LOOKBACK_DAYS)
             reports = await rt.gateway.list_reports(creds, report_types=[SETTLEMENT_REPORT], created_since=since)
         except (AmazonPayError, KontorError) as exc:
+            if only is not None:
+                raise _problem(exc, "listing the settlement reports") from exc
             log.warning("settlement reports not listed", extra={"business": row["business"], "error": str(exc)})
             continue
         new += await _record(ctx, business, [r for r in reports if r.processing_status == "COMPLETED"])
+    if only is not None and not rows:
+        await load_settings(ctx, rt, only)  # 409: not configured (or Checkout v1's settings)
     return new
+
+
+def _problem(exc: AmazonPayError | KontorError, what: str) -> KontorError:
+    if isinstance(exc, KontorError):
+        return exc
+    return amazon_refused(exc, what)
 
 
 async def _record(ctx: Kontor, business: Business, reports: list[Report]) -> int:
@@ -112,8 +125,9 @@ async def _claim(ctx: Kontor, only: Business | None) -> list[Any]:
 
 
 async def import_due_reports(ctx: Kontor, rt: Payments, only: Business | None = None) -> int:
-    """Download and import every report due (oldest first; of `only`'s business code); returns how many."""
-    imported = 0
+    """Download and import every report due (oldest first; of `only`'s business code); returns how many. For
+    `only`, Amazon out of reach for a report is a 502 once the others are done (the report is retried)."""
+    imported, unreachable = 0, None
     for row in await _claim(ctx, only):
         business = await get_business(ctx, row["merchant_id"], row["business"])
         try:
@@ -121,6 +135,7 @@ async def import_due_reports(ctx: Kontor, rt: Payments, only: Business | None = 
             out = await _import(ctx, rt, business, settings.credentials, row)
         except AmazonPayError as exc:
             await _retry_or_fail(ctx, row, f"{exc.reason_code}: {exc.message}", give_up=exc.reachable)
+            unreachable = unreachable or (None if exc.reachable else exc)
             continue
         except KontorError as exc:  # the file itself is refused (422/409): retrying cannot help
             await _retry_or_fail(ctx, row, f"{exc.code}: {exc.detail}", give_up=True)
@@ -134,6 +149,8 @@ async def import_due_reports(ctx: Kontor, rt: Payments, only: Business | None = 
             out,
         )
         imported += 1
+    if only is not None and unreachable is not None:
+        raise gateway_unavailable(unreachable)
     return imported
 
 
@@ -141,6 +158,8 @@ async def _import(ctx: Kontor, rt: Payments, business: Business, creds: Credenti
     url = await rt.gateway.get_report_document_url(creds, row["report_document_id"])
     body = await rt.gateway.download_report(url, bytes_max=SETTLEMENT_BYTES_MAX)
     out, _ = await import_settlement(ctx, business, in_memory(body), report_id=row["report_id"])
+    # fetched with the business code's credentials, its SellerId the connected account: they act for it
+    await mark_proven(ctx, business, out.seller_id)
     await _disbursements(ctx, rt, business, creds, out.settlement_id, row["period_start"], row["period_end"])
     log.info("settlement report imported", extra={"report_id": row["report_id"], "settlement": out.settlement_id})
     return out.settlement_id

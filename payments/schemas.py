@@ -69,17 +69,20 @@ class AmazonPaySettingsIn(Struct, frozen=True, forbid_unknown_fields=True, kw_on
     """Connect a business code to its Amazon Pay merchant account: either the merchant's own API keys from
     Integration Central (public_key_id + private_key), or, when Kontor acts as the merchant's solution provider,
     the MWS auth token the merchant granted Kontor (exchanged for a v2 authorization token). Secrets are
-    write-only; leaving them out keeps the stored ones."""
+    write-only: a later PUT for the same Amazon account may leave out `private_key` (with the same `public_key_id`)
+    or `mws_auth_token` to keep the stored one."""
 
     amazon_merchant_id: Annotated[str, Meta(pattern=r"^[A-Z0-9]{5,32}$", examples=["A3EXAMPLE0MERCHANT"])]
     store_id: Annotated[str, Meta(pattern=r"^amzn1\.application-oa2-client\.[0-9a-f]{32}$")] | None = None
-    region: Literal["na", "eu", "jp"] = "eu"
+    # Amazon Pay's region of the account; left out: the one that settles the business code's currency
+    # (USD na, EUR/GBP eu, JPY jp); one that does not settle it is a 422
+    region: Literal["na", "eu", "jp"] | None = None
     sandbox: bool = False
     payment_execution: Literal["one_step", "two_step"] = "one_step"
     public_key_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{8,100}$", examples=["SANDBOX-AHEXAMPLEKEY"])] | None = (
         None
     )
-    private_key: Annotated[str, Meta(min_length=64, max_length=16384, description="PEM (PKCS#8 or PKCS#1)")] | None = (
+    private_key: Annotated[str, Meta(min_length=1, max_length=16384, description="PEM (PKCS#8 or PKCS#1)")] | None = (
         None
     )
     mws_auth_token: Annotated[str, Meta(pattern=r"^amzn\.mws\.[A-Za-z0-9-]{1,100}$")] | None = None

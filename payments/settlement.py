@@ -19,16 +19,25 @@ Then, in one transaction (so a crash leaves either the whole settlement or nothi
   rule) becomes a reconciliation exception with its amount parked in SUSPENSE.
 PSP then equals what Amazon still owes outside the reserve.
 
-The same file again answers the stored result (200, Idempotent-Replayed); another file with the same
-SettlementId is a 409.
+A settlement is identified by what it says, not by its bytes (`content_sha256`: the account, the period and the
+rows without their SettlementId): the same settlement again, whatever file carries it (other line endings,
+encoding, separators, quoting), answers the stored result (200, Idempotent-Replayed); another content under the
+same SettlementId is a 409 `settlement_conflict`; the same rows under another SettlementId are a 409
+`settlement_duplicate` (their fees, reserve and payout are booked already). Within a file, a transaction settled
+before, or a Transfer or Reserve row another settlement booked (same day, amount and Amazon's text), is an
+`already_settled`
+exception: its net amount is parked and its fee not booked again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
 from msgspec import Struct
 
@@ -128,23 +137,28 @@ async def import_settlement(
             f"the report is for Amazon merchant {report.seller_id}; business code {business.code} is {merchant_id}",
             [FieldError("line 3, column SellerId", "another merchant's report")],
         )
-    digest = upload.sha256
+    digest, content = upload.sha256, await asyncio.to_thread(content_sha256, report)
 
     async def work(conn: Connection) -> tuple[SettlementOut, bool]:
-        stored = await conn.fetchrow(
-            "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
-            "summary, report_id) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7) ON CONFLICT DO NOTHING "
-            "RETURNING settlement_id",
-            business.merchant_id,
-            business.code,
-            report.settlement_id,
-            digest,
-            report.period_start,
-            report.period_end,
-            report_id,
-        )
+        await _refuse_duplicate(conn, business, report.settlement_id, content)
+        try:
+            stored = await conn.fetchrow(
+                "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
+                "summary, report_id, content_sha256) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7, $8) "
+                "ON CONFLICT (merchant_id, business, settlement_id) DO NOTHING RETURNING settlement_id",
+                business.merchant_id,
+                business.code,
+                report.settlement_id,
+                digest,
+                report.period_start,
+                report.period_end,
+                report_id,
+                content,
+            )
+        except asyncpg.UniqueViolationError:  # the same rows under another SettlementId, imported concurrently
+            raise _duplicate(report.settlement_id, None) from None
         if stored is None:  # imported before (the insert waited for that transaction to commit)
-            return await _replay(conn, business, report.settlement_id, digest), False
+            return await _replay(conn, business, report.settlement_id, digest, content), False
         out = await _Reconciliation(ctx, conn, business, report).run()
         await conn.execute(
             "UPDATE settlements SET summary = $4 WHERE merchant_id = $1 AND business = $2 AND settlement_id = $3",
@@ -171,15 +185,52 @@ async def get_settlement(ctx: Kontor, business: Business, settlement_id: str) ->
     return msgspec.convert(summary, SettlementOut, strict=False)
 
 
-async def _replay(conn: Connection, business: Business, settlement_id: str, digest: bytes) -> SettlementOut:
+def content_sha256(report: Report) -> bytes:
+    """What a settlement says, whatever file carries it: the account, the period and every row without its
+    SettlementId (line endings, encoding, separators, quoting and the title lines do not count)."""
+    digest = hashlib.sha256(msgspec.json.encode([report.seller_id, report.period_start, report.period_end]))
+    for r in report.rows:
+        fields = [r.posted_on, r.type, r.transaction_id, r.seller_reference_id, r.order_reference_id, r.description]
+        digest.update(msgspec.json.encode([*fields, r.amount, r.fee]))
+    return digest.digest()
+
+
+async def _refuse_duplicate(conn: Connection, business: Business, settlement_id: str, content: bytes) -> None:
+    """409 `settlement_duplicate` when the same rows were imported under another SettlementId."""
+    other = await conn.fetchval(
+        "SELECT settlement_id FROM settlements WHERE merchant_id = $1 AND business = $2 AND content_sha256 = $3 "
+        "AND settlement_id <> $4",
+        business.merchant_id,
+        business.code,
+        content,
+        settlement_id,
+    )
+    if other is not None:
+        raise _duplicate(settlement_id, str(other))
+
+
+def _duplicate(settlement_id: str, other: str | None) -> Conflict:
+    where = f"settlement {other}" if other else "a settlement imported at the same time"
+    return Conflict(
+        "settlement_duplicate",
+        f"the rows of settlement {settlement_id} are those of {where}, imported under another SettlementId: their "
+        "fees, reserve and payout are booked; nothing was booked again",
+        [FieldError("column SettlementId", f"the rows of {where}")],
+    )
+
+
+async def _replay(
+    conn: Connection, business: Business, settlement_id: str, digest: bytes, content: bytes
+) -> SettlementOut:
     row = await conn.fetchrow(
-        "SELECT file_sha256, summary FROM settlements WHERE merchant_id = $1 AND business = $2 AND settlement_id = $3",
+        "SELECT file_sha256, content_sha256, summary FROM settlements WHERE merchant_id = $1 AND business = $2 "
+        "AND settlement_id = $3",
         business.merchant_id,
         business.code,
         settlement_id,
     )
     assert row is not None
-    if bytes(row["file_sha256"]) != digest:
+    if bytes(row["file_sha256"]) != digest and bytes(row["content_sha256"] or b"") != content:
         raise Conflict(
             "settlement_conflict",
             f"settlement {settlement_id} was imported before from another file; a settlement is imported once",
@@ -195,6 +246,7 @@ class _Reconciliation:
         self.outcome: dict[int, str] = {}
         self.entries: list[int] = []
         self.exceptions: list[ExceptionDraft] = []
+        self.fees_parked: set[int] = set()  # lines whose fee is parked with them, not booked
 
     def _key(self) -> tuple[int, int, str]:
         return self.business.merchant_id, self.business.code, self.sid
@@ -267,6 +319,12 @@ class _Reconciliation:
         self.outcome[row.line_no] = "exception"
         self.exceptions.append(ExceptionDraft(row.line_no, kind, description, amount))
 
+    def _already_settled(self, row: Row, description: str) -> None:
+        """A row another settlement booked already (the same transaction, or the same payout): its net amount is
+        parked, its fee is not booked again."""
+        self.fees_parked.add(row.line_no)
+        self._exception(row, "already_settled", description, row.amount + row.fee)
+
     async def _classify(self, rows: list[Row]) -> None:
         handlers = {
             "Capture": self._capture,
@@ -313,11 +371,9 @@ class _Reconciliation:
             self._exception(row, "unknown_capture", f"capture {row.transaction_id} {why}", row.amount)
             return
         if mirror["settlement_id"] is not None:
-            self._exception(
+            self._already_settled(
                 row,
-                "already_settled",
                 f"capture {row.transaction_id} was settled before, in {mirror['settlement_id']}",
-                row.amount,
             )
             return
         booked_now = mirror["entry_id"] is None
@@ -377,11 +433,9 @@ class _Reconciliation:
             )
             return
         if mirror["settlement_id"] is not None:
-            self._exception(
+            self._already_settled(
                 row,
-                "already_settled",
                 f"refund {row.transaction_id} was settled before, in {mirror['settlement_id']}",
-                row.amount,
             )
             return
         if mirror["entry_id"] is None:  # refunded at Amazon; no IPN booked it yet
@@ -418,11 +472,9 @@ class _Reconciliation:
             return
         if known is not None:
             if known["settlement_id"] is not None:
-                self._exception(
+                self._already_settled(
                     row,
-                    "already_settled",
                     f"chargeback {row.transaction_id} was settled before, in {known['settlement_id']}",
-                    row.amount,
                 )
                 return
             await self.conn.execute(
@@ -497,6 +549,8 @@ class _Reconciliation:
     async def _transfer(self, row: Row) -> None:
         """A payout (negative row: Dr TRANSIT / Cr PSP), or a balance repayment Amazon collects from the bank
         (positive: Dr PSP / Cr TRANSIT); the bank statement clears either."""
+        if await self._booked_elsewhere(row):
+            return
         roles = await roles_of(self.ctx, self.business)
         transit, psp = roles("TRANSIT"), roles("PSP")
         paid_out = row.amount < 0
@@ -524,7 +578,32 @@ class _Reconciliation:
         self.entries.append(entry_id)
         self.outcome[row.line_no] = "payout"
 
+    async def _booked_elsewhere(self, row: Row) -> bool:
+        """A Transfer or Reserve row has no transaction id: the same row (type, day, amount, Amazon's text) booked
+        with another settlement is the same money; it becomes an `already_settled` exception."""
+        earlier = await self.conn.fetchval(
+            "SELECT settlement_id FROM settlement_rows WHERE merchant_id = $1 AND business = $2 "
+            "AND transaction_type = $3 AND posted_on = $4 AND amount_minor = $5 AND description = $6 "
+            "AND settlement_id <> $7 AND outcome IN ('payout', 'reserve') LIMIT 1",
+            self.business.merchant_id,
+            self.business.code,
+            row.type,
+            row.posted_on,
+            row.amount,
+            row.description,
+            self.sid,
+        )
+        if earlier is not None:
+            self._already_settled(
+                row,
+                f"{row.type} row of {format_amount(row.amount, self.business.currency)} on {row.posted_on} "
+                f"({row.description}) was booked before, in settlement {earlier}",
+            )
+        return earlier is not None
+
     async def _reserve(self, row: Row) -> None:
+        if await self._booked_elsewhere(row):
+            return
         roles = await roles_of(self.ctx, self.business)
         held = row.amount < 0
         psp, reserve = roles("PSP"), roles("PSP_RESERVE")
@@ -543,7 +622,11 @@ class _Reconciliation:
 
     async def _book_fees(self) -> None:
         """One entry for the settlement's fees (all rows) and authorization fee rows; detail stays in the rows."""
-        total = sum(r.fee + (r.amount if r.type == "Authorization" else 0) for r in self.report.rows)
+        total = sum(
+            r.fee + (r.amount if r.type == "Authorization" else 0)
+            for r in self.report.rows
+            if r.line_no not in self.fees_parked
+        )
         if not total:
             return
         roles = await roles_of(self.ctx, self.business)

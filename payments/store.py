@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ledger.domain import Business
-from ledger.errors import NotFound
+from ledger.errors import Conflict, FieldError, NotFound
 from ledger.money import vat_from_gross
 from payments.domain import ChargeRoom, Item, OrderMoney, RateTotals
 from payments.lifecycle import ChargeFact, OrderFacts, order_status
@@ -26,6 +26,7 @@ __all__ = [
     "ItemRow",
     "OrderRow",
     "charge_rooms",
+    "check_period_open",
     "insert_document",
     "load_items",
     "load_order",
@@ -296,3 +297,20 @@ async def refresh_status(conn: Connection, business: Business, order_ref: str) -
         reason,
     )
     return status, reason
+
+
+async def check_period_open(conn: Connection | asyncpg.Pool, business: Business, on: date, field: str) -> None:
+    """409 `period_closed` naming `field` when `on` lies in a closed month: checked before Amazon is asked for
+    anything the booking of that day depends on (a capture that could then not be booked)."""
+    closed = await conn.fetchval(
+        "SELECT closed_through FROM businesses WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
+    if closed is not None and on <= closed:
+        raise Conflict(
+            "period_closed",
+            f"{field} {on.isoformat()} lies in a closed period: business {business.code} is closed through "
+            f"{closed.isoformat()}; date it in an open period",
+            [FieldError(field, f"after {closed.isoformat()}")],
+        )

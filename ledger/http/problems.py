@@ -164,6 +164,14 @@ def _amount_refused(request: Request[Any, Any, Any], exc: Exception) -> Response
     return problem(request, status=422, code="amount_invalid", title="Unprocessable content", detail=str(exc))
 
 
+def _retry_advice(request: Request[Any, Any, Any]) -> str:
+    """What a client may do after a failure that is not its own: only a request that carried an Idempotency-Key
+    is promised to be booked at most once when retried with it (other routes take no such key)."""
+    if request.headers.get("idempotency-key"):
+        return "A posting retried with the same Idempotency-Key is booked at most once."
+    return "Quote the request_id when reporting it."
+
+
 def _database_problem(
     code: str, title: str, detail: str, retry_after: str
 ) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:
@@ -174,22 +182,25 @@ def _database_problem(
             title,
             extra={"request_id": request.scope.get("kontor.request_id"), "path": request.url.path, "error": repr(exc)},
         )
-        return problem(request, status=503, code=code, title=title, detail=detail, headers={"Retry-After": retry_after})
+        return problem(
+            request,
+            status=503,
+            code=code,
+            title=title,
+            detail=f"{detail} {_retry_advice(request)}",
+            headers={"Retry-After": retry_after},
+        )
 
     return handle
 
 
-_RETRY = "A posting retried with the same Idempotency-Key is booked at most once."
 _database_unavailable = _database_problem(
-    "database_unavailable",
-    "Database unavailable",
-    f"the connection to the database was lost; retry shortly. {_RETRY}",
-    "1",
+    "database_unavailable", "Database unavailable", "the connection to the database was lost; retry shortly.", "1"
 )
 _database_timeout = _database_problem(
     "database_timeout",
     "Database timeout",
-    f"the database did not answer in time (KONTOR_DB_COMMAND_TIMEOUT_S); retry shortly. {_RETRY}",
+    "the database did not answer in time (KONTOR_DB_COMMAND_TIMEOUT_S); retry shortly.",
     "5",
 )
 
@@ -205,8 +216,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
         status=500,
         code="internal_error",
         title="Internal server error",
-        detail="the request failed unexpectedly. A posting may be retried with the same "
-        "Idempotency-Key: it is booked at most once.",
+        detail=f"the request failed unexpectedly. {_retry_advice(request)}",
     )
 
 

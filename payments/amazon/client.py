@@ -43,7 +43,7 @@ from payments.amazon.objects import (
     Report,
     format_timestamp,
 )
-from payments.amazon.transport import Transport, check_idempotency_key, read_bounded
+from payments.amazon.transport import Transport, check_idempotency_key, install_log_redaction, read_bounded
 
 __all__ = [
     "PAGES_MAX",
@@ -105,6 +105,7 @@ class AmazonPayClient:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._http, self._timeout_s = http, timeout_s
+        install_log_redaction()
         self._wire = Transport(
             http, endpoint=endpoint, attempts_max=attempts_max, backoff_s=backoff_s, timeout_s=timeout_s, clock=clock
         )

@@ -151,6 +151,7 @@ class Charge:
     refunded_amount: Amount | None
     expires_at: datetime | None
     created_at: datetime | None
+    merchant_reference_id: str | None = None  # merchantMetadata.merchantReferenceId (Kontor's invoice reference)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,7 @@ class Disbursement:
     amazon_disbursement_reference_id: str
     amount: Amount
     transaction_time: datetime | None
+    seller_id: str | None = None  # the Amazon merchant account paid out
 
 
 class Fields:

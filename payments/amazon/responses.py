@@ -77,7 +77,7 @@ def charge_permission(body: object, status: int) -> ChargePermission:
 
 def charge(body: object, status: int) -> Charge:
     root = Fields(body, status, "charge")
-    details = root.child("statusDetails")
+    details, metadata = root.child("statusDetails"), root.child("merchantMetadata")
     if details is None:
         raise AmazonPayError(status, "InvalidResponse", "charge.statusDetails is missing")
     return Charge(
@@ -90,6 +90,7 @@ def charge(body: object, status: int) -> Charge:
         refunded_amount=root.opt_amount("refundedAmount"),
         expires_at=root.opt_time("expirationTimestamp"),
         created_at=root.opt_time("creationTimestamp"),
+        merchant_reference_id=metadata.opt_text("merchantReferenceId") if metadata is not None else None,
     )
 
 
@@ -167,6 +168,7 @@ def disbursements_page(body: object, status: int) -> tuple[list[Disbursement], s
                 amazon_disbursement_reference_id=item.text("amazonDisbursementReferenceId"),
                 amount=Amount(price.minor, price.currency),
                 transaction_time=item.opt_time("transactionTime"),
+                seller_id=item.opt_text("sellerId"),
             )
         )
     return found, root.opt_text("nextToken") or None

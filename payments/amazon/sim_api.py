@@ -4,7 +4,9 @@ Why separate: this is the wire contract Kontor's client talks to; the simulator 
 it raw requests and sends the IPNs the operations queued.
 
 Order of checks for every request: injected failure (control route `/sim/failures`), route (404/405
-RequestNotSupported), signature (`sim_auth.verify`), delegation (a provider key needs a token: 401
+RequestNotSupported), signature (`sim_auth.verify`: a key acts for its one merchant account, in its one
+environment), delegation (a provider key needs a token: 401 UnauthorizedAccess), region (the signed
+x-amz-pay-region must be the merchant account's: keys do not work on another region's endpoint, 401
 UnauthorizedAccess), idempotency for POST, then the operation. Idempotency (x-amz-pay-idempotency-key on every
 POST, 1-32 `[A-Za-z0-9_-]`, else 400 MissingHeader/InvalidHeaderValue): per merchant, the same key with the same
 method, path and body answers the stored status and body; with anything else 400 DuplicateIdempotencyKey. Keys
@@ -122,8 +124,9 @@ def handle_api(
         handler, params = _match(method, path)
         caller = verify(host.ring, method, path, query, headers, body, datetime.now(UTC))
         if handler is exchange_token:
-            return (*_exchange(host, caller, params[0], query), None)
+            return (*_exchange(host, caller, params[0], query, headers), None)
         merchant = _merchant(host, caller)
+        _check_region(merchant, headers)
         ctx = Ctx(host, caller, merchant, caller.environment, host.now(), query, base_url, params, body)
         if method != "POST":
             return (*_run(handler, ctx), merchant)
@@ -162,8 +165,24 @@ def _merchant(host: ApiHost, caller: Caller) -> SimMerchant:
     return merchant
 
 
+def _check_region(merchant: SimMerchant, headers: Mapping[str, str]) -> None:
+    """A merchant account lives in one region (na, eu, jp): its keys do not work on another region's endpoint
+    (Amazon: pay-api.amazon.com/.eu/.jp; here the signed x-amz-pay-region header says which one was meant)."""
+    region = (headers.get("x-amz-pay-region") or "").strip().lower()
+    if region and region != merchant.region:
+        raise SimError(
+            401,
+            "UnauthorizedAccess",
+            f"merchant {merchant.merchant_id} is registered in region {merchant.region}, not {region}",
+        )
+
+
 def _exchange(
-    host: ApiHost, caller: Caller, mws_auth_token: str, query: Sequence[tuple[str, str]]
+    host: ApiHost,
+    caller: Caller,
+    mws_auth_token: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
 ) -> tuple[int, bytes]:
     """GET /v2/authorizationTokens/{mwsAuthToken}?merchantId=… (provider key): -> {authorizationToken}."""
     if caller.key.owner != "provider":
@@ -172,6 +191,9 @@ def _exchange(
     if len(merchant_ids) != 1 or not merchant_ids[0]:
         raise SimError(400, "MissingParameterValue", "merchantId is required (once)")
     token = host.ring.exchange(caller.key.public_key_id, merchant_ids[0], mws_auth_token)
+    merchant = host.merchants.get(merchant_ids[0])
+    if merchant is not None:
+        _check_region(merchant, headers)
     return _answer(200, {"authorizationToken": token})
 
 

@@ -11,7 +11,8 @@ Checks, in order (developer.amazon.com/docs/amazon-pay-api-v2/signing-requests.h
 3. the PublicKeyId is registered (else 403 InvalidRequestSignature: without the key the signature cannot be
    checked, so the simulator answers as for a bad signature - a choice; Amazon's exact answer is not published);
 4. the environment: `SANDBOX-…`/`LIVE-…` keys name theirs and may use `/v2` or their own explicit path; legacy
-   ids (no prefix) must use `/live/v2` or `/sandbox/v2`; anything else is 401 UnauthorizedAccess;
+   ids (no prefix) must use the explicit path of the environment they were created for (`/live/v2` or
+   `/sandbox/v2`); anything else is 401 UnauthorizedAccess;
 5. the signature over exactly the headers named in SignedHeaders and the body's SHA-256 (403
    InvalidRequestSignature, echoing the simulator's string to sign as Amazon does; a named header missing
    from the request is the same error);
@@ -41,6 +42,7 @@ __all__ = [
     "Caller",
     "KeyRecord",
     "KeyRing",
+    "key_environment",
     "new_public_key_id",
     "split_path",
     "verify",
@@ -76,10 +78,14 @@ def split_path(path: str) -> tuple[str | None, str] | None:
 
 @dataclass(frozen=True)
 class KeyRecord:
+    """An API key: it belongs to exactly one merchant account (or provider) and one environment, as Integration
+    Central issues them; calls signed with it act for that merchant only, in that environment only."""
+
     public_key_id: str
     key: rsa.RSAPublicKey
     owner: str  # merchant | provider
     owner_id: str  # the merchant id, or the provider's public key id
+    environment: str = "Sandbox"  # Sandbox | Live: also for a legacy id without SANDBOX-/LIVE- prefix
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,11 @@ class KeyRing:
 
     def add(self, record: KeyRecord) -> None:
         known = self.keys.get(record.public_key_id)
-        if known is not None and (known.owner, known.owner_id) != (record.owner, record.owner_id):
+        if known is not None and (known.owner, known.owner_id, known.environment) != (
+            record.owner,
+            record.owner_id,
+            record.environment,
+        ):
             raise SimError(409, "InvalidParameterValue", f"public key id {record.public_key_id} is taken")
         if len(self.keys) >= TOKENS_MAX:
             raise SimError(400, "InvalidRequest", "too many keys")
@@ -150,11 +160,9 @@ def _environment(record: KeyRecord, path_environment: str | None) -> str:
     named = key_environment(record.public_key_id)
     if named is None and path_environment is None:
         raise SimError(401, "UnauthorizedAccess", "/v2 needs an environment-specific key (LIVE-/SANDBOX-)")
-    if named is not None and path_environment is not None and named != path_environment:
-        raise SimError(401, "UnauthorizedAccess", f"a {named} key cannot call the {path_environment} environment")
-    environment = named or path_environment
-    if environment is None:  # both None was refused above; kept for the type checker
-        raise SimError(401, "UnauthorizedAccess", "no environment")
+    environment = named or record.environment
+    if path_environment is not None and path_environment != environment:
+        raise SimError(401, "UnauthorizedAccess", f"a {environment} key cannot call the {path_environment} environment")
     return environment
 
 

@@ -14,7 +14,7 @@ a bad body is a 400 `{"reasonCode", "message", "field"}` naming the field, an un
 | POST | /sim/disputes | merchant_id, charge_id, amount, filing_reason? | Files a chargeback on a Captured charge (ActionRequired, 11 days; debits amount + fee) -> Dispute JSON |
 | POST | /sim/disputes/resolve | merchant_id, dispute_id, resolution (BuyerWon\\|MerchantWon\\|NoFault) | Resolves a dispute (MerchantWon/NoFault credit the amount back) -> Dispute JSON |
 | POST | /sim/declines | merchant_id, operation (CreateCharge\\|Capture\\|Refund), reason_code | Arms a decline for the next call of that operation |
-| POST | /sim/failures | count, status (408\\|425\\|429\\|500\\|502\\|503\\|504), reason_code?, retry_after_s? | The next `count` API calls answer `status` |
+| POST | /sim/failures | count, status (408\\|425\\|429\\|500\\|502\\|503\\|504), reason_code?, retry_after_s?, after?, method? | The next `count` API calls (of `method`) answer `status` (`after`: they are carried out first, their answer is lost) |
 | POST | /sim/clock | days?, hours? | Moves the simulated clock forward; lifetimes run out, pending work is processed -> now |
 | POST | /sim/settlements | merchant_id | Closes a settlement period -> report_id, report_document_id, payout |
 | GET | /sim/settlement-report?merchant_id= | - | Closes a settlement period, answers the flat-file CSV |
@@ -58,7 +58,7 @@ from payments.amazon.sim_control_bodies import (
     ReplayIn,
     ResolveIn,
 )
-from payments.amazon.sim_model import Buyer, SimError
+from payments.amazon.sim_model import Buyer, Failure, SimError
 from payments.amazon.sim_reports import close_period
 
 if TYPE_CHECKING:
@@ -270,7 +270,8 @@ def _dispute_and_failure_routes(sim: AmazonPaySimulator) -> list[HTTPRouteHandle
     @post("/sim/failures", status_code=200)
     async def failures(request: Request[Any, Any, Any]) -> dict[str, int]:
         body = await _body(request, FailuresIn)
-        sim.failures.extend([(body.status, body.reason_code, body.retry_after_s)] * body.count)
+        failure = Failure(body.status, body.reason_code, body.retry_after_s, body.after, body.method)
+        sim.failures.extend([failure] * body.count)
         del sim.failures[:-100]
         return {"pending": len(sim.failures)}
 

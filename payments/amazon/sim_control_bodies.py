@@ -131,6 +131,10 @@ class FailuresIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):
     status: Literal[408, 425, 429, 500, 502, 503, 504]
     reason_code: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{1,64}$")] = "ServiceUnavailable"
     retry_after_s: Annotated[int, msgspec.Meta(ge=0, le=60)] | None = None
+    # the call is carried out, then its answer is lost on the way back (the caller sees `status`): what a
+    # timeout or a gateway error after Amazon processed a request looks like to the client
+    after: bool = False
+    method: Literal["GET", "POST", "PATCH", "DELETE"] | None = None  # only calls with this method fail
 
 
 class ClockIn(_Body, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -42,6 +42,7 @@ __all__ = [
     "RESERVE_PERCENT",
     "SESSION_TTL",
     "Buyer",
+    "Failure",
     "SettlementEvent",
     "SimCharge",
     "SimDispute",
@@ -240,6 +241,18 @@ class SettlementEvent:
     order_reference_id: str
     amount: int  # signed, from the merchant's view
     fee_fixed: int = 0  # negative: the chargeback fee
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An answer injected by /sim/failures for the next API call (of `method`, if given); `after`: the call is
+    carried out and only its answer is replaced (lost on the way back to the caller)."""
+
+    status: int
+    reason_code: str
+    retry_after_s: int | None = None
+    after: bool = False
+    method: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,9 @@ from litestar.params import PathParameter
 from ledger.money import currency_decimals, is_known_currency
 from payments.amazon import sim_postsale, sim_state
 from payments.amazon.sim_api import handle_api, register_routes
-from payments.amazon.sim_auth import KeyRecord, KeyRing, new_public_key_id
+from payments.amazon.sim_auth import KeyRecord, KeyRing, key_environment, new_public_key_id
 from payments.amazon.sim_control import control_routes, error_response
-from payments.amazon.sim_model import SimError, SimMerchant
+from payments.amazon.sim_model import Failure, SimError, SimMerchant
 from payments.amazon.sim_reports import Books, close_period, open_document, owed
 from payments.amazon.sns import SigningIdentity
 
@@ -73,6 +73,17 @@ def public_key_pem(key: rsa.RSAPublicKey) -> str:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+def _failure(failure: Failure) -> Response[bytes]:
+    """The answer a failure injected by /sim/failures gives."""
+    headers = {"retry-after": str(failure.retry_after_s)} if failure.retry_after_s is not None else {}
+    return Response(
+        json.dumps({"reasonCode": failure.reason_code, "message": "injected by /sim/failures"}).encode(),
+        status_code=failure.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
 def _json(status: int, payload: Any) -> Response[bytes]:
     return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
 
@@ -89,7 +100,7 @@ class AmazonPaySimulator:
     merchants: dict[str, SimMerchant] = field(default_factory=dict)
     books: dict[str, Books] = field(default_factory=dict)
     sent: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
-    failures: list[tuple[int, str, int | None]] = field(default_factory=list)  # (status, reasonCode, Retry-After)
+    failures: list[Failure] = field(default_factory=list)
     _http: httpx.AsyncClient | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -148,7 +159,10 @@ class AmazonPaySimulator:
             generated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             key, private_pem = generated.public_key(), private_key_pem(generated)
         key_id = key_id or new_public_key_id(environment)
-        self.ring.add(KeyRecord(key_id, key, owner, owner_id or key_id))
+        named = key_environment(key_id)
+        if named is not None and named != environment:
+            raise SimError(400, "InvalidParameterValue", f"public key id {key_id} names the {named} environment")
+        self.ring.add(KeyRecord(key_id, key, owner, owner_id or key_id, environment))
         return key_id, private_pem
 
     def grant_mws_auth_token(self, provider_key_id: str, merchant_id: str) -> str:
@@ -271,15 +285,15 @@ class AmazonPaySimulator:
 
     # --- the app --------------------------------------------------------------------------------------------
     async def serve_api(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        if self.failures:
-            status, reason, retry_after_s = self.failures.pop(0)
-            headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else {}
-            return Response(
-                json.dumps({"reasonCode": reason, "message": "injected by /sim/failures"}).encode(),
-                status_code=status,
-                media_type="application/json",
-                headers=headers,
-            )
+        failure = next((f for f in self.failures if f.method in (None, request.method)), None)
+        if failure is not None:
+            self.failures.remove(failure)
+        if failure is not None and not failure.after:
+            return _failure(failure)
+        answer = await self._answer(request)
+        return answer if failure is None else _failure(failure)
+
+    async def _answer(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         body = await request.body()
         if len(body) > BODY_BYTES_MAX:
             return _json(400, {"reasonCode": "InvalidRequestFormat", "message": "the body exceeds 1 MiB"})

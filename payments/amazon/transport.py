@@ -13,6 +13,8 @@ Rules (developer.amazon.com/docs/amazon-pay-api-v2/signing-requests.html; SDK so
   exponential backoff and jitter, `Retry-After` (seconds) honoured up to `RETRY_AFTER_MAX_S`. A POST is
   retried with the same idempotency key, which Amazon answers with the first result.
 - Answers are read up to `RESPONSE_BYTES_MAX`; errors are `{"reasonCode", "message"}`.
+- Logs never carry a secret: a merchant's MWS auth token travels in the token exchange's path, pre-signed URLs carry
+  credentials; the call's own debug line and httpx's request line (`RedactUrls`) show them as `[redacted]`.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ __all__ = [
     "RESPONSE_BYTES_MAX",
     "RETRY_AFTER_MAX_S",
     "Answer",
+    "RedactUrls",
     "Transport",
     "api_prefix",
     "check_idempotency_key",
+    "install_log_redaction",
+    "redact_url",
 ]
 
 log = logging.getLogger("kontor.amazon_pay")
@@ -66,6 +71,34 @@ def api_prefix(creds: Credentials) -> str:
     if creds.public_key_id.startswith(("LIVE-", "SANDBOX-")):
         return "/v2"
     return "/sandbox/v2" if creds.sandbox else "/live/v2"
+
+
+# secrets that travel in URLs: a merchant's MWS auth token (GET /v2/authorizationTokens/{token}), and the
+# credentials of pre-signed document and upload URLs (their query's signature; the simulator's path tokens)
+_SECRET_IN_URL = re.compile(r"(/authorizationTokens/|/s3/report-documents/|/s3/uploads/[^/?\s]+/)[^/?\s\"]+")
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the secrets a URL of an Amazon Pay call can carry replaced by `[redacted]`, its query dropped."""
+    return _QUERY.sub("?[redacted]", _SECRET_IN_URL.sub(r"\1[redacted]", text))
+
+
+class RedactUrls(logging.Filter):
+    """Redacts URLs in the request lines httpx logs (`HTTP Request: GET <url> ...`, INFO): no token or pre-signed
+    credential reaches a log, whatever level the logger runs at."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL | str) else a for a in record.args)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach `RedactUrls` to httpx's logger once per process (the Amazon Pay client does it when it is made)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactUrls) for f in logger.filters):
+        logger.addFilter(RedactUrls())
 
 
 def check_idempotency_key(key: str) -> None:
@@ -217,7 +250,7 @@ class Transport:
         log.debug(
             "amazon pay call %s %s -> %s (attempt %d, %.1f ms)",
             method,
-            path,
+            redact_url(path),
             status,
             attempt,
             (time.monotonic() - started) * 1000,

@@ -26,12 +26,14 @@ class Shop:
     execution: str = "one_step"
     customer: str = "C-100"
     public_key_id: str = ""
+    region: str = "eu"
 
     def credentials(self) -> Credentials:
         """The merchant's own credentials (the shared test key under its public key id)."""
         key = serialization.load_pem_private_key(shared_key()[0].encode(), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
-        return Credentials(self.merchant_id, self.public_key_id, key, "eu", True)
+        region = "na" if self.region == "na" else "jp" if self.region == "jp" else "eu"
+        return Credentials(self.merchant_id, self.public_key_id, key, region, True)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -205,7 +207,7 @@ async def connect(tenant: Tenant, account: dict[str, Any], execution: str = "one
             "amazon_merchant_id": account["merchant_id"],
             "public_key_id": account["public_key_id"],
             "private_key": account["private_key"],
-            "region": "eu",
+            "region": account.get("region", "eu"),
             "sandbox": True,
             "payment_execution": execution,
         },
@@ -223,6 +225,7 @@ async def make_shop(tenant: Tenant, sim: Simulator, execution: str = "one_step",
         merchant_id=account["merchant_id"],
         execution=execution,
         public_key_id=account["public_key_id"],
+        region=account.get("region", "eu"),
     )
 
 

@@ -42,7 +42,7 @@ def postmaster(pgdata: Path) -> psutil.Process | None:
     return psutil.Process(pid) if psutil.pid_exists(pid) else None
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -65,7 +65,12 @@ def serve(data_dir: Path, port: int, *extra: str, env: dict[str, str] | None = N
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    wait_ready(port, proc, log)
+    try:
+        wait_ready(port, proc, log)
+    except BaseException:
+        proc.kill()  # never leave a half-started server behind for the next test
+        proc.wait()
+        raise
     return proc
 
 

@@ -182,7 +182,7 @@ async def test_a_report_that_cannot_be_imported_is_failed_with_its_reason_and_th
     assert (await shop.create_order("f-1", [item(1, "10.00")])).status_code == 201
     first = (await shop.sim.control("POST", "settlements", json={"merchant_id": shop.merchant_id})).json()
     # the merchant uploaded that settlement by hand from an edited file: the fetched report conflicts with it
-    edited = (await _document(shop, first["report_document_id"])).replace("Settlement Report", "Settlement (edited)")
+    edited = (await _document(shop, first["report_document_id"])).replace("Current Reserve Amount", "Reserve (edited)")
     uploaded = await shop.client.post(
         shop.tenant.url("/amazon-pay/settlements"),
         content=edited.encode(),

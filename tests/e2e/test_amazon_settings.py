@@ -79,7 +79,7 @@ async def test_a_later_put_keeps_the_stored_key(tenant: Tenant, simulator: Simul
     ("change", "field"),
     [
         ({"private_key": "not a key at all, clearly not a PEM" * 3}, "private_key"),
-        ({"public_key_id": "SANDBOX-UNKNOWNKEYID0000000000"}, "private_key"),  # Amazon cannot verify the signature
+        ({"public_key_id": "SANDBOX-UNKNOWNKEYID0000000000"}, "public_key_id"),  # unknown to Amazon: no signature check
         ({"sandbox": False}, "sandbox"),  # a sandbox key (SANDBOX-...) for the live environment
     ],
 )
@@ -118,7 +118,8 @@ async def test_another_key_pair_is_refused_by_amazon(tenant: Tenant, simulator: 
             "sandbox": True,
         },
     )
-    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "private_key")
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["public_key_id", "private_key"]
 
 
 @pytest.mark.parametrize(
@@ -253,3 +254,29 @@ async def test_orders_need_amazon_pay_settings(tenant: Tenant) -> None:
         },
     )
     assert (r.status_code, r.json()["code"]) == (409, "amazon_pay_not_configured")
+
+
+async def test_no_token_reaches_a_log_line_at_any_level(
+    tenant: Tenant, simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA finding 8: httpx logged "HTTP Request: GET .../v2/authorizationTokens/amzn.mws.…?merchantId=…" at INFO,
+    and Kontor's own call line showed the same path at DEBUG."""
+    account = await amazon_merchant(simulator)
+    grant = await simulator.control(
+        "POST",
+        "providers/grants",
+        json={"merchant_id": account["merchant_id"], "public_key_id": simulator.provider_key_id},
+    )
+    token = grant.json()["mws_auth_token"]
+    with caplog.at_level(logging.DEBUG):
+        r = await _put(tenant, {"amazon_merchant_id": account["merchant_id"], "mws_auth_token": token, "sandbox": True})
+        assert r.status_code == 200, r.text
+        from tests.e2e.amazon import Shop
+
+        shop = Shop(tenant=tenant, sim=simulator, merchant_id=account["merchant_id"])
+        assert (await shop.create_order("o-log", [item(1, "5.00")])).status_code == 201
+    v2_token = simulator.sim.ring.issued[(simulator.provider_key_id, account["merchant_id"])]
+    logged = caplog.text + "\n".join(str(r.args) for r in caplog.records)
+    for secret in (token, token.removeprefix("amzn.mws."), v2_token):
+        assert secret not in logged
+    assert "authorizationTokens/[redacted]" in logged  # the exchange was logged, without its token

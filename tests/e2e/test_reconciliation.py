@@ -134,7 +134,7 @@ async def test_one_step_order_settled_with_fee_reserve_and_payout_cleared_by_the
     settlement_id = out["settlement_id"]
     again = await upload_settlement(shop, report)
     assert (again.status_code, again.headers.get("Idempotent-Replayed"), again.json()) == (200, "true", out)
-    other = await upload_settlement(shop, report.replace("Settlement Report", "Settlement Report (copy)"))
+    other = await upload_settlement(shop, report.replace("Current Reserve Amount", "Current Reserve (edited)"))
     assert (other.status_code, other.json()["code"]) == (409, "settlement_conflict")
     assert (await shop.tenant.get(f"/amazon-pay/settlements/{settlement_id}")).json() == out
 

@@ -28,7 +28,7 @@ async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
 @pytest.fixture
 async def usd_shop(app_client: httpx.AsyncClient, simulator: Simulator) -> Shop:
     tenant = await make_tenant(app_client, businesses=[{"code": 1001, "country": "US", "currency": "USD"}])
-    return await make_shop(tenant, simulator)
+    return await make_shop(tenant, simulator, region="na", currency="USD")
 
 
 def excel_report(shop: Shop) -> bytes:
