@@ -1,1 +1,1 @@
-"""Benchmarks of quality.md (P1-P4, P7) against a raw-SQL baseline run alongside: `python -m bench`."""
+"""Benchmarks of the README's Performance table (P1-P7) against a raw-SQL baseline run alongside: `python -m bench`."""

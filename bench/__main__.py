@@ -1,4 +1,4 @@
-"""`python -m bench`: the performance figures of quality.md (P1-P7), each beside its raw-SQL baseline.
+"""`python -m bench`: the performance figures of the README's Performance table (P1-P7), each beside its raw-SQL baseline.
 
 Starts everything itself: PostgreSQL (embedded, or a fresh database on --url), the service as a real
 `kontor serve` process with --workers workers, and the load generator as a separate process; seeds the

@@ -1,4 +1,4 @@
-"""Turn raw benchmark results into the table of quality.md: workload, figure, baseline, ratio, target, pass."""
+"""Turn raw benchmark results into the README's Performance table: workload, figure, baseline, ratio, target, pass."""
 
 from __future__ import annotations
 

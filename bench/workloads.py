@@ -4,7 +4,7 @@ The baseline is the fastest honest ledger posting PostgreSQL allows from Python:
 entry through asyncpg (no HTTP, no validation, synchronous commit on) that inserts the entry and its
 lines and updates one balance row per account, rows locked in account order. It is the design the
 service must beat on hot accounts (one row per account queues every posting) and come close to on
-cold ones; stack.md measured it at ~10,000/s (2 lines, 16 connections) and ~2,000/s on one hot row.
+cold ones (README, Performance: the baselines measured beside each figure).
 """
 
 from __future__ import annotations

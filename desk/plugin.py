@@ -10,7 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.plugins import InitPluginProtocol
 
-from desk import web
+from desk import http, web
 from desk.cli import export, period, report
 from desk.closing import close_due_months
 from desk.config import DeskSettings
@@ -29,6 +29,9 @@ class DeskPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.template_config = web.template_config()
         return app_config
+
+    def route_handlers(self) -> list[Any]:
+        return [http.router]  # finding customers, orders, bank statements; ageing and VAT summary
 
     def public_route_handlers(self) -> list[Any]:
         return [web.router]  # the pages authenticate by their session cookie, not by an API key

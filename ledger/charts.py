@@ -1,10 +1,10 @@
 """Chart-of-accounts templates (SKR03 / SKR04) seeded into every new business code.
 
-Why this module exists: accounting.md fixes a template of role keys (AR, PSP, VAT_19, ...) mapped to
+Why this module exists: docs/accounting.md fixes a template of role keys (AR, PSP, VAT_19, ...) mapped to
 DATEV account numbers. The service identifies accounts by role, never by number, so merchants may
 rename accounts or give them their own G/L number (`alt_number`). Rates other than the German 19 % /
 7 % get numbers next to the German ones; 0 % revenue and deductions get the tax-free accounts.
-PSP, PSP_RESERVE and VAT_PREPAY are "merchant-defined" in accounting.md: the numbers below are
+PSP, PSP_RESERVE and VAT_PREPAY are "merchant-defined" (docs/accounting.md): the numbers below are
 conventional defaults inside the right ranges; check them with the tax adviser.
 """
 
@@ -74,7 +74,7 @@ _PER_RATE: dict[str, tuple[str, AccountType, dict[str, tuple[str, ...]], dict[st
     ),
 }
 
-# Standard and reduced VAT rates per country of the business codes in reference/aaas-product.md §2.
+# Standard and reduced VAT rates per country (docs/accounting.md, "Chart of accounts: roles").
 # A starting point only: pass vat_rates explicitly when creating a business code to override.
 DEFAULT_VAT_RATES: dict[str, tuple[str, ...]] = {
     "DE": ("19", "7"),

@@ -1,4 +1,4 @@
-"""The `kontor` command: serve, onboard merchants, verify the journal, rotate the keys of stored secrets.
+"""The `kontor` command: serve, onboard merchants, verify the journal, back up and restore, rotate secret keys.
 
 Composition root for command-line processes. Without KONTOR_DATABASE_URL every command uses the
 embedded PostgreSQL in the data directory (the one `kontor serve` uses); if a server is already
@@ -24,6 +24,7 @@ import uvicorn
 
 from ledger import profiles, tenancy
 from ledger.app import discover_plugins
+from ledger.backup import BackupError, backup, restore
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
@@ -329,6 +330,63 @@ def _imbalance(totals: CurrencyTotals) -> str:
     c = totals.currency
     text = imbalance(parse_amount(totals.debit, c, allow_zero=True), parse_amount(totals.credit, c, allow_zero=True), c)
     return f"{c} {text}" if text else ""
+
+
+@main.command("backup")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file to write (replaced).")
+@click.option(
+    "--url", default=None, help="Back up this PostgreSQL database [default: KONTOR_DATABASE_URL, else embedded]."
+)
+@data_dir_option
+def backup_command(output: Path, url: str | None, data_dir: Path | None) -> None:
+    """Write the database to OUTPUT in pg_dump's custom format, from one snapshot (safe while the service runs).
+
+    The key of the sealed secrets is not in the file: keep it with the backups, apart from them."""
+    settings = _settings(data_dir)
+    try:
+        result = asyncio.run(backup(output, url=url or settings.database_url, data_dir=settings.data_dir))
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        terminal(f"backup written to {result.path} ({result.size_bytes:,} bytes, PostgreSQL {result.server_version})")
+    )
+    click.echo(f"  {result.counts}")
+
+
+@main.command("restore")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the database in the data directory (kept beside it).")
+@data_dir_option
+def restore_command(source: Path, force: bool, data_dir: Path | None) -> None:
+    """Restore SOURCE (written by `kontor backup` or pg_dump -Fc) as the embedded database of the data directory.
+
+    Refused if the data directory holds a database (unless --force) or its database is in use."""
+    settings = _settings(data_dir)
+    if settings.database_url is not None:
+        raise click.ClickException(
+            "KONTOR_DATABASE_URL is set: kontor restore restores the embedded database only; restore an external "
+            "database with pg_restore (docs/operations.md)"
+        )
+    keyed = settings.secret_key or settings.secret_key_file or (settings.data_dir / "secret.key").exists()
+    box = SecretBox.from_settings(settings) if keyed else None  # never create a new key file here
+    sealed = plugin_sealed_columns(discover_plugins())
+    try:
+        result = asyncio.run(restore(source, data_dir=settings.data_dir, force=force, box=box, sealed=sealed))
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(terminal(f"restored into {result.pgdata}"))
+    click.echo(f"  {result.counts}")
+    if result.replaced is not None:
+        click.echo(terminal(f"  the database it replaced is kept in {result.replaced}: delete it when satisfied"))
+    if result.unopenable is None:
+        click.echo(
+            "  no secrets key is configured for this data directory: put the key of the backed-up installation in "
+            f"{settings.data_dir / 'secret.key'} (or set KONTOR_SECRET_KEY) before starting the service",
+            err=True,
+        )
+    for column, count in (result.unopenable or {}).items():
+        click.echo(f"  {count} values in {column} do not open with the configured secrets key", err=True)
+    click.echo(f"next: kontor verify --data-dir {terminal(str(settings.data_dir))}")
 
 
 @main.group("secrets")

@@ -1,4 +1,4 @@
-"""Period-end postings of the payments module, booked when a month is closed (accounting.md).
+"""Period-end postings of the payments module, booked when a month is closed (docs/accounting.md, "VAT").
 
 VAT on prepayments (§13 (1) no. 1a sentence 4 UStG): money received before the supply makes the VAT due in
 the month it was received. For every month being closed: the gross of one-step orders' items that were

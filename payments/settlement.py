@@ -1,4 +1,4 @@
-"""Amazon Pay settlement reports: parse, book, reconcile (reference/amazon-pay.md §6.2, accounting.md).
+"""Amazon Pay settlement reports: parse, book, reconcile (docs/amazon-pay.md §5, docs/accounting.md "Reconciliation").
 
 The flat file is validated whole before anything is booked (`payments.settlement_parse`, streamed in a
 worker thread so the event loop keeps serving): every row's net must equal its amount plus its fees, the

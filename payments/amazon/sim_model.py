@@ -6,7 +6,7 @@ Why separate: the operations (`sim_state.py`, `sim_postsale.py`), the JSON views
 module keeps each of those under its size budget.
 
 Limits and lifetimes (developer.amazon.com/docs/amazon-pay-api-v2/{checkout-session,charge-permission,charge,
-refund}.html, amazon-pay-checkout/asynchronous-processing.html; reference notes amazon-pay.md §1, §5):
+refund}.html, amazon-pay-checkout/asynchronous-processing.html; docs/amazon-pay.md §2):
 - a Checkout Session not completed within 24 hours is Canceled (reason Expired);
 - a one-time Charge Permission lives 180 days, allows at most 25 charges, up to `amountLimit` = the order
   amount + min(15 %, 75 EUR/GBP/USD, 8,400 JPY) (`headroom`);

@@ -4,7 +4,7 @@ Pure functions over a `SimMerchant`, like `sim_state.py`; each state change of a
 (REFUND, CHARGEBACK) and each money movement a settlement event.
 
 Rules (developer.amazon.com/docs/amazon-pay-api-v2/{refund,dispute,file}.html; amazon-pay-checkout/
-manage-disputes.html; amazon-pay.md §5, §7):
+manage-disputes.html; docs/amazon-pay.md §2, §4):
 - Refund: only on a Captured charge (422 InvalidChargeStatus); always RefundInitiated first, then Refunded or
   Declined (AmazonRejected, ProcessingFailure) when processed; at most 10 per charge (422
   TransactionCountExceeded); refunds (initiated + completed) + disputed <= captured + headroom (400

@@ -4,7 +4,7 @@ reports and documents, and disbursements (payouts).
 Why separate: settlement is bookkeeping over the events the sale and after-sale operations record; it has its
 own rules and its own ids, and Kontor reconciles against exactly this output.
 
-Rules (amazon-pay.md §6; developer.amazon.com/docs/amazon-pay-reports/*, amazon-pay-api-v2/reports.html):
+Rules (docs/amazon-pay.md §5; developer.amazon.com/docs/amazon-pay-reports/*, amazon-pay-api-v2/reports.html):
 - Every completed capture, completed refund, chargeback and chargeback reversal is a settlement event.
   `close_period` turns the events since the last period into a settlement: the same v1 flat-file CSV Amazon
   still delivers (`SETTLEMENT_COLUMNS`, UTF-8 BOM, five header lines, quoted, trailing comma), with

@@ -1,4 +1,4 @@
-"""Dunning, collection, write-offs and recovery through the API (reference/dunning-and-vat.md §5-§7).
+"""Dunning, collection, write-offs and recovery through the API (docs/accounting.md, "Dunning", "Write-off and recovery").
 
 Business dates are given explicitly (order, invoice, return dates; each run's `as_of`); what the
 service dates itself (IPN bookings) falls on the test clock's today, 2026-11-27, which is day 40 of the
@@ -169,7 +169,7 @@ async def test_the_worked_example_to_the_cent(
     )
     assert paid.status_code == 201, paid.text
 
-    expected = {  # §6.1
+    expected = {  # the balances at the end
         "1200": "7.39",
         "1210": "0.00",
         "1360": "0.00",
@@ -226,7 +226,7 @@ async def shop(tenant: Tenant, simulator: Simulator) -> Shop:
 
 
 async def test_mixed_rates_are_written_off_pro_rata_when_dunning_is_off(shop: Shop) -> None:
-    """§7: 50.00 of a 59.50 (19 %) + 53.50 (7 %) invoice is uncollectible: 26.33 at 19 %, 23.67 at 7 %."""
+    """Mixed rates: 50.00 of a 59.50 (19 %) + 53.50 (7 %) invoice is uncollectible: 26.33 at 19 %, 23.67 at 7 %."""
     await charged_back_order(shop, "mx-1", [item(1, "59.50"), item(2, "53.50", vat="7")], "50.00")
     await put_policy(shop, enabled=False, write_off_days=60)
     assert (await run(shop, 99))["counts"].get("write_off", 0) == 0  # 59 days overdue

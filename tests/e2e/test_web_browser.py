@@ -156,27 +156,28 @@ async def test_an_accountant_clicks_through_every_page(
         assert total.find_elements(By.CSS_SELECTOR, "td.num")[0].text == german(api["trial"]["totals"][0]["debit"])
         cell = b.find_element(By.CSS_SELECTOR, "#trial-balance td.num")
         assert cell.value_of_css_property("text-align") == "right"
-        assert b.find_element(By.ID, "balanced").text == "Debits equal credits."
+        assert b.find_element(By.ID, "balanced").text == "Soll und Haben stimmen überein."
 
         # the revenue register, two pages, with the running balance
         click(b, "8400")
         for page in api["register"]:
             shown = cells(b, "#register")
-            assert [(int(r["data"]["entry"]), r["amounts"][1][1], r["amounts"][2][1], r["balance_side"][0])
-                    for r in shown] == [
+            # cells: entry, debit, credit, balance (signed: a credit balance downloads negative)
+            assert [(int(r["data"]["entry"]), r["amounts"][2][1], r["amounts"][3][1].lstrip("-"),
+                     r["balance_side"][0]) for r in shown] == [
                 (r["entry_id"], r["credit"] or "", r["balance"], r["side"]) for r in page["rows"]
             ]  # fmt: skip
+            assert all(r["amounts"][3][0].endswith(" H") for r in shown)  # Haben: a credit balance
             if page["next_cursor"]:
-                click(b, "Next page")
+                click(b, "Nächste Seite")
         assert not b.find_elements(By.ID, "next-page")
 
         # customer accounts, and the dunned customer's open items
-        click(b, "Customers")
+        click(b, "Kunden")
         customers = {r["data"]["customer"]: r for r in cells(b, "#customers")}
         assert set(customers) == set(api["customers"])
         for name, account in api["customers"].items():
-            debit, credit, balance = (value for _, value in customers[name]["amounts"][:3])
-            assert (debit, credit) == (account["debit_total"], account["credit_total"])
+            balance = customers[name]["amounts"][0][1]
             assert Decimal(balance) == Decimal(account["debit_total"]) - Decimal(account["credit_total"])
         click(b, dunned)
         items = api["open_items"]
@@ -189,22 +190,22 @@ async def test_an_accountant_clicks_through_every_page(
         assert b.find_element(By.ID, "level").text == str(items["dunning_level"]) == "1"
 
         # dunning status: the customer at level 1, the run that put them there
-        click(b, "Dunning")
+        click(b, "Mahnwesen")
         (in_dunning,) = cells(b, "#in-dunning")
         assert in_dunning["data"]["customer"] == dunned
         assert b.find_element(By.CSS_SELECTOR, "#in-dunning td.level").text == "1"
-        assert "notice 1" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
+        assert "Mahnung 1" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
 
         # reconciliation exceptions: the bank line nobody could match
-        click(b, "Reconciliation")
+        click(b, "Abstimmung")
         shown = cells(b, "#exceptions")
-        assert [(int(r["data"]["exception"]), r["amounts"][0][1]) for r in shown] == [
+        assert [(int(r["data"]["exception"]), r["amounts"][2][1]) for r in shown] == [  # no., line, amount
             (e["exception_id"], e["amount"]) for e in api["exceptions"]
         ]
         assert any("12,34 EUR" in r["text"] for r in shown)
 
         # closed periods and the month's G/L report
-        click(b, "Closed periods")
+        click(b, "Perioden")
         assert "2026-10" in b.find_element(By.CSS_SELECTOR, "#periods tbody").text
         click(b, "2026-10")
         gl = {r["data"]["account"]: [v for _, v in r["amounts"]] for r in cells(b, "#gl-report")}
@@ -213,7 +214,7 @@ async def test_an_accountant_clicks_through_every_page(
                                           "closing_credit")]
             for r in api["gl"]["rows"]
         }  # fmt: skip
-        download = b.find_element(By.LINK_TEXT, "Download CSV").get_attribute("href")
+        download = b.find_element(By.LINK_TEXT, "CSV herunterladen").get_attribute("href")
         assert download == f"{app_url}/ui/1001/periods/2026-10/gl-report?format=csv"
 
         # signing out ends the session: the pages ask for the key again

@@ -1,4 +1,4 @@
-"""Open items replayed from receivable lines, and default interest (reference/dunning-and-vat.md §5-§6)."""
+"""Open items replayed from receivable lines, and default interest (docs/accounting.md, "Dunning")."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def day(n: int) -> date:
 
 
 def worked_example_until_chargeback() -> list[Event]:
-    """§6: invoice 119.00, captured; return 35.70 refunded; goodwill 11.90 refunded; chargeback 71.40."""
+    """The example: invoice 119.00, captured; return 35.70 refunded; goodwill 11.90 refunded; chargeback 71.40."""
     return [
         Event(day(0), 1, -11900, "payment"),  # one-step: captured before the invoice
         Event(day(0), 2, 11900, "claim", "o1", day(0)),
