@@ -43,8 +43,12 @@ CheckName = Literal["opening_balance", "closing_balance", "ledger_balance"]
 class BalanceCheck(Struct, kw_only=True):
     check: CheckName
     outcome: Literal["ok", "failed", "skipped"]
-    detail: str
+    detail: str  # what was compared, in words (or why the check was skipped)
     exception_id: int | None = None  # the exception a failed check raised
+    # the figures compared (not for a skipped check): the bank's, the one it must equal, the first minus the second
+    stated: str | None = None
+    expected: str | None = None
+    difference: str | None = None
 
 
 class Checked(NamedTuple):
@@ -75,17 +79,25 @@ async def check_statement(conn: Connection, business: Business, s: Statement, ba
     return out
 
 
-def _ok(out: Checked, check: CheckName, detail: str) -> None:
-    out.checks.append(BalanceCheck(check=check, outcome="ok", detail=detail))
+def _compared(out: Checked, check: CheckName, detail: str, money: _Money, stated: int, expected: int) -> None:
+    """Record a check of `stated` (the bank's figure) against `expected`; a difference raises an exception."""
+    failed = stated != expected
+    out.checks.append(
+        BalanceCheck(
+            check=check,
+            outcome="failed" if failed else "ok",
+            detail=detail,
+            stated=money(stated),
+            expected=money(expected),
+            difference=money(stated - expected),
+        )
+    )
+    if failed:
+        out.exceptions.append((check, ExceptionDraft(0, f"{check}_mismatch", detail, stated - expected)))
 
 
 def _skip(out: Checked, check: CheckName, detail: str) -> None:
     out.checks.append(BalanceCheck(check=check, outcome="skipped", detail=detail))
-
-
-def _fail(out: Checked, check: CheckName, detail: str, difference: int) -> None:
-    out.checks.append(BalanceCheck(check=check, outcome="failed", detail=detail))
-    out.exceptions.append((check, ExceptionDraft(0, f"{check}_mismatch", detail, difference)))
 
 
 async def _opening(conn: Connection, business: Business, s: Statement, money: _Money, out: Checked) -> None:
@@ -114,7 +126,8 @@ async def _opening(conn: Connection, business: Business, s: Statement, money: _M
         return
     closing = previous["closing_minor"]
     if s.opening.amount == closing:
-        _ok(out, check, f"opening balance {money(closing)} = closing balance of the previous {before}")
+        detail = f"opening balance {money(closing)} = closing balance of the previous {before}"
+        _compared(out, check, detail, money, s.opening.amount, closing)
         return
     gap = ""
     if s.sequence is not None and previous["sequence"] is not None and s.sequence > previous["sequence"] + 1:
@@ -122,13 +135,11 @@ async def _opening(conn: Connection, business: Business, s: Statement, money: _M
         gap = (
             f"; statement{'s' if last > first else ''} no. {first}{f' to {last}' if last > first else ''} not imported"
         )
-    _fail(
-        out,
-        check,
+    detail = (
         f"opening balance {money(s.opening.amount)} of {_name(s)} differs from the closing balance "
-        f"{money(closing)} of the previous {before} by {money(s.opening.amount - closing)}{gap}",
-        s.opening.amount - closing,
+        f"{money(closing)} of the previous {before} by {money(s.opening.amount - closing)}{gap}"
     )
+    _compared(out, check, detail, money, s.opening.amount, closing)
 
 
 def _closing(s: Statement, money: _Money, out: Checked) -> None:
@@ -138,16 +149,13 @@ def _closing(s: Statement, money: _Money, out: Checked) -> None:
         return
     expected = s.opening.amount + s.movements
     sums = f"opening balance {money(s.opening.amount)} + booked lines {money(s.movements)} = {money(expected)}"
-    if expected == s.closing.amount:
-        _ok(out, check, f"{sums} = closing balance")
-        return
-    _fail(
-        out,
-        check,
-        f"{_name(s)}: {sums}, but its closing balance is {money(s.closing.amount)} (difference "
-        f"{money(s.closing.amount - expected)}): the statement's lines do not add up to its balances",
-        s.closing.amount - expected,
+    detail = (
+        f"{sums} = closing balance"
+        if expected == s.closing.amount
+        else f"{_name(s)}: {sums}, but its closing balance is {money(s.closing.amount)} (difference "
+        f"{money(s.closing.amount - expected)}): the statement's lines do not add up to its balances"
     )
+    _compared(out, check, detail, money, s.closing.amount, expected)
 
 
 async def _ledger(
@@ -195,17 +203,14 @@ async def _ledger(
         + ", ".join(f"{r['account']}: {money(r['closing_minor'])}" for r in latest)
         + ")"
     )
-    if ledger == bank:
-        _ok(out, check, f"{says} = the ledger's bank account on {on}")
-        return
     more = "the ledger holds more" if ledger > bank else "the bank holds more"
-    _fail(
-        out,
-        check,
-        f"{_name(s)}: the bank's {says} on {on}, the ledger's bank account {money(ledger)}: {more}, by "
-        f"{money(abs(ledger - bank))}",
-        bank - ledger,
+    detail = (
+        f"{says} = the ledger's bank account on {on}"
+        if ledger == bank
+        else f"{_name(s)}: the bank's {says} on {on}, the ledger's bank account {money(ledger)}: {more}, by "
+        f"{money(abs(ledger - bank))}"
     )
+    _compared(out, check, detail, money, bank, ledger)
 
 
 def balance_text(balance: Balance | None, currency: str) -> str | None:

@@ -14,11 +14,13 @@ from xml.sax.saxutils import escape
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 
 from tests.conftest import Simulator, Tenant
 from tests.e2e.amazon import Shop, make_shop, paid_order
 from tests.e2e.test_datev import GEGEN, KONTO, SETTINGS, read_datev
 from tests.e2e.test_reconciliation import exceptions, resolve, settlement_report, upload_settlement
+from tests.e2e.test_web_pages import sign_in
 
 IBAN = "DE02120300000000202051"  # the merchant's account
 ERIKA = ("Erika Mustermann", "DE89370400440532013000")
@@ -217,6 +219,8 @@ async def test_balances_are_checked_against_each_other_the_previous_statement_an
     assert found["ledger_balance"] == ("failed", f"statement S4 (no. 4) of account {IBAN} dated 2026-11-05: the "
         "bank's closing balance 215.00 on 2026-11-05, the ledger's bank account 140.00: the bank holds more, by "
         "75.00")  # fmt: skip
+    figures = [(c["stated"], c["expected"], c["difference"]) for c in fourth.json()["statements"][0]["checks"]]
+    assert figures == [("200.00", "130.00", "70.00"), ("215.00", "210.00", "5.00"), ("215.00", "140.00", "75.00")]
     raised = [e for e in await exceptions(shop) if e["exception_id"] not in before]
     mismatches = {e["kind"]: e for e in raised if e["kind"].endswith("_mismatch")}
     assert {k: (e["amount"], e["suspense_entry_id"], e["source_reference"]) for k, e in mismatches.items()} == {
@@ -279,3 +283,25 @@ async def test_booking_dates_beyond_the_posting_horizon_are_refused(shop: Shop) 
     assert (r.status_code, r.json()["code"]) == (422, "date_beyond_horizon"), r.text
     assert [e["field"] for e in r.json()["errors"]] == ["Stmt[1]/Ntry[2]/BookgDt"]
     assert await shop.balance("1200") == "0.00"
+
+
+async def test_the_statement_page_shows_balances_checks_and_counterparties(app: Litestar, shop: Shop) -> None:
+    lines = [Entry("100.00", "CRDT", "?", day="2026-11-02"), Entry("20.00", "DBIT", "fee", SHOP_SUPPLIES, "2026-11-02")]
+    r = await upload(shop, statement("W1", lines, sequence=7, opening="0.00", closing="85.00", day="2026-11-02"))
+    assert r.status_code == 201, r.text
+    listed = (await shop.tenant.get("/bank-statements")).json()["items"]
+    assert [(s["sequence"], s["opening_balance"], s["closing_balance"]) for s in listed] == [(7, "0.00", "85.00")]
+    assert [(c["check"], c["outcome"]) for c in listed[0]["checks"]] == [
+        ("opening_balance", "skipped"), ("closing_balance", "failed"), ("ledger_balance", "failed")
+    ]  # fmt: skip
+    assert [(x["counterparty_name"], x["reference"]) for x in listed[0]["lines"]] == [
+        (ERIKA[0], "W1-1"), (SHOP_SUPPLIES[0], "W1-2")
+    ]  # fmt: skip
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kontor.test")
+    await sign_in(web, shop.tenant.accountant_key)
+    page = await web.get(f"/ui/1001/bank-statements/2026-11-02/W1?account={IBAN}")
+    assert page.status_code == 200, page.text
+    for shown in ("Auszugsnummer", "Anfangssaldo", "85,00", "Saldenprüfungen", "Anfangssaldo + Umsätze = Schlusssaldo",
+                  "übersprungen", "fehlgeschlagen", "Büro &amp; Co. KG", SHOP_SUPPLIES[1]):  # fmt: skip
+        assert shown in page.text, shown
+    await web.aclose()
