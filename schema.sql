@@ -1154,6 +1154,15 @@ BEGIN
         ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, account, statement_id, statement_on);
     END IF;
 END $$;
+-- the statement's sequence number and booked balances, for the balance checks (payments/bank.py): opening =
+-- the previous statement's closing, opening + movements = closing, closing = the ledger's bank account
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS sequence bigint;          -- ElctrncSeqNb, else LglSeqNb
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS opening_minor bigint;     -- OPBD (else PRCD), signed
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS closing_minor bigint;     -- CLBD, signed
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS closing_on date;
+ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS movements_minor bigint;   -- the booked lines' sum
+CREATE INDEX IF NOT EXISTS bank_statements_in_sequence
+    ON bank_statements (merchant_id, business, account, statement_on, sequence);
 
 -- reconciliation exceptions of dispute outcomes Amazon contradicted (payments/disputes.py)
 DO $$

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 from msgspec import Struct
 
 from dunning.items import open_items
@@ -30,6 +31,8 @@ from ledger.money import currency_decimals, format_amount
 from ledger.reports import side_of
 from ledger.schemas import BalanceSide, Page
 from ledger.tenancy import account_index
+from payments.bank import StatementRef
+from payments.statement_checks import BalanceCheck
 
 __all__ = [
     "AGEING_BUCKETS",
@@ -333,9 +336,12 @@ class StatementLineOut(Struct, kw_only=True):
     outcome: str  # payout_cleared, payment, exception, pending
     match: str | None  # what it matched: a payout, an invoice or customer reference
     entry_id: int | None  # the journal entry that booked it
-    counterparty_name: str | None = None
+    counterparty_name: str | None = None  # the debtor of money in, the creditor of money out
     counterparty_iban: str | None = None
     remittance: str | None = None
+    reference: str | None = None  # the bank's reference of the entry
+    note: str | None = None  # a payment: what is still due, or what became the customer's credit
+    exception_id: int | None = None  # the exception an unmatched line opened
 
 
 class StatementException(Struct, kw_only=True):
@@ -357,6 +363,11 @@ class BankStatementOut(Struct, kw_only=True):
     debits: str
     lines: list[StatementLineOut]
     exceptions: list[StatementException]
+    # as the bank sent them (payments.bank; None for statements imported before they were kept)
+    sequence: int | None = None
+    opening_balance: str | None = None  # signed: < 0 overdrawn
+    closing_balance: str | None = None
+    checks: list[BalanceCheck] = []  # opening = previous closing, opening + lines = closing, closing = ledger
 
 
 def _statement_lines(summary: dict[str, Any], account: str, statement_id: str) -> list[StatementLineOut]:
@@ -376,9 +387,22 @@ def _statement_lines(summary: dict[str, Any], account: str, statement_id: str) -
                 counterparty_name=line.get("counterparty_name"),
                 counterparty_iban=line.get("counterparty_iban"),
                 remittance=line.get("remittance"),
+                reference=line.get("reference"),
+                note=line.get("note"),
+                exception_id=line.get("exception_id"),
             )
         )
     return out
+
+
+def _statement_ref(summary: dict[str, Any], account: str, statement_id: str, on: date) -> StatementRef | None:
+    """What the import recorded of the statement: its sequence number, balances and balance checks."""
+    for ref in summary.get("statements", []):
+        if (ref.get("account"), ref.get("statement_id"), ref.get("statement_date")) == (
+            account, statement_id, on.isoformat()
+        ):  # fmt: skip
+            return msgspec.convert(ref, StatementRef)
+    return None
 
 
 async def _statements_out(ctx: Kontor, business: Business, rows: list[asyncpg.Record]) -> list[BankStatementOut]:
@@ -404,8 +428,9 @@ async def _statements_out(ctx: Kontor, business: Business, rows: list[asyncpg.Re
             )
         )
     out = []
-    for r, ref in zip(rows, refs, strict=True):
+    for r, source_ref in zip(rows, refs, strict=True):
         lines = _statement_lines(r["summary"], r["account"], r["statement_id"])
+        ref = _statement_ref(r["summary"], r["account"], r["statement_id"], r["statement_on"])
         amounts = [Decimal(line.amount) for line in lines]
         out.append(
             BankStatementOut(
@@ -418,7 +443,11 @@ async def _statements_out(ctx: Kontor, business: Business, rows: list[asyncpg.Re
                 credits=format_amount(int(sum(a for a in amounts if a > 0) * 10 ** currency_decimals(cur)), cur),
                 debits=format_amount(int(-sum(a for a in amounts if a < 0) * 10 ** currency_decimals(cur)), cur),
                 lines=lines,
-                exceptions=by_ref[ref],
+                exceptions=by_ref[source_ref],
+                sequence=ref.sequence if ref else None,
+                opening_balance=ref.opening_balance if ref else None,
+                closing_balance=ref.closing_balance if ref else None,
+                checks=ref.checks if ref else [],
             )
         )
     return out

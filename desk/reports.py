@@ -17,8 +17,9 @@ from ledger import reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest
+from ledger.money import format_amount, imbalance, parse_amount
 
-__all__ = ["REPORTS", "Args", "Fetch", "Report"]
+__all__ = ["REPORTS", "Args", "Fetch", "Report", "balance_notes"]
 
 PAGE = 500
 
@@ -66,8 +67,21 @@ def _trial_table(d: dict[str, Any]) -> Table:
         rows,
         right={4, 5},
         footer=footer,
-        notes=["", "Debits equal credits." if d["balanced"] else "OUT OF BALANCE: debits and credits differ."],
+        notes=["", *balance_notes(d["totals"])],
     )
+
+
+def balance_notes(totals: list[dict[str, str]], amount_text: Callable[[int, str], str] = format_amount) -> list[str]:
+    """The trial balance's verdict: "Debits equal credits.", else one line per currency that does not balance,
+    e.g. "OUT OF BALANCE: EUR credits exceed debits by 0.10." (the API's totals, decimal strings; `amount_text`
+    writes the amount)."""
+    notes = []
+    for t in totals:
+        c = t["currency"]
+        text = imbalance(_minor(t["debit"], c), _minor(t["credit"], c), c, amount_text=amount_text)
+        if text:
+            notes.append(f"OUT OF BALANCE: {c} {text}.")
+    return notes or ["Debits equal credits."]
 
 
 async def _trial_api(fetch: Fetch, a: Args) -> Any:
@@ -96,8 +110,28 @@ def _sheet_table(d: dict[str, Any]) -> Table:
         rows,
         right={4},
         footer=footer,
-        notes=["", "Assets equal liabilities and equity." if d["balanced"] else "OUT OF BALANCE."],
+        notes=["", _sheet_note(d)],
     )
+
+
+def _minor(text: str, currency: str) -> int:
+    """A signed decimal string of the API ("-5.00") in minor units."""
+    return (
+        -parse_amount(text[1:], currency, allow_zero=True)
+        if text.startswith("-")
+        else parse_amount(text, currency, allow_zero=True)
+    )
+
+
+def _sheet_note(d: dict[str, Any]) -> str:
+    c = d["currency"]
+    text = imbalance(
+        _minor(d["total_assets"], c),
+        _minor(d["total_liabilities_and_equity"], c),
+        c,
+        ("assets", "liabilities and equity"),
+    )
+    return f"OUT OF BALANCE: {text}." if text else "Assets equal liabilities and equity."
 
 
 async def _sheet_api(fetch: Fetch, a: Args) -> Any:

@@ -61,7 +61,7 @@ from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount, parse_amount
-from ledger.schemas import EntryIn, EntryOut, LineIn, ReversalIn
+from ledger.schemas import BalanceSheetOut, EntryIn, EntryOut, LineIn, ReversalIn, TrialBalanceOut
 from ledger.tenancy import account_index, authenticate, list_businesses
 from ledger.textsafe import ascii_digits, parse_ascii_int
 from payments.disputes import list_disputes
@@ -213,7 +213,24 @@ async def trial_balance(
             Cell(t.credit, currency=t.currency),
             total=t.currency,
         )
-    return v.respond("trial_balance.html", "trial-balance", [sheet], report=report)
+    return v.respond("trial_balance.html", "trial-balance", [sheet], report=report, notes=_balance_notes(v, report))
+
+
+def _balance_notes(v: View, report: TrialBalanceOut) -> list[str]:
+    """The verdict in the page's language: which side exceeds the other in which currency, by a positive amount."""
+    notes = []
+    for t in report.totals:
+        debit, credit = (parse_amount(x, t.currency, allow_zero=True) for x in (t.debit, t.credit))
+        if debit == credit:
+            continue
+        text = (
+            v.lang._("OUT OF BALANCE: {currency} debits exceed credits by {amount}.")
+            if debit > credit
+            else v.lang._("OUT OF BALANCE: {currency} credits exceed debits by {amount}.")
+        )
+        amount = v.fmt.amount(format_amount(abs(debit - credit), t.currency), t.currency)
+        notes.append(text.format(currency=t.currency, amount=amount))
+    return notes or [v.lang._("Debits equal credits.")]
 
 
 @get("/{code:int}/accounts/{number:str}/register")
@@ -642,7 +659,29 @@ async def balance_sheet(
         dated=True,
         heading=v.lang._("Balance sheet"),
         chart=None,
+        verdict=_sheet_verdict(v, report),
     )
+
+
+def _sheet_verdict(v: View, report: BalanceSheetOut) -> str:
+    """Assets against liabilities and equity in the page's language: which side exceeds, by a positive amount."""
+    cur = report.currency
+    assets, other = (_signed_minor(x, cur) for x in (report.total_assets, report.total_liabilities_and_equity))
+    if assets == other:
+        return v.lang._("Assets equal liabilities and equity.")
+    text = (
+        v.lang._("OUT OF BALANCE: assets exceed liabilities and equity by {amount}.")
+        if assets > other
+        else v.lang._("OUT OF BALANCE: liabilities and equity exceed assets by {amount}.")
+    )
+    return text.format(amount=v.fmt.amount(format_amount(abs(assets - other), cur), cur))
+
+
+def _signed_minor(text: str, currency: str) -> int:
+    """A signed decimal string of the API ("-5.00") in minor units."""
+    negative = text.startswith("-")
+    minor = parse_amount(text[1:] if negative else text, currency, allow_zero=True)
+    return -minor if negative else minor
 
 
 # --- VAT -----------------------------------------------------------------------------------------------
@@ -1260,7 +1299,27 @@ async def statement_page(
     )
     for e in s.exceptions:
         exceptions.add(e.exception_id, e.line, e.kind, e.amount, _(e.state), exception=e.exception_id)
-    return v.respond("bank_statement.html", "bank-statements", [lines, exceptions], statement=s)
+    checks = v.sheet(
+        "statement-checks",
+        "Balance checks",
+        [("Check", "text"), ("Outcome", "text"), ("Statement", "amount"), ("Compared with", "amount"),
+         ("Difference", "amount"), ("Exception", "int")],
+        "The statement was imported before its balances were checked.",
+    )  # fmt: skip
+    for c in s.checks:
+        outcome = Cell(_(c.outcome), attrs=(("title", c.detail),))  # the check in words, as the API gives it
+        checks.add(
+            _(_CHECKS[c.check]), outcome, c.stated, c.expected, c.difference, c.exception_id,
+            check=c.check, outcome=c.outcome,
+        )  # fmt: skip
+    return v.respond("bank_statement.html", "bank-statements", [lines, exceptions, checks], statement=s)
+
+
+_CHECKS = {
+    "opening_balance": "Opening balance = previous closing balance",
+    "closing_balance": "Opening balance + lines = closing balance",
+    "ledger_balance": "Closing balance = ledger's bank account",
+}
 
 
 # --- disputes and dunning ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, parse_amount_field
-from ledger.schemas import DatedBody, LedgerDate
+from ledger.schemas import DatedBody, EffectiveDate, LedgerDate
 from ledger.tenancy import account_index
 from ledger.textsafe import cells, csv_writer
 from payments.bookings import book, roles_of
@@ -189,7 +189,7 @@ class CaseOut(Struct, kw_only=True):
 class CollectionStatusIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     customer: Annotated[str, Meta(min_length=1, max_length=64)]
     status: Literal[95, 96, 97, 98, 99]
-    on: LedgerDate
+    on: EffectiveDate
     amount: Annotated[str, Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,4})?$")] | None = None  # 99: what was paid
     note: Annotated[str, Meta(max_length=500)] | None = None
 

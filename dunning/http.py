@@ -19,7 +19,7 @@ from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
 from ledger.http.problems import also_files
-from ledger.schemas import DatedBody, LedgerDate
+from ledger.schemas import DatedBody, EffectiveDate
 
 __all__ = ["base_rate_routes", "router"]
 
@@ -29,7 +29,7 @@ OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 
 
 class RunIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    as_of: LedgerDate | None = None  # default: today
+    as_of: EffectiveDate | None = None  # default: today; fees and interest are booked on it
     dry_run: bool = False
 
 

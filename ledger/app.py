@@ -29,7 +29,7 @@ from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
 from ledger.http.docs import render_plugins
-from ledger.http.inputs import KontorRequest, check_unscoped_date_parameters, date_parameters
+from ledger.http.inputs import KontorRequest, before_request, date_parameters, horizon_layer
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
 from ledger.logs import configure_logging
@@ -99,7 +99,7 @@ def create_app(
         plugins=[*found, StrictStructSchemaPlugin()],
         request_max_body_size=settings.request_body_bytes_max,
         request_class=KontorRequest,
-        before_request=check_unscoped_date_parameters,
+        before_request=before_request,
         logging_config=None,  # configure_logging above owns the handlers: one JSON line per event
         debug=False,
     )
@@ -107,7 +107,7 @@ def create_app(
     application.state.query_names = query_names(application)
     application.state.date_parameters = date_parameters(application)
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
-    application.asgi_handler = access_layer(application.asgi_handler, log_requests=settings.access_log)
+    application.asgi_handler = access_layer(horizon_layer(application.asgi_handler), log_requests=settings.access_log)
     return application
 
 

@@ -32,9 +32,11 @@ from ledger.db import CONNECTION_LOST, apply_schema, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
+from ledger.money import imbalance, parse_amount
 from ledger.plugins import plugin_commands, plugin_sealed_columns
+from ledger.reports import trial_balance
 from ledger.rotation import BATCH_ROWS, ColumnRotation, rotate_sealed_columns
-from ledger.schemas import BusinessCreate
+from ledger.schemas import BusinessCreate, CurrencyTotals
 from ledger.secrets import SecretBox, generate_key
 from ledger.textsafe import ascii_digits, terminal
 
@@ -66,6 +68,26 @@ async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kont
             await asyncio.to_thread(embedded.stop)
 
 
+class NoDatabase(click.ClickException):
+    """The command reads books that are not there: a usage error (exit code 2), nothing is created."""
+
+    exit_code = 2
+
+
+def _existing(settings: Settings) -> Settings:
+    """Commands that read or change existing books refuse a data directory without a database, instead of
+    creating an empty one there (and then reporting on nothing): exit code 2 naming the directory."""
+    if settings.database_url is not None:
+        return settings
+    where = settings.data_dir
+    hint = "give the directory `kontor serve` uses (--data-dir or KONTOR_DATA_DIR), or KONTOR_DATABASE_URL"
+    if not where.is_dir():
+        raise NoDatabase(f"the data directory {where} does not exist; {hint}")
+    if not (where / "pgdata").is_dir():
+        raise NoDatabase(f"the data directory {where} holds no database ({where / 'pgdata'} is missing); {hint}")
+    return settings
+
+
 def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
     secrets = SecretBox.from_settings(settings)  # a malformed key stops the command before any work
 
@@ -89,9 +111,11 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
         raise click.ClickException(f"lost the connection to the database: {exc!r} [database_unavailable]") from None
 
 
-def run_with_kontor(data_dir: Path | None, work: Callable[[Kontor], Awaitable[T]]) -> T:
-    """For plugins' commands: run `work` with a context on the configured (or embedded) database."""
-    return _run(_settings(data_dir), work)
+def run_with_kontor(data_dir: Path | None, work: Callable[[Kontor], Awaitable[T]], *, existing: bool = True) -> T:
+    """For plugins' commands: run `work` with a context on the configured (or embedded) database; with
+    `existing` (the default) a data directory without a database is refused (exit code 2) rather than created."""
+    settings = _settings(data_dir)
+    return _run(_existing(settings) if existing else settings, work)
 
 
 data_dir_option = click.option(
@@ -259,7 +283,10 @@ def business_profile_set(merchant_id: int, code: int, path: Path, logo: Path | N
 )
 @data_dir_option
 def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir: Path | None) -> None:
-    """Recompute every business code's hash chain; exit 1 and name the first broken link if any."""
+    """Recompute every business code's hash chain and check that its debits equal its credits; exit 1 and name
+    the first broken link or the imbalance if any, or when nothing was checked (no business code matched);
+    exit 2 when the data directory holds no database."""
+    settings = _existing(_settings(data_dir))
 
     async def work(ctx: Kontor) -> bool:
         if link_first:
@@ -273,25 +300,36 @@ def verify(merchant_id: int | None, code: int | None, link_first: bool, data_dir
         )
         all_ok = True
         for r in rows:
-            result = await verify_chain(ctx.pool, await tenancy.get_business(ctx, r["merchant_id"], r["business"]))
+            business = await tenancy.get_business(ctx, r["merchant_id"], r["business"])
+            result = await verify_chain(ctx.pool, business)
             where = f"merchant {r['merchant_id']} business {r['business']}"
-            if result.ok:
+            out_of_balance = [_imbalance(t) for t in (await trial_balance(ctx, business, as_of=None)).totals]
+            if result.ok and not any(out_of_balance):
                 click.echo(f"{where}: OK ({result.chained} entries chained, {result.unchained} not yet)")
                 continue
             all_ok = False
             broken = result.first_broken
-            detail = (
-                f"seq {broken.seq} entry {broken.entry_id}: {broken.reason}"
-                if broken
-                else "balance totals differ from the lines"
-            )
-            click.echo(f"{where}: BROKEN at {detail}")
+            if broken is not None:
+                click.echo(f"{where}: BROKEN at seq {broken.seq} entry {broken.entry_id}: {broken.reason}")
+            elif not result.balances_match_lines:
+                click.echo(f"{where}: BROKEN: the balance totals differ from the lines")
+            for text in filter(None, out_of_balance):
+                click.echo(f"{where}: OUT OF BALANCE: {text}")
         if not rows:
-            click.echo("no business codes found")
+            click.echo("nothing was checked: no business code found" + (" (--merchant/--business)" if
+                       merchant_id is not None or code is not None else ""), err=True)  # fmt: skip
+            return False
         return all_ok
 
-    if not _run(_settings(data_dir), work):
+    if not _run(settings, work):
         sys.exit(1)
+
+
+def _imbalance(totals: CurrencyTotals) -> str:
+    """ "EUR credits exceed debits by 0.10" for a trial balance's totals that differ, else ""."""
+    c = totals.currency
+    text = imbalance(parse_amount(totals.debit, c, allow_zero=True), parse_amount(totals.credit, c, allow_zero=True), c)
+    return f"{c} {text}" if text else ""
 
 
 @main.command("backup")
@@ -378,7 +416,7 @@ def secrets_rotate(dry_run: bool, batch_size: int, data_dir: Path | None) -> Non
         click.echo(f"current key {ctx.secrets.key_id}{' (dry run: nothing is written)' if dry_run else ''}")
         return await rotate_sealed_columns(ctx.pool, ctx.secrets, columns, dry_run=dry_run, batch_rows=batch_size)
 
-    results = _run(_settings(data_dir), work)
+    results = _run(_existing(_settings(data_dir)), work)
     for r in results:
         verb = "to re-seal" if dry_run else "re-sealed"
         click.echo(f"{r.column}: {r.resealed} {verb}, {r.current} already current, {len(r.failed)} do not open")

@@ -1,6 +1,8 @@
 """Service configuration, read once from the environment (KONTOR_*) by the composition roots.
 
-Every limit is named with its unit last. Nothing reads os.environ anywhere else.
+Every limit is named with its unit last. Nothing reads os.environ anywhere else. A field whose metadata
+carries a `range` (inclusive bounds) is range-checked when read from the environment: a value outside stops
+the process at start with a message naming the variable and the range.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ __all__ = ["Settings", "settings_from_env"]
 
 
 T = TypeVar("T")
+POSTING_HORIZON_DAYS_MAX = 3660  # ten years
 
 
 def _default_data_dir() -> Path:
@@ -53,6 +56,9 @@ class Settings:
     secret_keys_previous: str | None = field(default=None, repr=False)  # comma-separated; only open old values
     secret_key_file: Path | None = None  # one key per line, current first, `#` comments; None: <data_dir>/secret.key
     api_docs: bool = False  # /schema as Swagger UI (scripts from a CDN, pinned with SRI): development only
+    # effective dates later than today + this many days are refused (422 date_beyond_horizon): a typo in the
+    # year must not book into the far future; 0 allows nothing after today
+    posting_horizon_days: int = field(default=366, metadata={"range": (0, POSTING_HORIZON_DAYS_MAX)})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -68,6 +74,9 @@ def settings_from_env(cls: type[T], environ: Mapping[str, str] | None = None, **
         if raw is None or raw == "":
             continue
         values[f.name] = _convert(f.type, raw, f.name)
+        bounds = f.metadata.get("range")
+        if bounds is not None and not bounds[0] <= values[f.name] <= bounds[1]:
+            raise SystemExit(f"KONTOR_{f.name.upper()}={raw!r} must be between {bounds[0]} and {bounds[1]}")
     return replace(cls(**values), **overrides)  # type: ignore[type-var]
 
 

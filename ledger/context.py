@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from ledger.config import Settings
-from ledger.domain import Account, Business
+from ledger.domain import Account, Business, Horizon
 from ledger.secrets import SecretBox
 
 __all__ = [
@@ -94,6 +94,10 @@ class Kontor:
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()
+
+    def horizon(self) -> Horizon:
+        """The latest effective date that may be booked now (KONTOR_POSTING_HORIZON_DAYS after today)."""
+        return Horizon(self.today(), self.settings.posting_horizon_days)
 
     def key_is_fresh(self, record: KeyRecord) -> bool:
         return time.monotonic() - record.fetched_at < self.settings.key_cache_ttl_s

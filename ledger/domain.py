@@ -18,7 +18,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -28,7 +28,7 @@ from typing import Literal, NamedTuple
 import msgspec
 
 from ledger.errors import Conflict, FieldError, Unprocessable, invariant
-from ledger.money import format_amount
+from ledger.money import imbalance
 
 __all__ = [
     "DATE_MAX",
@@ -38,6 +38,7 @@ __all__ = [
     "AccountType",
     "Business",
     "EntryDraft",
+    "Horizon",
     "LineDraft",
     "Side",
     "check_balanced",
@@ -144,7 +145,7 @@ def check_balanced(lines: Sequence[LineDraft], *, path: str = "lines") -> None:
         net[line.currency] = net.get(line.currency, 0) + amount
     unbalanced = sorted(currency for currency, total in net.items() if total != 0)
     if unbalanced:
-        details = ", ".join(f"{c} debits exceed credits by {format_amount(net[c], c)}" for c in unbalanced)
+        details = ", ".join(f"{c} {imbalance(max(net[c], 0), max(-net[c], 0), c)}" for c in unbalanced)
         raise Unprocessable(
             "entry_unbalanced",
             f"entry does not balance: {details}",
@@ -181,14 +182,48 @@ def check_date(value: date, field: str) -> None:
         )
 
 
-def reversal_date(original_date: date, given: date | None, today: date) -> date:
-    """The reversal's effective date: the one given, else today, and never before the original's.
+class Horizon(NamedTuple):
+    """The latest effective date that may be booked: `today` + `days` (KONTOR_POSTING_HORIZON_DAYS), so that a
+    mistyped year does not book into the far future."""
+
+    today: date
+    days: int
+
+    @property
+    def last(self) -> date:
+        return date.fromordinal(min(self.today.toordinal() + self.days, DATE_MAX.toordinal()))
+
+    def explain(self, value: date) -> str:
+        return (
+            f"{value.isoformat()} is after {self.last.isoformat()}, today ({self.today.isoformat()}) + "
+            f"{self.days} days (KONTOR_POSTING_HORIZON_DAYS)"
+        )
+
+    def check(self, dated: Iterable[tuple[str, date]], what: str = "effective date") -> None:
+        """422 `date_beyond_horizon` naming every (field, date) after `last` (up to 50)."""
+        beyond = [(field, day) for field, day in dated if day > self.last]
+        if beyond:
+            raise Unprocessable(
+                "date_beyond_horizon",
+                f"{len(beyond)} {what}{'s' if len(beyond) > 1 else ''} after {self.last.isoformat()} "
+                f"(today + {self.days} days, KONTOR_POSTING_HORIZON_DAYS); nothing was booked",
+                [FieldError(field, self.explain(day)) for field, day in beyond[:50]],
+            )
+
+
+def reversal_date(original_date: date, given: date | None, today: date, closed_through: date | None = None) -> date:
+    """The reversal's effective date: the one given, else the original's own date while its period is open
+    (the mirror then cancels the entry in the same month, and every report of that month shows neither),
+    else today (the first open day, should today lie in a closed period).
 
     A reversal dated before its original would show, in every balance between the two dates, the mirror of
-    an entry that did not exist yet; so a given date before the original's is 422 `reversal_before_original`,
-    and the default (today) moves up to the original's date when the original lies in the future."""
+    an entry that did not exist yet; so a given date before the original's is 422 `reversal_before_original`.
+    A given date in a closed period is refused by the database (409 `period_closed`)."""
     if given is None:
-        return max(today, original_date)
+        if closed_through is None or original_date > closed_through:
+            return original_date
+        first_open = date.fromordinal(closed_through.toordinal() + 1)
+        return max(today, first_open)
     if given < original_date:
         raise Unprocessable(
             "reversal_before_original",
@@ -207,14 +242,15 @@ def reversal_of(
     description: str | None,
     reversed_already: bool,
     is_reversal: bool,
+    closed_through: date | None = None,
 ) -> EntryDraft:
     """The mirror entry of `original`: every line on the opposite side, linked back to it, dated by
-    `reversal_date` (the date asked for, else today; never before the original's)."""
+    `reversal_date` (the date asked for, else the original's while its period is open, else today)."""
     if reversed_already:
         raise Conflict("entry_already_reversed", f"entry {entry_id} has already been reversed")
     if is_reversal:
         raise Conflict("entry_is_reversal", f"entry {entry_id} is itself a reversal; post a new entry instead")
-    day = reversal_date(original.effective_date, effective_date, today)
+    day = reversal_date(original.effective_date, effective_date, today, closed_through)
     lines = tuple(
         LineDraft(
             account=line.account,

@@ -510,7 +510,8 @@ async def list_actions(
 async def reverse_entry(
     ctx: Kontor, business: Business, entry_id: int, body: ReversalIn, *, idem_key: str, request_sha256: bytes
 ) -> Posted:
-    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once.
+    """Post the mirror entry of `entry_id`, linked to it; an entry is reversed at most once. Without a date it
+    takes the original's date while that period is open, else today (`ledger.domain.reversal_date`).
 
     The reversal and its audit-trail action (`entry.reversed`, with `body.reason`) commit together.
     """
@@ -526,6 +527,11 @@ async def reverse_entry(
     if not rows:
         raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
     ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
+    closed_through = await ctx.pool.fetchval(
+        "SELECT closed_through FROM businesses WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
     try:
         draft = reversal_of(
             original,
@@ -535,6 +541,7 @@ async def reverse_entry(
             description=body.description,
             reversed_already=row["reversed_by"] is not None,
             is_reversal=row["reverses"] is not None,
+            closed_through=closed_through,
         )
         async with ctx.pool.acquire() as conn, conn.transaction():
             posted = await post_entries(

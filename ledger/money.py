@@ -12,7 +12,7 @@ Rounding is explicit half-up (commercial rounding, as VAT law requires) and happ
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import cache
 
@@ -27,6 +27,7 @@ __all__ = [
     "allocate",
     "currency_decimals",
     "format_amount",
+    "imbalance",
     "is_known_currency",
     "minor_per_unit",
     "parse_amount",
@@ -144,6 +145,23 @@ def format_amount(minor: int, currency: str) -> str:
     sign = "-" if minor < 0 else ""
     whole, fraction = divmod(abs(minor), 10**decimals)
     return f"{sign}{whole}.{fraction:0{decimals}d}"
+
+
+def imbalance(
+    debit_minor: int,
+    credit_minor: int,
+    currency: str,
+    names: tuple[str, str] = ("debits", "credits"),
+    amount_text: Callable[[int, str], str] = format_amount,
+) -> str:
+    """How two sides that should agree differ, in words and a positive amount: "credits exceed debits by 0.10"
+    (never "debits exceed credits by -0.10"); "" when they agree. `names` names the two sides (debit first);
+    `amount_text` writes the amount (a page writes it in its locale)."""
+    difference = debit_minor - credit_minor
+    if difference == 0:
+        return ""
+    larger, smaller = names if difference > 0 else names[::-1]
+    return f"{larger} exceed {smaller} by {amount_text(abs(difference), currency)}"
 
 
 def vat_from_gross(gross_minor: int, rate_percent: Decimal) -> int:

@@ -15,8 +15,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Literal
 
 import asyncpg
+import msgspec
 
 from ledger.context import Kontor
 from ledger.domain import CREDIT_NORMAL_TYPES, DATE_MIN, Account, Business, month_end, parse_period
@@ -184,9 +186,21 @@ def _signed(account: Account, debit: int, credit: int) -> int:
     return credit - debit if account.type in CREDIT_NORMAL_TYPES else debit - credit
 
 
-def _report_line(account: Account, amount: int, currency: str) -> ReportLine:
+def _report_line(
+    account: Account,
+    amount: int,
+    currency: str,
+    *,
+    portion: Literal["debit_balances", "credit_balances"] | None = None,
+    customers: int | None = None,
+) -> ReportLine:
     return ReportLine(
-        account=account.number, name=account.name, alt_number=account.alt_number, amount=format_amount(amount, currency)
+        account=account.number,
+        name=account.name,
+        alt_number=account.alt_number,
+        amount=format_amount(amount, currency),
+        portion=portion,
+        customers=customers,
     )
 
 
@@ -221,17 +235,42 @@ async def income_statement(ctx: Kontor, business: Business, *, from_date: date, 
 
 
 async def balance_sheet(ctx: Kontor, business: Business, *, as_of: date) -> BalanceSheetOut:
-    """Assets against liabilities and equity; unclosed revenue minus expenses shows as current earnings."""
+    """Assets against liabilities and equity; unclosed revenue minus expenses shows as current earnings.
+
+    Nothing is netted (HGB §246 (2)): an asset or liability account is shown on the side its balance is on — a
+    debit balance among the assets, a credit balance among the liabilities, whatever the account's type (a
+    suspense account holding more unexplained receipts than payments is a liability; a bank account in overdraft
+    is one). An account keeping customer accounts (receivables) is split by customer: the customers' debit
+    balances are receivables (assets), their credit balances — money received before the invoice, or more than
+    was invoiced — are prepayments received, a liability (accounting.md; HGB §266 (3) C 3)."""
     cur = business.currency
     sections: dict[str, list[ReportLine]] = {"asset": [], "liability": [], "equity": []}
     totals: dict[str, int] = defaultdict(int)
+    split = await _customer_balances(ctx, business, as_of)
     for account, currency, debit, credit in await _account_sums(ctx, business, from_date=None, to_date=as_of):
         if currency != cur:
             continue
-        amount = _signed(account, debit, credit)
-        totals[account.type] += amount
-        if account.type in sections:
-            sections[account.type].append(_report_line(account, amount, cur))
+        if account.type in ("revenue", "expense", "equity"):
+            amount = _signed(account, debit, credit)
+            totals[account.type] += amount
+            if account.type == "equity":
+                sections["equity"].append(_report_line(account, amount, cur))
+            continue
+        if account.customer_ledger:
+            owed, owed_by, prepaid, prepaid_by = split.get(account.account_id, (0, 0, 0, 0))
+            if owed or not prepaid:
+                sections["asset"].append(_report_line(account, owed, cur, portion="debit_balances", customers=owed_by))
+            if prepaid:
+                name = "Customer credit balances (prepayments received)"
+                line = _report_line(account, prepaid, cur, portion="credit_balances", customers=prepaid_by)
+                sections["liability"].append(msgspec.structs.replace(line, name=name))
+            totals["asset"] += owed
+            totals["liability"] += prepaid
+            continue
+        net = debit - credit
+        side = "asset" if net > 0 or (net == 0 and account.type == "asset") else "liability"
+        sections[side].append(_report_line(account, abs(net), cur))
+        totals[side] += abs(net)
     earnings = totals["revenue"] - totals["expense"]
     other_side = totals["liability"] + totals["equity"] + earnings
     return BalanceSheetOut(
@@ -246,6 +285,29 @@ async def balance_sheet(ctx: Kontor, business: Business, *, as_of: date) -> Bala
         total_liabilities_and_equity=format_amount(other_side, cur),
         balanced=totals["asset"] == other_side,
     )
+
+
+async def _customer_balances(ctx: Kontor, business: Business, as_of: date) -> dict[int, tuple[int, int, int, int]]:
+    """Per account keeping customer accounts, in the business code's currency as of `as_of`: the sum and number
+    of the customers' debit balances, and the sum and number of their credit balances (positive amounts)."""
+    index = await account_index(ctx, business)
+    ledgers = [a.account_id for a in index.by_id.values() if a.customer_ledger]
+    if not ledgers:
+        return {}
+    rows = await ctx.reports_pool.fetch(
+        "SELECT account_id, COALESCE(sum(net) FILTER (WHERE net > 0), 0) AS owed, count(*) FILTER (WHERE net > 0) "
+        "AS owed_by, COALESCE(sum(-net) FILTER (WHERE net < 0), 0) AS prepaid, count(*) FILTER (WHERE net < 0) "
+        "AS prepaid_by FROM (SELECT account_id, customer, sum(CASE side WHEN 'D' THEN amount_minor "
+        "ELSE -amount_minor END) AS net FROM lines WHERE merchant_id = $1 AND business = $2 "
+        "AND account_id = ANY($3::bigint[]) AND currency = $4 AND effective_date <= $5 "
+        "GROUP BY account_id, customer) c GROUP BY account_id",
+        business.merchant_id,
+        business.code,
+        ledgers,
+        business.currency,
+        as_of,
+    )
+    return {r["account_id"]: (int(r["owed"]), r["owed_by"], int(r["prepaid"]), r["prepaid_by"]) for r in rows}
 
 
 # --- register -----------------------------------------------------------------------------------------

@@ -5,18 +5,21 @@ Tenant ids, statuses and balances never come from request bodies. Amounts travel
 ("119.00") in the business code's currency; the pattern admits up to 8 decimals so that a currency
 precision error (1.001 EUR) is reported as 422 with the field path rather than as a pattern mismatch.
 Request types that carry dates derive from `DatedBody`: every date in them lies in the ledger's range
-(msgspec has no bounds for dates, so it is checked when the body is decoded, before anything runs).
+(msgspec has no bounds for dates, so it is checked when the body is decoded, before anything runs), and every
+date typed `EffectiveDate` (a date that becomes an entry's effective date) lies within the posting horizon of
+the request (`POSTING_HORIZON`, today + KONTOR_POSTING_HORIZON_DAYS, set per request by the HTTP layer).
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Annotated, ClassVar, Generic, Literal, TypeVar, get_args, get_type_hints
 
 from msgspec import Meta, Struct
 
 from ledger.audit import PostedBy
-from ledger.domain import DATE_MAX, DATE_MIN, LINES_PER_ENTRY_MAX
+from ledger.domain import DATE_MAX, DATE_MIN, LINES_PER_ENTRY_MAX, Horizon
 
 T = TypeVar("T")
 
@@ -34,28 +37,69 @@ LedgerDate = Annotated[
 ]
 
 
+# the start of the decoding error for an effective date after the posting horizon: 422 date_beyond_horizon
+DATE_HORIZON_ERROR = "date beyond horizon"
+
+
+class _Effective:
+    """Marks a date field whose value becomes an entry's effective date (see `EffectiveDate`)."""
+
+
+EFFECTIVE = _Effective()
+EffectiveDate = Annotated[
+    date,
+    Meta(
+        description=f"A business date that is booked, {DATE_MIN.isoformat()} to {DATE_MAX.isoformat()} (422 "
+        "date_out_of_range outside) and at most KONTOR_POSTING_HORIZON_DAYS (default 366) after today (422 "
+        "date_beyond_horizon after)",
+        examples=["2026-11-27"],
+    ),
+    EFFECTIVE,
+]
+
+
+# set by the HTTP layer for each request (ledger.http.inputs.horizon_layer); None outside requests: no horizon
+POSTING_HORIZON: ContextVar[Horizon | None] = ContextVar("kontor_posting_horizon", default=None)
+
+
 class DatedBody(Struct, frozen=True):
     """Base of request bodies with date fields: each date lies from DATE_MIN to DATE_MAX (1900-01-01 to
     2999-12-31, what the journal stores), else decoding fails with "date out of range: `<field>` ..." and
-    the request is answered 422 `date_out_of_range` naming the field before any work is done."""
+    the request is answered 422 `date_out_of_range` naming the field before any work is done. A field typed
+    `EffectiveDate` also lies within the request's posting horizon, else "date beyond horizon: `<field>` ..."
+    and 422 `date_beyond_horizon`."""
 
-    _date_fields: ClassVar[dict[type, tuple[str, ...]]] = {}
+    _date_fields: ClassVar[dict[type, tuple[tuple[str, bool], ...]]] = {}
 
     def __post_init__(self) -> None:
         cls = type(self)
         names = DatedBody._date_fields.get(cls)
         if names is None:
-            hints = get_type_hints(cls)
-            names = DatedBody._date_fields[cls] = tuple(
-                n for n in self.__struct_fields__ if hints[n] is date or date in get_args(hints[n])
-            )
-        for name in names:
+            names = DatedBody._date_fields[cls] = _dates_of(cls)
+        for name, effective in names:
             value = getattr(self, name)
-            if value is not None and not DATE_MIN <= value <= DATE_MAX:
+            if value is None:
+                continue
+            if not DATE_MIN <= value <= DATE_MAX:
                 raise ValueError(
                     f"{DATE_RANGE_ERROR}: `{name}` {value.isoformat()} is not between "
                     f"{DATE_MIN.isoformat()} and {DATE_MAX.isoformat()}"
                 )
+            horizon = POSTING_HORIZON.get()
+            if effective and horizon is not None and value > horizon.last:
+                raise ValueError(f"{DATE_HORIZON_ERROR}: `{name}` {horizon.explain(value)}")
+
+
+def _dates_of(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(name, is an effective date) of each date field of a request type."""
+    hints = get_type_hints(cls, include_extras=True)
+    found = []
+    for name in cls.__struct_fields__:  # type: ignore[attr-defined]
+        options = [hints[name], *get_args(hints[name])]  # the type, or the members of `X | None`
+        dated = [o for o in options if o is date or (get_args(o) and get_args(o)[0] is date)]
+        if dated:
+            found.append((name, any(EFFECTIVE in get_args(o)[1:] for o in dated)))
+    return tuple(found)
 
 
 ENTRIES_PER_BATCH_MAX = 1000
@@ -170,7 +214,7 @@ class LineIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 
 class EntryIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    effective_date: LedgerDate
+    effective_date: EffectiveDate
     description: Annotated[str, Meta(min_length=1, max_length=500)]
     lines: Annotated[list[LineIn], Meta(min_length=2, max_length=LINES_PER_ENTRY_MAX)]
     reference: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
@@ -188,8 +232,8 @@ class BatchIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 
 class ReversalIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    # default: today (UTC), but never before the original's date; a closed period is never reopened
-    effective_date: LedgerDate | None = None
+    # default: the original's date while its period is open, else today (ledger.domain.reversal_date)
+    effective_date: EffectiveDate | None = None
     description: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
     # why (audit trail, GET .../audit): required from accountant keys, optional for poster and admin keys
     reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
@@ -317,6 +361,11 @@ class ReportLine(Struct, kw_only=True):
     name: str
     alt_number: str | None
     amount: str
+    # balance sheet, an account keeping customer accounts (receivables): the line sums the balances of the
+    # `customers` whose accounts are on one side, "debit_balances" (they owe: an asset) or "credit_balances"
+    # (they paid in advance or too much: a liability); None for a whole account
+    portion: Literal["debit_balances", "credit_balances"] | None = None
+    customers: int | None = None
 
 
 class IncomeStatementOut(Struct, kw_only=True):
@@ -332,6 +381,9 @@ class IncomeStatementOut(Struct, kw_only=True):
 
 
 class BalanceSheetOut(Struct, kw_only=True):
+    """Assets and asset and liability accounts by the side their balance is on (never netted: a debit balance is
+    an asset, a credit balance a liability, whatever the account's type); receivables split per customer."""
+
     business: int
     currency: str
     as_of: date

@@ -1,23 +1,28 @@
-"""Bank statements (ISO 20022 CAMT.053): book every booked statement line and match what it can.
+"""Bank statements (ISO 20022 CAMT.053): book every statement line as the bank sent it, match what it can, and
+check the statement's balances.
 
 The upload (a CAMT.053 document or a ZIP of them, as the body or the one file part of a form) is read by
 `payments.camt` in a worker thread: safe XML, validated whole before anything is booked, errors naming
-the element or the line and column. A batch entry carrying several payments arrives here as one line per
-payment.
+the element or the line and column. A batch entry carrying several payments (several `TxDtls` that add up to
+it) arrives here as one line per payment.
 
-Each booked (`Sts` BOOK) line, in one transaction per upload:
+Each booked (`Sts` BOOK) line is one journal entry of its own, dated on its booking day, its description and
+metadata naming the statement line, the bank's reference and the counterparty (name and IBAN), in one
+transaction per upload:
 - a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id or Amazon
-  disbursement reference the remittance names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance repayment Amazon collects clears
-  that: Dr TRANSIT / Cr BANK;
-- a credit whose remittance names a payment reference Kontor printed (a dunning letter's ISO 11649 RF reference,
-  `payments.references`) is that customer's payment when it is within the tolerance of the amount the letter asked
-  for or of what the customer owes: Dr BANK / Cr AR (customer);
-- a credit whose remittance text or end-to-end id names an invoice reference (or else a customer) is a
-  customer's bank transfer when it is within the tolerance of the invoice's amount or of what the
-  customer owes: Dr BANK / Cr AR (customer), recorded as the order's payment document for an invoice;
-- anything else becomes a reconciliation exception, parked in SUSPENSE against BANK (debits too: money
-  out of the bank needs an accountant's classification).
-Pending lines (`Sts` PDNG) are reported, not booked.
+  disbursement reference the remittance names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance
+  repayment Amazon collects clears that: Dr TRANSIT / Cr BANK;
+- a credit whose remittance names an invoice or an order (`payments.remittance`, where new reference patterns
+  are added) pays it, whatever the amount: Dr BANK / Cr AR (customer), recorded as the order's payment
+  document; a part payment leaves the rest due, an overpayment leaves the customer a credit balance (a
+  prepayment received); a credit naming a payment reference Kontor printed (a dunning letter's ISO 11649 RF
+  reference, `payments.references`) or only a customer is booked so when within the tolerance of the amount the
+  letter asked for or of what the customer owes;
+- anything else becomes a reconciliation exception, parked in SUSPENSE against BANK by an entry of its own
+  (debits too: money out of the bank needs an accountant's classification).
+Pending lines (`Sts` PDNG) are reported, not booked. Then the statement's balances are checked
+(`payments.statement_checks`): opening = the previous statement's closing, opening + lines = closing, closing =
+the ledger's bank account; a failed check is an exception saying which figures differ by how much.
 
 A statement is imported once, identified by account + statement Id + statement date (two accounts'
 statements may share a short Id). The same statements again answer the stored result (200); a statement
@@ -28,7 +33,6 @@ identity (no account recorded) are matched by their Id alone, as they were then.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +44,14 @@ from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict
 from ledger.money import format_amount
-from payments import references
 from payments.bookings import book, roles_of
 from payments.camt import Line, Statement, StatementKey, parse_statements
 from payments.domain import transfer_lines
 from payments.notify import emit, emit_balance
-from payments.reconciliation import ExceptionDraft, park
+from payments.reconciliation import ExceptionDraft, note, park
+from payments.remittance import Named, Remittance, recognise
 from payments.settlement import ExceptionSummary
+from payments.statement_checks import BalanceCheck, balance_text, check_statement
 from payments.store import insert_document
 from payments.uploads import Upload, run_parser
 
@@ -55,10 +60,10 @@ if TYPE_CHECKING:
 
     from ledger.db import Connection
 
-__all__ = ["STATEMENT_BYTES_MAX", "StatementOut", "StatementRef", "import_statement"]
+__all__ = ["STATEMENT_BYTES_MAX", "LineResult", "StatementOut", "StatementRef", "import_statement"]
 
 STATEMENT_BYTES_MAX = 32 * 1024 * 1024
-_TOKEN = re.compile(r"[A-Za-z0-9_./:-]+")
+REMITTANCE_SHOWN = 280  # characters of the remittance a line result shows (matching reads all of it)
 
 
 class LineResult(Struct, kw_only=True):
@@ -68,15 +73,27 @@ class LineResult(Struct, kw_only=True):
     booking_date: date
     outcome: str  # payout_cleared, payment, exception, pending
     match: str | None
-    entry_id: int | None
+    entry_id: int | None  # the line's journal entry (the booking, or the parking in SUSPENSE)
     account: str = ""  # of the statement (results stored before statements had an identity have none)
     detail: int | None = None  # the payment's position in a batch entry that was split into its payments
+    # as the bank sent it (results stored before these were kept have ""):
+    reference: str = ""  # the bank's reference of the entry (AcctSvcrRef, else NtryRef)
+    counterparty_name: str = ""  # the debtor of money in, the creditor of money out
+    counterparty_iban: str = ""  # their account: IBAN, else the account's other id
+    remittance: str = ""  # remittance information (the first REMITTANCE_SHOWN characters)
+    note: str = ""  # a payment: what is still due, or what became the customer's credit
+    exception_id: int | None = None  # outcome exception: the reconciliation exception
 
 
 class StatementRef(Struct, kw_only=True):
     account: str
     statement_id: str
     statement_date: date
+    sequence: int | None = None  # ElctrncSeqNb, else LglSeqNb
+    opening_balance: str | None = None  # signed: < 0 overdrawn
+    closing_balance: str | None = None
+    movements: str | None = None  # the booked lines' sum
+    checks: list[BalanceCheck] = []  # msgspec copies mutable defaults
 
 
 class StatementOut(Struct, kw_only=True):
@@ -85,15 +102,16 @@ class StatementOut(Struct, kw_only=True):
     lines: list[LineResult]
     exception_count: int
     exceptions: list[ExceptionSummary]
-    statements: list[StatementRef] = []  # msgspec copies mutable defaults
+    statements: list[StatementRef] = []
 
 
 # --- importing -------------------------------------------------------------------------------------------
 async def import_statement(
     ctx: Kontor, business: Business, upload: Upload, tolerance: int
 ) -> tuple[StatementOut, bool]:
+    horizon = ctx.horizon()
     with upload.open() as source:  # parsed in a worker thread: the event loop keeps serving meanwhile
-        statements = await run_parser(parse_statements, source, business.currency)
+        statements = await run_parser(parse_statements, source, business.currency, horizon)
 
     async def work(conn: Connection) -> tuple[StatementOut, bool]:
         known = await _imported_without_identity(conn, business, statements)
@@ -116,17 +134,24 @@ def _keys(statements: list[Statement]) -> tuple[list[str], list[str], list[date]
 
 
 async def _claim(conn: Connection, business: Business, statements: list[Statement]) -> int:
-    """Record the statements as imported; returns how many were new (a concurrent upload of the same
-    statements waits here until the first one commits)."""
+    """Record the statements as imported, with their sequence and balances; returns how many were new (a
+    concurrent upload of the same statements waits here until the first one commits)."""
     inserted = await conn.fetch(
         "INSERT INTO bank_statements (merchant_id, business, account, statement_id, statement_on, file_sha256, "
-        "summary) SELECT $1, $2, u.a, u.i, u.d, u.h, '{}' "
-        "FROM unnest($3::text[], $4::text[], $5::date[], $6::bytea[]) AS u(a, i, d, h) "
+        "summary, sequence, opening_minor, closing_minor, closing_on, movements_minor) "
+        "SELECT $1, $2, u.a, u.i, u.d, u.h, '{}', u.q, u.o, u.c, u.cd, u.m "
+        "FROM unnest($3::text[], $4::text[], $5::date[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], "
+        "$10::date[], $11::bigint[]) AS u(a, i, d, h, q, o, c, cd, m) "
         "ON CONFLICT DO NOTHING RETURNING statement_id",
         business.merchant_id,
         business.code,
         *_keys(statements),
         [s.content_sha256 for s in statements],
+        [s.sequence for s in statements],
+        [s.opening.amount if s.opening else None for s in statements],
+        [s.closing.amount if s.closing else None for s in statements],
+        [s.closing.on if s.closing else None for s in statements],
+        [s.movements for s in statements],
     )
     return len(inserted)
 
@@ -191,30 +216,38 @@ async def _book(
     ctx: Kontor, conn: Connection, business: Business, statements: list[Statement], tolerance: int
 ) -> StatementOut:
     matcher = _Matcher(ctx, conn, business, tolerance)
-    results = [await matcher.line(line) for s in statements for line in s.lines]
-    ids = []
-    for s in statements:
-        drafts = [d for d in matcher.exceptions if d[0] == s.key]
-        ids += await park(
-            ctx,
-            conn,
-            business,
-            source="bank",
-            source_ref=s.key.ref,
-            drafts=[d[1] for d in drafts],
-            on=max(line.booking_date for line in s.lines) if s.lines else ctx.today(),
-        )
-    parked = [d[1] for d in matcher.exceptions]
+    results: list[LineResult] = []
+    summaries: list[ExceptionSummary] = []
+    for s in statements:  # each line booked on its own; the unmatched ones parked, one entry per line
+        first = len(results)
+        results += [await matcher.line(line) for line in s.lines]
+        parked = [(i, draft) for i, draft in matcher.parked if i >= first]
+        ids = await park(
+            ctx, conn, business, source="bank", source_ref=s.key.ref, drafts=[d for _, d in parked],
+            on=s.key.statement_on,
+        )  # fmt: skip
+        entries = await _parking_entries(conn, business, ids)
+        for (i, draft), exception_id in zip(parked, ids, strict=True):
+            results[i].exception_id, results[i].entry_id = exception_id, entries.get(exception_id)
+            summaries.append(_summary(exception_id, draft, business.currency))
+    bank = (await roles_of(ctx, business))("BANK")
+    refs = []
+    for s in sorted(statements, key=lambda s: (s.key.account, s.key.statement_on, s.sequence or -1)):
+        checked = await check_statement(conn, business, s, bank.account_id)
+        ids = await note(conn, business, source="bank", source_ref=s.key.ref, drafts=[d for _, d in checked.exceptions])
+        failed = iter(ids)
+        for c in checked.checks:
+            c.exception_id = next(failed) if c.outcome == "failed" else None
+        summaries += [_summary(i, d, business.currency) for i, (_, d) in zip(ids, checked.exceptions, strict=True)]
+        refs.append((s, checked.checks))
+    by_key = {s.key: checks for s, checks in refs}
     out = StatementOut(
         statement_ids=[s.key.statement_id for s in statements],
-        statements=[
-            StatementRef(account=s.key.account, statement_id=s.key.statement_id, statement_date=s.key.statement_on)
-            for s in statements
-        ],
+        statements=[_reference(s, by_key[s.key], business.currency) for s in statements],
         currency=business.currency,
         lines=results,
-        exception_count=len(ids),
-        exceptions=[_summary(eid, d, business.currency) for eid, d in list(zip(ids, parked, strict=True))[:100]],
+        exception_count=len(summaries),
+        exceptions=summaries[:100],
     )
     await conn.execute(
         "UPDATE bank_statements b SET summary = $6 FROM unnest($3::text[], $4::text[], $5::date[]) AS u(a, i, d) "
@@ -228,6 +261,29 @@ async def _book(
     return out
 
 
+def _reference(s: Statement, checks: list[BalanceCheck], currency: str) -> StatementRef:
+    return StatementRef(
+        account=s.key.account,
+        statement_id=s.key.statement_id,
+        statement_date=s.key.statement_on,
+        sequence=s.sequence,
+        opening_balance=balance_text(s.opening, currency),
+        closing_balance=balance_text(s.closing, currency),
+        movements=format_amount(s.movements, currency),
+        checks=checks,
+    )
+
+
+async def _parking_entries(conn: Connection, business: Business, exception_ids: list[int]) -> dict[int, int]:
+    rows = await conn.fetch(
+        "SELECT exception_id, suspense_entry_id FROM reconciliation_exceptions WHERE merchant_id = $1 "
+        "AND exception_id = ANY($2::bigint[])",
+        business.merchant_id,
+        exception_ids,
+    )
+    return {r["exception_id"]: r["suspense_entry_id"] for r in rows}
+
+
 def _summary(exception_id: int, draft: ExceptionDraft, currency: str) -> ExceptionSummary:
     return ExceptionSummary(
         exception_id=exception_id,
@@ -238,46 +294,89 @@ def _summary(exception_id: int, draft: ExceptionDraft, currency: str) -> Excepti
     )
 
 
+def _party(line: Line) -> str:
+    """The counterparty as people read it: "Erika Mustermann (DE89370400440532013000)"."""
+    if line.counterparty and line.counterparty_iban:
+        return f"{line.counterparty} ({line.counterparty_iban})"
+    return line.counterparty or line.counterparty_iban
+
+
+def _line_metadata(line: Line) -> dict[str, str]:
+    """What every booking of a statement line records of it (journal metadata: searchable, exported)."""
+    metadata = {"bank_statement": line.statement.ref, "bank_line": _line_ref(line)[len(line.statement.ref) + 1 :],
+                "bank_reference": line.reference}  # fmt: skip
+    if line.counterparty:
+        metadata["counterparty_name"] = line.counterparty
+    if line.counterparty_iban:
+        metadata["counterparty_iban"] = line.counterparty_iban
+    return metadata
+
+
 class _Matcher:
     def __init__(self, ctx: Kontor, conn: Connection, business: Business, tolerance: int) -> None:
         self.ctx, self.conn, self.business, self.tolerance = ctx, conn, business, tolerance
-        self.exceptions: list[tuple[StatementKey, ExceptionDraft]] = []
+        self.parked: list[tuple[int, ExceptionDraft]] = []  # (position of the line's result, the exception)
+        self.count = 0  # lines seen
 
-    def _result(self, line: Line, outcome: str, match: str | None, entry_id: int | None) -> LineResult:
+    def _money(self, minor: int) -> str:
+        return format_amount(minor, self.business.currency)
+
+    def _result(self, line: Line, outcome: str, match: str | None, entry_id: int | None, note: str = "") -> LineResult:
+        self.count += 1
         return LineResult(
             statement_id=line.statement.statement_id,
             account=line.statement.account,
             entry=line.entry_no,
             detail=line.detail_no or None,
-            amount=format_amount(line.amount, self.business.currency),
+            amount=self._money(line.amount),
             booking_date=line.booking_date,
             outcome=outcome,
             match=match,
             entry_id=entry_id,
+            reference=line.reference,
+            counterparty_name=line.counterparty,
+            counterparty_iban=line.counterparty_iban,
+            remittance=line.remittance[:REMITTANCE_SHOWN],
+            note=note,
         )
 
     def _park(self, line: Line, kind: str, description: str) -> LineResult:
-        text = f"{description}; {line.reference}" + (f", {line.counterparty}" if line.counterparty else "")
-        self.exceptions.append(
-            (line.statement, ExceptionDraft(line.entry_no, kind, f"{text}: {line.remittance}"[:1000], line.amount))
+        party = _party(line)
+        text = f"{description}; {line.reference}" + (f", {party}" if party else "")
+        draft = ExceptionDraft(
+            line.entry_no,
+            kind,
+            f"{text}: {line.remittance}"[:1000],
+            line.amount,
+            on=line.booking_date,
+            booking_text=f"Bank line {line.reference} parked in suspense ({kind})"
+            + (f", {party}" if party else "")
+            + (f": {line.remittance}" if line.remittance else ""),
+            metadata=_line_metadata(line),
         )
+        self.parked.append((self.count, draft))
         return self._result(line, "exception", None, None)
 
     async def line(self, line: Line) -> LineResult:
         if not line.booked:
             return self._result(line, "pending", None, None)
-        tokens = _TOKEN.findall(line.remittance)
-        cleared = await self._payout(line, tokens)
+        remittance = Remittance.of(line.remittance)
+        cleared = await self._payout(line, remittance.tokens)
         if cleared is not None:
             return cleared
         if line.amount < 0:
             return self._park(line, "unmatched_debit", "money out of the bank")
-        paid = await self._requested(line)
-        if paid is None:
-            paid = await self._payment(line, tokens)
-        if paid is not None:
-            return paid
-        return self._park(line, "unmatched_credit", "no payout, invoice or customer matches")
+        named = await recognise(self.conn, self.business, remittance)
+        if named is None:
+            return self._park(line, "unmatched_credit", "no payout, invoice, order or customer matches")
+        owed = await self._owed(named.customer)
+        targets = [t for t in (named.asked, owed) if t is not None]
+        if not named.document and not any(abs(line.amount - t) <= self.tolerance for t in targets):
+            asked = f" ({self._money(named.asked)} asked)" if named.asked is not None else ""
+            return self._park(
+                line, "amount_outside_tolerance", f"names {named.what}{asked}, but {self._money(owed)} is open"
+            )
+        return await self._payment(line, named, owed)
 
     async def _payout(self, line: Line, tokens: list[str]) -> LineResult | None:
         payout = await self.conn.fetchrow(
@@ -295,6 +394,7 @@ class _Matcher:
         roles = await roles_of(self.ctx, self.business)
         bank, transit = roles("BANK"), roles("TRANSIT")
         received = line.amount > 0
+        party = _party(line)
         entry_id = await book(
             self.ctx,
             self.conn,
@@ -304,9 +404,11 @@ class _Matcher:
             ),
             on=line.booking_date,
             description=f"Amazon Pay {'payout' if received else 'balance repayment'} of settlement "
-            f"{payout['settlement_id']} {'received' if received else 'collected'}",
+            f"{payout['settlement_id']} {'received' if received else 'collected'} ({line.reference}"
+            + (f", {party}" if party else "")
+            + ")",
             reference=payout["settlement_id"],
-            metadata={"bank_statement": line.statement.ref, "settlement_id": payout["settlement_id"]},
+            metadata=_line_metadata(line) | {"settlement_id": payout["settlement_id"]},
         )
         await self.conn.execute(
             "UPDATE payouts SET cleared_by = $5, clearing_entry_id = $6 WHERE merchant_id = $1 AND business = $2 "
@@ -331,96 +433,46 @@ class _Matcher:
         )
         return owed
 
-    async def _requested(self, line: Line) -> LineResult | None:
-        """A credit naming a payment reference Kontor printed (a dunning letter's RF reference): the customer's
-        payment when it is within the tolerance of the amount asked or of what the customer owes now."""
-        requested = await references.find(self.conn, self.business, line.remittance)
-        if requested is None:
-            return None
-        customer, what = requested.customer, f"payment reference {requested.reference}"
-        owed = await self._owed(customer)
-        if not any(abs(line.amount - t) <= self.tolerance for t in (requested.amount_minor, owed)):
-            asked = format_amount(requested.amount_minor, self.business.currency)
-            open_text = format_amount(owed, self.business.currency)
-            return self._park(
-                line, "amount_outside_tolerance", f"names {what} ({asked} asked), but {open_text} is open"
+    def _still_due(self, named: Named, owed: int, paid: int) -> str:
+        after = owed - paid
+        if after > 0:
+            return f"customer {named.customer} owed {self._money(owed)}: {self._money(after)} still due"
+        if after < 0:
+            return (
+                f"customer {named.customer} owed {self._money(owed)}: {self._money(-after)} more than owed is the "
+                "customer's credit (a prepayment received)"
             )
-        roles = await roles_of(self.ctx, self.business)
-        entry_id = await book(
-            self.ctx,
-            self.conn,
-            self.business,
-            transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
-            on=line.booking_date,
-            description=f"Bank transfer for {what} ({line.reference})",
-            reference=requested.reference,
-            metadata={"bank_statement": line.statement.ref, "payment_reference": requested.reference},
-        )
-        payment: dict[str, Any] = {
-            "customer": customer,
-            "amount": format_amount(line.amount, self.business.currency),
-            "currency": self.business.currency,
-            "method": "BANK_TRANSFER",
-            "entry_id": entry_id,
-            "matched_by": what,
-            "payment_reference": requested.reference,
-            "order_references": requested.orders,
-        }
-        await emit(self.conn, self.business, "payment.received", payment)
-        await emit_balance(self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date)
-        return self._result(line, "payment", what, entry_id)
+        return f"customer {named.customer} owed {self._money(owed)}: paid in full"
 
-    async def _payment(self, line: Line, tokens: list[str]) -> LineResult | None:
-        if not tokens:
-            return None
-        invoice = await self.conn.fetchrow(
-            "SELECT d.ref, d.order_ref, d.gross_minor, o.customer FROM order_documents d "
-            "JOIN orders o USING (merchant_id, business, order_ref) WHERE d.merchant_id = $1 AND d.business = $2 "
-            "AND d.kind = 'invoice' AND d.ref = ANY($3::text[]) ORDER BY d.document_date, d.ref LIMIT 1",
-            self.business.merchant_id,
-            self.business.code,
-            tokens,
-        )
-        targets: tuple[int, ...]
-        if invoice is not None:
-            customer = invoice["customer"]
-            targets = (invoice["gross_minor"], await self._owed(customer))
-            what = f"invoice {invoice['ref']}"
-        else:
-            customer = await self.conn.fetchval(
-                "SELECT customer FROM orders WHERE merchant_id = $1 AND business = $2 AND customer = ANY($3::text[]) "
-                "LIMIT 1",
-                self.business.merchant_id,
-                self.business.code,
-                tokens,
-            )
-            if customer is None:
-                return None
-            targets = (await self._owed(customer),)
-            what = f"customer {customer}"
-        if not any(abs(line.amount - t) <= self.tolerance for t in targets):
-            open_text = format_amount(targets[-1], self.business.currency)
-            return self._park(line, "amount_outside_tolerance", f"names {what}, but {open_text} is open")
+    async def _payment(self, line: Line, named: Named, owed: int) -> LineResult:
         roles = await roles_of(self.ctx, self.business)
-        ref = _document_ref(line)  # the payment document's number, for an invoice
+        customer = named.customer
+        party = _party(line)
+        note = self._still_due(named, owed, line.amount)
+        ref = _document_ref(line)  # the payment document's number, when the payment is an order's
+        metadata = _line_metadata(line)
+        if named.payment_reference is not None:
+            metadata["payment_reference"] = named.payment_reference
         entry_id = await book(
             self.ctx,
             self.conn,
             self.business,
             transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
             on=line.booking_date,
-            description=f"Bank transfer for {what} ({line.reference})",
-            reference=ref if invoice is not None else customer[:64],
-            metadata={"bank_statement": line.statement.ref},
-            order_reference=invoice["order_ref"] if invoice is not None else None,
+            description=f"Bank transfer for {named.what} ({line.reference}" + (f", {party}" if party else "") + ")",
+            reference=(named.payment_reference or (ref if named.order_ref else customer))[:64],
+            metadata=metadata,
+            order_reference=named.order_ref,
         )
-        amount = format_amount(line.amount, self.business.currency)
+        amount = self._money(line.amount)
         payment: dict[str, Any] = {"customer": customer, "amount": amount, "currency": self.business.currency}
-        if invoice is not None:
+        if named.payment_reference is not None:
+            payment |= {"payment_reference": named.payment_reference, "order_references": list(named.orders)}
+        if named.order_ref is not None:
             await insert_document(
                 self.conn,
                 self.business,
-                order_ref=invoice["order_ref"],
+                order_ref=named.order_ref,
                 kind="payment",
                 ref=ref,
                 document_date=line.booking_date,
@@ -430,23 +482,27 @@ class _Matcher:
                 response={"payment_reference": ref, "entry_id": entry_id},
                 request_sha256=bytes(32),
             )
-            payment |= {"order_reference": invoice["order_ref"], "payment_reference": ref}
+            payment |= {"order_reference": named.order_ref, "payment_reference": ref}
+        if named.invoice_ref is not None:
+            payment["invoice_reference"] = named.invoice_ref
+        remaining = self._money(owed - line.amount)
         await emit(
             self.conn,
             self.business,
             "payment.received",
-            payment | {"method": "BANK_TRANSFER", "entry_id": entry_id, "matched_by": what},
+            payment
+            | {
+                "method": "BANK_TRANSFER",
+                "entry_id": entry_id,
+                "matched_by": named.what,
+                "remaining_amount": remaining,
+            },
         )
         await emit_balance(
-            self.ctx,
-            self.conn,
-            self.business,
-            customer,
-            "payment.received",
-            on=line.booking_date,
-            designation=invoice["order_ref"] if invoice is not None else None,
-        )
-        return self._result(line, "payment", what, entry_id)
+            self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date,
+            designation=named.order_ref,
+        )  # fmt: skip
+        return self._result(line, "payment", named.what, entry_id, note)
 
 
 def _document_ref(line: Line) -> str:

@@ -20,8 +20,14 @@ Real files, as banks deliver them:
   line;
 - a statement is identified by its account (IBAN, or the other account id), its `Id` and its date (the
   end of `FrToDt`, else its `CreDtTm`, else the message's `CreDtTm`): two accounts' statements may share
-  an `Id`. Its fingerprint covers what it says (identity and lines), so the same statement sent again,
-  zipped or not, is recognised whatever the message header says.
+  an `Id`. Its fingerprint covers what it says (identity, sequence number, balances and lines), so the same
+  statement sent again, zipped or not, is recognised whatever the message header says;
+- its balances (`Bal`): the opening booked balance (`OPBD`, else the previous closing booked `PRCD`) and the
+  closing booked balance (`CLBD`), signed by `CdtDbtInd` (DBIT: overdrawn), with their dates; its sequence
+  number is `ElctrncSeqNb`, else `LglSeqNb` (payments.bank checks the balances against each other, the
+  previous statement and the ledger);
+- each line keeps its counterparty: for money in the debtor (`RltdPties/Dbtr`, `DbtrAcct`), for money out
+  the creditor (`Cdtr`, `CdtrAcct`): name and IBAN (or the account's other id).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import defusedxml.ElementTree as SafeET
 import msgspec
 from defusedxml import DefusedXmlException
 
-from ledger.domain import DATE_MAX, DATE_MIN
+from ledger.domain import DATE_MAX, DATE_MIN, Horizon
 from ledger.errors import FieldError, Unprocessable
 from ledger.money import AmountError, parse_amount
 
@@ -46,6 +52,7 @@ __all__ = [
     "ENTRIES_MAX",
     "MEMBERS_MAX",
     "UNCOMPRESSED_BYTES_MAX",
+    "Balance",
     "Line",
     "Statement",
     "StatementKey",
@@ -82,14 +89,28 @@ class Line(NamedTuple):
     booking_date: date
     reference: str  # AcctSvcrRef or NtryRef, for people
     remittance: str  # Ustrd/Strd texts and end-to-end ids, for matching
-    counterparty: str
+    counterparty: str  # the other party's name: the debtor of money in, the creditor of money out
+    counterparty_iban: str = ""  # and its account: IBAN, else the account's other id ("" when not given)
+
+
+class Balance(NamedTuple):
+    amount: int  # signed minor units: < 0 overdrawn (CdtDbtInd DBIT)
+    on: date
 
 
 class Statement(NamedTuple):
     key: StatementKey
     lines: list[Line]
-    content_sha256: bytes  # of what the statement says: its identity and lines
+    content_sha256: bytes  # of what the statement says: identity, sequence, balances and lines
     document_sha256: bytes  # of the XML document it came from (the body, or a ZIP member)
+    opening: Balance | None = None  # OPBD, else PRCD
+    closing: Balance | None = None  # CLBD
+    sequence: int | None = None  # ElctrncSeqNb, else LglSeqNb
+
+    @property
+    def movements(self) -> int:
+        """The booked lines' sum (pending lines move no balance)."""
+        return sum(line.amount for line in self.lines if line.booked)
 
 
 class _Part(NamedTuple):  # a line before its statement's identity is known (the Stmt element ends)
@@ -101,10 +122,12 @@ class _Part(NamedTuple):  # a line before its statement's identity is known (the
     reference: str
     remittance: str
     counterparty: str
+    counterparty_iban: str
 
 
-def parse_statements(source: IO[bytes], currency: str) -> list[Statement]:
-    """Every statement of the upload (a CAMT.053 document or a ZIP of them); 422 naming every error (up to 50)."""
+def parse_statements(source: IO[bytes], currency: str, horizon: Horizon | None = None) -> list[Statement]:
+    """Every statement of the upload (a CAMT.053 document or a ZIP of them); 422 naming every error (up to 50),
+    or, for a valid file with booking dates after `horizon`, 422 `date_beyond_horizon` naming them."""
     upload = _Upload(currency)
     zipped = source.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
     source.seek(0)
@@ -114,6 +137,16 @@ def parse_statements(source: IO[bytes], currency: str) -> list[Statement]:
         upload.errors.append(FieldError("Stmt/Id", "a statement (account, Id and date) repeats within the upload"))
     if upload.errors:
         raise _invalid(upload.errors)
+    if horizon is not None:
+        horizon.check(
+            (
+                (f"Stmt[{n}]/Ntry[{line.entry_no}]/BookgDt", line.booking_date)
+                for n, s in enumerate(statements, start=1)
+                for line in s.lines
+                if line.booked and line.booking_date > horizon.last
+            ),
+            "booking date",
+        )
     return statements
 
 
@@ -256,6 +289,8 @@ class _Document:
         self.upload, self.prefix = upload, prefix
         self.statements: list[Statement] = []
         self.parts: list[_Part] = []
+        self.balances: dict[str, Balance] = {}  # of the statement being read, by type code (OPBD, PRCD, CLBD, ...)
+        self.balance_no = 0
         self.entry_no = 0
         self.group_created = ""
 
@@ -296,6 +331,8 @@ class _Document:
             return
         if path == _STMT_PATH and name == "Ntry":
             self._entry(node)
+        elif path == _STMT_PATH and name == "Bal":
+            self._balance(node)
         elif path == _STMT_PATH[:2] and name == "GrpHdr":
             self.group_created = _text(node, "CreDtTm")
         elif path == _STMT_PATH[:2] and name == "Stmt":
@@ -312,6 +349,22 @@ class _Document:
         self.entry_no += 1
         where = f"Stmt[{len(self.statements) + 1}]/Ntry[{self.entry_no}]"
         self.parts += _entry_parts(ntry, where, self.entry_no, self.upload.currency, self.error)
+
+    def _balance(self, bal: Element) -> None:
+        self.balance_no += 1
+        where = f"Stmt[{len(self.statements) + 1}]/Bal[{self.balance_no}]"
+        kind = _text(bal, "Tp", "CdOrPrtry", "Cd") or _text(bal, "Tp", "CdOrPrtry", "Prtry")
+        if kind not in _BALANCE_TYPES:
+            return  # available, interim, forward balances: not what the checks compare
+        amount = _amount(_child(bal, "Amt"), f"{where}/Amt", self.upload.currency, self.error, allow_zero=True)
+        indicator = _text(bal, "CdtDbtInd")
+        if indicator not in ("CRDT", "DBIT"):
+            self.error(f"{where}/CdtDbtInd", "CRDT or DBIT required")
+        on = _day(_text(bal, "Dt", "Dt") or _text(bal, "Dt", "DtTm"))
+        if on is None:
+            self.error(f"{where}/Dt", "the balance's date (YYYY-MM-DD) is required")
+        if amount is not None and indicator in ("CRDT", "DBIT") and on is not None:
+            self.balances.setdefault(kind, Balance(amount if indicator == "CRDT" else -amount, on))
 
     def _header(self, name: str, node: Element) -> None:
         where = f"Stmt[{len(self.statements) + 1}]"
@@ -340,9 +393,26 @@ class _Document:
             )
         key = StatementKey(account, statement_id, on or date.min)
         lines = [Line(key, *part) for part in self.parts]
-        content = hashlib.sha256(msgspec.json.encode([key, lines])).digest()
-        self.statements.append(Statement(key, lines, content, b""))
-        self.parts, self.entry_no = [], 0
+        sequence = _sequence(stmt, f"{where}/ElctrncSeqNb", self.error)
+        opening = self.balances.get("OPBD") or self.balances.get("PRCD")
+        closing = self.balances.get("CLBD")
+        content = hashlib.sha256(msgspec.json.encode([key, sequence, opening, closing, lines])).digest()
+        self.statements.append(Statement(key, lines, content, b"", opening, closing, sequence))
+        self.parts, self.entry_no, self.balances, self.balance_no = [], 0, {}, 0
+
+
+_BALANCE_TYPES = frozenset({"OPBD", "PRCD", "CLBD"})
+_SEQUENCE_MAX = 10**18 - 1  # Number, 18 digits
+
+
+def _sequence(stmt: Element, where: str, error: Callable[[str, str], None]) -> int | None:
+    text = _text(stmt, "ElctrncSeqNb") or _text(stmt, "LglSeqNb")
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) > _SEQUENCE_MAX:
+        error(where, "a sequence number of at most 18 digits")
+        return None
+    return int(text)
 
 
 # --- one entry -------------------------------------------------------------------------------------------
@@ -364,23 +434,19 @@ def _entry_parts(ntry: Element, where: str, n_no: int, currency: str, error: Cal
     booked = state != "PDNG"
     payments = _payments(ntry, signed, currency)
     if payments is None:
-        return [_Part(n_no, 0, signed, booked, on, reference, _remittance(ntry), _party(ntry))]
-    return [
-        _Part(
-            n_no,
-            d_no,
-            part,
-            booked,
-            on,
-            f"{reference}/{d_no}"[:64],
-            _remittance(detail),
-            _party(detail) or _party(ntry),
-        )
-        for d_no, (detail, part) in enumerate(payments, start=1)
-    ]
+        return [_Part(n_no, 0, signed, booked, on, reference, _remittance(ntry), *_party(ntry, signed > 0))]
+    parts = []
+    for d_no, (detail, part) in enumerate(payments, start=1):
+        name, iban = _party(detail, part > 0)
+        if not name and not iban:
+            name, iban = _party(ntry, part > 0)
+        parts.append(_Part(n_no, d_no, part, booked, on, f"{reference}/{d_no}"[:64], _remittance(detail), name, iban))
+    return parts
 
 
-def _amount(amt: Element | None, where: str, currency: str, error: Callable[[str, str], None]) -> int | None:
+def _amount(
+    amt: Element | None, where: str, currency: str, error: Callable[[str, str], None], *, allow_zero: bool = False
+) -> int | None:
     if amt is None:
         error(where, "required")
         return None
@@ -388,7 +454,7 @@ def _amount(amt: Element | None, where: str, currency: str, error: Callable[[str
         error(f"{where}/@Ccy", f"{amt.get('Ccy')!r}: this business code books {currency}")
         return None
     try:
-        return parse_amount((amt.text or "").strip(), currency)
+        return parse_amount((amt.text or "").strip(), currency, allow_zero=allow_zero)
     except AmountError as exc:
         error(where, str(exc))
         return None
@@ -416,8 +482,25 @@ def _payments(ntry: Element, signed: int, currency: str) -> list[tuple[Element, 
 
 
 def _remittance(node: Element) -> str:
-    return " ".join(_texts(node, "Ustrd") + _texts(node, "Ref") + _texts(node, "EndToEndId"))[:2000]
+    """Unstructured and structured remittance texts, then the end-to-end id (unless the payer gave none)."""
+    ends = [t for t in _texts(node, "EndToEndId") if t != "NOTPROVIDED"]
+    return " ".join(_texts(node, "Ustrd") + _texts(node, "Ref") + ends)[:2000]
 
 
-def _party(node: Element) -> str:
-    return " ".join(_texts(node, "Nm")[:1])[:140]
+def _party(node: Element, incoming: bool) -> tuple[str, str]:
+    """The counterparty's name and account: the debtor's for money in, the creditor's for money out (camt.053
+    up to .04 names the party `Dbtr/Nm`, later versions `Dbtr/Pty/Nm`); a node without related parties gives
+    the first name it holds."""
+    party, account = ("Dbtr", "DbtrAcct") if incoming else ("Cdtr", "CdtrAcct")
+    related = [e for e in node.iter() if _local(e.tag) == "RltdPties"]
+    if not related:
+        return " ".join(_texts(node, "Nm")[:1])[:140], ""
+    name = iban = ""
+    for parties in related:
+        found = _child(parties, party)
+        if found is not None and not name:
+            name = _text(found, "Nm") or _text(found, "Pty", "Nm")
+        held = _child(parties, account)
+        if held is not None and not iban:
+            iban = _text(held, "Id", "IBAN") or _text(held, "Id", "Othr", "Id")
+    return name[:140], iban[:34]

@@ -326,9 +326,12 @@ async def read_settlement(business_code: Code, settlement_id: SettlementPath, ca
     responses=UPLOAD_RESPONSES,
     summary="Upload a bank statement (ISO 20022 CAMT.053 XML): clear payouts, match bank transfers",
     description="The body is the CAMT.053 file or a ZIP of them, or a multipart/form-data upload with the file as "
-    "its one file part (415 for another media type). A credit line matches an uncleared Amazon Pay payout, or an "
-    "invoice or customer reference in its remittance information within `tolerance` of what is open; the rest "
-    "becomes reconciliation exceptions.",
+    "its one file part (415 for another media type). Each statement line is one journal entry. A credit line "
+    "matches an uncleared Amazon Pay payout, pays the invoice or order its remittance information names (in part, "
+    "in full or beyond), or a customer it names within `tolerance` of what is owed; the rest becomes reconciliation "
+    "exceptions. Then the statement's balances are checked (opening = previous closing, opening + lines = closing, "
+    "closing = the ledger's bank account): a failed check is an exception too. 422 `date_beyond_horizon` for "
+    "booking dates more than KONTOR_POSTING_HORIZON_DAYS ahead.",
 )
 async def upload_bank_statement(
     business_code: Code,

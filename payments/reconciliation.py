@@ -11,23 +11,30 @@ business code's account).
 
 Signs: an exception's amount is > 0 when money came in unexplained (Dr PSP or BANK / Cr SUSPENSE) and
 < 0 when it went out (Dr SUSPENSE / Cr PSP or BANK).
+
+Every unmatched bank statement line or settlement row is parked by an entry of its own (a bank line on its
+booking day), so each is one booking in the journal and one row in DATEV, never netted with others. Some
+exceptions park nothing (`note`): a statement whose balances do not agree names the difference, but the money
+already sits where the lines put it; resolving or dismissing such an exception records the accountant's reason
+and books nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 import asyncpg
 from msgspec import Meta, Struct
 
+from ledger import journal
 from ledger.audit import record_action
 from ledger.context import Kontor
-from ledger.domain import LINES_PER_ENTRY_MAX, Account, Business, LineDraft, Side
+from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
-from ledger.schemas import DatedBody, LedgerDate
+from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
 from ledger.tenancy import account_index
 from payments.bookings import book, roles_of
 from payments.notify import emit_balance
@@ -36,21 +43,18 @@ if TYPE_CHECKING:
     from ledger.db import Connection
 
 __all__ = [
-    "PARKED_PER_ENTRY",
     "ExceptionDraft",
     "ExceptionOut",
     "ExceptionPage",
     "Resolution",
     "dismiss_exception",
     "list_exceptions",
+    "note",
     "park",
     "resolve_exception",
 ]
 
 COUNTER_ROLE = {"settlement": "PSP", "bank": "BANK", "dispute": "PSP"}
-# exceptions parked per journal entry: one SUSPENSE line each plus the one counter line must fit in an entry,
-# so any number of exceptions is parked in as many entries as needed
-PARKED_PER_ENTRY = LINES_PER_ENTRY_MAX - 1
 
 
 class ExceptionDraft(NamedTuple):
@@ -58,6 +62,9 @@ class ExceptionDraft(NamedTuple):
     kind: str
     description: str
     amount: int  # signed, see the module docstring
+    on: date | None = None  # the parking entry's date (else the date `park` is given)
+    booking_text: str = ""  # the parking entry's description (else one naming the source)
+    metadata: Mapping[str, str] | None = None  # added to the parking entry's metadata
 
 
 class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -67,7 +74,7 @@ class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     account: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
     customer: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    booking_date: LedgerDate | None = None
+    booking_date: EffectiveDate | None = None
 
 
 class ExceptionOut(Struct, kw_only=True):
@@ -100,36 +107,77 @@ async def park(
     drafts: Sequence[ExceptionDraft],
     on: date,
 ) -> list[int]:
-    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions.
+    """Park the drafts' amounts in SUSPENSE (against PSP or BANK) and record them as open exceptions; returns
+    their ids.
 
-    Any number of drafts: they are parked `PARKED_PER_ENTRY` to an entry, each entry balanced by its own
-    counter line, so no entry exceeds the line limit however many rows a file could not match.
+    Each draft with an amount is an entry of its own (SUSPENSE against the counter account, two lines), dated
+    on the draft's day (else `on`) and described by it: nothing is netted, so any number of drafts fits, and
+    no DATEV row books SUSPENSE against itself. The entries are posted in batches.
     """
     if not drafts:
         return []
     roles = await roles_of(ctx, business)
     suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
-    entry_of: list[int | None] = []
-    for start in range(0, len(drafts), PARKED_PER_ENTRY):
-        chunk = drafts[start : start + PARKED_PER_ENTRY]
-        lines = [_suspense_line(suspense, d.amount, business.currency) for d in chunk if d.amount]
-        net = sum(d.amount for d in chunk)
-        if net:
-            side = Side.DEBIT if net > 0 else Side.CREDIT
-            lines.append(LineDraft(counter, side, abs(net), business.currency))
-        entry_id = None
-        if lines:
-            entry_id = await book(
-                ctx,
-                conn,
-                business,
-                lines,
-                on=on,
-                description=f"Unreconciled {source} lines of {source_ref} parked in suspense",
-                reference=source_ref[:64],
-                metadata={"reconciliation": source},
-            )
-        entry_of.extend(entry_id if d.amount else None for d in chunk)
+    entry_of = await _park_each(ctx, conn, business, suspense, counter, source, source_ref, drafts, on)
+    return await _insert(conn, business, source, source_ref, drafts, entry_of)
+
+
+async def note(
+    conn: Connection,
+    business: Business,
+    *,
+    source: Literal["settlement", "bank", "dispute"],
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+) -> list[int]:
+    """Record the drafts as open exceptions that park nothing (their amount is a difference to look at, not
+    money to classify)."""
+    return await _insert(conn, business, source, source_ref, drafts, [None] * len(drafts))
+
+
+async def _park_each(
+    ctx: Kontor,
+    conn: Connection,
+    business: Business,
+    suspense: Account,
+    counter: Account,
+    source: str,
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+    on: date,
+) -> list[int | None]:
+    """One entry per draft (SUSPENSE against the counter account), posted in batches of `ENTRIES_PER_BATCH_MAX`."""
+    entries = [
+        EntryDraft(
+            effective_date=d.on or on,
+            description=(d.booking_text or f"Unreconciled {source} line of {source_ref} parked in suspense")[:500],
+            lines=(
+                _suspense_line(suspense, d.amount, business.currency),
+                LineDraft(counter, Side.DEBIT if d.amount > 0 else Side.CREDIT, abs(d.amount), business.currency),
+            ),
+            reference=source_ref[:64],
+            metadata={"reconciliation": source, **(d.metadata or {})},
+        )
+        for d in drafts
+        if d.amount
+    ]
+    ids: list[int] = []
+    for start in range(0, len(entries), ENTRIES_PER_BATCH_MAX):
+        chunk = entries[start : start + ENTRIES_PER_BATCH_MAX]
+        posted = await journal.post_entries(ctx, business, chunk, idem_key=None, request_sha256=bytes(32), conn=conn)
+        ids += [e.id for e in posted.entries]
+    booked = iter(ids)
+    return [next(booked) if d.amount else None for d in drafts]
+
+
+async def _insert(
+    conn: Connection,
+    business: Business,
+    source: str,
+    source_ref: str,
+    drafts: Sequence[ExceptionDraft],
+    entry_of: Sequence[int | None],
+) -> list[int]:
     rows = await conn.fetch(
         "INSERT INTO reconciliation_exceptions (merchant_id, business, source, source_ref, line_no, kind, "
         "description, amount_minor, suspense_entry_id) "
@@ -249,7 +297,7 @@ async def _move(
 ) -> None:
     amount = row["amount_minor"]
     entry_id = None
-    if amount:
+    if amount and row["suspense_entry_id"] is not None:  # nothing was parked for a noted difference
         suspense = (await account_index(ctx, business)).by_role["SUSPENSE"]
         out_side = Side.DEBIT if amount > 0 else Side.CREDIT  # take back out of SUSPENSE what was parked
         lines = (

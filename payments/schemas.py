@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from ledger.schemas import AmountText, DatedBody, LedgerDate, VatRateText
+from ledger.schemas import AmountText, DatedBody, EffectiveDate, LedgerDate, VatRateText
 
 Reference = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_./-]{1,32}$", examples=["4711"])]
 OrderReference = Annotated[
@@ -132,7 +132,7 @@ class PaymentMethodIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 class OrderCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     order_reference: OrderReference
-    order_date: LedgerDate
+    order_date: EffectiveDate
     items: Annotated[list[ItemIn], Meta(min_length=1, max_length=500)]
     payment_method: PaymentMethodIn
     bill_to: AddressIn = AddressIn()
@@ -149,7 +149,7 @@ class ItemQuantity(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
 class InvoiceCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     invoice_reference: Reference
-    invoice_date: LedgerDate
+    invoice_date: EffectiveDate
     items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
     due_date: LedgerDate | None = None
     dispatch_date: LedgerDate | None = None
@@ -161,14 +161,14 @@ class InvoiceCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=
 
 class CancellationCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     cancellation_reference: Reference
-    cancellation_date: LedgerDate
+    cancellation_date: EffectiveDate
     reason: Literal["OUT_OF_STOCK", "CUSTOMER_CANCELLATION", "PREPAYMENT_NOT_RECEIVED", "CUSTOMER_SERVICE"]
     items: Annotated[list[ItemRef], Meta(min_length=1, max_length=500)]
 
 
 class ReturnCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     return_reference: Reference
-    return_date: LedgerDate
+    return_date: EffectiveDate
     invoice_reference: Reference
     reason: Literal["CUSTOMER_RETURN", "CARRIER_RETURN"]
     items: Annotated[list[ItemQuantity], Meta(min_length=1, max_length=500)]
@@ -176,7 +176,7 @@ class ReturnCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 class GoodwillCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     goodwill_reference: Reference
-    goodwill_date: LedgerDate
+    goodwill_date: EffectiveDate
     reason: GoodwillReason
     items: Annotated[list[ItemQuantity], Meta(max_length=500)] | None = None
     gross_amount: AmountText | None = None  # instead of items: split over the VAT rates pro rata
@@ -184,7 +184,7 @@ class GoodwillCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only
 
 class PaymentCreate(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     payment_reference: Reference
-    payment_date: LedgerDate
+    payment_date: EffectiveDate
     amount: AmountText
     method: Literal["BANK_TRANSFER", "CASH", "CARD_TERMINAL", "OTHER"] = "BANK_TRANSFER"
 

@@ -130,6 +130,13 @@ async def import_settlement(
     returns the result and whether it was new."""
     with upload.open() as source:  # parsed in a worker thread: the event loop keeps serving meanwhile
         report = await run_parser(parse_report, source, business.currency)
+    # rows dated after the posting horizon: 422 date_beyond_horizon naming them, nothing booked
+    horizon = ctx.horizon()
+    horizon.check(
+        (f"line {r.line_no}, column TransactionPostedDate", r.posted_on)
+        for r in report.rows
+        if r.posted_on > horizon.last
+    )
     merchant_id = await _amazon_merchant_id(ctx, business)
     if report.seller_id != merchant_id:
         raise Unprocessable(

@@ -8,7 +8,13 @@
   dates in bodies do (`ledger.schemas.DatedBody`): `check_date_parameters` answers 422 `date_out_of_range`
   naming the parameter. On routes of a business code it runs once the business code is known to be the
   caller's (`ledger.http.deps.Call.business`, the web pages' `_page`): another merchant's code stays a 404
-  whatever the query; other routes check in the app's before-request hook (`check_unscoped_date_parameters`).
+  whatever the query; other routes check in the app's before-request hook (`before_request`).
+- Effective dates in bodies (`ledger.schemas.EffectiveDate`) lie at most KONTOR_POSTING_HORIZON_DAYS after
+  today: the before-request hook (`before_request`) sets the request's `POSTING_HORIZON`, which `DatedBody`
+  checks when the body is decoded (422 `date_beyond_horizon` naming the field) — on a business code's route only
+  once the code is known to be the caller's, so that another merchant's code stays a 404 whatever the body.
+  `horizon_layer` gives every request a fresh value and takes it away afterwards. Files that carry booking dates
+  (bank statements, settlement reports) check theirs against the same horizon (`Kontor.horizon`, `Horizon.check`).
 """
 
 from __future__ import annotations
@@ -18,18 +24,22 @@ from datetime import date
 from typing import Any, get_args
 
 from litestar import Litestar, Request
-from litestar.enums import ParamType
+from litestar.enums import ParamType, ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from ledger.domain import check_date
-from ledger.errors import BadRequest, FieldError
+from ledger.domain import Horizon, check_date
+from ledger.errors import BadRequest, FieldError, NotFound
+from ledger.schemas import POSTING_HORIZON
+from ledger.tenancy import get_business
 
 __all__ = [
     "BUSINESS_PARAMETERS",
     "JSON_DEPTH_MAX",
     "KontorRequest",
+    "before_request",
     "check_date_parameters",
-    "check_unscoped_date_parameters",
     "date_parameters",
+    "horizon_layer",
     "json_depth",
 ]
 
@@ -114,11 +124,35 @@ def date_parameters(app: Litestar) -> dict[int, DateParameters]:
     return found
 
 
-async def check_unscoped_date_parameters(request: Request[Any, Any, Any]) -> None:
-    """Before-request hook of the app: `check_date_parameters` for routes that name no business code."""
+async def before_request(request: Request[Any, Any, Any]) -> None:
+    """Before-request hook of the app: `check_date_parameters` for routes that name no business code; the
+    posting horizon the request's body is decoded under."""
     _, scoped = request.app.state.date_parameters.get(id(request.route_handler), ((), True))
     if not scoped:
         check_date_parameters(request)
+    if request.method not in ("GET", "HEAD"):
+        POSTING_HORIZON.set(await _horizon_of(request))
+
+
+async def _horizon_of(request: Request[Any, Any, Any]) -> Horizon | None:
+    """The service's horizon; None (decoded without one) on a business code that is not the API key's: the
+    handler answers it 404 (`ledger.http.deps.Call.business`) before anything about the body. Requests without
+    an API key (the web pages' forms) always get the horizon."""
+    ctx = getattr(request.app.state, "kontor", None)
+    if ctx is None:
+        return None
+    code = next((request.path_params[n] for n in BUSINESS_PARAMETERS if n in request.path_params), None)
+    principal = request.scope.get("auth")  # an API key's (ledger.http.auth); the web pages sign in by session
+    if code is not None and principal is not None:
+        merchant_id = getattr(principal, "merchant_id", None)
+        if merchant_id is None or not isinstance(code, int) or not 1000 <= code <= 9999:
+            return None
+        try:
+            await get_business(ctx, merchant_id, code)
+        except NotFound:
+            return None
+    horizon: Horizon = ctx.horizon()
+    return horizon
 
 
 def check_date_parameters(request: Request[Any, Any, Any]) -> None:
@@ -136,3 +170,20 @@ def check_date_parameters(request: Request[Any, Any, Any]) -> None:
             except ValueError:
                 continue
             check_date(value, name)
+
+
+def horizon_layer(asgi: ASGIApp) -> ASGIApp:
+    """Wrap the app so that each HTTP request starts without a posting horizon (`before_request` sets it) and
+    nothing outside the request sees the one it set."""
+
+    async def layer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await asgi(scope, receive, send)
+            return
+        token = POSTING_HORIZON.set(None)
+        try:
+            await asgi(scope, receive, send)
+        finally:
+            POSTING_HORIZON.reset(token)
+
+    return layer

@@ -28,7 +28,7 @@ from litestar.typing import FieldDefinition
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
-from ledger.schemas import DATE_PATTERN, DATE_RANGE_ERROR, DatedBody
+from ledger.schemas import DATE_HORIZON_ERROR, DATE_PATTERN, DATE_RANGE_ERROR, DatedBody
 
 __all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
 
@@ -46,7 +46,7 @@ _HTTP_CODES = {
 }
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
-_DATE_OUT_OF_RANGE = re.compile(rf"{DATE_RANGE_ERROR}: `(?P<name>[^`]*)` (?P<text>.*)")
+_DATE_OUT_OF_RANGE = re.compile(rf"(?:{DATE_RANGE_ERROR}|{DATE_HORIZON_ERROR}): `(?P<name>[^`]*)` (?P<text>.*)")
 
 
 def problem(
@@ -109,9 +109,13 @@ def _validation_errors(extra: Any) -> list[FieldError]:
     return errors
 
 
-def _dates_out_of_range(errors: list[FieldError]) -> bool:
-    """Every error is a well-formed date outside the ledger's range (ledger.schemas.DatedBody): a 422."""
-    return bool(errors) and all(e.message.startswith(DATE_RANGE_ERROR) for e in errors)
+def _date_problem(errors: list[FieldError]) -> str | None:
+    """`date_out_of_range` when every error is a well-formed date outside the ledger's range, `date_beyond_horizon`
+    when every error is an effective date after the posting horizon (ledger.schemas.DatedBody): a 422."""
+    for prefix, code in ((DATE_RANGE_ERROR, "date_out_of_range"), (DATE_HORIZON_ERROR, "date_beyond_horizon")):
+        if errors and all(e.message.startswith(prefix) for e in errors):
+            return code
+    return None
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -120,11 +124,12 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return _unexpected(request, exc)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc.extra)
-        if _dates_out_of_range(errors):
+        date_code = _date_problem(errors)
+        if date_code is not None:
             return problem(
                 request,
                 status=422,
-                code="date_out_of_range",
+                code=date_code,
                 title="Unprocessable content",
                 detail="; ".join(f"{e.field}: {e.message}" for e in errors),
                 errors=errors,

@@ -109,11 +109,40 @@ async def test_income_statement_and_balance_sheet(tenant: Tenant) -> None:
     missing = await tenant.get("/reports/income-statement")
     assert missing.status_code == 400
     sheet = (await tenant.get("/reports/balance-sheet", as_of="2026-11-30")).json()
-    assert sheet["total_assets"] == "354.50"  # 116.50 + 50 + 188
-    assert [(r["account"], r["amount"]) for r in sheet["liabilities"]] == [("1776", "57.00")]
+    # C-2 owes 238.00 (an asset), C-3 paid 50.00 for an order not yet invoiced (a liability): never netted to 188
+    assert [(r["account"], r["amount"], r["portion"], r["customers"]) for r in sheet["assets"]] == [
+        ("1200", "116.50", None, None),
+        ("1210", "50.00", None, None),
+        ("1400", "238.00", "debit_balances", 1),
+    ]
+    assert [(r["account"], r["name"], r["amount"], r["portion"]) for r in sheet["liabilities"]] == [
+        ("1400", "Customer credit balances (prepayments received)", "50.00", "credit_balances"),
+        ("1776", "Output VAT 19 %", "57.00", None),
+    ]
+    assert sheet["total_assets"] == "404.50"  # 116.50 + 50 + 238
     assert sheet["current_earnings"] == "297.50"
-    assert sheet["total_liabilities_and_equity"] == "354.50"
+    assert sheet["total_liabilities_and_equity"] == "404.50"  # 50 + 57 + 297.50
     assert sheet["balanced"] is True
+
+
+async def test_suspense_and_other_accounts_stand_on_the_side_of_their_balance(tenant: Tenant) -> None:
+    """A suspense account holding unexplained receipts owes them to someone: a liability; once it holds more
+    unexplained payments than receipts, an asset. A bank account in overdraft is a liability too."""
+    parked = await tenant.post_entry(
+        [{"account": "1200", "debit": "7.00"}, {"account": "1590", "credit": "7.00"}], date="2026-11-03"
+    )
+    assert parked.status_code == 201, parked.text
+    sheet = (await tenant.get("/reports/balance-sheet", as_of="2026-11-03")).json()
+    assert [(r["account"], r["amount"]) for r in sheet["assets"]] == [("1200", "7.00")]
+    assert [(r["account"], r["amount"]) for r in sheet["liabilities"]] == [("1590", "7.00")]
+    paid_out = await tenant.post_entry(
+        [{"account": "1590", "debit": "19.00"}, {"account": "1200", "credit": "19.00"}], date="2026-11-04"
+    )
+    assert paid_out.status_code == 201, paid_out.text
+    sheet = (await tenant.get("/reports/balance-sheet", as_of="2026-11-04")).json()
+    assert [(r["account"], r["amount"]) for r in sheet["assets"]] == [("1590", "12.00")]
+    assert [(r["account"], r["amount"]) for r in sheet["liabilities"]] == [("1200", "12.00")]
+    assert (sheet["total_assets"], sheet["total_liabilities_and_equity"], sheet["balanced"]) == ("12.00", "12.00", True)
 
 
 async def test_register_has_a_running_balance_and_pages(tenant: Tenant) -> None:

@@ -68,8 +68,22 @@ async def test_a_batch_entry_is_split_into_its_payments_and_each_is_matched(swis
     assert r.status_code == 201, r.text
     assert payments_of(r.json()) == expected_payments()
     assert r.json()["exception_count"] == 0
-    assert r.json()["statements"] == [
-        {"account": "CH0000000000000000001", "statement_id": "20170323123456789099999", "statement_date": "2017-03-23"}
+    (statement,) = r.json()["statements"]
+    assert {k: statement[k] for k in ("account", "statement_id", "statement_date", "sequence", "movements")} == {
+        "account": "CH0000000000000000001",
+        "statement_id": "20170323123456789099999",
+        "statement_date": "2017-03-23",
+        "sequence": 58,
+        "movements": "3483.00",
+    }
+    assert [(c["check"], c["outcome"]) for c in statement["checks"]] == [
+        ("opening_balance", "skipped"),
+        ("closing_balance", "skipped"),
+        ("ledger_balance", "skipped"),
+    ]  # the file gives no balances
+    assert [(x["counterparty_name"], x["reference"]) for x in r.json()["lines"]] == [
+        ("Payer A", "20170323001234567891234567891234/1"),
+        ("Payer B", "20170323001234567891234567891234/2"),
     ]
     assert await swiss_shop.balance("1200") == "3483.00"
     trial = (await swiss_shop.tenant.get("/reports/trial-balance")).json()

@@ -177,3 +177,70 @@ async def test_clear_errors(tenant: Tenant, app_url: str) -> None:
     assert code == 1
     assert "cannot reach the service at http://127.0.0.1:9" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify"],
+        ["report", "trial-balance", "--business", "1001"],
+        ["export", "csv", "--business", "1001"],
+        ["period", "close", "--business", "1001", "--period", "2026-10"],
+        ["dunning", "preview"],
+        ["secrets", "rotate", "--dry-run"],
+    ],
+)
+async def test_commands_on_books_refuse_a_data_dir_without_a_database(command: list[str], tmp_path: Any) -> None:
+    """A mistyped --data-dir is a usage error (exit 2) naming the directory; before, the embedded server created
+    an empty database there and verify reported success on nothing."""
+    missing = tmp_path / "typo"
+    code, out, err = await kontor(*command, "--data-dir", str(missing))
+    assert code == 2, (out, err)
+    assert f"the data directory {missing} does not exist" in err
+    assert not missing.exists(), "nothing is created"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = await kontor(*command, "--data-dir", str(empty))
+    assert code == 2, (out, err)
+    assert f"the data directory {empty} holds no database" in err
+    assert list(empty.iterdir()) == [], "no database, no key file"
+
+
+async def test_verify_fails_when_nothing_was_checked(database_url: str) -> None:
+    code, out, err = await kontor("verify", "--business", "4242", database_url=database_url)
+    assert code == 1, (out, err)
+    assert "nothing was checked: no business code found" in err
+
+
+async def test_verify_and_the_trial_balance_name_an_imbalance_in_words(
+    books: Tenant, pool: asyncpg.Pool, app_url: str, database_url: str
+) -> None:
+    """What only a superuser could do (the balance rows have no trigger): credit an account 0.10 behind the
+    journal's back. verify fails naming it; the reports say which side exceeds the other, by a positive amount."""
+    t = books
+    where = ["--merchant", str(t.merchant_id), "--business", str(t.business)]
+    code, out, err = await kontor("verify", *where, database_url=database_url)
+    assert (code, out.count(": OK (")) == (0, 1), (out, err)
+    key = await pool.fetchrow(
+        "SELECT account_id, currency, day FROM balance_totals WHERE merchant_id = $1 AND business = $2 "
+        "AND credit_minor > 0 LIMIT 1",
+        t.merchant_id,
+        t.business,
+    )
+    bump = (  # one slot of the day (the compaction job may merge the slots meanwhile: their sum is what counts)
+        "UPDATE balance_totals SET credit_minor = credit_minor + $6 WHERE ctid = (SELECT ctid FROM balance_totals "
+        "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 AND day = $5 "
+        "AND credit_minor >= 10 LIMIT 1)"
+    )
+    await pool.execute(bump, t.merchant_id, t.business, *key, 10)
+    try:
+        code, out, err = await kontor("verify", *where, database_url=database_url)
+        assert code == 1, (out, err)
+        assert f"business {t.business}: OUT OF BALANCE: EUR credits exceed debits by 0.10" in out
+        assert "the balance totals differ from the lines" in out
+        code, out, err = await kontor("report", "trial-balance", *over_api(t, app_url))
+        assert code == 0, err
+        assert out.splitlines()[-1] == "OUT OF BALANCE: EUR credits exceed debits by 0.10."
+        assert "-0.10" not in out
+    finally:
+        await pool.execute(bump, t.merchant_id, t.business, *key, -10)

@@ -321,11 +321,11 @@ async def test_reversal_mirrors_links_both_ways_and_only_once(pool: asyncpg.Pool
     assert await entry_count(pool, tenant) == 2
 
 
-async def test_reversal_defaults_to_today_and_of_unknown_entry_is_404(tenant: Tenant) -> None:
+async def test_reversal_defaults_to_the_originals_open_date_and_of_unknown_entry_is_404(tenant: Tenant) -> None:
     original = await tenant.sale("C-1", "119.00", "100.00", "19.00", date="2026-11-01")
     r = await tenant.post(f"/entries/{original['id']}/reversal", None, key=tenant.poster_key)
     assert r.status_code == 201, r.text
-    assert r.json()["effective_date"] == "2026-11-27"  # the test clock's today
+    assert r.json()["effective_date"] == "2026-11-01"  # November is open: the original's own date
     assert r.json()["description"].startswith(f"Reversal of entry {original['id']}")
     missing = await tenant.post("/entries/999999999/reversal", {}, key=tenant.poster_key)
     assert missing.status_code == 404

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import Simulator, Tenant
 from tests.e2e.amazon import Shop, eventually, item, make_shop, paid_order
+from tests.e2e.test_datev import GEGEN, KONTO, SETTINGS, read_datev
 
 CSV = {"Content-Type": "text/csv"}
 XML = {"Content-Type": "application/xml"}
@@ -244,6 +245,12 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
         ("unknown_capture", "10.00"),
     ]
     assert await shop.balance("1590") == "-14.00"  # parked: 10.00 + 5.00 in, 1.00 out
+    parked = {e["suspense_entry_id"] for e in await exceptions(shop)}
+    assert len(parked) == 3, "one entry per row, nothing netted"
+    t = shop.tenant
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    _, rows = read_datev((await t.get("/periods/2026-11/datev")).content)
+    assert [r for r in rows if r[KONTO] == r[GEGEN]] == []
     assert await shop.customer_state() == ("DEBIT", "20.00")  # the chargeback revived the claim
     assert len((await shop.tenant.get("/disputes", state="open")).json()) == 1
 
@@ -346,7 +353,11 @@ async def test_not_a_settlement_report(shop: Shop) -> None:
         assert r.status_code == 422, (body, r.text)
 
 
-async def test_bank_transfers_match_by_invoice_or_customer_within_the_tolerance(shop: Shop) -> None:
+async def test_bank_transfers_pay_the_invoice_or_order_they_name_in_part_in_full_or_beyond(
+    shop: Shop, pool: asyncpg.Pool
+) -> None:
+    """A transfer naming an invoice (or the order) pays it whatever the amount: the rest stays due, more than owed
+    is the customer's credit. One naming only the customer is matched within the tolerance of what is owed."""
     await paid_order(shop, "rc-4")
     await shop.chargeback("rc-4", "60.00")
 
@@ -366,18 +377,19 @@ async def test_bank_transfers_match_by_invoice_or_customer_within_the_tolerance(
         ),
     )
     assert first.status_code == 201, first.text
-    assert [line["outcome"] for line in first.json()["lines"]] == ["exception"] * 3
-    kinds = {e["kind"]: e for e in await exceptions(shop, source="bank")}
-    assert set(kinds) == {"amount_outside_tolerance", "unmatched_debit", "unmatched_credit"}
-    assert kinds["unmatched_debit"]["amount"] == "-12.34"
-    assert await shop.balance("1200") == "24.66"
-    partial = await resolve(
-        shop,
-        kinds["amount_outside_tolerance"]["exception_id"],
-        {"action": "resolve", "account": "1400", "customer": "C-100", "reason": "partial payment of I-rc-4"},
-    )
-    assert partial.status_code == 200, partial.text
+    lines = first.json()["lines"]
+    assert [(x["outcome"], x["match"]) for x in lines] == [
+        ("payment", "invoice I-rc-4"), ("exception", None), ("exception", None)
+    ]  # fmt: skip
+    assert lines[0]["note"] == "customer C-100 owed 60.00: 30.00 still due"  # a part payment is never parked
+    assert (lines[0]["counterparty_name"], lines[0]["counterparty_iban"]) == ("Erika Mustermann", "")  # .001.02
     assert await shop.customer_state() == ("DEBIT", "30.00")
+    kinds = {e["kind"]: e for e in await exceptions(shop, source="bank")}
+    assert set(kinds) == {"unmatched_debit", "unmatched_credit"}
+    assert kinds["unmatched_debit"]["amount"] == "-12.34"
+    assert [x["exception_id"] for x in lines[1:]] == [kinds["unmatched_debit"]["exception_id"],
+                                                      kinds["unmatched_credit"]["exception_id"]]  # fmt: skip
+    assert await shop.balance("1200") == "24.66"
 
     second = await upload_statement(
         shop, camt053("ST-rc-4b", [("29.50", "CRDT", "Kunde C-100 Rest")]), tolerance="1.00"
@@ -385,9 +397,28 @@ async def test_bank_transfers_match_by_invoice_or_customer_within_the_tolerance(
     assert second.status_code == 201, second.text
     assert [(line["outcome"], line["match"]) for line in second.json()["lines"]] == [("payment", "customer C-100")]
     assert await shop.customer_state() == ("DEBIT", "0.50")
-    third = await upload_statement(shop, camt053("ST-rc-4c", [("0.50", "CRDT", "I-rc-4")]))
-    assert [(line["outcome"], line["match"]) for line in third.json()["lines"]] == [("payment", "invoice I-rc-4")]
-    await shop.assert_books(("BALANCED", "0.00"))
+    third = await upload_statement(
+        shop,
+        camt053("ST-rc-4c", [("0.50", "CRDT", "I-rc-4"), ("5.00", "CRDT", "Bestellung rc-4"),
+                             ("2.00", "CRDT", "Kunde C-100")]),
+    )  # fmt: skip
+    assert [(x["outcome"], x["match"], x["note"]) for x in third.json()["lines"]] == [
+        ("payment", "invoice I-rc-4", "customer C-100 owed 0.50: paid in full"),
+        ("payment", "order rc-4",
+         "customer C-100 owed 0.00: 5.00 more than owed is the customer's credit (a prepayment received)"),
+        ("exception", None, ""),  # a customer alone, 2.00 while nothing is owed: outside the tolerance
+    ]  # fmt: skip
+    assert await shop.customer_state() == ("CREDIT", "5.00")
+    payments = await pool.fetch(
+        "SELECT gross_minor FROM order_documents WHERE merchant_id = $1 AND order_ref = 'rc-4' AND kind = 'payment' "
+        "ORDER BY gross_minor",
+        shop.tenant.merchant_id,
+    )
+    assert [r["gross_minor"] for r in payments] == [50, 500, 3000]  # each recorded as a payment of the order
+    sheet = (await shop.tenant.get("/reports/balance-sheet", as_of="2026-11-30")).json()
+    prepaid = [r for r in sheet["liabilities"] if r["portion"] == "credit_balances"]
+    assert [(r["account"], r["amount"], r["customers"]) for r in prepaid] == [("1400", "5.00", 1)]
+    await shop.assert_books(("CREDIT", "5.00"))
 
 
 @pytest.mark.parametrize(

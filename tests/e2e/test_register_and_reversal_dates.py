@@ -56,10 +56,19 @@ async def test_a_reversal_cannot_be_dated_before_its_original(tenant: Tenant) ->
     assert (same_day.status_code, same_day.json()["effective_date"]) == (201, "2026-11-20"), same_day.text
 
 
-async def test_a_reversal_without_a_date_is_dated_today_but_never_before_its_original(tenant: Tenant) -> None:
+async def test_a_reversal_without_a_date_takes_the_originals_date_while_its_period_is_open(tenant: Tenant) -> None:
+    """The mirror lands in the original's own month while that month is open (both cancel out in every report
+    of the month); once the month is closed, it is dated today, the first day that can still be booked."""
     past = await _post(tenant, "2026-11-02", "5.00")
     future = await _post(tenant, "2026-12-15", "7.00")  # the test clock's today is 2026-11-27
+    october = await _post(tenant, "2026-10-20", "3.00")
     r = await tenant.post(f"/entries/{past['id']}/reversal", None)
-    assert (r.status_code, r.json()["effective_date"]) == (201, "2026-11-27"), r.text
+    assert (r.status_code, r.json()["effective_date"]) == (201, "2026-11-02"), r.text
     r = await tenant.post(f"/entries/{future['id']}/reversal", None)
     assert (r.status_code, r.json()["effective_date"]) == (201, "2026-12-15"), r.text
+    closed = await tenant.post("/periods/2026-10/close", None, key=tenant.accountant_key)
+    assert closed.status_code == 200, closed.text
+    r = await tenant.post(f"/entries/{october['id']}/reversal", None)
+    assert (r.status_code, r.json()["effective_date"]) == (201, "2026-11-27"), r.text
+    october_balance = (await tenant.get("/accounts/1200/balance", as_of="2026-10-31")).json()["balances"][0]
+    assert october_balance["balance"] == "3.00"  # the closed month is left as it was reported

@@ -6,6 +6,9 @@ does not show: cookie attributes, status codes, redirects and the session's end.
 
 from __future__ import annotations
 
+from datetime import date
+
+import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
@@ -143,3 +146,30 @@ async def test_the_gl_report_downloads_through_the_session(tenant: Tenant, web: 
         if file_format != "xlsx":  # (XLSX files carry their creation time)
             assert mine.content.split(b"\r\n")[1:] == api.content.split(b"\r\n")[1:]  # DATEV: all but the header
     assert (await web.get(page, params={"format": "pdf"})).status_code == 400
+
+
+async def test_the_trial_balance_and_balance_sheet_pages_name_an_imbalance_in_words(
+    tenant: Tenant, web: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """What only a superuser could do (the balance rows have no trigger): one credit 0.10 more than the journal."""
+    await tenant.sale("C-1", "119.00", "100.00", "19.00")
+    await sign_in(web, tenant.accountant_key)
+    page = await web.get(f"/ui/{tenant.business}/trial-balance", params={"as_of": "2026-11-30"})
+    assert '<p id="balanced" class="ok">Soll und Haben stimmen überein.</p>' in page.text  # a German page
+    key = (tenant.merchant_id, tenant.business, date(2026, 11, 20))
+    bump = (
+        "UPDATE balance_totals SET credit_minor = credit_minor + $4 WHERE ctid = (SELECT ctid FROM balance_totals "
+        "WHERE merchant_id = $1 AND business = $2 AND day = $3::date AND credit_minor >= 10 LIMIT 1)"
+    )
+    await pool.execute(bump, *key, 10)
+    try:
+        page = await web.get(f"/ui/{tenant.business}/trial-balance", params={"as_of": "2026-11-30"})
+        assert (
+            '<p id="balanced" class="error">NICHT AUSGEGLICHEN: EUR Haben übersteigt Soll um 0,10.</p>' in page.text
+        )  # German page
+        sheet = await web.get(f"/ui/{tenant.business}/balance-sheet", params={"as_of": "2026-11-30"})
+        assert (
+            '<p id="balanced" class="error">NICHT AUSGEGLICHEN: Passiva übersteigen Aktiva um 0,10.</p>' in sheet.text
+        )
+    finally:
+        await pool.execute(bump, *key, -10)

@@ -21,6 +21,7 @@ from ledger.domain import (
     reversal_of,
 )
 from ledger.errors import Conflict, Unprocessable
+from ledger.money import imbalance
 from ledger.posting import draft_entries, draft_entry
 from ledger.schemas import EntryIn, LineIn
 
@@ -65,6 +66,26 @@ def test_unbalanced_entry_names_the_currency_and_difference() -> None:
         check_balanced([line(AR, Side.DEBIT, 11900), line(REV, Side.CREDIT, 10000)])
     assert exc.value.code == "entry_unbalanced"
     assert "EUR debits exceed credits by 19.00" in exc.value.detail
+
+
+def test_an_excess_of_credits_is_named_as_such_with_a_positive_amount() -> None:
+    with pytest.raises(Unprocessable) as exc:
+        check_balanced([line(AR, Side.DEBIT, 990), line(REV, Side.CREDIT, 1000)])
+    assert "EUR credits exceed debits by 0.10" in exc.value.detail
+    assert "-" not in exc.value.detail
+
+
+@pytest.mark.parametrize(
+    ("debit", "credit", "currency", "text"),
+    [
+        (100, 110, "EUR", "credits exceed debits by 0.10"),
+        (110, 100, "EUR", "debits exceed credits by 0.10"),
+        (5, 5, "EUR", ""),
+        (1, 501, "JPY", "credits exceed debits by 500"),
+    ],
+)
+def test_imbalance_wording(debit: int, credit: int, currency: str, text: str) -> None:
+    assert imbalance(debit, credit, currency) == text
 
 
 def test_fx_entry_must_balance_in_each_currency() -> None:
