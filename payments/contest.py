@@ -20,9 +20,10 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.context import Kontor
+from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, Unprocessable
 from payments.amazon.client import AmazonPayError, Evidence
@@ -30,6 +31,9 @@ from payments.disputes import DisputeOut, EvidenceIn, dispute_row, get_dispute, 
 from payments.refusals import amazon_refused
 from payments.runtime import Payments
 from payments.settings import load_settings
+
+if TYPE_CHECKING:
+    from ledger.db import Connection
 
 __all__ = ["FILE_BYTES_MAX", "contest_dispute"]
 
@@ -143,7 +147,10 @@ async def contest_dispute(
         )
     except AmazonPayError as exc:
         raise amazon_refused(exc, f"the contest of dispute {row['chargeback_id']}") from exc
-    async with ctx.pool.acquire() as conn, conn.transaction():
+
+    async def record(conn: Connection) -> None:
+        # the dispute row first, as the IPN path's sync_dispute locks it: a concurrent IPN waits, never deadlocks
+        await dispute_row(conn, business, dispute_id, lock=True)
         await conn.executemany(
             "INSERT INTO dispute_evidence (merchant_id, dispute_id, kind, content, file_name, file_type, file_bytes, "
             "file_sha256, file_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -168,4 +175,6 @@ async def contest_dispute(
             dispute_id,
         )
         await sync_dispute(ctx, conn, business, row["chargeback_id"], amazon, on=ctx.today())
+
+    await transaction_retrying(ctx.pool, ctx.settings.db_retry_attempts_max, record)
     return await get_dispute(ctx, business, dispute_id)
