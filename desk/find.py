@@ -25,7 +25,7 @@ from msgspec import Struct
 from dunning.items import open_items
 from dunning.store import candidates, current_cycle, load_events, load_states
 from ledger.context import Kontor
-from ledger.domain import Business
+from ledger.domain import DATE_MAX, DATE_MIN, Business
 from ledger.errors import BadRequest
 from ledger.money import currency_decimals, format_amount
 from ledger.reports import side_of
@@ -75,9 +75,16 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         out: list[Any] = []
         for value, kind in zip(values, types, strict=True):
             if kind is date:
-                out.append(date.fromisoformat(value))
+                day = date.fromisoformat(value)
+                if not DATE_MIN <= day <= DATE_MAX:
+                    raise ValueError(cursor)
+                out.append(day)
             elif not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(cursor)
+            elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(cursor)  # beyond the bigint it is compared with
+            elif isinstance(value, str) and (len(value) > 200 or "\x00" in value):
+                raise ValueError(cursor)  # no text column holds it
             else:
                 out.append(value)
         return out

@@ -11,6 +11,7 @@ currency's) number format, so that a spreadsheet sums them as the ledger does.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +46,8 @@ async def gl_file(ctx: Kontor, business: Business, period: str, file_format: str
         body = await datev.buchungsstapel(ctx, business, period, created=created)
         return GLFile(body, FILE_FORMATS["datev"], datev.CHARSET, datev.file_name(business, period))
     report = await reports.gl_report(ctx, business, period)
-    body = gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report)
+    # a month's file is built in a worker thread: the event loop serves every other request meanwhile
+    body = await asyncio.to_thread(lambda: gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report))
     return GLFile(body, FILE_FORMATS[file_format], "utf-8", f"gl-{business.code}-{period}.{file_format}")
 
 

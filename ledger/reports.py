@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from ledger.context import Kontor
-from ledger.domain import CREDIT_NORMAL_TYPES, DATE_MIN, Account, Business, month_end, parse_period
+from ledger.domain import CREDIT_NORMAL_TYPES, DATE_MAX, DATE_MIN, Account, Business, month_end, parse_period
 from ledger.errors import BadRequest, Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import (
@@ -343,7 +343,16 @@ def _decode_cursor(cursor: str) -> _Cursor:
         if match is None:
             raise ValueError(cursor)
         day, entry_id, line_no, balance = match.groups()
-        return _Cursor(_Position(date.fromisoformat(day), int(entry_id), int(line_no)), int(balance))
+        c = _Cursor(_Position(date.fromisoformat(day), int(entry_id), int(line_no)), int(balance))
+        # the ranges of the columns it is compared with (date, bigint, smallint, a bigint sum): never a 500
+        if not (
+            DATE_MIN <= c.at.day <= DATE_MAX
+            and c.at.entry_id < 2**63
+            and c.at.line_no < 2**15
+            and -(2**63) <= c.balance_minor < 2**63
+        ):
+            raise ValueError(cursor)
+        return c
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
 

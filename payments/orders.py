@@ -23,6 +23,7 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, Conflict, FieldError, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
+from ledger.tenancy import is_country
 from payments import captures
 from payments.amazon.client import AmazonPayError, Charge
 from payments.bookings import book, record_charge, roles_of
@@ -132,6 +133,13 @@ async def create_order(
     declined and answers 422 `payment_declined`."""
     settings = await load_settings(ctx, rt, business)
     items = _items(body, business)
+    country = body.bill_to.country_code
+    if country is not None and not is_country(country):  # letters and VAT need a real country
+        raise Unprocessable(
+            "country_unknown",
+            f"{country} is not an ISO 3166-1 alpha-2 country code",
+            [FieldError("bill_to.country_code", "unknown ISO 3166-1 alpha-2 country code")],
+        )
     gross = sum(item.gross() for item in items)
     sid = body.payment_method.checkout_session_id
     async with ctx.pool.acquire() as conn:

@@ -143,15 +143,16 @@ class PaymentsPlugin(InitPluginProtocol):
             "SELECT DISTINCT r.merchant_id, r.business FROM amazon_refunds r WHERE r.state IN ('Requested', "
             "'RefundInitiated') LIMIT 1000"
         )
-        for row in rows:
-            business: Business = await get_business(ctx, row["merchant_id"], row["business"])
+        for row in rows:  # each business code on its own: one that fails never holds up the others
             try:
+                business: Business = await get_business(ctx, row["merchant_id"], row["business"])
                 creds = (await load_settings(ctx, rt, business)).credentials
+                await send_requested_refunds(ctx, rt, business, creds)
+                await poll_pending_refunds(ctx, rt, business, creds)
             except KontorError as exc:
-                log.warning("refunds not followed", extra={"business": business.code, "reason": exc.code})
-                continue
-            await send_requested_refunds(ctx, rt, business, creds)
-            await poll_pending_refunds(ctx, rt, business, creds)
+                log.warning("refunds not followed", extra={"business": row["business"], "reason": exc.code})
+            except Exception:
+                log.exception("refunds not followed", extra={"business": row["business"]})
 
 
 def _provider_key(settings: PaymentsSettings) -> ProviderKey | None:

@@ -143,3 +143,14 @@ async def test_an_unknown_state_filter_names_the_parameter(shop: Shop, path: str
     r = await shop.tenant.get(path, state="bogus")
     assert (r.status_code, r.json()["code"]) == (400, "request_invalid")
     assert r.json()["errors"][0]["field"] == "state"
+
+
+@pytest.mark.parametrize("country", ["XX", "EU", "ZZ"])
+async def test_a_bill_to_country_is_an_iso_3166_country(shop: Shop, country: str) -> None:
+    """Letters are addressed and VAT is decided by the bill-to country: an invented one is refused before Amazon."""
+    session = await shop.checkout("10.00")
+    bill_to = {"first_name": "Erika", "last_name": "Mustermann", "country_code": country}
+    r = await shop.create_order("xx", [item(1, "10.00")], checkout_session_id=session, bill_to=bill_to)
+    assert (r.status_code, r.json()["code"]) == (422, "country_unknown"), r.text
+    assert r.json()["errors"][0]["field"] == "bill_to.country_code"
+    assert session_state(shop, session) == "Open"
