@@ -23,6 +23,7 @@ from ledger.migrate import Migration, SchemaError, load_migrations, migrate
 
 SCHEMAS = Path(__file__).parent.parent / "data" / "schemas"
 CHECKOUT_V1 = SCHEMAS / "2026-11-27-checkout-v1.sql"  # the oldest released schema
+RELEASED = sorted(SCHEMAS.glob("*.sql"))  # oldest first (named by date)
 
 # the catalogue of schema `public`: every table, column (type, nullability, default, identity), constraint,
 # index, sequence, function (whole definition) and trigger
@@ -178,6 +179,21 @@ async def test_oldest_release_is_migrated_to_the_catalogue_of_a_fresh_install(sc
 
     fresh = await scratch.connect(await scratch.database())
     assert (await migrate(fresh)).how == "installed"
+    assert_same_catalogue(await catalogue(old), await catalogue(fresh))
+
+
+@pytest.mark.parametrize("release", RELEASED, ids=[p.stem for p in RELEASED])
+async def test_every_released_schema_is_migrated_to_the_catalogue_of_a_fresh_install(
+    scratch: Scratch, release: Path
+) -> None:
+    """Each released schema, applied as it was released (twice: those schemas re-applied themselves at every
+    start), then migrated: the catalogue of a fresh install."""
+    old = await scratch.connect(await scratch.database())
+    await old.execute(release.read_text())
+    await old.execute(release.read_text())
+    assert (await migrate(old)).how == "migrated"
+    fresh = await scratch.connect(await scratch.database())
+    await migrate(fresh)
     assert_same_catalogue(await catalogue(old), await catalogue(fresh))
 
 
