@@ -28,7 +28,7 @@ from ledger.backup import BackupError, backup, restore
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
-from ledger.db import CONNECTION_LOST, apply_schema, create_pool
+from ledger.db import CONNECTION_LOST, apply_schema_at, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
 from ledger.errors import KontorError
 from ledger.logs import configure_logging
@@ -58,13 +58,14 @@ async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kont
     if url is None:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
         url = embedded.uri
-    pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
     try:
-        async with pool.acquire() as conn:
-            await apply_schema(conn)
-        yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
+        await apply_schema_at(url)
+        pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
+        try:
+            yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
+        finally:
+            await pool.close()
     finally:
-        await pool.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
@@ -98,6 +99,8 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except SchemaError as exc:
+        raise click.ClickException(f"{exc} [schema]") from None
     except KontorError as exc:
         raise click.ClickException(
             f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
@@ -154,7 +157,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
             os.environ["KONTOR_DATABASE_URL"] = embedded.uri
         url = os.environ["KONTOR_DATABASE_URL"] if embedded else settings.database_url
         assert url is not None
-        asyncio.run(_apply_schema(url))
+        asyncio.run(apply_schema_at(url))
         count = workers or settings.workers
         if count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kontor-metrics-")
@@ -172,14 +175,6 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     finally:
         if embedded is not None:
             embedded.stop()
-
-
-async def _apply_schema(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_schema(conn)
-    finally:
-        await conn.close()
 
 
 @main.group()

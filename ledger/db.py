@@ -28,6 +28,7 @@ __all__ = [
     "TEXT_REFUSED",
     "Connection",
     "apply_schema",
+    "apply_schema_at",
     "create_pool",
     "schema_sql",
     "transaction_retrying",
@@ -116,3 +117,13 @@ async def apply_schema(conn: Connection) -> bool:
     migrations it has not recorded); returns True when anything changed. Serialized by an advisory lock: several
     instances starting at once change it once. SchemaError when the database is ahead of this Kontor."""
     return (await migrate(conn)).changed
+
+
+async def apply_schema_at(url: str) -> bool:
+    """`apply_schema` on a connection of its own to `url`, without a pool's per-statement timeout
+    (KONTOR_DB_COMMAND_TIMEOUT_S): a migration that rewrites a large table may take longer than a request."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await apply_schema(conn)
+    finally:
+        await conn.close()

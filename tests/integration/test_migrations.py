@@ -189,8 +189,9 @@ async def test_every_released_schema_is_migrated_to_the_catalogue_of_a_fresh_ins
     """Each released schema, applied as it was released (twice: those schemas re-applied themselves at every
     start), then migrated: the catalogue of a fresh install."""
     old = await scratch.connect(await scratch.database())
-    await old.execute(release.read_text())
-    await old.execute(release.read_text())
+    sql = await asyncio.to_thread(release.read_text)
+    await old.execute(sql)
+    await old.execute(sql)
     assert (await migrate(old)).how == "migrated"
     fresh = await scratch.connect(await scratch.database())
     await migrate(fresh)
