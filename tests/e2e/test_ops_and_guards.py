@@ -20,6 +20,7 @@ from litestar import Litestar
 from ledger.app import create_app
 from ledger.config import Settings
 from ledger.http.auth import AuthMiddleware
+from ledger.migrate import load_migrations
 from tests.conftest import OPERATOR_KEY, Simulator, Tenant, client_for, make_tenant, running
 from tests.e2e.amazon import item, make_shop, shared_key
 
@@ -34,6 +35,7 @@ async def test_health_and_ready(app_client: httpx.AsyncClient) -> None:
     ready = await app_client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+    assert ready.json()["schema_version"] == len(load_migrations())  # the latest migration the database records
 
 
 async def test_metrics_count_requests_and_postings(tenant: Tenant, app_client: httpx.AsyncClient) -> None:
