@@ -13,7 +13,7 @@ from typing import Any
 
 from desk.tables import Table
 from dunning.accounts import customer_open_items
-from ledger import reports
+from ledger import registers, reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest
@@ -209,12 +209,12 @@ async def _register_api(fetch: Fetch, a: Args) -> Any:
 async def _register_db(ctx: Kontor, b: Business, a: Args) -> Any:
     _require(a, "account")
     assert a.account is not None
-    first = page = await reports.register(
+    first = page = await registers.register(
         ctx, b, a.account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
         cursor=None, limit=PAGE,
     )  # fmt: skip
     while page.next_cursor:
-        page = await reports.register(
+        page = await registers.register(
             ctx, b, a.account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
             cursor=page.next_cursor, limit=PAGE,
         )  # fmt: skip

@@ -55,7 +55,7 @@ from dunning import notices as dunning_notices
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
-from ledger import journal, posting, reports
+from ledger import journal, posting, registers, reports
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable
 from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
@@ -244,7 +244,7 @@ async def register(
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
-    page = await reports.register(
+    page = await registers.register(
         v.ctx,
         v.business,
         number,
