@@ -50,6 +50,7 @@ __all__ = [
     "gl_report",
     "income_statement",
     "register",
+    "side_of",
     "trial_balance",
 ]
 
