@@ -265,7 +265,7 @@ def readme_with_table(readme: str) -> str:
     start, end = readme.find(README_START), readme.find(README_END)
     if start < 0 or end < start:
         raise ValueError(f"the README has no {README_START!r} ... {README_END!r} section")
-    return readme[: start + len(README_START)] + "\n" + markdown_table() + "\n" + readme[end:]
+    return readme[: start + len(README_START)] + "\n\n" + markdown_table() + "\n\n" + readme[end:]
 
 
 def main(argv: list[str]) -> int:
