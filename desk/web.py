@@ -161,7 +161,7 @@ def _money(v: View, minor: int) -> str:
 def _month(period: str) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
     if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
-        raise BadRequest("period_invalid", "a period is a month: YYYY-MM")
+        raise Unprocessable("period_invalid", "a period is a month: YYYY-MM")
     return period
 
 

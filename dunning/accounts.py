@@ -15,12 +15,12 @@ import asyncpg
 from msgspec import Meta, Struct
 
 from dunning.items import open_items
-from dunning.runs import _reset
+from dunning.runs import reset_dunning
 from dunning.store import current_cycle, load_events, load_states
 from dunning.writeoffs import split_principal, write_off
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount, parse_amount_field
 from ledger.schemas import DatedBody, EffectiveDate, LedgerDate
 from ledger.tenancy import account_index
@@ -277,7 +277,7 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
         entry: dict[str, object] = {"status": body.status, "on": body.on.isoformat(), "note": body.note}
         closes = body.status in (97, 98, 99)  # 98 and 99 leave nothing to dun; 97: the merchant took it over
         if body.status == 99:
-            assert amount is not None
+            amount = present(amount, "status 99 without an amount was refused above")
             roles = await roles_of(ctx, business)
             entry["entry_id"] = await book(
                 ctx,
@@ -317,7 +317,7 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
             entry,
         )
         if body.status in (98, 99):
-            await _reset(conn, business, body.customer)
+            await reset_dunning(conn, business, body.customer)
         else:
             await conn.execute(
                 "UPDATE dunning_accounts SET collection_status = $4, updated_at = now() WHERE merchant_id = $1 "
@@ -333,5 +333,5 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
             "reminder.sent",
             {"customer": body.customer, "collection_status": body.status, "case_id": case["case_id"]},
         )
-    assert row is not None
+    row = present(row, "the case was locked above and is updated in every branch")
     return _case(business, row)

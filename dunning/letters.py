@@ -60,6 +60,7 @@ __all__ = [
     "ADDRESS_FIELD",
     "FOLD_MARKS",
     "HOLE_MARK",
+    "Interest",
     "Letter",
     "LetterItem",
     "case_letter",

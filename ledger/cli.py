@@ -30,7 +30,7 @@ from ledger.config import Settings
 from ledger.context import Kontor
 from ledger.db import CONNECTION_LOST, apply_schema_at, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
-from ledger.errors import KontorError
+from ledger.errors import KontorError, present
 from ledger.logs import configure_logging
 from ledger.migrate import SchemaError, load_migrations, migrate, recorded
 from ledger.money import imbalance, parse_amount
@@ -156,7 +156,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
             embedded = start_embedded(settings.data_dir)
             os.environ["KONTOR_DATABASE_URL"] = embedded.uri
         url = os.environ["KONTOR_DATABASE_URL"] if embedded else settings.database_url
-        assert url is not None
+        url = present(url, "KONTOR_DATABASE_URL is set, or the embedded server's URL")
         asyncio.run(apply_schema_at(url))
         count = workers or settings.workers
         if count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 import asyncpg
 import msgspec
 
+from ledger.errors import present
 from ledger.migrate import migrate, schema_sql
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ async def create_pool(
         reset=_reset,
         server_settings={"application_name": application_name, "synchronous_commit": "on", "timezone": "UTC"},
     )
-    assert pool is not None
-    return pool
+    return present(pool, "asyncpg.create_pool() awaited gives the pool")
 
 
 async def apply_schema(conn: Connection) -> bool:

@@ -26,7 +26,7 @@ from ledger.money import currency_decimals
 from ledger.schemas import GLReportOut
 from ledger.textsafe import cells, csv_writer, looks_like_formula
 
-__all__ = ["FILE_FORMATS", "GL_HEADER", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
+__all__ = ["FILE_FORMATS", "GL_HEADER", "XLSX", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_FORMATS = {"csv": "text/csv", "xlsx": XLSX, "datev": "text/csv"}  # format -> media type

@@ -36,7 +36,7 @@ from ledger.domain import (
     parse_period,
     reversal_of,
 )
-from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable
+from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable, present
 from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
 from ledger.tenancy import account_index, get_account
@@ -631,7 +631,7 @@ async def _months_to_close(conn: Connection, business: Business, last_month: dat
         business.merchant_id,
         business.code,
     )
-    assert row is not None
+    row = present(row, "business codes are never deleted")
     if row["closed_through"] is not None:
         start = row["closed_through"] + timedelta(days=1)
     else:

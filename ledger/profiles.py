@@ -46,7 +46,7 @@ from stdnum.gb import vat as gb_vat
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, PayloadTooLarge, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, PayloadTooLarge, Unprocessable, present
 
 __all__ = [
     "LOGO_BYTES_MAX",
@@ -408,7 +408,7 @@ async def put_profile(ctx: Kontor, business: Business, spec: ProfileIn) -> Profi
         business.code,
         stored,
     )
-    assert row is not None  # INSERT ... RETURNING gives the row
+    row = present(row, "INSERT ... RETURNING gives the row")
     return _out(business, row)
 
 

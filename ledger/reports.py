@@ -43,6 +43,7 @@ __all__ = [
     "customer_account",
     "gl_report",
     "income_statement",
+    "side_of",
     "trial_balance",
 ]
 

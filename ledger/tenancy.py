@@ -21,7 +21,7 @@ import pycountry
 from ledger.charts import chart_template, default_vat_rates
 from ledger.context import AccountIndex, KeyRecord, Kontor
 from ledger.domain import Account, Business
-from ledger.errors import Conflict, FieldError, NotFound, Unauthorized, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unauthorized, Unprocessable, present
 from ledger.money import is_known_currency
 from ledger.schemas import (
     AccountCreate,
@@ -46,6 +46,7 @@ __all__ = [
     "create_account",
     "create_merchant",
     "describe_business",
+    "get_account",
     "get_business",
     "is_country",
     "issue_key",
@@ -163,8 +164,7 @@ async def _insert_business(conn: Connection, merchant_id: int, spec: BusinessCre
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [(merchant_id, spec.code, a.number, a.name, a.type, a.role, a.vat_rate, a.customer_ledger) for a in template],
     )
-    assert row is not None
-    return row
+    return present(row, "INSERT ... RETURNING gives the row")
 
 
 async def add_business(ctx: Kontor, merchant_id: int, spec: BusinessCreate) -> BusinessOut:
@@ -178,7 +178,7 @@ async def describe_business(ctx: Kontor, business: Business) -> BusinessOut:
         business.merchant_id,
         business.code,
     )
-    assert row is not None  # business codes are never deleted
+    row = present(row, "business codes are never deleted")
     return _business_out(row)
 
 
@@ -229,7 +229,7 @@ async def issue_key(conn: Connection | asyncpg.Pool, merchant_id: int, name: str
         role,
         name,
     )
-    assert row is not None
+    row = present(row, "INSERT ... RETURNING gives the row")
     out = _key_out(row)
     return ApiKeyCreated(
         key_id=out.key_id,
@@ -390,7 +390,7 @@ async def create_account(ctx: Kontor, business: Business, spec: AccountCreate) -
             f"an account with this {field_name} already exists",
             [FieldError(field_name, "already used in this business code")],
         ) from None
-    assert row is not None
+    row = present(row, "INSERT ... RETURNING gives the row")
     ctx.forget_accounts(business.merchant_id, business.code)
     return render_account(_account(row))
 

@@ -32,7 +32,7 @@ from ledger import journal
 from ledger.audit import record_action
 from ledger.context import Kontor
 from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount
 from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
 from ledger.tenancy import account_index
@@ -342,5 +342,5 @@ async def _one(ctx: Kontor, business: Business, exception_id: int) -> ExceptionO
         business.merchant_id,
         exception_id,
     )
-    assert row is not None
+    row = present(row, "the exception was locked and updated above")
     return _out(business, row)

@@ -186,7 +186,7 @@ def _provider(rt: Payments) -> ProviderKey:
 async def get_settings(ctx: Kontor, business: Business) -> AmazonPaySettingsOut:
     row = await _row(ctx.pool, business)
     if row is None:
-        raise NotFound("amazon_pay_not_configured", f"business code {business.code} has no Amazon Pay settings")
+        raise NotFound("amazon_pay_settings_not_found", f"business code {business.code} has no Amazon Pay settings")
     return _out(row)
 
 

@@ -21,7 +21,7 @@ PSP then equals what Amazon still owes outside the reserve.
 
 A settlement is identified by what it says, not by its bytes (`content_sha256`: the account, the period and the
 rows without their SettlementId): the same settlement again, whatever file carries it (other line endings,
-encoding, separators, quoting), answers the stored result (200, Idempotent-Replayed); another content under the
+encoding, separators, quoting), answers the stored result (201, Idempotent-Replayed); another content under the
 same SettlementId is a 409 `settlement_conflict`; the same rows under another SettlementId are a 409
 `settlement_duplicate` (their fees, reserve and payout are booked already). Within a file, a transaction settled
 before, or a Transfer or Reserve row another settlement booked (same day, amount and Amazon's text), is an
@@ -44,7 +44,7 @@ from msgspec import Struct
 from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business, LineDraft, Side
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount
 from payments.amazon.client import Amount, Charge, Refund
 from payments.bookings import book, record_charge, record_refund, roles_of
@@ -236,7 +236,7 @@ async def _replay(
         business.code,
         settlement_id,
     )
-    assert row is not None
+    row = present(row, "the settlement whose insert conflicted exists (settlements are never deleted)")
     if bytes(row["file_sha256"]) != digest and bytes(row["content_sha256"] or b"") != content:
         raise Conflict(
             "settlement_conflict",
@@ -532,7 +532,7 @@ class _Reconciliation:
             self._exception(row, "unknown_reversal", f"chargeback {row.transaction_id} {why}", row.amount)
             return
         dispute = await open_dispute_of(self.conn, self.business, row.transaction_id)
-        assert dispute is not None  # every chargeback opens one
+        dispute = present(dispute, "every chargeback opens a dispute")
         if dispute["state"] == "lost":
             self._exception(
                 row,

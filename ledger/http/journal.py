@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from litestar import Response, Router, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -14,19 +14,14 @@ from ledger.chain import verify_chain
 from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
+from ledger.http.replay import created
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
 from ledger.tenancy import account_index
 
 __all__ = ["router"]
 
-REPLAY_HEADER = "Idempotent-Replayed"
 EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
 Code = BusinessCodePath
-_REPLAYED = {REPLAY_HEADER: "true"}
-
-
-def _created(content: Any, replayed: bool) -> Response[Any]:
-    return Response(content, status_code=201, headers=_REPLAYED if replayed else None)
 
 
 @post(
@@ -48,7 +43,7 @@ async def post_entry(
     posted = await journal.post_entries(
         call.ctx, business, [draft], idem_key=idempotency_key, request_sha256=call.request_sha256(data)
     )
-    return _created(posted.entries[0], posted.replayed)
+    return created(posted.entries[0], replayed=posted.replayed)
 
 
 @post(
@@ -73,7 +68,7 @@ async def post_batch(
     posted = await journal.post_entries(
         call.ctx, business, drafts, idem_key=idempotency_key, request_sha256=call.request_sha256(data)
     )
-    return _created(BatchOut(entries=posted.entries), posted.replayed)
+    return created(BatchOut(entries=posted.entries), replayed=posted.replayed)
 
 
 @get(
@@ -154,7 +149,7 @@ async def reverse_entry(
         idem_key=idempotency_key,
         request_sha256=call.request_sha256(body),
     )
-    return _created(posted.entries[0], posted.replayed)
+    return created(posted.entries[0], replayed=posted.replayed)
 
 
 @get(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Response, Router, delete, get, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
@@ -12,19 +10,13 @@ from ledger import profiles
 from ledger.errors import FieldError, NotFound, UnsupportedMediaType
 from ledger.http.auth import ADMIN, READ
 from ledger.http.deps import BusinessCodePath, CallDep
+from ledger.http.problems import problem_response
 from ledger.profiles import LOGO_BYTES_MAX, LOGO_TYPES, ProfileIn, ProfileOut
 
 __all__ = ["router"]
 
 Code = BusinessCodePath
-_LOGO_415 = {
-    415: ResponseSpec(
-        data_container=dict[str, Any],
-        media_type="application/problem+json",
-        description="unsupported_media_type: the body is not image/png or image/jpeg",
-        generate_examples=False,
-    )
-}
+_LOGO_415 = {415: problem_response(415, "unsupported_media_type: the body is not image/png or image/jpeg")}
 
 
 @get("/profile", opt={"roles": READ}, operation_id="getBusinessProfile", tags=["businesses"])

@@ -47,7 +47,16 @@ from payments.amazon.sim_bodies import (
 from payments.amazon.sim_model import SimError, SimMerchant, SimSession, StoredAnswer
 from payments.amazon.sim_reports import Books
 
-__all__ = ["IDEMPOTENCY_KEYS_MAX", "IDEMPOTENCY_TTL", "ApiHost", "Ctx", "Handler", "handle_api", "register_routes"]
+__all__ = [
+    "IDEMPOTENCY_KEYS_MAX",
+    "IDEMPOTENCY_TTL",
+    "ApiHost",
+    "Ctx",
+    "Handler",
+    "handle_api",
+    "register_routes",
+    "route",
+]
 
 log = logging.getLogger("kontor.simulator")
 IDEMPOTENCY_KEYS_MAX = 10_000

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-__all__ = ["SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
+__all__ = ["FETCHES_PER_MINUTE_MAX", "SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
 
 CERT_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 CERT_PATH = re.compile(r"^/[A-Za-z0-9._-]{1,200}\.pem$")

@@ -47,6 +47,7 @@ __all__ = [
     "api_prefix",
     "check_idempotency_key",
     "install_log_redaction",
+    "read_bounded",
     "redact_url",
 ]
 

@@ -254,6 +254,8 @@ async def test_orders_need_amazon_pay_settings(tenant: Tenant) -> None:
         },
     )
     assert (r.status_code, r.json()["code"]) == (409, "amazon_pay_not_configured")
+    shown = await tenant.client.get(tenant.url("/amazon-pay/settings"), headers=tenant.headers())
+    assert (shown.status_code, shown.json()["code"]) == (404, "amazon_pay_settings_not_found")
 
 
 async def test_no_token_reaches_a_log_line_at_any_level(
