@@ -1013,13 +1013,13 @@ def _postal(bill_to: dict[str, Any] | None, order: str | None, customer: str) ->
     cannot be posted must not leave the house, like one without a sender: `profile_missing`)."""
     missing = missing_address(bill_to)
     if missing:
-        where = f"the bill-to of order {order}" if order else f"customer {customer} has no order with a bill-to: it"
-        raise Conflict(
-            "address_missing",
-            f"{where} lacks a postal address ({', '.join(m.field for m in missing)}), so the letter cannot be "
-            "posted; the notice itself is recorded",
-            missing,
+        fields = ", ".join(m.field for m in missing)
+        where = (
+            f"the bill-to of order {order} (customer {customer}) has no postal address: {fields} missing"
+            if order
+            else f"customer {customer} has no order, so no bill-to to address the letter to"
         )
+        raise Conflict("address_missing", f"{where}; the letter cannot be posted (the notice is recorded)", missing)
     return bill_to or {}
 
 
