@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from fpdf import FPDF
 from PIL import Image
@@ -496,3 +497,19 @@ def test_a_non_breaking_space_keeps_a_number_with_its_percent_sign() -> None:
         font.close()  # type: ignore[union-attr]
     assert not any(line.startswith("%") for line in kept)
     assert any(line.startswith("%") for line in broken)  # what a plain space allows (QA14 finding 17)
+
+
+def test_a_long_sender_line_shrinks_into_the_window(width_of: Callable[[str, float], float]) -> None:
+    long_name = "Müller Versand und Handelsgesellschaft mbH & Co. KG"
+    profile = msgspec.structs.replace(sender(), legal_name=long_name)
+    data = render_pdf(letter(2, sender=profile))
+    x0, y0, width, _ = ADDRESS_FIELD
+    [(text, x, _, size)] = [r for r in runs(data) if y0 + 12 <= r[2] <= y0 + 17.7 and r[1] < x0 + width]
+    assert text == f"{long_name} · Hafenstraße 12 · 20457 Hamburg"  # whole, only smaller
+    assert 5.5 <= size < 7
+    assert x + width_of(text, size) <= x0 + width
+    longer = msgspec.structs.replace(sender(), legal_name=long_name * 2)
+    [(cut, _, _, smallest)] = [r for r in runs(render_pdf(letter(2, sender=longer)))
+                               if y0 + 12 <= r[2] <= y0 + 17.7 and r[1] < x0 + width]  # fmt: skip
+    assert (smallest, cut[-1]) == (5.5, "…")
+    assert width_of(cut, 5.5) <= width - 5
