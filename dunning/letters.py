@@ -14,9 +14,10 @@ The address field is 85 x 45 mm at 20 mm from the left and 45 mm from the top: i
 "Anschriftzone" with the addressee (27.3 mm), written from 25 mm and never wider than 80 mm: lines wrap, the
 size steps from 10 pt (6 lines) to 9 pt (7) and 8 pt (8), then the name lines are shortened with "…"; street
 and place are never cut (409 `address_too_long` if they alone do not fit; `fit_address`). The information block
-(date, customer number, the document number "Mahnungsnr."/"Notice no.", payment reference) stands at 125 mm; fold marks at 105 and 210 mm and the
-hole mark at 148.5 mm on the left edge; text from 25 mm to 190 mm; the footer carries the legal name and
-address, register, VAT id and tax number, managing directors, contact, and the bank.
+(date, customer number, the document number "Mahnungsnr."/"Notice no.", payment reference) stands at
+125 mm; fold marks at 105 and 210 mm and the hole mark at 148.5 mm on the left edge; text from 25 mm to 190 mm;
+the footer carries the legal name and address, register, VAT id and tax number, managing directors, contact,
+and the bank.
 
 Wording per level (German for letter language `de`, English for `en`): level 1 is the payment reminder; the
 levels after it are the 1st, 2nd, ... dunning notice; the policy's last level is the final notice, which
