@@ -1,0 +1,45 @@
+"""No network call inside a database transaction: the watch every test runs under (tests/network_guard.py,
+the autouse fixture `no_network_in_transactions` in tests/conftest.py) sees a call made inside one, also from a
+task spawned inside one, and stays quiet for the same call made after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ledger.context import Kontor
+from payments.runtime import Payments
+from tests import network_guard
+from tests.conftest import Simulator, Tenant
+from tests.e2e.amazon import Shop, make_shop
+
+
+def _runtime(tenant: Tenant) -> Payments:
+    app: Any = tenant.client._transport.app  # type: ignore[attr-defined]
+    runtime: Payments = app.state.payments
+    return runtime
+
+
+async def test_a_call_inside_a_transaction_is_seen_and_one_after_commit_is_not(
+    tenant: Tenant, simulator: Simulator, ctx: Kontor
+) -> None:
+    shop: Shop = await make_shop(tenant, simulator)
+    rt, creds = _runtime(tenant), shop.credentials()
+    session = await shop.checkout("10.00")
+    network_guard.drain()
+
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("SELECT 1")
+            await rt.gateway.get_checkout_session(creds, session)
+        inside = network_guard.drain()
+        await rt.gateway.get_checkout_session(creds, session)  # the same connection, committed
+        after = network_guard.drain()
+        async with conn.transaction():
+            await asyncio.get_running_loop().create_task(rt.gateway.get_checkout_session(creds, session))
+        spawned = network_guard.drain()
+
+    assert [(v.method, v.url.split("/v2/")[-1]) for v in inside] == [("GET", f"checkoutSessions/{session}")]
+    assert "test_network_in_transactions.py" in inside[0].opened_at
+    assert after == []
+    assert len(spawned) == 1
