@@ -42,4 +42,37 @@ async def test_a_call_inside_a_transaction_is_seen_and_one_after_commit_is_not(
     assert [(v.method, v.url.split("/v2/")[-1]) for v in inside] == [("GET", f"checkoutSessions/{session}")]
     assert "test_network_in_transactions.py" in inside[0].opened_at
     assert after == []
-    assert len(spawned) == 1
+    # seen twice: the spawned task inherits the open transaction, and its parent holds it idle while it waits
+    assert len(spawned) == 2
+
+
+async def test_a_session_of_another_task_idle_in_transaction_during_a_call_is_seen(
+    tenant: Tenant, simulator: Simulator, ctx: Kontor
+) -> None:
+    """The cross-task watch: one task holds a transaction open, idle, waiting for something else than the database,
+    while another calls Amazon (what pg_stat_activity shows as a session idle in transaction during the call)."""
+    shop: Shop = await make_shop(tenant, simulator)
+    rt, creds = _runtime(tenant), shop.credentials()
+    session = await shop.checkout("10.00")
+    network_guard.drain()
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 AS held_open")
+            holding.set()
+            await done.wait()
+
+    holder = asyncio.get_running_loop().create_task(hold())
+    await holding.wait()
+    await rt.gateway.get_checkout_session(creds, session)  # this task holds no transaction
+    done.set()
+    await holder
+    seen = network_guard.drain()
+    await rt.gateway.get_checkout_session(creds, session)  # nothing held open now
+    after = network_guard.drain()
+
+    assert len(seen) == 1
+    assert "another task; it waits, idle, at" in seen[0].opened_at
+    assert "done.wait()" in seen[0].opened_at
+    assert after == []
