@@ -24,6 +24,7 @@ from msgspec import Struct
 
 from dunning.items import open_items
 from dunning.store import candidates, current_cycle, load_events, load_states
+from ledger.books import accounts_by_role
 from ledger.context import Kontor
 from ledger.domain import DATE_MAX, DATE_MIN, Business
 from ledger.errors import BadRequest
@@ -144,7 +145,7 @@ async def find_customers(
     bill-to's first name, last name, "first last" or company, case-insensitively."""
     pattern = _prefix_pattern(q)
     after = decode_cursor(cursor, str)[0] if cursor else ""
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     async with ctx.reports_pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT customer, COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) "
@@ -552,7 +553,7 @@ def _bucket(days: int) -> str:
 async def ageing(ctx: Kontor, business: Business, as_of: date, *, chunk: int = 500) -> AgeingOut:
     """Open receivables by days past their due date (0-30, 31-60, 61-90, over 90; not yet due) per customer,
     as of a day: each open principal item in its bucket, fees and interest apart, credit subtracted."""
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     rows: list[AgeingRow] = []
     async with ctx.reports_pool.acquire() as conn:
         owing = await candidates(conn, business, ar, as_of)
@@ -726,8 +727,8 @@ class AmazonPayMonth(Struct, kw_only=True):
 
 async def amazon_pay_months(ctx: Kontor, business: Business, from_date: date, to_date: date) -> list[AmazonPayMonth]:
     """Month-end balances of the Amazon Pay clearing and reserve accounts, and the payouts of each month."""
-    index = await account_index(ctx, business)
-    psp, reserve = index.by_role["PSP"].account_id, index.by_role["PSP_RESERVE"].account_id
+    roles = await accounts_by_role(ctx, business)
+    psp, reserve = roles("PSP").account_id, roles("PSP_RESERVE").account_id
     key = (business.merchant_id, business.code)
     balances = await ctx.reports_pool.fetch(
         "SELECT account_id, GREATEST(date_trunc('month', day)::date, $5::date) AS month, "

@@ -56,6 +56,7 @@ from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
 from ledger import journal, posting, registers, reports
+from ledger.books import accounts_by_role
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable
 from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
@@ -925,7 +926,7 @@ async def customer(
         as_of=day,
         name=name,
         customer=customer,
-        ar=(await account_index(v.ctx, v.business)).by_role["AR"].number,
+        ar=(await accounts_by_role(v.ctx, v.business))("AR").number,
     )
 
 

@@ -43,12 +43,11 @@ from dunning.policy import Policy, base_rates, load_policy
 from dunning.store import RunContext, State, candidates, current_cycle, load_context, load_events, load_states
 from dunning.writeoffs import write_off
 from ledger import journal
+from ledger.books import accounts_by_role
 from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, NotFound, present
 from ledger.money import AMOUNT_MINOR_MAX, format_amount
-from ledger.tenancy import account_index
-from payments.bookings import roles_of
 from payments.notify import emit, emit_many
 from payments.references import Requested, creditor_reference
 from payments.references import register as register_references
@@ -308,7 +307,7 @@ async def _locked_run(
     counts: Counter[str] = Counter()
     skipped: list[SkipOut] = []
     planned: list[ActionOut] = []
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     try:
         async with ctx.pool.acquire() as conn:
             customers = await candidates(conn, business, ar, as_of)
@@ -618,7 +617,7 @@ async def _book_charges(
 ) -> dict[str, int]:
     """Fees (with the B2B flat fee) and interest of each notice: one entry, Dr AR / Cr DUN_FEE_INC, INT_INC
     (the metadata carries the split for dunning's replay), posted in batches of 1,000."""
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     ar, fees, interest = roles("AR"), roles("DUN_FEE_INC"), roles("INT_INC")
     cur = business.currency
     drafts: list[EntryDraft] = []

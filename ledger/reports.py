@@ -35,7 +35,7 @@ from ledger.schemas import (
     TrialBalanceOut,
     TrialBalanceRow,
 )
-from ledger.tenancy import account_index, get_account
+from ledger.tenancy import account_index, accounts_with, get_account
 
 __all__ = [
     "account_balance",
@@ -136,9 +136,7 @@ async def _account_sums(
         from_date,
         to_date,
     )
-    index = await account_index(ctx, business)
-    if any(r["account_id"] not in index.by_id for r in rows):
-        index = await account_index(ctx, business, refresh=True)
+    index = await accounts_with(ctx, business, ids=[r["account_id"] for r in rows])
     sums = [(index.by_id[r["account_id"]], r["currency"], int(r["debit"]), int(r["credit"])) for r in rows]
     return sorted(sums, key=lambda s: (s[0].number, s[1]))
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Principal",
     "account_index",
+    "accounts_with",
     "add_business",
     "authenticate",
     "create_account",
@@ -350,11 +352,21 @@ async def account_index(ctx: Kontor, business: Business, *, refresh: bool = Fals
     return index
 
 
-async def get_account(ctx: Kontor, business: Business, number: str) -> Account:
+async def accounts_with(
+    ctx: Kontor, business: Business, *, numbers: Iterable[str] = (), ids: Iterable[int] = ()
+) -> AccountIndex:
+    """The account index, read again once when it lacks one of the account `numbers` or `ids` (an account
+    created since it was cached, by this or another process). Whatever is still missing is the caller's to
+    refuse: the accounts do not exist."""
     index = await account_index(ctx, business)
-    account = index.by_number.get(number)
-    if account is None:
-        account = (await account_index(ctx, business, refresh=True)).by_number.get(number)
+    if any(n not in index.by_number for n in numbers) or any(i not in index.by_id for i in ids):
+        index = await account_index(ctx, business, refresh=True)
+    return index
+
+
+async def get_account(ctx: Kontor, business: Business, number: str) -> Account:
+    """The account with this number; 404 `account_not_found` when the business code has none."""
+    account = (await accounts_with(ctx, business, numbers=[number])).by_number.get(number)
     if account is None:
         raise NotFound("account_not_found", f"no account {number} in business {business.code}")
     return account

@@ -429,7 +429,7 @@ async def amazon_pay_ipn(request: Request[Any, Any, Any], state: State) -> dict[
     ctx: Kontor = state.kontor
     headers = {k.lower(): v for k, v in request.headers.items()}
     for merchant_id, notification_id in await receive_ipn(ctx, runtime, await request.body(), headers):
-        runtime.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
+        runtime.background.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
     return {"status": "accepted"}
 
 

@@ -6,7 +6,6 @@ API-key middleware; the IPN endpoint is public and authenticated by its SNS sign
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from pathlib import Path
@@ -39,7 +38,7 @@ from payments.ipn import process_pending_ipns
 from payments.notify import emit_period_closed
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.reports import fetch_reports, import_due_reports
-from payments.runtime import Payments, ProviderKey
+from payments.runtime import BackgroundTasks, Payments, ProviderKey
 from payments.settings import AUTH_TOKEN, PRIVATE_KEY, load_settings
 from payments.webhooks import WebhookWorker
 
@@ -85,7 +84,15 @@ class PaymentsPlugin(InitPluginProtocol):
         sns = SnsVerifier(
             trusted_roots=_trusted_roots(settings), http=self._http, fetch_base=settings.amazon_pay_sns_cert_base
         )
-        self.runtime = Payments(gateway=gateway, sns=sns, settings=settings, provider=_provider_key(settings))
+        self.runtime = Payments(
+            gateway=gateway,
+            sns=sns,
+            settings=settings,
+            provider=_provider_key(settings),
+            background=BackgroundTasks(
+                limit=settings.background_tasks_max, concurrency=settings.background_concurrency
+            ),
+        )
         if emit_period_closed not in ctx.period_closed_hooks:
             ctx.period_closed_hooks.append(emit_period_closed)
         if book_prepayment_vat not in ctx.period_closing_hooks:
@@ -98,12 +105,13 @@ class PaymentsPlugin(InitPluginProtocol):
             attempts_max=settings.webhook_attempts_max,
             backoff_s=settings.webhook_backoff_s,
             timeout_s=settings.webhook_timeout_s,
+            concurrency=settings.webhook_concurrency,
         )
         self.settings = settings
 
     async def stop(self) -> None:
         if self.runtime is not None:
-            await asyncio.gather(*self.runtime.tasks, return_exceptions=True)
+            await self.runtime.background.aclose()
         if self._http is not None:
             await self._http.aclose()
         if self._webhook_http is not None:

@@ -41,13 +41,14 @@ import asyncpg
 import msgspec
 from msgspec import Struct
 
+from ledger.books import accounts_by_role, book
 from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount
 from payments.amazon.client import Amount, Charge, Refund
-from payments.bookings import book, record_charge, record_refund, roles_of
+from payments.bookings import record_charge, record_refund
 from payments.disputes import close_dispute, open_dispute_of, record_chargeback
 from payments.domain import transfer_lines
 from payments.notify import emit
@@ -558,7 +559,7 @@ class _Reconciliation:
         (positive: Dr PSP / Cr TRANSIT); the bank statement clears either."""
         if await self._booked_elsewhere(row):
             return
-        roles = await roles_of(self.ctx, self.business)
+        roles = await accounts_by_role(self.ctx, self.business)
         transit, psp = roles("TRANSIT"), roles("PSP")
         paid_out = row.amount < 0
         entry_id = await book(
@@ -611,7 +612,7 @@ class _Reconciliation:
     async def _reserve(self, row: Row) -> None:
         if await self._booked_elsewhere(row):
             return
-        roles = await roles_of(self.ctx, self.business)
+        roles = await accounts_by_role(self.ctx, self.business)
         held = row.amount < 0
         psp, reserve = roles("PSP"), roles("PSP_RESERVE")
         entry_id = await book(
@@ -636,7 +637,7 @@ class _Reconciliation:
         )
         if not total:
             return
-        roles = await roles_of(self.ctx, self.business)
+        roles = await accounts_by_role(self.ctx, self.business)
         psp, fees = roles("PSP"), roles("PSP_FEE")
         lines = (
             transfer_lines(fees, psp, -total, self.business.currency)

@@ -16,7 +16,7 @@ from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
 from ledger.http.replay import created
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
-from ledger.tenancy import account_index
+from ledger.tenancy import accounts_with
 
 __all__ = ["router"]
 
@@ -36,9 +36,7 @@ async def post_entry(
     business_code: Code, data: JSONBody[EntryIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[EntryOut]:
     business = await call.business(business_code)
-    accounts = await account_index(call.ctx, business)
-    if any(line.account not in accounts.by_number for line in data.lines):
-        accounts = await account_index(call.ctx, business, refresh=True)
+    accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in data.lines])
     draft = posting.draft_entry(data, business, accounts.by_number)
     posted = await journal.post_entries(
         call.ctx, business, [draft], idem_key=idempotency_key, request_sha256=call.request_sha256(data)
@@ -61,9 +59,7 @@ async def post_batch(
     if sum(len(e.lines) for e in data.entries) > 20_000:
         raise BadRequest("batch_too_large", "a batch carries at most 20,000 lines")
     business = await call.business(business_code)
-    accounts = await account_index(call.ctx, business)
-    if any(line.account not in accounts.by_number for e in data.entries for line in e.lines):
-        accounts = await account_index(call.ctx, business, refresh=True)
+    accounts = await accounts_with(call.ctx, business, numbers=[line.account for e in data.entries for line in e.lines])
     drafts = posting.draft_entries(data.entries, business, accounts.by_number)
     posted = await journal.post_entries(
         call.ctx, business, drafts, idem_key=idempotency_key, request_sha256=call.request_sha256(data)
