@@ -45,7 +45,7 @@ from defusedxml import DefusedXmlException
 
 from ledger.domain import Horizon
 from ledger.errors import FieldError
-from payments.camt_entries import Part, amount_of, child, day, entry_parts, local_name, text_of
+from payments.camt_entries import Part, account_id, child, day, entry_parts, local_name, signed_amount, text_of
 from payments.camt_files import MEMBERS_MAX, UNCOMPRESSED_BYTES_MAX, HashingReader, invalid, read_documents, refuse
 
 __all__ = [
@@ -217,15 +217,12 @@ class _Document:
         kind = text_of(bal, "Tp", "CdOrPrtry", "Cd") or text_of(bal, "Tp", "CdOrPrtry", "Prtry")
         if kind not in _BALANCE_TYPES:
             return  # available, interim, forward balances: not what the checks compare
-        amount = amount_of(child(bal, "Amt"), f"{where}/Amt", self.upload.currency, self.error, allow_zero=True)
-        indicator = text_of(bal, "CdtDbtInd")
-        if indicator not in ("CRDT", "DBIT"):
-            self.error(f"{where}/CdtDbtInd", "CRDT or DBIT required")
+        amount = signed_amount(bal, where, self.upload.currency, self.error, allow_zero=True)
         on = day(text_of(bal, "Dt", "Dt") or text_of(bal, "Dt", "DtTm"))
         if on is None:
             self.error(f"{where}/Dt", "the balance's date (YYYY-MM-DD) is required")
-        if amount is not None and indicator in ("CRDT", "DBIT") and on is not None:
-            self.balances.setdefault(kind, Balance(amount if indicator == "CRDT" else -amount, on))
+        if amount is not None and on is not None:
+            self.balances.setdefault(kind, Balance(amount, on))
 
     def _header(self, name: str, node: Element) -> None:
         where = f"Stmt[{len(self.statements) + 1}]"
@@ -233,7 +230,7 @@ class _Document:
         if name == "Id" and not 1 <= len((node.text or "").strip()) <= 35:
             self.error(f"{where}/Id", "required, at most 35 characters")
         if name == "Acct":
-            account = text_of(node, "Id", "IBAN") or text_of(node, "Id", "Othr", "Id")
+            account = account_id(node)
             if not account or len(account) > 34:
                 self.error(f"{where}/Acct/Id", "the account's IBAN or other Id is required (at most 34 characters)")
             account_ccy = child(node, "Ccy")
@@ -243,7 +240,7 @@ class _Document:
     def _statement(self, stmt: Element) -> None:
         where = f"Stmt[{len(self.statements) + 1}]"
         statement_id = text_of(stmt, "Id")
-        account = text_of(stmt, "Acct", "Id", "IBAN") or text_of(stmt, "Acct", "Id", "Othr", "Id")
+        account = account_id(stmt, "Acct")
         for name in ("Id", "Acct"):
             if child(stmt, name) is None:
                 self.error(f"{where}/{name}", "required")

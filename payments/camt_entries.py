@@ -24,7 +24,18 @@ from xml.etree.ElementTree import Element
 from ledger.domain import DATE_MAX, DATE_MIN
 from ledger.money import AmountError, parse_amount
 
-__all__ = ["Part", "amount_of", "child", "children", "day", "entry_parts", "local_name", "text_of", "texts"]
+__all__ = [
+    "Part",
+    "account_id",
+    "amount_of",
+    "child",
+    "children",
+    "day",
+    "entry_parts",
+    "local_name",
+    "text_of",
+    "texts",
+]
 
 
 class Part(NamedTuple):  # a line before its statement's identity is known (the Stmt element ends)
@@ -60,6 +71,11 @@ def text_of(node: Element | None, *path: str) -> str:
     return (found.text or "").strip() if found is not None else ""
 
 
+def account_id(node: Element | None, *path: str) -> str:
+    """The account down `path` (an `Acct`, `DbtrAcct`, `CdtrAcct`): its IBAN, else its other id, else ""."""
+    return text_of(node, *path, "Id", "IBAN") or text_of(node, *path, "Id", "Othr", "Id")
+
+
 def children(node: Element, name: str) -> list[Element]:
     """The direct children named `name`."""
     return [c for c in node if local_name(c.tag) == name]
@@ -81,18 +97,14 @@ def day(text: str) -> date | None:
 
 def entry_parts(ntry: Element, where: str, n_no: int, currency: str, error: Callable[[str, str], None]) -> list[Part]:
     """The entry's line, or one line per payment of a batch entry (several TxDtls that add up to it)."""
-    amount = amount_of(child(ntry, "Amt"), f"{where}/Amt", currency, error)
-    indicator = text_of(ntry, "CdtDbtInd")
-    if indicator not in ("CRDT", "DBIT"):
-        error(f"{where}/CdtDbtInd", "CRDT or DBIT required")
+    signed = signed_amount(ntry, where, currency, error)
     status = child(ntry, "Sts")  # <Sts>BOOK</Sts> up to .001.04, <Sts><Cd>BOOK</Cd></Sts> after
     state = (text_of(status, "Cd") if status is not None and len(status) else text_of(ntry, "Sts")) or "BOOK"
     on = day(text_of(ntry, "BookgDt", "Dt") or text_of(ntry, "BookgDt", "DtTm") or text_of(ntry, "ValDt", "Dt"))
     if on is None:
         error(f"{where}/BookgDt/Dt", "a booking date (YYYY-MM-DD) is required")
-    if amount is None or indicator not in ("CRDT", "DBIT") or on is None:
+    if signed is None or on is None:
         return []
-    signed = amount if indicator == "CRDT" else -amount
     reference = next(iter(texts(ntry, "AcctSvcrRef") + texts(ntry, "NtryRef")), f"{n_no}")[:64]
     booked = state != "PDNG"
     payments = _payments(ntry, signed, currency)
@@ -105,6 +117,18 @@ def entry_parts(ntry: Element, where: str, n_no: int, currency: str, error: Call
             name, iban = _party(ntry, part > 0)
         parts.append(Part(n_no, d_no, part, booked, on, f"{reference}/{d_no}"[:64], _remittance(detail), name, iban))
     return parts
+
+
+def signed_amount(
+    node: Element, where: str, currency: str, error: Callable[[str, str], None], *, allow_zero: bool = False
+) -> int | None:
+    """The node's `Amt` signed by its `CdtDbtInd` (CRDT +, DBIT -), or None with the errors reported at `where`."""
+    amount = amount_of(child(node, "Amt"), f"{where}/Amt", currency, error, allow_zero=allow_zero)
+    indicator = text_of(node, "CdtDbtInd")
+    if indicator not in ("CRDT", "DBIT"):
+        error(f"{where}/CdtDbtInd", "CRDT or DBIT required")
+        return None
+    return None if amount is None else amount if indicator == "CRDT" else -amount
 
 
 def amount_of(
@@ -167,5 +191,5 @@ def _party(node: Element, incoming: bool) -> tuple[str, str]:
             name = text_of(found, "Nm") or text_of(found, "Pty", "Nm")
         held = child(parties, account)
         if held is not None and not iban:
-            iban = text_of(held, "Id", "IBAN") or text_of(held, "Id", "Othr", "Id")
+            iban = account_id(held)
     return name[:140], iban[:34]
