@@ -152,7 +152,9 @@ async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant
     assert import_like_datev(keyed, accounts, automatic=False) == moved
 
     # a closed month is written as fixed (Festschreibung), and the G/L report's DATEV format is this file
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     closed = await t.get("/periods/2026-10/gl-report", key=t.accountant_key, format="datev")
     assert closed.status_code == 200
     header, again = read_datev(closed.content)
