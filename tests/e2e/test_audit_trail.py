@@ -197,3 +197,18 @@ async def test_work_no_request_caused_names_no_key(ctx: Kontor, tenant: Tenant) 
     )
     assert posted.entries[0].posted_by is None
     assert (await tenant.get(f"/entries/{posted.entries[0].id}")).json()["posted_by"] is None
+
+
+async def test_a_reversal_carries_its_own_reason_not_the_originals(tenant: Tenant) -> None:
+    """QA14 #10: the reversal of a correction keeps what the entry is about but says its own why: metadata `reason`
+    is the reversal's reason (none without one), never the original's; `posted_via` is not copied either."""
+    correction = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="r",
+                                         metadata={"ticket": "T-1", "posted_via": "web"})  # fmt: skip
+    assert correction.status_code == 201, correction.text
+    r = await tenant.post(f"/entries/{correction.json()['id']}/reversal", {"reason": "Fehlbuchung"},
+                          key=tenant.accountant_key)  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"] == {"ticket": "T-1", "reason": "Fehlbuchung"}
+    other = await tenant.post_entry(LINES, key=tenant.poster_key, metadata={"reason": "original"})
+    plain = await tenant.post(f"/entries/{other.json()['id']}/reversal", {}, key=tenant.poster_key)
+    assert (plain.status_code, plain.json()["metadata"]) == (201, {}), plain.text
