@@ -25,14 +25,14 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
 from ledger.context import Kontor
 from ledger.domain import Account, Business, month_end, parse_period
-from ledger.errors import Conflict, FieldError, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, vat_from_gross
 from ledger.tenancy import account_index
 from ledger.textsafe import ascii_digits, cell
@@ -88,18 +88,22 @@ class DatevSettingsOut(DatevSettingsIn, kw_only=True):
     updated_at: datetime
 
 
-async def get_settings(ctx: Kontor, business: Business) -> DatevSettingsOut:
+async def get_settings(ctx: Kontor, business: Business, *, missing: Literal["404", "409"] = "409") -> DatevSettingsOut:
+    """The DATEV settings; without them 409 `datev_settings_missing` (the export, which needs them) or 404
+    `datev_settings_not_found` (the settings route, as the business profile's)."""
     row = await ctx.pool.fetchrow(
         "SELECT settings, updated_at FROM datev_settings WHERE merchant_id = $1 AND business = $2",
         business.merchant_id,
         business.code,
     )
     if row is None:
-        raise Conflict(
-            "datev_settings_missing",
+        text = (
             f"business code {business.code} has no DATEV settings: PUT its consultant and client numbers first "
-            f"(/v1/businesses/{business.code}/datev/settings)",
+            f"(/v1/businesses/{business.code}/datev/settings)"
         )
+        if missing == "404":
+            raise NotFound("datev_settings_not_found", text)
+        raise Conflict("datev_settings_missing", text)
     return msgspec.convert({**row["settings"], "updated_at": row["updated_at"]}, DatevSettingsOut)
 
 

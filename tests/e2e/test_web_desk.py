@@ -243,10 +243,10 @@ async def test_find_customers_orders_and_statements(books: Books) -> None:
     assert statement["exceptions"][0]["amount"] == "12.34"
     one = await t.get(f"/bank-statements/{statement['statement_date']}/WD-ST-1", key=key)
     assert one.status_code == 200
-    assert one.json()[0]["lines"] == statement["lines"]
+    assert (one.json()["items"][0]["lines"], one.json()["next_cursor"]) == (statement["lines"], None)
     # settlements and notices are found through their own routes
     assert (await found("/amazon-pay/settlements"))["settlements"][0]["settlement_id"] == books.settlement_id
-    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()
+    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()["items"]
     assert [n["level"] for n in notices] == [1]
 
 
@@ -277,6 +277,15 @@ async def test_bad_find_parameters_are_problems(
         assert r.json()["code"] == code
     assert (await tenant.get("/bank-statements/2026-11-27/NOPE", key=tenant.accountant_key)).status_code == 404
     assert (await tenant.get("/bank-statements/27.11.2026/NOPE", key=tenant.accountant_key)).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/orders", "/entries", "/bank-statements"])
+async def test_a_bad_query_parameter_is_named_as_it_is_sent(tenant: Tenant, path: str) -> None:
+    """QA14 #22: `?from=2026-13-01` names the field `from`, not the handler's `from_date`."""
+    r = await tenant.get(path, key=tenant.accountant_key, **{"from": "2026-13-01"})
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["from"]
+    assert "from_date" not in r.text
 
 
 async def test_forms_need_the_sessions_csrf_token_and_a_reason(
