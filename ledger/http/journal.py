@@ -82,7 +82,9 @@ def _with_reason(data: CorrectionIn, role: str) -> EntryIn:
             "an accountant's entry is a correction and states why: send `reason` (it is kept as metadata `reason`)",
             [FieldError("reason", "required for accountant keys")],
         )
-    metadata = data.metadata if data.reason is None else {**data.metadata, "reason": data.reason}
+    if data.reason is None:
+        return data
+    metadata = {**data.metadata, "reason": data.reason}
     if len(metadata) > METADATA_KEYS_MAX:
         raise Unprocessable(
             "entry_invalid",
