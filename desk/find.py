@@ -23,7 +23,7 @@ import msgspec
 from msgspec import Struct
 
 from dunning.items import open_items
-from dunning.store import candidates, current_cycle, load_events, load_states
+from dunning.store import current_cycle, load_events, load_states
 from ledger.books import accounts_by_role
 from ledger.context import Kontor
 from ledger.domain import DATE_MAX, DATE_MIN, Business
@@ -550,15 +550,35 @@ def _bucket(days: int) -> str:
     return "days_61_90" if days <= 90 else "days_over_90"
 
 
+async def _ageing_customers(conn: Any, business: Business, ar: int, as_of: date) -> list[str]:
+    """Who the ageing lists: customers whose receivable is not balanced on `as_of` (they owe, or are in credit),
+    and those dunning follows (in a cycle or with the collection agency: `dunning.store.candidates`)."""
+    rows = await conn.fetch(
+        "SELECT customer FROM lines WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 "
+        "AND effective_date <= $5 AND customer IS NOT NULL GROUP BY customer "
+        "HAVING sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END) <> 0 "
+        "UNION SELECT customer FROM dunning_accounts WHERE merchant_id = $1 AND business = $2 "
+        "AND (level > 0 OR collection_status IS NOT NULL) ORDER BY 1",
+        business.merchant_id,
+        business.code,
+        ar,
+        business.currency,
+        as_of,
+    )
+    return [r["customer"] for r in rows]
+
+
 async def ageing(ctx: Kontor, business: Business, as_of: date, *, chunk: int = 500) -> AgeingOut:
     """Open receivables by days past their due date (0-30, 31-60, 61-90, over 90; not yet due) per customer,
-    as of a day: each open principal item in its bucket, fees and interest apart, credit subtracted."""
+    as of a day: each open principal item in its bucket, fees and interest apart, credit subtracted. Customers in
+    credit (paid beyond what they owe, e.g. a one-step order captured before its invoice) are listed with their
+    credit, so the totals' credit is the balance sheet's customer credit balances."""
     ar = (await accounts_by_role(ctx, business))("AR").account_id
     rows: list[AgeingRow] = []
     async with ctx.reports_pool.acquire() as conn:
-        owing = await candidates(conn, business, ar, as_of)
-        for start in range(0, len(owing), chunk):
-            part = owing[start : start + chunk]
+        listed = await _ageing_customers(conn, business, ar, as_of)
+        for start in range(0, len(listed), chunk):
+            part = listed[start : start + chunk]
             events = await load_events(conn, business, ar, part, as_of)
             names = await customer_names(conn, business, part)
             for customer in part:

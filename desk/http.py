@@ -103,8 +103,9 @@ async def read_statement(
     statement_on: Annotated[str, PathParameter(max_length=10, description="the statement's date, YYYY-MM-DD")],
     statement_id: Annotated[str, PathParameter(min_length=1, max_length=64)],
     account: Annotated[str | None, QueryParameter(max_length=64)] = None,
-) -> list[find.BankStatementOut]:
-    """The statement(s) with this date and id: one per account unless `account` names one."""
+) -> Page[find.BankStatementOut]:
+    """The statement(s) with this date and id: one per account unless `account` names one; `{items, next_cursor}`
+    as the list of statements answers (a statement id and date name a handful at most: no next page)."""
     business = await call.business(business_code)
     try:
         day = date.fromisoformat(statement_on)
@@ -114,7 +115,7 @@ async def read_statement(
     found = await find.bank_statement(call.ctx, business, day, statement_id, account)
     if not found:
         raise NotFound("statement_not_found", f"no bank statement {statement_id} of {day.isoformat()}")
-    return found
+    return Page(items=found, next_cursor=None)
 
 
 class AgeingRowOut(Struct, kw_only=True):

@@ -83,6 +83,12 @@ async def books(t: Tenant) -> None:
     await post([("8720", "D", "10.00"), ("1776", "D", "1.90"), ("1400", "C", "11.90")], "2026-10-09",
                'Gutschrift "Kulanz"; Müller')  # fmt: skip
     await post([("1200", "D", "119.00"), ("1400", "C", "119.00")], "2026-10-31", "Zahlung")
+    # QA14 #2: a credit moved from C-1 to C-2 on the collective account moves no DATEV account: no row (DATEV
+    # refuses Konto = Gegenkonto), and the import still gives the month's movements
+    moved = await t.post_entry([{"account": "1400", "customer": "C-2", "debit": "50.00"},
+                                {"account": "1400", "customer": "C-1", "credit": "50.00"}],
+                               date="2026-10-31", description="Umbuchung", reference="UB-1")  # fmt: skip
+    assert moved.status_code == 201, moved.text
     await post([("1200", "D", "1.00"), ("1400", "C", "1.00")], "2026-11-01", "November: not in the file")
 
 
@@ -126,6 +132,7 @@ async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant
         ("11,90", "H", "1400", "8720", "", "0910"),
         ("119,00", "S", "1200", "1400", "", "3110"),
     ]
+    assert [r for r in rows if r[KONTO] == r[GEGEN] or r["Belegfeld 1"] == "UB-1"] == []
     assert rows[0]["Belegfeld 1"] == "INV-1/"  # DATEV's characters only
     assert rows[0]["Buchungstext"] == "Rechnung Müller"  # Windows-1252 holds the umlaut
     assert rows[6]["Buchungstext"] == 'Gutschrift "Kulanz"; Müller'
@@ -145,7 +152,9 @@ async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant
     assert import_like_datev(keyed, accounts, automatic=False) == moved
 
     # a closed month is written as fixed (Festschreibung), and the G/L report's DATEV format is this file
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     closed = await t.get("/periods/2026-10/gl-report", key=t.accountant_key, format="datev")
     assert closed.status_code == 200
     header, again = read_datev(closed.content)

@@ -243,10 +243,10 @@ async def test_find_customers_orders_and_statements(books: Books) -> None:
     assert statement["exceptions"][0]["amount"] == "12.34"
     one = await t.get(f"/bank-statements/{statement['statement_date']}/WD-ST-1", key=key)
     assert one.status_code == 200
-    assert one.json()[0]["lines"] == statement["lines"]
+    assert (one.json()["items"][0]["lines"], one.json()["next_cursor"]) == (statement["lines"], None)
     # settlements and notices are found through their own routes
     assert (await found("/amazon-pay/settlements"))["settlements"][0]["settlement_id"] == books.settlement_id
-    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()
+    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()["items"]
     assert [n["level"] for n in notices] == [1]
 
 
@@ -277,6 +277,15 @@ async def test_bad_find_parameters_are_problems(
         assert r.json()["code"] == code
     assert (await tenant.get("/bank-statements/2026-11-27/NOPE", key=tenant.accountant_key)).status_code == 404
     assert (await tenant.get("/bank-statements/27.11.2026/NOPE", key=tenant.accountant_key)).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/orders", "/entries", "/bank-statements"])
+async def test_a_bad_query_parameter_is_named_as_it_is_sent(tenant: Tenant, path: str) -> None:
+    """QA14 #22: `?from=2026-13-01` names the field `from`, not the handler's `from_date`."""
+    r = await tenant.get(path, key=tenant.accountant_key, **{"from": "2026-13-01"})
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["from"]
+    assert "from_date" not in r.text
 
 
 async def test_forms_need_the_sessions_csrf_token_and_a_reason(
@@ -397,3 +406,28 @@ def test_csv_amounts_follow_the_language() -> None:
     book = openpyxl.load_workbook(io.BytesIO(sheet_file(sheet, "xlsx", Dialect.of("de"), "t").body)).active
     assert book is not None
     assert (book["A2"].value, book["B2"].value) == ("=1+1", -1234.5)  # text stays text; a number
+
+
+async def test_the_ageing_lists_customers_in_credit_as_the_balance_sheet_does(app: Litestar, tenant: Tenant) -> None:
+    """QA14 #12: a customer whose whole balance is credit (paid before or beyond any claim) is a row with its credit,
+    and the totals' credit is the balance sheet's customer credit balances, for as many customers."""
+    t = tenant
+    await t.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-01")
+    for customer, amount in (("C-8", "50.00"), ("C-9", "187.53")):
+        paid = await t.post_entry([{"account": "1200", "debit": amount},
+                                   {"account": "1400", "customer": customer, "credit": amount}], date="2026-11-02")  # fmt: skip
+        assert paid.status_code == 201, paid.text
+    ageing = (await t.get("/reports/receivables-ageing", as_of="2026-11-20")).json()
+    assert [(r["customer"], r["credit"], r["total"]) for r in ageing["rows"]] == [
+        ("C-1", "0.00", "119.00"),
+        ("C-8", "50.00", "-50.00"),
+        ("C-9", "187.53", "-187.53"),
+    ]
+    assert (ageing["customers"], ageing["totals"]["credit"], ageing["totals"]["total"]) == (3, "237.53", "-118.53")
+    sheet = (await t.get("/reports/balance-sheet", as_of="2026-11-20")).json()
+    (prepaid,) = [x for x in sheet["liabilities"] if x.get("portion") == "credit_balances"]
+    assert (prepaid["amount"], prepaid["customers"]) == ("237.53", 2)
+    web = await sign_in(app, t.accountant_key)
+    html = (await web.get("/ui/1001/ageing", params={"as_of": "2026-11-20"})).text
+    await web.aclose()
+    assert [r["data"]["customer"] for r in rows_of(html, "ageing")] == ["C-1", "C-8", "C-9"]
