@@ -913,10 +913,14 @@ async def customers(
     sort: Annotated[str, QueryParameter(max_length=20)] = "customer",
     side: Annotated[str | None, QueryParameter(max_length=10)] = None,
     overdue: Annotated[str | None, QueryParameter(max_length=5)] = None,
-    min_level: Annotated[int, QueryParameter(ge=0, le=99)] = 0,
+    min_level: Annotated[str | None, QueryParameter(max_length=10)] = None,
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
+    level = parse_ascii_int(min_level or "0", length_max=2)  # the form sends an empty field as ""
+    if level is None:
+        raise _refused(v, BadRequest, "query_parameter_invalid", "Dunning level at least: “{value}” is not a "
+                       "number from 0 to 99.", value=min_level)  # fmt: skip
     if sort not in find.CUSTOMER_SORTS:
         raise _refused(v, BadRequest, "query_parameter_invalid", "Sort by: “{value}” is not one of {choices}.",
                        value=sort, choices=", ".join(v.lang._(SORT_LABELS[s]) for s in find.CUSTOMER_SORTS))  # fmt: skip
@@ -929,7 +933,7 @@ async def customers(
         sort=sort,
         side=side or None,  # type: ignore[arg-type]  # checked above
         overdue=overdue in ("1", "on", "true"),
-        min_level=min_level,
+        min_level=level,
     )
     page = await find.find_customers(
         v.ctx, v.business, q=q, cursor=cursor or None, limit=v.rows, as_of=day, where=where
@@ -956,7 +960,7 @@ async def customers(
             customer=c.customer,
         )
     filters = {"q": q, "as_of": as_of, "sort": None if sort == "customer" else sort, "side": side,
-               "overdue": "1" if where.overdue else None, "min_level": min_level or None}  # fmt: skip
+               "overdue": "1" if where.overdue else None, "min_level": level or None}  # fmt: skip
     shown = {k: str(x) for k, x in filters.items() if x}
     return v.respond(
         "customers.html",
@@ -1448,6 +1452,18 @@ def _match(v: View, text: str | None) -> str:
     return text or ""
 
 
+# the clause `payments.bank` starts a parked line's description with (stored English text: the rest, the
+# bank's reference, counterparty and remittance, is shown as it is)
+_PARKED = ("no payout, invoice, order or customer matches", "money out of the bank")
+
+
+def _described(v: View, text: str) -> str:
+    for clause in _PARKED:
+        if text.startswith(f"{clause};"):
+            return v.lang._(clause) + text[len(clause) :]
+    return text
+
+
 _CHECKS = {
     "opening_balance": "Opening balance = previous closing balance",
     "closing_balance": "Opening balance + lines = closing balance",
@@ -1699,7 +1715,7 @@ async def reconciliation(
             e.source_reference,
             e.line,
             _(e.kind),
-            e.description,
+            _described(v, e.description),
             Cell(e.amount, currency=e.currency, display=f"{v.fmt.amount(e.amount, e.currency)} {e.currency}"),
             _(e.state),
             Cell(entry, href=_url(v, f"journal/{entry}")) if entry else None,

@@ -513,9 +513,11 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     back = referer.path + (f"?{referer.query}" if referer.query else "") if referer else None
     back = back if back and back.startswith("/ui/") and not back.startswith("//") else None
     title = _(STATUS_TITLES.get(status, "Error"))
+    known = request.state.get(_PAGE)
+    page = {"business": known[1]} if isinstance(known, tuple) else {}  # its navigation, when signed in to it
     return render(
         "error.html", status, http_status=status, title=title, message=message, fields=fields, back=back,
-        lang=lang, _=_,
+        lang=lang, _=_, **page,
     )  # fmt: skip
 
 

@@ -9,6 +9,8 @@ import html
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -604,3 +606,93 @@ async def test_a_customer_page_links_only_orders_that_exist(
     (item,) = rows_of(page, "open-items")
     assert 'href="/ui/1001/orders/wd-1"' in item["html"]
     assert (await web.get("/ui/1001/orders/wd-1")).status_code == 200
+
+
+async def test_customers_as_of_today_sorted_filtered_and_without_a_level_once_settled(
+    app: Litestar, app_client: httpx.AsyncClient, simulator: Simulator, clock: Any
+) -> None:
+    books = await german_books(app_client, simulator, name="Desk Customers GmbH")
+    t = books.tenant
+    key = t.accountant_key
+    today = clock.now.date()
+    later = today + timedelta(days=2)
+    await t.sale("C-2", "100.00", "84.03", "15.97", date=later.isoformat())  # booked ahead of today
+
+    async def listed(**params: Any) -> list[dict[str, Any]]:
+        r = await t.get("/customers", key=key, **params)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    everyone = await listed()
+    c2 = next(c for c in everyone if c["customer"] == "C-2")
+    assert (c2["balance"], c2["side"]) == ("35.70", "DEBIT")  # today, like the customer's account: not the 100.00
+    account = (await t.get("/customers/C-2/account", key=key, as_of=today.isoformat())).json()
+    assert account["balance"] == "35.70", account  # the customer's page shows the account as of today
+    assert 'id="balance">35,70 S<' in (await (await sign_in(app, key)).get("/ui/1001/customers/C-2")).text
+    ahead = next(c for c in await listed(as_of=later.isoformat()) if c["customer"] == "C-2")
+    assert ahead["balance"] == "135.70"
+    web = await sign_in(app, key)
+    page = rows_of((await web.get("/ui/1001/customers")).text, "customers")
+    assert [(r["data"]["customer"], r["amounts"][0]) for r in page] == [
+        (c["customer"], c["balance"] if c["side"] != "CREDIT" else f"-{c['balance']}") for c in everyone]  # fmt: skip
+
+    # sorted and filtered, the same rows in another order; followed page by page
+    def signed(c: dict[str, Any]) -> Decimal:
+        return Decimal(c["balance"]) * (-1 if c["side"] == "CREDIT" else 1)
+
+    orders = {
+        "balance": sorted(everyone, key=lambda c: (-signed(c), c["customer"])),
+        "oldest_due": sorted(everyone, key=lambda c: (c["oldest_due"] or "9999-12-31", c["customer"])),
+        "dunning_level": sorted(everyone, key=lambda c: (-c["dunning_level"], c["customer"])),
+    }
+    assert orders["balance"][0]["customer"] == books.dunned
+    for sort, expected in orders.items():
+        assert [c["customer"] for c in await listed(sort=sort)] == [c["customer"] for c in expected], sort
+        seen, cursor = [], None
+        while True:
+            r = await t.get("/customers", key=key, sort=sort, limit="2", **({"cursor": cursor} if cursor else {}))
+            seen += [c["customer"] for c in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                break
+        assert seen == [c["customer"] for c in expected], sort
+        shown = rows_of((await web.get("/ui/1001/customers", params={"sort": sort})).text, "customers")
+        assert [r["data"]["customer"] for r in shown] == [c["customer"] for c in expected], sort
+    assert [c["customer"] for c in await listed(side="DEBIT")] == [
+        c["customer"] for c in everyone if c["side"] == "DEBIT"]  # fmt: skip
+    assert [c["customer"] for c in await listed(overdue="true")] == [
+        c["customer"] for c in everyone if c["oldest_due"] and c["oldest_due"] < today.isoformat()]  # fmt: skip
+    dunned_ones = [c["customer"] for c in everyone if c["dunning_level"] >= 1]
+    assert books.dunned in dunned_ones
+    assert len(dunned_ones) < len(everyone)
+    assert [c["customer"] for c in await listed(min_level="1")] == dunned_ones
+    shown = rows_of((await web.get("/ui/1001/customers", params={"min_level": "1", "overdue": "1"})).text, "customers")
+    overdue_ones = [c["customer"] for c in everyone if c["oldest_due"] and c["oldest_due"] < today.isoformat()]
+    assert [r["data"]["customer"] for r in shown] == [c for c in dunned_ones if c in overdue_ones]
+    assert books.dunned not in overdue_ones  # C-100 falls due today: dunned, not overdue
+    first = (await t.get("/customers", key=key, limit="1")).json()["next_cursor"]
+    for params, code in [({"sort": "name"}, None), ({"side": "OWES"}, None), ({"min_level": "-1"}, None),
+                         ({"overdue": "maybe"}, None), ({"sort": "balance", "cursor": first}, "cursor_invalid")]:  # fmt: skip
+        r = await t.get("/customers", key=key, **params)
+        assert r.status_code == 400, (params, r.text)
+        if code:
+            assert r.json()["code"] == code
+    empty = await web.get("/ui/1001/customers", params={"q": "", "side": "", "min_level": "", "sort": "customer"})
+    assert [r["data"]["customer"] for r in rows_of(empty.text, "customers")] == [c["customer"] for c in everyone]
+    for params in [{"sort": "name"}, {"side": "OWES"}, {"min_level": "x"}]:
+        r = await web.get("/ui/1001/customers", params=params)
+        assert (r.status_code, '<html lang="de">' in r.text) == (400, True), params
+
+    # the dunned customer pays everything: no dunning level any more, in the list and on the customer's page
+    dunned = next(c for c in everyone if c["customer"] == books.dunned)
+    assert dunned["dunning_level"] == 1
+    owed = (await t.get(f"/customers/{books.dunned}/account", key=key, as_of=today.isoformat())).json()["balance"]
+    paid = await t.post_entry([{"account": "1200", "debit": owed},
+                               {"account": "1400", "customer": books.dunned, "credit": owed}], date=today.isoformat())  # fmt: skip
+    assert paid.status_code == 201, paid.text
+    settled = next(c for c in await listed() if c["customer"] == books.dunned)
+    assert (settled["side"], settled["dunning_level"]) == ("BALANCED", 0)
+    assert 'id="level">0<' in (await web.get(f"/ui/1001/customers/{books.dunned}")).text
+    assert books.dunned not in [c["customer"] for c in await listed(min_level="1")]
+    await web.aclose()
