@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections import OrderedDict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -471,6 +472,9 @@ CODE_MESSAGES = {
     "cursor_invalid": "This page link is not one Kontor made: start again from the first page.",
     "date_out_of_range": "A date lies outside 1900-01-01 to 2999-12-31.",
     "date_beyond_horizon": "The date lies too far in the future.",
+    "entry_invalid": "The entry is not valid: see the lines named below.",
+    "entry_too_few_lines": "An entry needs at least two lines.",
+    "line_customer_invalid": "A customer goes on lines of the receivables account, and only there.",
     "not_found": "There is no such page.",
     "method_not_allowed": "There is no such page.",
 }
@@ -499,7 +503,7 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     if isinstance(exc, KontorError):
         status = exc.status
         message = _(CODE_MESSAGES[exc.code]) if exc.code in CODE_MESSAGES else exc.detail
-        fields = [f"{e.field}: {e.message}" for e in exc.errors]
+        fields = [f"{_field_label(lang, e.field)}: {e.message}" for e in exc.errors]
     elif isinstance(exc, ValidationException):
         status = 400
         message, fields = _("A value in the address of this page is not valid."), _invalid_values(request, exc, lang)
@@ -519,6 +523,16 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         "error.html", status, http_status=status, title=title, message=message, fields=fields, back=back,
         lang=lang, _=_, **page,
     )  # fmt: skip
+
+
+def _field_label(lang: Language, path: str) -> str:
+    """A field of a form's entry as the form numbers it: "lines[0].debit" -> "Line 1, debit" (the API's path
+    counts from 0, the form's lines from 1)."""
+    m = re.fullmatch(r"lines\[(\d+)\](?:\.(\w+))?", path)
+    if m is None:
+        return path
+    line = lang._("Line {n}").format(n=int(m.group(1)) + 1)
+    return f"{line}, {lang._(m.group(2))}" if m.group(2) else line
 
 
 _ALIASES = {"from_date": "from", "to_date": "to", "shown": "state", "file_format": "format", "next_page": "next"}

@@ -442,6 +442,12 @@ async def test_a_german_form_reads_amounts_as_german_pages_write_them(app: Lites
                                                "credit_2": "1.500,01"})  # fmt: skip
     assert unbalanced.status_code == 422
     assert "Soll (1.500,00) und Haben (1.500,01) weichen ab" in html.unescape(unbalanced.text)
+    customer = await _correction(web, 1001, {"account_1": "4970", "debit_1": "5,00", "customer_1": "C-1",
+                                             "account_2": "1200", "credit_2": "5,00"})  # fmt: skip
+    assert customer.status_code == 422
+    text = html.unescape(customer.text)
+    assert "Ein Kunde gehört auf Zeilen des Forderungskontos" in text, text[text.find("<main>") :]
+    assert "<li>Zeile 1, Kunde: " in text, text[text.find("<main>") :]
     assert len((await tenant.get("/entries", key=tenant.accountant_key)).json()["items"]) == before  # nothing booked
     await web.aclose()
 
