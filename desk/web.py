@@ -5,7 +5,9 @@ page shows exactly the API's figures; amounts and dates are written in the busin
 its language (`desk.i18n`). Every table downloads as CSV or XLSX (`desk.sheets`); charts are inline SVG
 (`desk.charts`). The forms (resolve or dismiss a reconciliation exception, post a correction entry, reverse an
 entry, close a month) each need a reason and the session's CSRF token (`desk.webkit`), and call the same
-use cases as the API.
+use cases as the API; amounts typed into them are read as the page's locale writes them
+(`desk.webkit.parse_local_amount`). An id in a page's path is checked by the page (`_path_id`: 404 for one that
+cannot exist); every error is an HTML page in the page's language (`desk.webkit.error_page`).
 """
 
 from __future__ import annotations
