@@ -978,11 +978,11 @@ async def customers(
     )
 
 
-SORT_LABELS = {
+SORT_LABELS = {  # balance: who owes most first; oldest due: longest overdue first; dunning level: highest first
     "customer": "Customer number",
-    "balance": "Balance (highest first)",
-    "oldest_due": "Oldest due (longest overdue first)",
-    "dunning_level": "Dunning level (highest first)",
+    "balance": "Balance",
+    "oldest_due": "Oldest due",
+    "dunning_level": "Dunning level",
 }
 
 
