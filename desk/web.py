@@ -60,7 +60,8 @@ from dunning import notices as dunning_notices
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
-from ledger import journal, posting, reports
+from ledger import journal, posting, registers, reports
+from ledger.books import accounts_by_role
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable
 from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import ID_MAX, Cursor
@@ -167,23 +168,24 @@ def _money(v: View, minor: int) -> str:
     return format_amount(minor, v.business.currency)
 
 
-def _refused(v: View, error: type[KontorError], code: str, text: str, **values: Any) -> KontorError:
-    """An error of a page, its message written in the page's language (`text` is the catalogue's English)."""
-    return error(code, v.lang._(text).format(**values))
+def _say(v: View, text: str, **values: Any) -> str:
+    """A page's error message in the page's language (`text` is the catalogue's English)."""
+    return v.lang._(text).format(**values)
 
 
 def _month(v: View, period: str) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
     if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
-        raise _refused(v, BadRequest, "period_invalid", "“{value}” is not a month: write YYYY-MM.", value=period[:30])
+        raise Unprocessable("period_invalid", _say(v, "“{value}” is not a month: write YYYY-MM.",
+                       value=period[:30]))  # fmt: skip
     return period
 
 
 def _year(v: View, year: int | None) -> tuple[int, date, date]:
     y = year or v.ctx.today().year
     if not 1900 <= y <= 2999:
-        raise _refused(v, BadRequest, "query_parameter_invalid", "Year: “{value}” is not a year from 1900 to 2999.",
-                       value=y)  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "Year: “{value}” is not a year from 1900 to 2999.",
+                       value=y))  # fmt: skip
     return y, date(y, 1, 1), date(y, 12, 31)
 
 
@@ -259,7 +261,7 @@ async def register(
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
-    page = await reports.register(
+    page = await registers.register(
         v.ctx,
         v.business,
         number,
@@ -443,9 +445,9 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 def _reason(v: View, form: dict[str, str]) -> str:
     reason = form.get("reason", "")
     if not reason:
-        raise _refused(v, Unprocessable, "reason_required", "Give a reason: it is kept with what you do.")
+        raise Unprocessable("reason_required", _say(v, "Give a reason: it is kept with what you do."))
     if len(reason) > REASON_MAX:
-        raise _refused(v, Unprocessable, "reason_too_long", "A reason has at most {n} characters.", n=REASON_MAX)
+        raise Unprocessable("reason_too_long", _say(v, "A reason has at most {n} characters.", n=REASON_MAX))
     return reason
 
 
@@ -456,11 +458,11 @@ def _form_date(v: View, form: dict[str, str], name: str, label: str) -> date | N
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise _refused(v, Unprocessable, "date_invalid", "{field}: “{value}” is not a date: write YYYY-MM-DD.",
-                       field=v.lang._(label), value=text[:40]) from None  # fmt: skip
+        raise Unprocessable("date_invalid", _say(v, "{field}: “{value}” is not a date: write YYYY-MM-DD.",
+                       field=v.lang._(label), value=text[:40])) from None  # fmt: skip
     if not date(1900, 1, 1) <= day <= date(2999, 12, 31):
-        raise _refused(v, Unprocessable, "date_out_of_range", "{field}: “{value}” lies outside 1900-01-01 to "
-                       "2999-12-31.", field=v.lang._(label), value=text)  # fmt: skip
+        raise Unprocessable("date_out_of_range", _say(v, "{field}: “{value}” lies outside 1900-01-01 to "
+                       "2999-12-31.", field=v.lang._(label), value=text))  # fmt: skip
     return day
 
 
@@ -474,8 +476,8 @@ def _form_amount(v: View, text: str, field: str) -> str | None:
     except AmountTextError as exc:
         why = AMOUNT_REASONS[exc.reason]
         example = v.fmt.example()[0]
-        raise _refused(v, Unprocessable, "amount_invalid", why, field=field, typed=text[:60], example=example,
-                       decimals=currency_decimals(v.business.currency)) from None  # fmt: skip
+        raise Unprocessable("amount_invalid", _say(v, why, field=field, typed=text[:60], example=example,
+                       decimals=currency_decimals(v.business.currency))) from None  # fmt: skip
 
 
 AMOUNT_REASONS = {
@@ -539,10 +541,10 @@ async def post_correction(request: Request[Any, Any, Any], code: Code) -> Respon
     reason = _reason(v, form)
     idem = form.get("idem", "")
     if not 8 <= len(idem) <= 64 or not idem.isascii():
-        raise _refused(v, BadRequest, "form_invalid", "Reload the form and send it again.")
+        raise BadRequest("form_invalid", _say(v, "Reload the form and send it again."))
     day = _form_date(v, form, "effective_date", "Date")
     if day is None:
-        raise _refused(v, Unprocessable, "date_required", "The entry needs its date.")
+        raise Unprocessable("date_required", _say(v, "The entry needs its date."))
     _ = v.lang._
     lines = []
     debits = credits = 0
@@ -554,10 +556,10 @@ async def post_correction(request: Request[Any, Any, Any], code: Code) -> Respon
         debit_amount = _form_amount(v, debit, _("Line {n}, debit").format(n=n))
         credit_amount = _form_amount(v, credit, _("Line {n}, credit").format(n=n))
         if not account:
-            raise _refused(v, Unprocessable, "account_required", "Line {n}: choose the account.", n=n)
+            raise Unprocessable("account_required", _say(v, "Line {n}: choose the account.", n=n))
         if (debit_amount is None) == (credit_amount is None):
-            raise _refused(v, Unprocessable, "amount_required", "Line {n}: give a debit or a credit amount, not both.",
-                           n=n)  # fmt: skip
+            raise Unprocessable("amount_required", _say(v, "Line {n}: give a debit or a credit amount, not both.",
+                           n=n))  # fmt: skip
         debits += parse_amount(debit_amount, cur) if debit_amount else 0
         credits += parse_amount(credit_amount, cur) if credit_amount else 0
         lines.append(
@@ -566,9 +568,9 @@ async def post_correction(request: Request[Any, Any, Any], code: Code) -> Respon
             )
         )
     if debits != credits:
-        raise _refused(v, Unprocessable, "entry_unbalanced", "Debits ({debits}) and credits ({credits}) differ: an "
+        raise Unprocessable("entry_unbalanced", _say(v, "Debits ({debits}) and credits ({credits}) differ: an "
                        "entry balances.", debits=v.fmt.amount(format_amount(debits, cur)),
-                       credits=v.fmt.amount(format_amount(credits, cur)))  # fmt: skip
+                       credits=v.fmt.amount(format_amount(credits, cur))))  # fmt: skip
     try:
         body = msgspec.convert(
             {
@@ -597,8 +599,8 @@ def _default_range(v: View, from_date: date | None, to_date: date | None) -> tup
     start = from_date or date(today.year, 1, 1)
     end = to_date or today
     if start > end:
-        raise _refused(v, BadRequest, "query_parameter_invalid", "From ({start}) is after To ({end}).",
-                       start=v.fmt.day(start), end=v.fmt.day(end))  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "From ({start}) is after To ({end}).",
+                       start=v.fmt.day(start), end=v.fmt.day(end)))  # fmt: skip
     return start, end
 
 
@@ -921,14 +923,14 @@ async def customers(
     v = await open_page(request, code)
     level = parse_ascii_int(min_level or "0", length_max=2)  # the form sends an empty field as ""
     if level is None:
-        raise _refused(v, BadRequest, "query_parameter_invalid", "Dunning level at least: “{value}” is not a "
-                       "number from 0 to 99.", value=min_level)  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "Dunning level at least: “{value}” is not a "
+                       "number from 0 to 99.", value=min_level))  # fmt: skip
     if sort not in find.CUSTOMER_SORTS:
-        raise _refused(v, BadRequest, "query_parameter_invalid", "Sort by: “{value}” is not one of {choices}.",
-                       value=sort, choices=", ".join(v.lang._(SORT_LABELS[s]) for s in find.CUSTOMER_SORTS))  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "Sort by: “{value}” is not one of {choices}.",
+                       value=sort, choices=", ".join(v.lang._(SORT_LABELS[s]) for s in find.CUSTOMER_SORTS)))  # fmt: skip
     if side not in (None, "", "DEBIT", "CREDIT", "BALANCED"):
-        raise _refused(v, BadRequest, "query_parameter_invalid", "Balance: “{value}” is not one of DEBIT, CREDIT, "
-                       "BALANCED.", value=side)  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "Balance: “{value}” is not one of DEBIT, CREDIT, "
+                       "BALANCED.", value=side))  # fmt: skip
     day = as_of or v.ctx.today()
     where = find.CustomerFilter(
         q=q,
@@ -1043,7 +1045,7 @@ async def customer(
         as_of=day,
         name=name,
         customer=customer,
-        ar=(await account_index(v.ctx, v.business)).by_role["AR"].number,
+        ar=(await accounts_by_role(v.ctx, v.business))("AR").number,
     )
 
 
@@ -1385,7 +1387,7 @@ async def statement_page(
     try:
         day = date.fromisoformat(statement_on)
     except ValueError:
-        raise _refused(v, NotFound, "statement_not_found", "This bank statement was not imported.") from None
+        raise NotFound("statement_not_found", _say(v, "This bank statement was not imported.")) from None
     found = await find.bank_statement(v.ctx, v.business, day, statement_id[:64], account or None)
     if not found:
         raise NotFound("statement_not_found", f"no bank statement {statement_id} of {day.isoformat()}")
@@ -1682,8 +1684,8 @@ async def reconciliation(
 ) -> Response[Any]:
     v = await open_page(request, code)
     if shown not in ("open", "resolved", "dismissed", "all"):
-        raise _refused(v, BadRequest, "query_parameter_invalid", "State: “{value}” is not one of open, resolved, "
-                       "dismissed, all.", value=shown[:40])  # fmt: skip
+        raise BadRequest("query_parameter_invalid", _say(v, "State: “{value}” is not one of open, resolved, "
+                       "dismissed, all.", value=shown[:40]))  # fmt: skip
     page = await list_exceptions(
         v.ctx,
         v.business,
@@ -1747,10 +1749,10 @@ async def resolve(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
     reason = _reason(v, form)
     exception_id = parse_ascii_int(form.get("exception", ""))
     if exception_id is None or exception_id < 1:
-        raise _refused(v, Unprocessable, "exception_required", "Choose the exception.")
+        raise Unprocessable("exception_required", _say(v, "Choose the exception."))
     action = form.get("action", "")
     if action not in ("resolve", "dismiss"):
-        raise _refused(v, Unprocessable, "action_invalid", "Choose to resolve or to dismiss.")
+        raise Unprocessable("action_invalid", _say(v, "Choose to resolve or to dismiss."))
     try:
         body = Resolution(
             action="resolve" if action == "resolve" else "dismiss",
@@ -1831,8 +1833,8 @@ async def gl_download(
 ) -> Response[Any]:
     v = await open_page(request, code)
     if file_format not in FILE_FORMATS:
-        raise _refused(v, BadRequest, "format_unknown", "Format: “{value}” is not one of {formats}.",
-                       value=file_format[:20], formats=", ".join(FILE_FORMATS))  # fmt: skip
+        raise BadRequest("format_unknown", _say(v, "Format: “{value}” is not one of {formats}.",
+                       value=file_format[:20], formats=", ".join(FILE_FORMATS)))  # fmt: skip
     file = await gl_file(v.ctx, v.business, _month(v, period), file_format, created=v.ctx.clock())
     headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{file.name}"'}
     return Response(file.body, media_type=file.media_type, encoding=file.charset, headers=headers)

@@ -67,6 +67,7 @@ __all__ = [
     "cross_site",
     "csrf_token",
     "ctx_of",
+    "digest",
     "error_page",
     "locale_of",
     "open_page",
@@ -74,6 +75,7 @@ __all__ = [
     "render",
     "session_cookie",
     "session_key",
+    "template_config",
     "viewer_of",
 ]
 

@@ -36,10 +36,10 @@ from ledger.domain import (
     parse_period,
     reversal_of,
 )
-from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable
+from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable, present
 from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
-from ledger.tenancy import account_index, get_account
+from ledger.tenancy import accounts_with, get_account
 from ledger.textsafe import parse_ascii_int
 
 if TYPE_CHECKING:
@@ -339,9 +339,7 @@ async def _drafts_of(
         business.code,
         ids,
     )
-    index = await account_index(ctx, business)
-    if any(r["account_id"] not in index.by_id for r in line_rows):
-        index = await account_index(ctx, business, refresh=True)
+    index = await accounts_with(ctx, business, ids=[r["account_id"] for r in line_rows])
     lines: dict[int, list[LineDraft]] = {i: [] for i in ids}
     for r in line_rows:
         lines[r["entry_id"]].append(
@@ -631,7 +629,7 @@ async def _months_to_close(conn: Connection, business: Business, last_month: dat
         business.merchant_id,
         business.code,
     )
-    assert row is not None
+    row = present(row, "business codes are never deleted")
     if row["closed_through"] is not None:
         start = row["closed_through"] + timedelta(days=1)
     else:
