@@ -196,7 +196,7 @@ async def test_an_accountant_clicks_through_every_page(
         (in_dunning,) = cells(b, "#in-dunning")
         assert in_dunning["data"]["customer"] == dunned
         assert b.find_element(By.CSS_SELECTOR, "#in-dunning td.level").text == "1"
-        assert "Mahnung 1" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
+        assert "1 Mahnung erstellt" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
 
         # reconciliation exceptions: the bank line nobody could match
         click(b, "Abstimmung")
