@@ -278,16 +278,18 @@ async def viewer_of(request: Request[Any, Any, Any]) -> Viewer:
 
 def cross_site(request: Request[Any, Any, Any]) -> bool:
     """True for a form another site made the browser post here. The browser says where a request comes from:
-    Sec-Fetch-Site (W3C Fetch Metadata), else Origin (RFC 6454), compared with the Host it was sent to. A
-    request with neither (curl, a script) cannot have been forged by a web page and is let through; SameSite
+    Sec-Fetch-Site (W3C Fetch Metadata), else Origin (RFC 6454), else Referer, compared with the Host it was sent
+    to. A request with none of them (curl, a script) cannot have been forged by a web page and is let through; SameSite
     cookies do not help against login CSRF, because the attack sets a cookie rather than sending one."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site not in ("same-origin", "none")
+    host = request.headers.get("host", "").lower()
     origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    return origin == "null" or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    if origin is not None:
+        return origin == "null" or urlsplit(origin).netloc.lower() != host
+    referer = request.headers.get("referer")  # older browsers send only this on a cross-site form post
+    return referer is not None and urlsplit(referer).netloc.lower() != host
 
 
 def check_csrf(request: Request[Any, Any, Any], viewer: Viewer, token: str) -> None:

@@ -20,6 +20,7 @@ the entry id), Belegfeld 2 its order (`order_reference`, cut to DATEV's 12 chara
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from dataclasses import dataclass, replace
@@ -27,10 +28,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
+import asyncpg
 import msgspec
 from msgspec import Meta, Struct
 
-from ledger.context import Kontor
+from ledger.context import AccountIndex, Kontor
 from ledger.domain import Account, Business, month_end, parse_period
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, vat_from_gross
@@ -285,6 +287,22 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
             business.code,
             last,
         )
+    # the file is built in a worker thread: a month of tens of thousands of entries held the event loop ~2 s
+    return await asyncio.to_thread(_file, business, period, settings, index, entries, closed, created)
+
+
+def _file(
+    business: Business,
+    period: str,
+    settings: DatevSettingsOut,
+    index: AccountIndex,
+    entries: list[asyncpg.Record],
+    closed: bool,
+    created: datetime,
+) -> bytes:
+    """The Buchungsstapel of the month's entries (CPU work only: no database, no event loop)."""
+    first = parse_period(period)
+    last = month_end(first)
     out = io.StringIO()
     length = settings.account_length
     fiscal_year = date(first.year if first.month >= settings.fiscal_year_start_month else first.year - 1,

@@ -8,8 +8,11 @@ the G/L report's movements of the month to the cent, so no VAT is lost or double
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import itertools
+import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -245,3 +248,41 @@ async def test_orders_documents_are_belegfeld_1_and_the_order_belegfeld_2(tenant
         assert documents[number]["Auftragsnummer"] == "order-4711-long-id"
     assert documents["RE-2026-0815"][AMOUNT] == "178,50"
     assert all(r["Belegfeld 2"] == "order-4711-l" for r in rows)  # the capture and the refunds name the order too
+
+
+async def test_the_service_keeps_answering_while_a_months_datev_file_is_built(tenant: Tenant) -> None:
+    """Kind 3: a month of thousands of entries was turned into its DATEV file on the event loop, and /health of
+    every merchant waited for it (1.9 s for 30,000 entries). The test's client and the service share one loop, so
+    /health answers during the export only if the file is built off it; no pause may take half the export."""
+    t = tenant
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    line = {"account": "1400", "customer": "C-1", "debit": "119.00"}
+    entry = {
+        "effective_date": "2026-11-10",
+        "description": "Rechnung",
+        "lines": [line, {"account": "8400", "credit": "100.00"}, {"account": "1776", "credit": "19.00"}],
+    }
+    for chunk in range(8):
+        r = await t.post("/entries/batch", {"entries": [{**entry, "reference": f"R-{chunk}-{n}"} for n in range(500)]})
+        assert r.status_code == 201, r.text
+    exporting = True
+    answered: list[float] = []
+
+    async def probe() -> None:
+        while exporting:
+            assert (await t.client.get("/health")).status_code == 200
+            answered.append(time.perf_counter())
+            await asyncio.sleep(0.005)
+
+    prober = asyncio.create_task(probe())
+    began = time.perf_counter()
+    r = await t.client.get(t.url("/periods/2026-11/datev"), headers=t.headers(t.accountant_key))
+    ended = time.perf_counter()
+    exporting = False
+    await prober
+    assert r.status_code == 200, r.text[:300]
+    assert r.content.count(b"\r\n") == 2 + 4000  # header, column names, one row per entry
+    export = ended - began
+    done = [began, *(when for when in answered if began <= when <= ended), ended]
+    longest = max(b - a for a, b in itertools.pairwise(done))
+    assert longest < export / 2, f"/health did not answer for {longest:.2f} s of the {export:.2f} s export"

@@ -26,6 +26,7 @@ CROSS_SITE = [
     {"Origin": "https://evil.example"},  # a browser without Fetch Metadata
     {"Origin": "null"},  # a page with Referrer-Policy: no-referrer, or a sandboxed frame
     {"Sec-Fetch-Site": "same-site", "Origin": "https://other.kontor.test"},
+    {"Referer": "https://evil.example/x"},  # an older browser that sends only the Referer
 ]
 
 
