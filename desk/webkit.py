@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 
 from babel.dates import format_date
 from babel.languages import get_official_languages
-from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol
+from babel.numbers import get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Request, Response
 from litestar.datastructures import Cookie
@@ -105,9 +105,16 @@ class Formats:
         """A wire amount ("-1234.50") as the locale writes it ("-1.234,50"); empty for none."""
         if text is None or text == "":
             return ""
+        # grouped by threes here: Babel's pattern formatting leaves de_CH/fr_CH/it_CH millions ungrouped
+        # ("1234567.89") and groups ten-digit amounts once ("1234567'890.00"); the forms read every group
         digits = currency_decimals(currency or self.currency)
-        pattern = "#,##0." + "0" * digits if digits else "#,##0"
-        return str(format_decimal(Decimal(text), format=pattern, locale=self.locale))
+        value = Decimal(text)
+        whole, _, fraction = f"{abs(value):.{digits}f}".partition(".")
+        groups = [whole[max(0, end - 3) : end] for end in range(len(whole), 0, -3)][::-1]
+        written = get_group_symbol(self.locale).join(groups)
+        if digits:
+            written += get_decimal_symbol(self.locale) + fraction
+        return (get_minus_sign_symbol(self.locale) if value < 0 else "") + written
 
     def example(self) -> tuple[str, str]:
         """An amount as a form takes it, with and without thousands separators: ("1.234,56", "1234,56")."""

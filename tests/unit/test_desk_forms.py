@@ -75,7 +75,7 @@ def test_a_currency_without_decimals() -> None:
 @given(st.integers(min_value=1, max_value=10**13))
 def test_what_a_page_writes_it_reads_back_exactly(minor: int) -> None:
     wire = f"{minor // 100}.{minor % 100:02d}"
-    for locale in ("de_DE", "de_AT", "en_US", "en_GB", "fr_FR"):
+    for locale in ("de_DE", "de_AT", "de_CH", "fr_CH", "en_US", "en_GB", "fr_FR"):
         shown = Formats(locale, "EUR").amount(wire)
         assert parse_local_amount(shown, locale, "EUR") == wire, (locale, shown)
 
@@ -86,3 +86,11 @@ def test_plural_labels_follow_the_catalogue() -> None:
     assert de.n_("{n} customer owes something.", "{n} customers owe something.", 3) == "{n} Kunden schulden etwas."
     en = Language.of("en")
     assert en.n_("{n} customer owes something.", "{n} customers owe something.", 1) == "{n} customer owes something."
+
+
+def test_swiss_amounts_are_grouped_by_threes() -> None:
+    """Babel's pattern formatting wrote 1234567.89 ungrouped and 1234567'890.00 for de_CH."""
+    assert Formats("de_CH", "CHF").amount("1234567.89") == "1'234'567.89"
+    assert Formats("de_CH", "CHF").amount("-9999999999.99") == "-9'999'999'999.99"
+    assert Formats("de_DE", "EUR").amount("-1234.5") == "-1.234,50"
+    assert Formats("ja_JP", "JPY").amount("1234567") == "1,234,567"
