@@ -33,6 +33,7 @@ from payments.amazon.client import AmazonPayError
 from payments.amazon.sns import SnsError
 from payments.ipn_apply import ClaimLost, Ignored, Later, apply_notification
 from payments.runtime import Payments
+from payments.settings_claims import owner_of
 
 __all__ = [
     "ATTEMPTS_MAX",
@@ -107,9 +108,7 @@ async def receive_ipn(ctx: Kontor, rt: Payments, raw: bytes, headers: Mapping[st
     amazon_merchant_id, notification_id, kind = _identity(message)
     if not amazon_merchant_id or not notification_id or len(notification_id) > 200:
         raise BadRequest("ipn_malformed", "the message names no merchant or no notification id")
-    owner = await ctx.pool.fetchrow(
-        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1", amazon_merchant_id
-    )
+    owner = await owner_of(ctx, amazon_merchant_id)
     if owner is None:
         raise Forbidden("ipn_rejected", "no business code has Amazon Pay connected for this merchant")
     try:
@@ -120,14 +119,14 @@ async def receive_ipn(ctx: Kontor, rt: Payments, raw: bytes, headers: Mapping[st
     stored = await ctx.pool.fetchval(
         "INSERT INTO ipn_messages (merchant_id, notification_id, seller_id, notification_type, raw, object_id) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, notification_id) DO NOTHING RETURNING true",
-        owner["merchant_id"],
+        owner[0],
         notification_id,
         amazon_merchant_id,
         kind[:100],
         raw.decode(),
         str(message.get("ObjectId", ""))[:200] or None,
     )
-    return [(owner["merchant_id"], notification_id)] if stored else []
+    return [(owner[0], notification_id)] if stored else []
 
 
 class Claim(NamedTuple):

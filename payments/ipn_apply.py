@@ -33,6 +33,7 @@ from payments.disputes import record_chargeback, sync_dispute
 from payments.orders import book_planned_invoice
 from payments.runtime import Payments
 from payments.settings import MerchantSettings, load_settings, mark_proven
+from payments.settings_claims import owner_of
 from payments.store import OrderRow, load_order, refresh_status
 
 if TYPE_CHECKING:
@@ -114,12 +115,10 @@ async def apply_notification(
         raise Ignored(f"ObjectType {object_type!r} is not one Kontor applies")
     if not message.ObjectId:
         raise Ignored("the message names no ObjectId")
-    account = await ctx.pool.fetchrow(
-        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1", message.MerchantID
-    )
-    if account is None or account["merchant_id"] != merchant_id:
+    owner = await owner_of(ctx, message.MerchantID)
+    if owner is None or owner[0] != merchant_id:
         raise Ignored("the Amazon merchant account is no longer connected to this merchant")
-    business = await get_business(ctx, merchant_id, account["business"])
+    business = await get_business(ctx, merchant_id, owner[1])
     try:
         settings = await load_settings(ctx, rt, business)
     except KontorError as exc:

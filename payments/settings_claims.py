@@ -26,10 +26,18 @@ from payments.settings_checks import invalid
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["check_move", "claim", "mark_proven", "release"]
+__all__ = ["check_move", "claim", "mark_proven", "owner_of", "release"]
 
 log = logging.getLogger("kontor.amazon_pay")
 OPEN_ORDERS_NAMED = 5
+
+
+async def owner_of(ctx: Kontor, amazon_merchant_id: str) -> tuple[int, int] | None:
+    """(merchant id, business code) that connected the Amazon merchant account, or None."""
+    row = await ctx.pool.fetchrow(
+        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1", amazon_merchant_id
+    )
+    return None if row is None else (row["merchant_id"], row["business"])
 
 
 async def claim(
