@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 
 from dunning.decide import current_cycle
 from dunning.store import ar_account, customer_items, load_states, paused_orders, reset_dunning, set_collection_status
-from dunning.writeoffs import split_principal, write_off
+from dunning.writeoffs import claim_by_rate, write_off
 from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -80,7 +80,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
         for bucket in sorted(items.principal.values(), key=lambda b: (b.due, b.key)):
             if bucket.open <= 0:
                 continue
-            split = await split_principal(conn, business, [bucket])
+            split = await claim_by_rate(conn, business, bucket)
             principal.append(
                 PrincipalOut(
                     order_reference=bucket.order_ref,
