@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from ledger.coalesce import Coalescer
 from ledger.config import Settings
 from ledger.domain import Account, Business, Horizon
 from ledger.secrets import SecretBox
@@ -91,6 +92,8 @@ class Kontor:
     period_closed_hooks: list[PeriodClosedHook] = field(default_factory=list)
     # called in the same transaction before the months are closed: period-end postings dated in them
     period_closing_hooks: list[PeriodClosingHook] = field(default_factory=list)
+    # the process's queue of single-entry postings that share commits (ledger.journal creates it on first use)
+    post_coalescer: Coalescer[Any, Any] | None = None
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()

@@ -46,7 +46,12 @@ async def post_entry(
         accounts = await account_index(call.ctx, business, refresh=True)
     draft = posting.draft_entry(data, business, accounts.by_number)
     posted = await journal.post_entries(
-        call.ctx, business, [draft], idem_key=idempotency_key, request_sha256=call.request_sha256(data)
+        call.ctx,
+        business,
+        [draft],
+        idem_key=idempotency_key,
+        request_sha256=call.request_sha256(data),
+        coalesce=True,
     )
     return _created(posted.entries[0], posted.replayed)
 
