@@ -321,20 +321,18 @@ async def _send_coalesced(ctx: Kontor, items: Sequence[_Queued]) -> list[list[as
     """Book `items` in one call of kontor_post_coalesced; each gets its rows, or the outcome of its own posting
     alone when the batch refused it (every refusal is then answered exactly as without coalescing)."""
     slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
-    payload = _json(
-        [
-            {
-                "q": q,
-                "m": item.business.merchant_id,
-                "b": item.business.code,
-                "key": item.idem_key,
-                "sha": item.request_sha256.hex(),
-                "e": item.rows.entries,
-                "l": item.rows.lines,
-            }
-            for q, item in enumerate(items)
-        ]
-    )
+    payload = [  # sent as jsonb: PostgreSQL parses it once
+        {
+            "q": q,
+            "m": item.business.merchant_id,
+            "b": item.business.code,
+            "key": item.idem_key,
+            "sha": item.request_sha256.hex(),
+            "e": item.rows.entries,
+            "l": item.rows.lines,
+        }
+        for q, item in enumerate(items)
+    ]
     try:
         rows = await ctx.pool.fetch(_COALESCED_SQL, slot, payload)
     except (asyncpg.PostgresError, *CONNECTION_LOST):
