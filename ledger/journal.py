@@ -9,8 +9,8 @@ then a commit whose outcome was lost is found again instead of being booked twic
 
 Single-entry postings with an idempotency key and no account that may not go negative (the HTTP
 `POST .../entries` path) are coalesced: the process's `Coalescer` gathers those arriving together and
-`kontor_post_coalesced` books them in one call and one commit, each in a subtransaction of its own. A
-request answered from a batch was committed with it. A request the batch refused (closed period, unknown
+`kontor_post_coalesced` books them in one call and one commit (inserted together; when that fails, each
+in a subtransaction of its own). A request answered from a batch was committed with it. A request the batch refused (closed period, unknown
 account, a key held by another transaction, ...) is posted again alone through `kontor_post_entries`,
 which gives it exactly the answer it gets without coalescing; a batch refused whole (the account bound,
 a lost connection) is posted again one request at a time, and keyed retries replay what was committed.
