@@ -1,8 +1,16 @@
--- Kontor schema: the ledger's invariants live here, not only in Python.
+-- Kontor schema: the whole current schema in one readable picture; the ledger's invariants live here, not only
+-- in Python.
 --
--- Applied by the service at start (ledger/db.py) inside one transaction under an advisory lock, and
--- only when its SHA-256 differs from the one recorded in kontor_schema; every statement is therefore
--- idempotent (IF NOT EXISTS / OR REPLACE / DROP ... IF EXISTS before CREATE TRIGGER).
+-- How it is applied (ledger/migrate.py): to an EMPTY database only, in one transaction under an advisory lock;
+-- every migration in ledger/migrations/ is then recorded in schema_migrations as installed. A database that
+-- exists is taken forward by those numbered migrations, never by this file: a change here comes with a migration
+-- that makes the same change to a database of the release before (tests/integration/test_migrations.py installs
+-- this file and migrates the oldest released schema, and compares the two catalogues).
+--
+-- Owners: each package owns a section of this file (its tables, indexes, functions and triggers), bottom-up in
+-- the order of the layers: ledger, payments, dunning, desk. A section's SQL, and each package's SQL in Python,
+-- touches only the tables and functions of its own section and of the sections before it
+-- (tests/unit/test_sql_ownership.py).
 --
 -- Guarantees enforced by the database (each is checked again in the pure domain code, ledger/domain.py):
 --   * entries, lines, chain links and period closes are append-only: UPDATE, DELETE and TRUNCATE raise;
@@ -19,18 +27,27 @@
 -- hot account (PSP clearing, revenue, VAT) is N rows instead of one and concurrent postings rarely wait
 -- on each other's row locks. Reads sum the slots (and days up to an as-of date).
 
-CREATE TABLE IF NOT EXISTS kontor_schema (
-    sha256      text        PRIMARY KEY,
+-- ===================================================================================================
+-- Section owned by ledger (ledger/): the journal, accounts, balances, the hash chain, API keys, the audit
+-- trail, the business profile and export settings; the posting and period-close functions; schema bookkeeping.
+-- ===================================================================================================
+-- The migrations applied to this database (ledger/migrate.py): `installed` with schema.sql into an empty
+-- database, or `migrated` into one that existed; sha256 is the file's, checked again at every start.
+CREATE TABLE schema_migrations (
+    version     integer     PRIMARY KEY CHECK (version >= 1),
+    name        text        NOT NULL,
+    sha256      text        NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    how         text        NOT NULL CHECK (how IN ('installed', 'migrated')),
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS merchants (
+CREATE TABLE merchants (
     merchant_id bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name        text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TABLE IF NOT EXISTS businesses (
+CREATE TABLE businesses (
     merchant_id    bigint      NOT NULL REFERENCES merchants (merchant_id),
     business       smallint    NOT NULL CHECK (business BETWEEN 1000 AND 9999),
     country        text        NOT NULL CHECK (country ~ '^[A-Z]{2}$'),
@@ -42,7 +59,7 @@ CREATE TABLE IF NOT EXISTS businesses (
     PRIMARY KEY (merchant_id, business)
 );
 
-CREATE TABLE IF NOT EXISTS api_keys (
+CREATE TABLE api_keys (
     merchant_id bigint      NOT NULL REFERENCES merchants (merchant_id),
     key_id      bigint      GENERATED ALWAYS AS IDENTITY,
     secret_sha256 bytea     NOT NULL CHECK (length(secret_sha256) = 32),
@@ -53,7 +70,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     PRIMARY KEY (merchant_id, key_id)
 );
 
-CREATE TABLE IF NOT EXISTS accounts (
+CREATE TABLE accounts (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     account_id     bigint   GENERATED ALWAYS AS IDENTITY,
@@ -70,12 +87,12 @@ CREATE TABLE IF NOT EXISTS accounts (
     UNIQUE (merchant_id, business, number),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS accounts_role_key
+CREATE UNIQUE INDEX accounts_role_key
     ON accounts (merchant_id, business, role) WHERE role IS NOT NULL;
 
-CREATE SEQUENCE IF NOT EXISTS entry_id_seq AS bigint;
+CREATE SEQUENCE entry_id_seq AS bigint;
 
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE entries (
     merchant_id    bigint      NOT NULL,
     business       smallint    NOT NULL,
     entry_id       bigint      NOT NULL DEFAULT nextval('entry_id_seq'),
@@ -88,21 +105,26 @@ CREATE TABLE IF NOT EXISTS entries (
     content_sha256 bytea       NOT NULL CHECK (length(content_sha256) = 32),
     xid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
     posted_by      bigint,     -- the API key of the request that posted it (ledger/audit.py); NULL: Kontor itself
+    -- the order it belongs to, beside its document number in `reference` (an invoice, credit note, goodwill or
+    -- payment number): DATEV Belegfeld 2, and what dunning groups a customer's claims by
+    order_reference text       CHECK (length(order_reference) BETWEEN 1 AND 200),
     PRIMARY KEY (merchant_id, business, entry_id),
     -- the business code is checked by entries_open_period (see "References on the posting path" below)
     FOREIGN KEY (merchant_id, business, reverses) REFERENCES entries (merchant_id, business, entry_id)
 );
-CREATE INDEX IF NOT EXISTS entries_by_date ON entries (merchant_id, business, effective_date, entry_id);
-CREATE INDEX IF NOT EXISTS entries_by_reference
+CREATE INDEX entries_by_date ON entries (merchant_id, business, effective_date, entry_id);
+CREATE INDEX entries_by_reference
     ON entries (merchant_id, business, reference) WHERE reference IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_by_metadata
+CREATE INDEX entries_by_metadata
     ON entries USING gin (metadata jsonb_path_ops) WHERE metadata <> '{}';
-CREATE UNIQUE INDEX IF NOT EXISTS entries_reversed_once
+CREATE UNIQUE INDEX entries_reversed_once
     ON entries (merchant_id, business, reverses) WHERE reverses IS NOT NULL;
-ALTER TABLE entries ADD COLUMN IF NOT EXISTS posted_by bigint;
+CREATE INDEX entries_by_xid ON entries (xid, entry_id);
+CREATE INDEX entries_by_order_reference
+    ON entries (merchant_id, business, order_reference) WHERE order_reference IS NOT NULL;
 
 -- The audit trail of actions that are not entries themselves (ledger/audit.py): who, when, why. Append-only.
-CREATE TABLE IF NOT EXISTS audit_actions (
+CREATE TABLE audit_actions (
     merchant_id bigint      NOT NULL,
     action_id   bigint      GENERATED ALWAYS AS IDENTITY,
     business    smallint,
@@ -114,15 +136,9 @@ CREATE TABLE IF NOT EXISTS audit_actions (
     details     jsonb       NOT NULL DEFAULT '{}',
     PRIMARY KEY (merchant_id, action_id)
 );
-CREATE INDEX IF NOT EXISTS audit_actions_by_business ON audit_actions (merchant_id, business, action_id);
-CREATE INDEX IF NOT EXISTS entries_by_xid ON entries (xid, entry_id);
--- the order an entry belongs to, beside its document number in `reference` (an invoice, credit note, goodwill or
--- payment number): DATEV Belegfeld 2, and what dunning groups a customer's claims by
-ALTER TABLE entries ADD COLUMN IF NOT EXISTS order_reference text CHECK (length(order_reference) BETWEEN 1 AND 200);
-CREATE INDEX IF NOT EXISTS entries_by_order_reference
-    ON entries (merchant_id, business, order_reference) WHERE order_reference IS NOT NULL;
+CREATE INDEX audit_actions_by_business ON audit_actions (merchant_id, business, action_id);
 
-CREATE TABLE IF NOT EXISTS lines (
+CREATE TABLE lines (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     entry_id       bigint   NOT NULL,
@@ -137,15 +153,15 @@ CREATE TABLE IF NOT EXISTS lines (
     PRIMARY KEY (merchant_id, business, entry_id, line_no)
     -- entry and account are checked by lines_same_transaction (see "References on the posting path" below)
 );
-CREATE INDEX IF NOT EXISTS lines_register
+CREATE INDEX lines_register
     ON lines (merchant_id, business, account_id, effective_date, entry_id, line_no);
-CREATE INDEX IF NOT EXISTS lines_by_customer
+CREATE INDEX lines_by_customer
     ON lines (merchant_id, business, customer, effective_date, entry_id) WHERE customer IS NOT NULL;
 
 -- Each account's whole-history sums per currency, spread over the same slots as balance_totals (no day):
 -- what kontor_post_entries checks the account bound against (debits, and credits, at most 9 x 10^15 minor
 -- units each), and what the overdraft guard reads, 16 rows per account whatever its history.
-CREATE TABLE IF NOT EXISTS account_totals (
+CREATE TABLE account_totals (
     merchant_id  bigint   NOT NULL,
     business     smallint NOT NULL,
     account_id   bigint   NOT NULL,
@@ -156,7 +172,7 @@ CREATE TABLE IF NOT EXISTS account_totals (
     PRIMARY KEY (merchant_id, business, account_id, currency, slot)
 );
 
-CREATE TABLE IF NOT EXISTS balance_totals (
+CREATE TABLE balance_totals (
     merchant_id  bigint   NOT NULL,
     business     smallint NOT NULL,
     account_id   bigint   NOT NULL,
@@ -168,22 +184,9 @@ CREATE TABLE IF NOT EXISTS balance_totals (
     PRIMARY KEY (merchant_id, business, account_id, currency, day, slot)
 );
 -- rows of past days still spread over slots, for kontor_compact_balance_slots
-CREATE INDEX IF NOT EXISTS balance_totals_to_compact ON balance_totals (day) WHERE slot <> 0;
+CREATE INDEX balance_totals_to_compact ON balance_totals (day) WHERE slot <> 0;
 
--- account_totals arrived after balance_totals: filled once from it, while no posting runs (SHARE lock until
--- this schema transaction commits). Sums beyond bigint (books from before the bound) are capped.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM account_totals) AND EXISTS (SELECT 1 FROM balance_totals) THEN
-        LOCK TABLE balance_totals IN SHARE MODE;
-        INSERT INTO account_totals (merchant_id, business, account_id, currency, slot, debit_minor, credit_minor)
-        SELECT merchant_id, business, account_id, currency, 0,
-               LEAST(sum(debit_minor), 9223372036854775807), LEAST(sum(credit_minor), 9223372036854775807)
-          FROM balance_totals GROUP BY merchant_id, business, account_id, currency;
-    END IF;
-END $$;
-
-CREATE TABLE IF NOT EXISTS idempotency_keys (
+CREATE TABLE idempotency_keys (
     merchant_id  bigint      NOT NULL,
     idem_key     text        NOT NULL CHECK (length(idem_key) BETWEEN 1 AND 255),
     request_sha256 bytea     NOT NULL CHECK (length(request_sha256) = 32),
@@ -192,9 +195,9 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, idem_key)
 );
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
 
-CREATE TABLE IF NOT EXISTS period_closes (
+CREATE TABLE period_closes (
     merchant_id bigint      NOT NULL,
     business    smallint    NOT NULL,
     period      date        NOT NULL CHECK (extract(day FROM period) = 1),
@@ -206,7 +209,7 @@ CREATE TABLE IF NOT EXISTS period_closes (
 
 -- Hash chain per business code. Entries are linked asynchronously (ledger/chain.py) in the order of the
 -- inserting transaction id, so posting never waits on a per-business chain head.
-CREATE TABLE IF NOT EXISTS chain_links (
+CREATE TABLE chain_links (
     merchant_id bigint   NOT NULL,
     business    smallint NOT NULL,
     seq         bigint   NOT NULL CHECK (seq >= 1),
@@ -216,7 +219,7 @@ CREATE TABLE IF NOT EXISTS chain_links (
     UNIQUE (merchant_id, business, entry_id)
 );
 
-CREATE TABLE IF NOT EXISTS chain_heads (
+CREATE TABLE chain_heads (
     merchant_id bigint   NOT NULL,
     business    smallint NOT NULL,
     seq         bigint   NOT NULL,
@@ -226,7 +229,7 @@ CREATE TABLE IF NOT EXISTS chain_heads (
 );
 
 -- Operator-level: how far the chainer has looked (all transactions below this xid are finished).
-CREATE TABLE IF NOT EXISTS chain_watermark (
+CREATE TABLE chain_watermark (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     xid_done   xid8    NOT NULL,
     entry_done bigint  NOT NULL
@@ -743,7 +746,7 @@ END $$;
 
 -- The business's letterhead: legal name, address, tax ids, register, bank, contact, letter language, logo
 -- (ledger/profiles.py validates every field). One row per business code, replaced whole by each PUT.
-CREATE TABLE IF NOT EXISTS business_profiles (
+CREATE TABLE business_profiles (
     merchant_id   bigint      NOT NULL,
     business      smallint    NOT NULL,
     profile       jsonb       NOT NULL CHECK (jsonb_typeof(profile) = 'object'),
@@ -758,13 +761,24 @@ CREATE TABLE IF NOT EXISTS business_profiles (
         AND (logo IS NULL) = (logo_width IS NULL) AND (logo IS NULL) = (logo_height IS NULL))
 );
 
+-- DATEV export settings per business code (consultant and client numbers, fiscal year, account length).
+CREATE TABLE datev_settings (
+    merchant_id   bigint      NOT NULL,
+    business      smallint    NOT NULL,
+    settings      jsonb       NOT NULL CHECK (jsonb_typeof(settings) = 'object'),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, business),
+    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
+);
+
 -- ===================================================================================================
--- Payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay mirror, IPNs.
+-- Section owned by payments (payments/): Amazon Pay settings, orders and their documents, the Amazon Pay
+-- mirror, IPNs, settlements, bank statements, reconciliation, notifications to the merchant (outbox, webhooks).
 -- Business records, mutable where their state changes; every booking they cause is a journal entry.
 -- Amazon Pay means the API v2 (Checkout v2); Checkout v1 (MWS) ended on 31 March 2026. Orders created
 -- under v1 are kept and managed through v2 (the v1 order reference id is their charge permission id).
 -- ===================================================================================================
-CREATE TABLE IF NOT EXISTS amazon_pay_settings (
+CREATE TABLE amazon_pay_settings (
     merchant_id       bigint   NOT NULL,
     business          smallint NOT NULL,
     amazon_merchant_id text    NOT NULL CHECK (amazon_merchant_id ~ '^[A-Z0-9]{5,32}$'),
@@ -793,7 +807,7 @@ CREATE TABLE IF NOT EXISTS amazon_pay_settings (
 -- A claim is proven (proven_at) once Amazon showed that the business code's credentials act for that account: a
 -- delegated token exchanged for it, a payout (disbursement) or settlement report of it, an IPN of it whose object
 -- the credentials read. An unproven claim yields to a PUT whose credentials prove the account.
-CREATE TABLE IF NOT EXISTS amazon_pay_accounts (
+CREATE TABLE amazon_pay_accounts (
     amazon_merchant_id text     PRIMARY KEY,
     merchant_id        bigint   NOT NULL,
     business           smallint NOT NULL,
@@ -801,7 +815,7 @@ CREATE TABLE IF NOT EXISTS amazon_pay_accounts (
     proven_at          timestamptz
 );
 
-CREATE TABLE IF NOT EXISTS orders (
+CREATE TABLE orders (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     -- at most 20 characters: Amazon idempotency keys (<= 32) derive from it: <business>-<order>-i2
@@ -825,9 +839,13 @@ CREATE TABLE IF NOT EXISTS orders (
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business),
     CONSTRAINT orders_amazon_reference CHECK (checkout_session_id IS NOT NULL OR charge_permission_id IS NOT NULL)
 );
-CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (merchant_id, business, customer);
+CREATE INDEX orders_by_customer ON orders (merchant_id, business, customer);
+CREATE UNIQUE INDEX orders_by_checkout_session
+    ON orders (merchant_id, business, checkout_session_id) WHERE checkout_session_id IS NOT NULL;
+CREATE UNIQUE INDEX orders_by_charge_permission
+    ON orders (merchant_id, business, charge_permission_id) WHERE charge_permission_id IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS order_items (
+CREATE TABLE order_items (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     order_ref      text     NOT NULL,
@@ -846,7 +864,7 @@ CREATE TABLE IF NOT EXISTS order_items (
 
 -- Invoices, cancellations, returns, goodwills, payments: one row per document, keyed by its reference,
 -- with the request fingerprint (a retry replays the stored response, another body is refused).
-CREATE TABLE IF NOT EXISTS order_documents (
+CREATE TABLE order_documents (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     order_ref      text     NOT NULL,
@@ -862,12 +880,12 @@ CREATE TABLE IF NOT EXISTS order_documents (
     PRIMARY KEY (merchant_id, business, kind, ref),
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
 );
-CREATE INDEX IF NOT EXISTS order_documents_by_order ON order_documents (merchant_id, business, order_ref);
+CREATE INDEX order_documents_by_order ON order_documents (merchant_id, business, order_ref);
 
 -- The Amazon Pay mirror: charges and refunds with Amazon's states. A charge is an authorization and its
 -- capture in one object (v2); a v1 order's open authorization and its completed captures are charges too
 -- (Amazon's v2 manages them under their v1 ids).
-CREATE TABLE IF NOT EXISTS amazon_charges (
+CREATE TABLE amazon_charges (
     merchant_id      bigint   NOT NULL,
     business         smallint NOT NULL,
     order_ref        text     NOT NULL,
@@ -890,9 +908,9 @@ CREATE TABLE IF NOT EXISTS amazon_charges (
     PRIMARY KEY (merchant_id, charge_id),
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
 );
-CREATE INDEX IF NOT EXISTS amazon_charges_by_order ON amazon_charges (merchant_id, business, order_ref);
+CREATE INDEX amazon_charges_by_order ON amazon_charges (merchant_id, business, order_ref);
 
-CREATE TABLE IF NOT EXISTS amazon_refunds (
+CREATE TABLE amazon_refunds (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     order_ref      text     NOT NULL,
@@ -910,14 +928,16 @@ CREATE TABLE IF NOT EXISTS amazon_refunds (
     PRIMARY KEY (merchant_id, reference_id),
     CONSTRAINT amazon_refunds_charge FOREIGN KEY (merchant_id, charge_id) REFERENCES amazon_charges (merchant_id, charge_id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
+CREATE UNIQUE INDEX amazon_refunds_by_id ON amazon_refunds (merchant_id, refund_id)
     WHERE refund_id IS NOT NULL;
+CREATE INDEX amazon_refunds_open ON amazon_refunds (merchant_id, state)
+    WHERE state IN ('Requested', 'RefundInitiated');
 
 -- Two-step invoices: the capture Kontor asks Amazon for, recorded before the call. Its idempotency key derives
 -- from (sequence, attempt), so the same request again is the same call at Amazon; the invoice is booked once,
 -- after Amazon accepted the capture (by its answer, the retry, or the charge's IPN). A refusal books nothing;
 -- the same request again is a new attempt. `items` are reserved while the capture is requested.
-CREATE TABLE IF NOT EXISTS invoice_captures (
+CREATE TABLE invoice_captures (
     merchant_id    bigint    NOT NULL,
     business       smallint  NOT NULL,
     order_ref      text      NOT NULL,
@@ -939,20 +959,22 @@ CREATE TABLE IF NOT EXISTS invoice_captures (
 );
 
 -- Notifications to the merchant, written in the transaction of the booking that caused them.
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE outbox (
     merchant_id  bigint      NOT NULL,
     event_id     bigint      GENERATED ALWAYS AS IDENTITY,
     business     smallint,
     type         text        NOT NULL,
     payload      jsonb       NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
+    dispatched_at timestamptz,  -- fanned out to deliveries (webhook_deliveries)
     PRIMARY KEY (merchant_id, event_id)
 );
+CREATE INDEX outbox_undispatched ON outbox (event_id) WHERE dispatched_at IS NULL;
 
 -- Amazon Pay IPNs exactly as received (raw SNS envelope), deduplicated by notification id. Each is applied
 -- on its own: one that cannot be applied is retried with backoff (Amazon unreachable) or ignored with its
 -- reason, and never holds up the ones behind it. `claimed_until` is a lease, not a lock held over the network.
-CREATE TABLE IF NOT EXISTS ipn_messages (
+CREATE TABLE ipn_messages (
     merchant_id       bigint      NOT NULL,
     notification_id   text        NOT NULL,
     seller_id         text        NOT NULL,  -- the Amazon merchant id the message names
@@ -969,10 +991,11 @@ CREATE TABLE IF NOT EXISTS ipn_messages (
     last_error        text,
     PRIMARY KEY (merchant_id, notification_id)
 );
+CREATE INDEX ipn_messages_due ON ipn_messages (next_attempt_at) WHERE state = 'pending';
 
 -- Chargebacks (and A-to-z claims), booked once whether the IPN or the settlement reports them first.
 -- chargeback_id is Amazon's dispute id (v2) or its v1 chargeback id.
-CREATE TABLE IF NOT EXISTS chargebacks (
+CREATE TABLE chargebacks (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     chargeback_id  text     NOT NULL,
@@ -990,7 +1013,7 @@ CREATE TABLE IF NOT EXISTS chargebacks (
     FOREIGN KEY (merchant_id, business, order_ref) REFERENCES orders (merchant_id, business, order_ref)
 );
 
-CREATE TABLE IF NOT EXISTS disputes (
+CREATE TABLE disputes (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     dispute_id     bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1015,7 +1038,7 @@ CREATE TABLE IF NOT EXISTS disputes (
 
 -- Evidence submitted to Amazon with a contest: Amazon's evidence type, a text or a file uploaded to Amazon
 -- (its fileId; Kontor keeps the name, type, size and SHA-256, not the bytes).
-CREATE TABLE IF NOT EXISTS dispute_evidence (
+CREATE TABLE dispute_evidence (
     merchant_id  bigint      NOT NULL,
     dispute_id   bigint      NOT NULL,
     evidence_id  bigint      GENERATED ALWAYS AS IDENTITY,
@@ -1035,7 +1058,7 @@ CREATE TABLE IF NOT EXISTS dispute_evidence (
 );
 
 -- Settlement reports (flat file), one per SettlementId; the rows are the reconciliation detail.
-CREATE TABLE IF NOT EXISTS settlements (
+CREATE TABLE settlements (
     merchant_id    bigint      NOT NULL,
     business       smallint    NOT NULL,
     settlement_id  text        NOT NULL,
@@ -1044,11 +1067,15 @@ CREATE TABLE IF NOT EXISTS settlements (
     period_end     timestamptz,
     summary        jsonb       NOT NULL,
     imported_at    timestamptz NOT NULL DEFAULT now(),
+    report_id      text,       -- fetched through the Reporting API (else uploaded)
+    content_sha256 bytea,      -- its rows without the SettlementId (payments/settlement.py)
     PRIMARY KEY (merchant_id, business, settlement_id),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
+CREATE UNIQUE INDEX settlements_by_content ON settlements (merchant_id, business, content_sha256)
+    WHERE content_sha256 IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS settlement_rows (
+CREATE TABLE settlement_rows (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     settlement_id   text     NOT NULL,
@@ -1065,9 +1092,11 @@ CREATE TABLE IF NOT EXISTS settlement_rows (
     outcome         text     NOT NULL,
     PRIMARY KEY (merchant_id, business, settlement_id, line_no)
 );
+CREATE INDEX settlement_rows_payouts ON settlement_rows (merchant_id, business, posted_on, amount_minor)
+    WHERE transaction_type IN ('Transfer', 'Reserve');
 
 -- Payouts to the bank (settlement Transfer rows) until a bank statement line clears them.
-CREATE TABLE IF NOT EXISTS payouts (
+CREATE TABLE payouts (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     settlement_id  text     NOT NULL,
@@ -1078,13 +1107,14 @@ CREATE TABLE IF NOT EXISTS payouts (
     entry_id       bigint   NOT NULL,
     cleared_by     text,               -- statement id and line that cleared it
     clearing_entry_id bigint,
+    disbursement_reference text,  -- Amazon's, printed on the bank statement
     PRIMARY KEY (merchant_id, business, settlement_id, line_no)
 );
-CREATE INDEX IF NOT EXISTS payouts_uncleared ON payouts (merchant_id, business, amount_minor) WHERE cleared_by IS NULL;
+CREATE INDEX payouts_uncleared ON payouts (merchant_id, business, amount_minor) WHERE cleared_by IS NULL;
 
 -- A bank statement is identified by its account, the bank's statement Id and its date (two accounts'
 -- statements may share a short Id). file_sha256 fingerprints what the statement says (payments/camt.py).
-CREATE TABLE IF NOT EXISTS bank_statements (
+CREATE TABLE bank_statements (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     account        text     NOT NULL DEFAULT '',  -- IBAN or other account id; '' = imported before it was kept
@@ -1093,13 +1123,22 @@ CREATE TABLE IF NOT EXISTS bank_statements (
     file_sha256    bytea    NOT NULL,
     summary        jsonb    NOT NULL,
     imported_at    timestamptz NOT NULL DEFAULT now(),
+    -- the statement's sequence number and booked balances, for the balance checks (payments/bank.py): opening =
+    -- the previous statement's closing, opening + movements = closing, closing = the ledger's bank account
+    sequence       bigint,     -- ElctrncSeqNb, else LglSeqNb
+    opening_minor  bigint,     -- OPBD (else PRCD), signed
+    closing_minor  bigint,     -- CLBD, signed
+    closing_on     date,
+    movements_minor bigint,    -- the booked lines' sum
     PRIMARY KEY (merchant_id, business, account, statement_id, statement_on),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
+CREATE INDEX bank_statements_in_sequence
+    ON bank_statements (merchant_id, business, account, statement_on, sequence);
 
 -- Payment references Kontor printed on a document (a dunning letter's ISO 11649 creditor reference): a bank
 -- statement line naming one pays that customer's claims (payments/references.py).
-CREATE TABLE IF NOT EXISTS payment_references (
+CREATE TABLE payment_references (
     merchant_id    bigint   NOT NULL,
     business       smallint NOT NULL,
     reference      text     NOT NULL CHECK (reference ~ '^RF[0-9]{2}[0-9A-Z]{1,21}$'),
@@ -1113,7 +1152,7 @@ CREATE TABLE IF NOT EXISTS payment_references (
 );
 
 -- What reconciliation could not match: parked in SUSPENSE until an accountant resolves or dismisses it.
-CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
+CREATE TABLE reconciliation_exceptions (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     exception_id    bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1130,12 +1169,12 @@ CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, exception_id)
 );
-CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open
+CREATE INDEX reconciliation_exceptions_open
     ON reconciliation_exceptions (merchant_id, business, state, exception_id);
 
 -- Settlement reports listed by Amazon's Reporting API, fetched and imported once each by the job
 -- `amazon-pay-reports` (a report that fails is retried with backoff and never holds up the others).
-CREATE TABLE IF NOT EXISTS amazon_reports (
+CREATE TABLE amazon_reports (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     report_id       text     NOT NULL,
@@ -1154,198 +1193,10 @@ CREATE TABLE IF NOT EXISTS amazon_reports (
     PRIMARY KEY (merchant_id, business, report_id),
     FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
 );
-CREATE INDEX IF NOT EXISTS amazon_reports_due ON amazon_reports (next_attempt_at) WHERE state = 'new';
-
--- Columns added after their tables first shipped (CREATE TABLE IF NOT EXISTS does not add them).
-ALTER TABLE amazon_refunds ADD COLUMN IF NOT EXISTS settlement_id text;
-ALTER TABLE chargebacks ADD COLUMN IF NOT EXISTS reversal_settlement_id text;
-ALTER TABLE payouts DROP CONSTRAINT IF EXISTS payouts_amount_minor_check;
-ALTER TABLE payouts ADD CONSTRAINT payouts_amount_minor_check CHECK (amount_minor <> 0);
-ALTER TABLE amazon_pay_accounts ADD COLUMN IF NOT EXISTS proven_at timestamptz;
-ALTER TABLE payouts ADD COLUMN IF NOT EXISTS disbursement_reference text;  -- Amazon's, printed on the bank statement
-ALTER TABLE settlements ADD COLUMN IF NOT EXISTS report_id text;  -- fetched through the Reporting API (else uploaded)
-ALTER TABLE settlements ADD COLUMN IF NOT EXISTS content_sha256 bytea;  -- its rows without the SettlementId (payments/settlement.py)
-CREATE UNIQUE INDEX IF NOT EXISTS settlements_by_content ON settlements (merchant_id, business, content_sha256)
-    WHERE content_sha256 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS settlement_rows_payouts ON settlement_rows (merchant_id, business, posted_on, amount_minor)
-    WHERE transaction_type IN ('Transfer', 'Reserve');
-
--- Checkout v1 (MWS) to v2: settings, orders and the Amazon Pay mirror of a database that ran v1. A no-op on a
--- new database. v1 settings stay as 'v1' (MWS is gone: the merchant connects again with v2 keys, or its MWS auth
--- token is exchanged for a v2 token); a v1 authorization that was not captured and each v1 capture become
--- charges under their v1 ids, which Amazon's v2 API accepts.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
-               AND table_name = 'amazon_pay_settings' AND column_name = 'seller_id') THEN
-        ALTER TABLE amazon_pay_settings RENAME COLUMN seller_id TO amazon_merchant_id;
-        ALTER TABLE amazon_pay_settings RENAME COLUMN mws_auth_token TO legacy_mws_auth_token;
-        ALTER TABLE amazon_pay_settings RENAME CONSTRAINT amazon_pay_settings_seller_id_check
-            TO amazon_pay_settings_amazon_merchant_id_check;
-        ALTER TABLE amazon_pay_settings ALTER COLUMN legacy_mws_auth_token DROP NOT NULL,
-            DROP CONSTRAINT IF EXISTS amazon_pay_settings_mws_auth_token_check,
-            DROP CONSTRAINT IF EXISTS amazon_pay_settings_region_check,
-            ADD COLUMN store_id text CHECK (store_id ~ '^amzn1\.application-oa2-client\.[0-9a-f]{32}$'),
-            ADD COLUMN access text NOT NULL DEFAULT 'v1' CHECK (access IN ('keys', 'delegated', 'v1')),
-            ADD COLUMN public_key_id text CHECK (public_key_id ~ '^[A-Za-z0-9_-]{8,100}$'),
-            ADD COLUMN private_key_sealed text,
-            ADD COLUMN auth_token_sealed text,
-            ADD COLUMN verified_at timestamptz;
-        ALTER TABLE amazon_pay_settings ALTER COLUMN access DROP DEFAULT;
-        UPDATE amazon_pay_settings SET region = 'eu' WHERE region = 'uk';  -- v2 serves the UK from the EU host
-        ALTER TABLE amazon_pay_settings ADD CONSTRAINT amazon_pay_settings_region_check
-                CHECK (region IN ('na', 'eu', 'jp')),
-            ADD CONSTRAINT amazon_pay_settings_keys
-                CHECK (access <> 'keys' OR (public_key_id IS NOT NULL AND private_key_sealed IS NOT NULL)),
-            ADD CONSTRAINT amazon_pay_settings_delegated CHECK (access <> 'delegated' OR auth_token_sealed IS NOT NULL);
-        DROP INDEX IF EXISTS amazon_pay_settings_by_seller;
-        -- the first business code to have connected an Amazon account keeps it
-        INSERT INTO amazon_pay_accounts (amazon_merchant_id, merchant_id, business)
-            SELECT DISTINCT ON (amazon_merchant_id) amazon_merchant_id, merchant_id, business
-            FROM amazon_pay_settings ORDER BY amazon_merchant_id, updated_at, merchant_id, business
-            ON CONFLICT DO NOTHING;
-    END IF;
-    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
-               AND table_name = 'orders' AND column_name = 'amazon_order_reference_id') THEN
-        ALTER TABLE orders RENAME COLUMN amazon_order_reference_id TO charge_permission_id;
-        ALTER TABLE orders RENAME COLUMN amazon_state TO charge_permission_state;
-        ALTER TABLE orders RENAME COLUMN amazon_state_reason TO charge_permission_reason;
-        DROP INDEX IF EXISTS orders_by_amazon_reference;
-        ALTER TABLE orders ALTER COLUMN charge_permission_id DROP NOT NULL,
-            DROP CONSTRAINT IF EXISTS orders_status_check,
-            ADD COLUMN checkout_session_id text CHECK (checkout_session_id ~ '^[A-Za-z0-9-]{1,100}$'),
-            ADD COLUMN authorization_attempts smallint NOT NULL DEFAULT 0,
-            ADD CONSTRAINT orders_status_check CHECK (status IN ('pending', 'authorization_pending', 'authorized',
-                'authorization_expired', 'captured', 'invoiced', 'refunded', 'declined', 'cancelled', 'closed')),
-            ADD CONSTRAINT orders_amazon_reference
-                CHECK (checkout_session_id IS NOT NULL OR charge_permission_id IS NOT NULL);
-    END IF;
-    IF to_regclass('amazon_captures') IS NOT NULL THEN
-        INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, amount_minor,
-                captured_minor, state, reason, entry_id, refunds_minor, refund_count, chargebacks_minor, settlement_id,
-                created_at)
-            SELECT c.merchant_id, c.business, c.order_ref, c.capture_id, o.charge_permission_id, c.amount_minor,
-                   CASE WHEN c.state IN ('Completed', 'Closed') THEN c.amount_minor ELSE 0 END,
-                   CASE c.state WHEN 'Pending' THEN 'CaptureInitiated' WHEN 'Declined' THEN 'Declined' ELSE 'Captured' END,
-                   c.reason, c.entry_id, c.refunds_minor, c.refund_count, c.chargebacks_minor, c.settlement_id, c.created_at
-            FROM amazon_captures c JOIN orders o USING (merchant_id, business, order_ref)
-            ON CONFLICT DO NOTHING;
-        INSERT INTO amazon_charges (merchant_id, business, order_ref, charge_id, charge_permission_id, amount_minor,
-                state, reason, expires_at, created_at)
-            SELECT a.merchant_id, a.business, a.order_ref, a.authorization_id, o.charge_permission_id, a.amount_minor,
-                   CASE a.state WHEN 'Open' THEN 'Authorized' WHEN 'Pending' THEN 'AuthorizationInitiated'
-                                WHEN 'Declined' THEN 'Declined' ELSE 'Canceled' END,
-                   a.reason, a.expires_at, a.created_at
-            FROM amazon_authorizations a JOIN orders o USING (merchant_id, business, order_ref)
-            WHERE NOT EXISTS (SELECT 1 FROM amazon_captures c WHERE c.merchant_id = a.merchant_id
-                              AND c.authorization_id = a.authorization_id)
-            ON CONFLICT DO NOTHING;
-        ALTER TABLE amazon_refunds RENAME COLUMN capture_id TO charge_id;
-        ALTER TABLE chargebacks RENAME COLUMN capture_id TO charge_id;
-        DROP TABLE amazon_captures CASCADE;  -- with the refunds' foreign key to it
-        DROP TABLE amazon_authorizations;
-        DROP INDEX IF EXISTS amazon_refunds_requested;
-        ALTER TABLE amazon_refunds DROP CONSTRAINT IF EXISTS amazon_refunds_state_check;
-        UPDATE amazon_refunds SET state = CASE state WHEN 'Pending' THEN 'RefundInitiated'
-                                                     WHEN 'Completed' THEN 'Refunded' ELSE state END;
-        ALTER TABLE amazon_refunds ADD CONSTRAINT amazon_refunds_state_check
-                CHECK (state IN ('Requested', 'RefundInitiated', 'Refunded', 'Declined')),
-            ADD CONSTRAINT amazon_refunds_charge FOREIGN KEY (merchant_id, charge_id)
-                REFERENCES amazon_charges (merchant_id, charge_id);
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
-                   AND table_name = 'ipn_messages' AND column_name = 'state') THEN
-        ALTER TABLE ipn_messages
-            ADD COLUMN state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'processed', 'ignored')),
-            ADD COLUMN object_id text,
-            ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now(),
-            ADD COLUMN claimed_until timestamptz,
-            ADD COLUMN last_error text;
-        UPDATE ipn_messages SET state = CASE WHEN outcome LIKE 'ignored%' THEN 'ignored' ELSE 'processed' END
-            WHERE processed_at IS NOT NULL;
-        DROP INDEX IF EXISTS ipn_messages_unprocessed;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
-                   AND table_name = 'disputes' AND column_name = 'amazon_state') THEN
-        ALTER TABLE disputes ADD COLUMN amazon_state text, ADD COLUMN amazon_reason text,
-            ADD COLUMN resolution text, ADD COLUMN contested_at timestamptz;
-        ALTER TABLE dispute_evidence DROP CONSTRAINT IF EXISTS dispute_evidence_kind_check,
-            DROP CONSTRAINT IF EXISTS dispute_evidence_content_check,
-            ALTER COLUMN content DROP NOT NULL,
-            ADD COLUMN file_name text, ADD COLUMN file_type text, ADD COLUMN file_bytes integer,
-            ADD COLUMN file_sha256 bytea, ADD COLUMN file_id text;
-        UPDATE dispute_evidence SET kind = CASE kind WHEN 'invoice_copy' THEN 'Receipt'
-            WHEN 'proof_of_delivery' THEN 'CustomerSignature' WHEN 'tracking_number' THEN 'TrackingNumber' ELSE 'Other' END;
-        ALTER TABLE dispute_evidence ADD CONSTRAINT dispute_evidence_kind_check CHECK (kind IN ('ProductDescription',
-                'Receipt', 'CancellationPolicy', 'CustomerSignature', 'TrackingNumber', 'CarrierName', 'DeviceId',
-                'DeviceName', 'DownloadDateTime', 'Other')),
-            ADD CONSTRAINT dispute_evidence_content_check CHECK (length(content) BETWEEN 1 AND 10000),
-            ADD CONSTRAINT dispute_evidence_content CHECK (content IS NOT NULL OR file_id IS NOT NULL);
-    END IF;
-END $$;
--- PostgreSQL 18 names NOT NULL constraints after their column; a renamed column keeps the old name: rename those,
--- so an upgraded database has the catalogue of a new one (a no-op before PostgreSQL 18).
-DO $$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT con.conrelid::regclass AS tbl, con.conname, att.attname, rel.relname
-             FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid
-             JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
-             WHERE con.contype = 'n' AND con.connamespace = current_schema()::regnamespace
-               AND con.conname <> left(rel.relname || '_' || att.attname || '_not_null', 63)
-    LOOP
-        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.tbl, c.conname,
-                       left(c.relname || '_' || c.attname || '_not_null', 63));
-    END LOOP;
-END $$;
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_checkout_session
-    ON orders (merchant_id, business, checkout_session_id) WHERE checkout_session_id IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_charge_permission
-    ON orders (merchant_id, business, charge_permission_id) WHERE charge_permission_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS amazon_refunds_open ON amazon_refunds (merchant_id, state)
-    WHERE state IN ('Requested', 'RefundInitiated');
-CREATE INDEX IF NOT EXISTS ipn_messages_due ON ipn_messages (next_attempt_at) WHERE state = 'pending';
--- bank statements identified by account + Id + date instead of the Id alone: rows imported before keep
--- account '' and their import day (payments/bank.py then matches them by Id, as before)
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS account text NOT NULL DEFAULT '';
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS statement_on date;
-UPDATE bank_statements SET statement_on = imported_at::date WHERE statement_on IS NULL;
-ALTER TABLE bank_statements ALTER COLUMN statement_on SET NOT NULL;
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-        WHERE i.indrelid = 'bank_statements'::regclass AND i.indisprimary AND a.attname = 'statement_on'
-    ) THEN
-        ALTER TABLE bank_statements DROP CONSTRAINT bank_statements_pkey;
-        ALTER TABLE bank_statements ADD PRIMARY KEY (merchant_id, business, account, statement_id, statement_on);
-    END IF;
-END $$;
--- the statement's sequence number and booked balances, for the balance checks (payments/bank.py): opening =
--- the previous statement's closing, opening + movements = closing, closing = the ledger's bank account
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS sequence bigint;          -- ElctrncSeqNb, else LglSeqNb
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS opening_minor bigint;     -- OPBD (else PRCD), signed
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS closing_minor bigint;     -- CLBD, signed
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS closing_on date;
-ALTER TABLE bank_statements ADD COLUMN IF NOT EXISTS movements_minor bigint;   -- the booked lines' sum
-CREATE INDEX IF NOT EXISTS bank_statements_in_sequence
-    ON bank_statements (merchant_id, business, account, statement_on, sequence);
-
--- reconciliation exceptions of dispute outcomes Amazon contradicted (payments/disputes.py)
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'reconciliation_exceptions_source_check'
-                   AND pg_get_constraintdef(oid) LIKE '%dispute%') THEN
-        ALTER TABLE reconciliation_exceptions DROP CONSTRAINT IF EXISTS reconciliation_exceptions_source_check,
-            ADD CONSTRAINT reconciliation_exceptions_source_check CHECK (source IN ('settlement', 'bank', 'dispute'));
-    END IF;
-END $$;
+CREATE INDEX amazon_reports_due ON amazon_reports (next_attempt_at) WHERE state = 'new';
 
 -- Webhooks: the merchant's callback URLs per notification type, and each event's delivery to each of them.
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS dispatched_at timestamptz;  -- fanned out to deliveries
-CREATE INDEX IF NOT EXISTS outbox_undispatched ON outbox (event_id) WHERE dispatched_at IS NULL;
-
-CREATE TABLE IF NOT EXISTS notification_callbacks (
+CREATE TABLE notification_callbacks (
     merchant_id  bigint      NOT NULL REFERENCES merchants (merchant_id),
     callback_id  bigint      GENERATED ALWAYS AS IDENTITY,
     url          text        NOT NULL CHECK (length(url) BETWEEN 8 AND 2000),
@@ -1356,7 +1207,7 @@ CREATE TABLE IF NOT EXISTS notification_callbacks (
     PRIMARY KEY (merchant_id, callback_id)
 );
 
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
+CREATE TABLE webhook_deliveries (
     merchant_id     bigint      NOT NULL,
     delivery_id     bigint      GENERATED ALWAYS AS IDENTITY,
     event_id        bigint      NOT NULL,
@@ -1372,11 +1223,14 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     UNIQUE (merchant_id, event_id, callback_id),
     FOREIGN KEY (merchant_id, callback_id) REFERENCES notification_callbacks (merchant_id, callback_id)
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
 
--- Dunning ------------------------------------------------------------------------------------------------
+-- ===================================================================================================
+-- Section owned by dunning (dunning/): policies, each customer's place in dunning, runs, notices,
+-- write-offs and their recovery, collection agency cases, the base rate.
+-- ===================================================================================================
 -- The German base rate (§247 BGB), effective-dated; an operator table shared by every merchant.
-CREATE TABLE IF NOT EXISTS base_rates (
+CREATE TABLE base_rates (
     valid_from  date         PRIMARY KEY,
     rate        numeric(6,3) NOT NULL CHECK (rate BETWEEN -10 AND 30),
     updated_at  timestamptz  NOT NULL DEFAULT now()
@@ -1387,7 +1241,7 @@ INSERT INTO base_rates (valid_from, rate) VALUES
     ('2024-01-01', 3.62), ('2024-07-01', 3.37), ('2025-01-01', 2.27), ('2025-07-01', 1.27)
 ON CONFLICT (valid_from) DO NOTHING;
 
-CREATE TABLE IF NOT EXISTS dunning_policies (
+CREATE TABLE dunning_policies (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     policy          jsonb    NOT NULL,
@@ -1397,7 +1251,7 @@ CREATE TABLE IF NOT EXISTS dunning_policies (
 );
 
 -- A customer's place in dunning: level reached, when, default date, what was booked for fees and interest.
-CREATE TABLE IF NOT EXISTS dunning_accounts (
+CREATE TABLE dunning_accounts (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     customer        text     NOT NULL,
@@ -1416,7 +1270,7 @@ CREATE TABLE IF NOT EXISTS dunning_accounts (
 );
 
 -- Items (orders) paused by the merchant: not counted as overdue while paused.
-CREATE TABLE IF NOT EXISTS dunning_item_pauses (
+CREATE TABLE dunning_item_pauses (
     merchant_id   bigint   NOT NULL,
     business      smallint NOT NULL,
     order_ref     text     NOT NULL,
@@ -1425,7 +1279,7 @@ CREATE TABLE IF NOT EXISTS dunning_item_pauses (
     PRIMARY KEY (merchant_id, business, order_ref)
 );
 
-CREATE TABLE IF NOT EXISTS dunning_runs (
+CREATE TABLE dunning_runs (
     merchant_id   bigint   NOT NULL,
     business      smallint NOT NULL,
     run_id        bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1440,10 +1294,10 @@ CREATE TABLE IF NOT EXISTS dunning_runs (
     PRIMARY KEY (merchant_id, run_id)
 );
 -- one scheduled run per business code and day: the slot the instances compete for
-CREATE UNIQUE INDEX IF NOT EXISTS dunning_runs_scheduled_slot
+CREATE UNIQUE INDEX dunning_runs_scheduled_slot
     ON dunning_runs (merchant_id, business, as_of) WHERE trigger = 'schedule';
 
-CREATE TABLE IF NOT EXISTS dunning_notices (
+CREATE TABLE dunning_notices (
     merchant_id   bigint   NOT NULL,
     business      smallint NOT NULL,
     notice_id     bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1459,7 +1313,7 @@ CREATE TABLE IF NOT EXISTS dunning_notices (
     UNIQUE (merchant_id, business, customer, level, items_key)
 );
 
-CREATE TABLE IF NOT EXISTS write_offs (
+CREATE TABLE write_offs (
     merchant_id     bigint   NOT NULL,
     business        smallint NOT NULL,
     write_off_id    bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1472,16 +1326,16 @@ CREATE TABLE IF NOT EXISTS write_offs (
     entry_id        bigint   NOT NULL,
     recovered       jsonb    NOT NULL DEFAULT '{}',  -- what later payments recovered, same shape + costs/interest
     open_minor      bigint   NOT NULL CHECK (open_minor >= 0),  -- written off and not yet recovered
+    -- the principal per claim: [{"key", "order", "due", "by_rate": {"19": gross minor}}], so that a later payment
+    -- recovers the claim it names, else the oldest (dunning/recovery.py); NULL for write-offs from before
+    principal_by_order jsonb,
     PRIMARY KEY (merchant_id, write_off_id)
 );
-CREATE INDEX IF NOT EXISTS write_offs_recoverable
+CREATE INDEX write_offs_recoverable
     ON write_offs (merchant_id, business, customer) WHERE open_minor > 0;
--- the principal per claim: [{"key", "order", "due", "by_rate": {"19": gross minor}}], so that a later payment
--- recovers the claim it names, else the oldest (dunning/recovery.py); NULL for write-offs from before
-ALTER TABLE write_offs ADD COLUMN IF NOT EXISTS principal_by_order jsonb;
 
 -- Collection agency cases: handed over after the final level (90 ready -> 91 transferred -> feedback).
-CREATE TABLE IF NOT EXISTS collection_cases (
+CREATE TABLE collection_cases (
     merchant_id   bigint   NOT NULL,
     business      smallint NOT NULL,
     case_id       bigint   GENERATED ALWAYS AS IDENTITY,
@@ -1495,13 +1349,15 @@ CREATE TABLE IF NOT EXISTS collection_cases (
     PRIMARY KEY (merchant_id, case_id)
 );
 -- one open case per customer (ready, transferred, recalled or denied: not closed by 97, 98 or 99)
-DROP INDEX IF EXISTS collection_cases_active;
-CREATE UNIQUE INDEX IF NOT EXISTS collection_cases_open
+CREATE UNIQUE INDEX collection_cases_open
     ON collection_cases (merchant_id, business, customer) WHERE status IN (90, 91, 95, 96);
 
+-- ===================================================================================================
+-- Section owned by desk (desk/): the accountant's web pages.
+-- ===================================================================================================
 -- Sessions of the accountant's web pages: the cookie holds "<merchant id>.<random token>", only its SHA-256
 -- is stored. A session lives as long as its expiry and its API key (a revoked key ends its sessions at once).
-CREATE TABLE IF NOT EXISTS web_sessions (
+CREATE TABLE web_sessions (
     merchant_id    bigint      NOT NULL,
     session_sha256 bytea       NOT NULL CHECK (length(session_sha256) = 32),
     key_id         bigint      NOT NULL,
@@ -1510,14 +1366,4 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     PRIMARY KEY (merchant_id, session_sha256),
     FOREIGN KEY (merchant_id, key_id) REFERENCES api_keys (merchant_id, key_id)
 );
-CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions (expires_at);
-
--- DATEV export settings per business code (consultant and client numbers, fiscal year, account length).
-CREATE TABLE IF NOT EXISTS datev_settings (
-    merchant_id   bigint      NOT NULL,
-    business      smallint    NOT NULL,
-    settings      jsonb       NOT NULL CHECK (jsonb_typeof(settings) = 'object'),
-    updated_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (merchant_id, business),
-    FOREIGN KEY (merchant_id, business) REFERENCES businesses (merchant_id, business)
-);
+CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);

@@ -24,8 +24,9 @@ from msgspec import Struct
 
 from dunning.items import open_items
 from dunning.store import candidates, current_cycle, load_events, load_states
+from ledger.books import accounts_by_role
 from ledger.context import Kontor
-from ledger.domain import Business
+from ledger.domain import DATE_MAX, DATE_MIN, Business
 from ledger.errors import BadRequest
 from ledger.money import currency_decimals, format_amount
 from ledger.reports import side_of
@@ -75,9 +76,16 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         out: list[Any] = []
         for value, kind in zip(values, types, strict=True):
             if kind is date:
-                out.append(date.fromisoformat(value))
+                day = date.fromisoformat(value)
+                if not DATE_MIN <= day <= DATE_MAX:
+                    raise ValueError(cursor)
+                out.append(day)
             elif not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(cursor)
+            elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise ValueError(cursor)  # beyond the bigint it is compared with
+            elif isinstance(value, str) and (len(value) > 200 or "\x00" in value):
+                raise ValueError(cursor)  # no text column holds it
             else:
                 out.append(value)
         return out
@@ -137,7 +145,7 @@ async def find_customers(
     bill-to's first name, last name, "first last" or company, case-insensitively."""
     pattern = _prefix_pattern(q)
     after = decode_cursor(cursor, str)[0] if cursor else ""
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     async with ctx.reports_pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT customer, COALESCE(sum(amount_minor) FILTER (WHERE side = 'D'), 0) "
@@ -545,7 +553,7 @@ def _bucket(days: int) -> str:
 async def ageing(ctx: Kontor, business: Business, as_of: date, *, chunk: int = 500) -> AgeingOut:
     """Open receivables by days past their due date (0-30, 31-60, 61-90, over 90; not yet due) per customer,
     as of a day: each open principal item in its bucket, fees and interest apart, credit subtracted."""
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     rows: list[AgeingRow] = []
     async with ctx.reports_pool.acquire() as conn:
         owing = await candidates(conn, business, ar, as_of)
@@ -719,8 +727,8 @@ class AmazonPayMonth(Struct, kw_only=True):
 
 async def amazon_pay_months(ctx: Kontor, business: Business, from_date: date, to_date: date) -> list[AmazonPayMonth]:
     """Month-end balances of the Amazon Pay clearing and reserve accounts, and the payouts of each month."""
-    index = await account_index(ctx, business)
-    psp, reserve = index.by_role["PSP"].account_id, index.by_role["PSP_RESERVE"].account_id
+    roles = await accounts_by_role(ctx, business)
+    psp, reserve = roles("PSP").account_id, roles("PSP_RESERVE").account_id
     key = (business.merchant_id, business.code)
     balances = await ctx.reports_pool.fetch(
         "SELECT account_id, GREATEST(date_trunc('month', day)::date, $5::date) AS month, "

@@ -12,6 +12,7 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 from msgspec import Struct
 
 from desk import find
+from ledger.domain import check_date
 from ledger.errors import BadRequest, NotFound
 from ledger.http.auth import READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, PageLimit
@@ -109,6 +110,7 @@ async def read_statement(
         day = date.fromisoformat(statement_on)
     except ValueError:
         raise BadRequest("path_parameter_invalid", "the statement's date is YYYY-MM-DD") from None
+    check_date(day, "statement_on")
     found = await find.bank_statement(call.ctx, business, day, statement_id, account)
     if not found:
         raise NotFound("statement_not_found", f"no bank statement {statement_id} of {day.isoformat()}")

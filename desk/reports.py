@@ -13,10 +13,10 @@ from typing import Any
 
 from desk.tables import Table
 from dunning.accounts import customer_open_items
-from ledger import reports
+from ledger import registers, reports
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import BadRequest
+from ledger.errors import BadRequest, present
 from ledger.money import format_amount, imbalance, parse_amount
 
 __all__ = ["REPORTS", "Args", "Fetch", "Report", "balance_notes"]
@@ -47,6 +47,9 @@ class Report:
 
 def _params(**values: date | str | None) -> dict[str, str]:
     return {k: v.isoformat() if isinstance(v, date) else v for k, v in values.items() if v is not None}
+
+
+_REQUIRED = "_require() checked that the option is given"
 
 
 def _require(args: Args, *names: str) -> None:
@@ -163,9 +166,8 @@ async def _income_api(fetch: Fetch, a: Args) -> Any:
 
 async def _income_db(ctx: Kontor, b: Business, a: Args) -> Any:
     _require(a, "from_date", "to_date")
-    assert a.from_date is not None
-    assert a.to_date is not None
-    return await reports.income_statement(ctx, b, from_date=a.from_date, to_date=a.to_date)
+    from_date, to_date = present(a.from_date, _REQUIRED), present(a.to_date, _REQUIRED)
+    return await reports.income_statement(ctx, b, from_date=from_date, to_date=to_date)
 
 
 # --- register ------------------------------------------------------------------------------------------------
@@ -208,14 +210,14 @@ async def _register_api(fetch: Fetch, a: Args) -> Any:
 
 async def _register_db(ctx: Kontor, b: Business, a: Args) -> Any:
     _require(a, "account")
-    assert a.account is not None
-    first = page = await reports.register(
-        ctx, b, a.account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
+    account = present(a.account, _REQUIRED)
+    first = page = await registers.register(
+        ctx, b, account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
         cursor=None, limit=PAGE,
     )  # fmt: skip
     while page.next_cursor:
-        page = await reports.register(
-            ctx, b, a.account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
+        page = await registers.register(
+            ctx, b, account, from_date=a.from_date, to_date=a.to_date, customer=a.customer, currency=None,
             cursor=page.next_cursor, limit=PAGE,
         )  # fmt: skip
         first.rows += page.rows
@@ -245,8 +247,7 @@ async def _customer_api(fetch: Fetch, a: Args) -> Any:
 
 async def _customer_db(ctx: Kontor, b: Business, a: Args) -> Any:
     _require(a, "customer")
-    assert a.customer is not None
-    return await reports.customer_account(ctx, b, a.customer, as_of=a.as_of)
+    return await reports.customer_account(ctx, b, present(a.customer, _REQUIRED), as_of=a.as_of)
 
 
 def _open_items_table(d: dict[str, Any]) -> Table:
@@ -288,8 +289,7 @@ async def _open_items_api(fetch: Fetch, a: Args) -> Any:
 
 async def _open_items_db(ctx: Kontor, b: Business, a: Args) -> Any:
     _require(a, "customer")
-    assert a.customer is not None
-    return await customer_open_items(ctx, b, a.customer, a.as_of or ctx.today())
+    return await customer_open_items(ctx, b, present(a.customer, _REQUIRED), a.as_of or ctx.today())
 
 
 REPORTS: dict[str, Report] = {

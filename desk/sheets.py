@@ -26,7 +26,7 @@ import xlsxwriter
 from ledger.money import currency_decimals
 from ledger.textsafe import cell, csv_writer, looks_like_formula
 
-__all__ = ["XLSX", "Cell", "Column", "Dialect", "Sheet", "SheetFile", "sheet_file"]
+__all__ = ["FILE_FORMATS", "XLSX", "Cell", "Column", "Dialect", "Sheet", "SheetFile", "sheet_file"]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Kind = Literal["text", "amount", "date", "int"]

@@ -55,7 +55,8 @@ from dunning import notices as dunning_notices
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
 from dunning.runs import list_runs
-from ledger import journal, posting, reports
+from ledger import journal, posting, registers, reports
+from ledger.books import accounts_by_role
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable
 from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
@@ -161,7 +162,7 @@ def _money(v: View, minor: int) -> str:
 def _month(period: str) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
     if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
-        raise BadRequest("period_invalid", "a period is a month: YYYY-MM")
+        raise Unprocessable("period_invalid", "a period is a month: YYYY-MM")
     return period
 
 
@@ -244,7 +245,7 @@ async def register(
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
-    page = await reports.register(
+    page = await registers.register(
         v.ctx,
         v.business,
         number,
@@ -925,7 +926,7 @@ async def customer(
         as_of=day,
         name=name,
         customer=customer,
-        ar=(await account_index(v.ctx, v.business)).by_role["AR"].number,
+        ar=(await accounts_by_role(v.ctx, v.business))("AR").number,
     )
 
 

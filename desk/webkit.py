@@ -61,11 +61,13 @@ __all__ = [
     "cross_site",
     "csrf_token",
     "ctx_of",
+    "digest",
     "locale_of",
     "open_page",
     "render",
     "session_cookie",
     "session_key",
+    "template_config",
     "viewer_of",
 ]
 

@@ -15,19 +15,18 @@ import asyncpg
 from msgspec import Meta, Struct
 
 from dunning.items import open_items
-from dunning.runs import _reset
+from dunning.runs import reset_dunning
 from dunning.store import current_cycle, load_events, load_states
 from dunning.writeoffs import split_principal, write_off
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount, parse_amount_field
 from ledger.schemas import DatedBody, EffectiveDate, LedgerDate
-from ledger.tenancy import account_index
 from ledger.textsafe import cells, csv_writer
-from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
-from payments.notify import emit, emit_balance
+from payments.notify import emit, emit_balance_updated
 
 __all__ = [
     "CaseOut",
@@ -71,7 +70,7 @@ class OpenItemsOut(Struct, kw_only=True):
 
 
 async def customer_open_items(ctx: Kontor, business: Business, customer: str, as_of: date) -> OpenItemsOut:
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     async with ctx.pool.acquire() as conn:
         events = (await load_events(conn, business, ar, [customer], as_of)).get(customer, [])
         stored = (await load_states(conn, business, [customer])).get(customer)
@@ -277,8 +276,8 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
         entry: dict[str, object] = {"status": body.status, "on": body.on.isoformat(), "note": body.note}
         closes = body.status in (97, 98, 99)  # 98 and 99 leave nothing to dun; 97: the merchant took it over
         if body.status == 99:
-            assert amount is not None
-            roles = await roles_of(ctx, business)
+            amount = present(amount, "status 99 without an amount was refused above")
+            roles = await accounts_by_role(ctx, business)
             entry["entry_id"] = await book(
                 ctx,
                 conn,
@@ -289,9 +288,10 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
                 reference=body.customer,
                 metadata={"collection_case": str(case["case_id"])},
             )
-            await emit_balance(ctx, conn, business, body.customer, "collection.paid", on=body.on)
+            await run_receivable_hooks(ctx, conn, business, body.customer, on=body.on)
+            await emit_balance_updated(conn, business, body.customer, "collection.paid")
         elif body.status == 98:
-            ar = (await account_index(ctx, business)).by_role["AR"].account_id
+            ar = (await accounts_by_role(ctx, business))("AR").account_id
             events = (await load_events(conn, business, ar, [body.customer], body.on)).get(body.customer, [])
             items = open_items(events)
             done = await write_off(
@@ -317,7 +317,7 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
             entry,
         )
         if body.status in (98, 99):
-            await _reset(conn, business, body.customer)
+            await reset_dunning(conn, business, body.customer)
         else:
             await conn.execute(
                 "UPDATE dunning_accounts SET collection_status = $4, updated_at = now() WHERE merchant_id = $1 "
@@ -333,5 +333,5 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
             "reminder.sent",
             {"customer": body.customer, "collection_status": body.status, "case_id": case["case_id"]},
         )
-    assert row is not None
+    row = present(row, "the case was locked above and is updated in every branch")
     return _case(business, row)

@@ -135,7 +135,12 @@ _LETTER_HEADERS = {
     **HTML_HEADERS,
     "Content-Security-Policy": HTML_HEADERS["Content-Security-Policy"] + "; img-src data:",
 }
-_LETTER_409 = "409 `profile_missing` until the business profile (letterhead, bank) is set: PUT .../profile."
+_LETTER_409 = (
+    "409 `profile_missing` until the business profile (letterhead, bank) is set: PUT .../profile. 409 "
+    "`address_missing` when the bill-to has no postal address (the missing fields named). The PDF only: 409 "
+    "`characters_unprintable` when a stored text has a character none of the letter's fonts has (the field named), "
+    "409 `address_too_long` when street and place do not fit the envelope's window."
+)
 
 
 async def _pdf(letter: letters.Letter, name: str) -> Response[bytes]:

@@ -43,12 +43,11 @@ from dunning.policy import Policy, base_rates, load_policy
 from dunning.store import RunContext, State, candidates, current_cycle, load_context, load_events, load_states
 from dunning.writeoffs import write_off
 from ledger import journal
+from ledger.books import accounts_by_role
 from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, Side
-from ledger.errors import Conflict, NotFound
+from ledger.errors import Conflict, NotFound, present
 from ledger.money import AMOUNT_MINOR_MAX, format_amount
-from ledger.tenancy import account_index
-from payments.bookings import roles_of
 from payments.notify import emit, emit_many
 from payments.references import Requested, creditor_reference
 from payments.references import register as register_references
@@ -56,7 +55,7 @@ from payments.references import register as register_references
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["RunOut", "get_run", "list_runs", "run_dunning"]
+__all__ = ["LOCK_CLASS", "RunOut", "get_run", "list_runs", "lock_key", "reset_dunning", "run_dunning"]
 
 log = logging.getLogger("kontor.dunning")
 
@@ -116,9 +115,9 @@ class Decision:
     @property
     def total(self) -> int:
         """What a notice asks for: the overdue principal, every open fee and the interest to date."""
-        assert self.items is not None
+        items = present(self.items, "a notice is decided with the customer's items")
         principal = sum(b.open for b in self.overdue)
-        return principal + self.items.costs + self.fee + self.flat_fee + self.items.interest + self.interest_increment
+        return principal + items.costs + self.fee + self.flat_fee + items.interest + self.interest_increment
 
 
 def decide(
@@ -147,8 +146,8 @@ def decide(
         if oldest_due + timedelta(days=policy.write_off_days) <= on:
             d.action, d.reason = "write_off", "dunning off" if not policy.enabled else "below the dunning threshold"
     elif state.level >= len(policy.levels):
-        assert state.last_notice_on is not None
-        if state.last_notice_on + timedelta(days=policy.after_final_days) <= on:
+        last_notice_on = present(state.last_notice_on, "a customer past the last level had a notice")
+        if last_notice_on + timedelta(days=policy.after_final_days) <= on:
             if policy.after_final == "write_off":
                 d.action, d.reason = "write_off", "dunning without success"
             else:
@@ -308,7 +307,7 @@ async def _locked_run(
     counts: Counter[str] = Counter()
     skipped: list[SkipOut] = []
     planned: list[ActionOut] = []
-    ar = (await account_index(ctx, business)).by_role["AR"].account_id
+    ar = (await accounts_by_role(ctx, business))("AR").account_id
     try:
         async with ctx.pool.acquire() as conn:
             customers = await candidates(conn, business, ar, as_of)
@@ -412,26 +411,27 @@ async def _apply(
         await _issue_notices(ctx, conn, business, notices, on, run_id)
     for d in decisions:
         if d.action == "write_off":
-            assert d.items is not None
+            items = present(d.items, "a write-off is decided with the customer's items")
             await write_off(
                 ctx,
                 conn,
                 business,
                 d.customer,
-                costs=d.items.costs,
-                interest=d.items.interest,
+                costs=items.costs,
+                interest=items.interest,
                 principal=[b for b in d.overdue if b.open > 0],
                 reason=d.reason or "write-off",
                 on=on,
             )
-            await _reset(conn, business, d.customer)
+            await reset_dunning(conn, business, d.customer)
         elif d.action == "collection":
             await _hand_over(conn, business, d, on)
         elif d.action == "reset":
-            await _reset(conn, business, d.customer)
+            await reset_dunning(conn, business, d.customer)
 
 
-async def _reset(conn: Connection, business: Business, customer: str) -> None:
+async def reset_dunning(conn: Connection, business: Business, customer: str) -> None:
+    """Start the customer's dunning over: level 0, no notice, interest, flat fee or collection status."""
     await conn.execute(
         "UPDATE dunning_accounts SET level = 0, last_notice_on = NULL, cycle_started_on = NULL, default_on = NULL, "
         "interest_minor = 0, flat_fee_booked = false, collection_status = NULL, collection_since = NULL, "
@@ -478,17 +478,17 @@ async def _hand_over(conn: Connection, business: Business, d: Decision, on: date
 
 
 def _content(d: Decision, business: Business, on: date) -> dict[str, Any]:
-    assert d.items is not None
-    assert d.pay_by is not None
+    items = present(d.items, "a notice is decided with the customer's items")
+    pay_by = present(d.pay_by, "a notice is decided with its pay-by date")
     cur = business.currency
-    costs = d.items.costs + d.fee + d.flat_fee
-    interest = d.items.interest + d.interest_increment
+    costs = items.costs + d.fee + d.flat_fee
+    interest = items.interest + d.interest_increment
     principal = sum(b.open for b in d.overdue)
     return {
         "customer": d.customer,
         "level": d.level,
         "issued_on": on.isoformat(),
-        "pay_by": d.pay_by.isoformat(),
+        "pay_by": pay_by.isoformat(),
         "currency": cur,
         "items": [
             {"order_reference": b.order_ref, "due_date": b.due.isoformat(), "amount": format_amount(b.open, cur)}
@@ -617,7 +617,7 @@ async def _book_charges(
 ) -> dict[str, int]:
     """Fees (with the B2B flat fee) and interest of each notice: one entry, Dr AR / Cr DUN_FEE_INC, INT_INC
     (the metadata carries the split for dunning's replay), posted in batches of 1,000."""
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     ar, fees, interest = roles("AR"), roles("DUN_FEE_INC"), roles("INT_INC")
     cur = business.currency
     drafts: list[EntryDraft] = []

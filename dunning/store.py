@@ -19,7 +19,7 @@ from ledger.domain import Business
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["State", "candidates", "current_cycle", "load_context", "load_events", "load_states"]
+__all__ = ["RunContext", "State", "candidates", "current_cycle", "load_context", "load_events", "load_states"]
 
 _CREDIT_NOTES = ("return", "goodwill", "cancellation")
 

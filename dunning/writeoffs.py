@@ -6,7 +6,7 @@ principal is split over the VAT rates of its order in proportion to what is invo
 and principal of no known rate go to LOSS0 without VAT. Cr AR (customer) with the total.
 
 A payment that arrives later (an add-payment call, a bank statement line, a capture or settlement
-row: every path ends in `emit_balance`, which runs this module's receivable hook) leaves the customer
+row: every path ends in `ledger.books.run_receivable_hooks`, which runs this module's `recover`) leaves the customer
 in credit; the hook then reinstates the written-off debt by that amount: Dr AR / Cr RECOV (costs, interest,
 principal net) and Cr VAT_r (the VAT on the recovered principal is due again). Which debt is recovered
 follows `dunning.recovery`: costs and interest first, then the order the payment names (§366 (1) BGB), then
@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from dunning.items import Bucket
 from dunning.recovery import Claim, Recovery, WriteOffLeft, plan_recovery
+from ledger.books import Roles, accounts_by_role, book, customer_balance
 from ledger.context import Kontor
 from ledger.domain import Account, Business, LineDraft, Side
 from ledger.money import allocate, format_amount, vat_from_gross
-from payments.bookings import book, roles_of
-from payments.domain import Roles
 from payments.notify import emit
 from payments.store import open_by_rate
 
@@ -111,7 +110,7 @@ async def write_off(
     reason: str,
     on: date,
 ) -> WriteOff:
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     claims = await _claims(conn, business, principal)
     by_rate: dict[str, int] = {}
     for claim in claims:
@@ -183,19 +182,11 @@ async def recover(
     )
     if not rows:
         return
-    balance = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
-        "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
-        business.merchant_id,
-        business.code,
-        customer,
-        business.currency,
-    )
-    available = -int(balance)
+    available = -await customer_balance(conn, business, customer)
     if available <= 0:
         return
     plans = plan_recovery([_left(r) for r in rows], available, designation)
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     for row in rows:
         plan = plans.get(row["write_off_id"])
         if plan is not None:

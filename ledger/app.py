@@ -23,7 +23,7 @@ from litestar.plugins import InitPluginProtocol
 
 from ledger.config import Settings
 from ledger.context import Clock, Kontor, system_clock
-from ledger.db import apply_schema, create_pool
+from ledger.db import apply_schema_at, create_pool
 from ledger.embedded import start_embedded
 from ledger.http import accounts, journal, onboarding, profiles, reports
 from ledger.http.access import access_layer
@@ -183,6 +183,12 @@ async def _database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, asy
     if url is None:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
         url = embedded.uri
+    try:
+        await apply_schema_at(url)  # a connection of its own: no per-statement timeout for a long migration
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
     options = {
         "size_max": settings.db_pool_size_max,
         "statement_cache_size": settings.db_statement_cache_size,
@@ -193,8 +199,6 @@ async def _database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, asy
     try:
         if settings.read_database_url:
             reports_pool = await create_pool(settings.read_database_url, application_name="kontor-reports", **options)  # type: ignore[arg-type]
-        async with pool.acquire() as conn:
-            await apply_schema(conn)
         yield pool, reports_pool
     finally:
         if reports_pool is not pool:

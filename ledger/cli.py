@@ -28,10 +28,11 @@ from ledger.backup import BackupError, backup, restore
 from ledger.chain import link_pending, verify_chain
 from ledger.config import Settings
 from ledger.context import Kontor
-from ledger.db import CONNECTION_LOST, apply_schema, create_pool
+from ledger.db import CONNECTION_LOST, apply_schema_at, create_pool
 from ledger.embedded import EmbeddedPostgres, start_embedded
-from ledger.errors import KontorError
+from ledger.errors import KontorError, present
 from ledger.logs import configure_logging
+from ledger.migrate import SchemaError, load_migrations, migrate, recorded
 from ledger.money import imbalance, parse_amount
 from ledger.plugins import plugin_commands, plugin_sealed_columns
 from ledger.reports import trial_balance
@@ -57,13 +58,14 @@ async def _context(settings: Settings, secrets: SecretBox) -> AsyncIterator[Kont
     if url is None:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
         url = embedded.uri
-    pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
     try:
-        async with pool.acquire() as conn:
-            await apply_schema(conn)
-        yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
+        await apply_schema_at(url)
+        pool = await create_pool(url, size_max=4, command_timeout_s=settings.db_command_timeout_s)
+        try:
+            yield Kontor(pool=pool, reports_pool=pool, settings=settings, secrets=secrets)
+        finally:
+            await pool.close()
     finally:
-        await pool.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
@@ -97,6 +99,8 @@ def _run(settings: Settings, work: Callable[[Kontor], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except SchemaError as exc:
+        raise click.ClickException(f"{exc} [schema]") from None
     except KontorError as exc:
         raise click.ClickException(
             f"{exc.detail} [{exc.code}]" + "".join(f"\n  {e.field}: {e.message}" for e in exc.errors)
@@ -152,8 +156,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
             embedded = start_embedded(settings.data_dir)
             os.environ["KONTOR_DATABASE_URL"] = embedded.uri
         url = os.environ["KONTOR_DATABASE_URL"] if embedded else settings.database_url
-        assert url is not None
-        asyncio.run(_apply_schema(url))
+        url = present(url, "KONTOR_DATABASE_URL is set, or the embedded server's URL")
+        asyncio.run(apply_schema_at(url))
         count = workers or settings.workers
         if count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kontor-metrics-")
@@ -171,14 +175,6 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     finally:
         if embedded is not None:
             embedded.stop()
-
-
-async def _apply_schema(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_schema(conn)
-    finally:
-        await conn.close()
 
 
 @main.group()
@@ -376,6 +372,9 @@ def restore_command(source: Path, force: bool, data_dir: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(terminal(f"restored into {result.pgdata}"))
     click.echo(f"  {result.counts}")
+    if result.migrated:
+        versions = ", ".join(f"{v:04d}" for v in result.migrated)
+        click.echo(f"  the backup's schema was older: migrated to this Kontor's (applied {versions})")
     if result.replaced is not None:
         click.echo(terminal(f"  the database it replaced is kept in {result.replaced}: delete it when satisfied"))
     if result.unopenable is None:
@@ -387,6 +386,88 @@ def restore_command(source: Path, force: bool, data_dir: Path | None) -> None:
     for column, count in (result.unopenable or {}).items():
         click.echo(f"  {count} values in {column} do not open with the configured secrets key", err=True)
     click.echo(f"next: kontor verify --data-dir {terminal(str(settings.data_dir))}")
+
+
+@asynccontextmanager
+async def _connection(settings: Settings) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """One plain connection to the configured (or embedded) database, with no schema applied."""
+    embedded: EmbeddedPostgres | None = None
+    url = settings.database_url
+    if url is None:
+        embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+        url = embedded.uri
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+@main.group("schema")
+def schema_group() -> None:
+    """The database schema: which migrations it records, and applying the missing ones (docs/operations.md)."""
+
+
+@schema_group.command("status")
+@data_dir_option
+def schema_status(data_dir: Path | None) -> None:
+    """List each migration as installed, migrated (with when) or pending. Changes nothing.
+
+    Exit code 0 when the schema is current, 1 when migrations are pending (the next `kontor schema migrate`,
+    `kontor serve` or other command applies them), 2 when there is no database."""
+    settings = _existing(_settings(data_dir))
+
+    async def read() -> int:
+        async with _connection(settings) as conn:
+            rows = await recorded(conn)
+            has_books = await conn.fetchval("SELECT to_regclass('merchants') IS NOT NULL")
+        known = load_migrations()
+        done = {r.version: r for r in rows or []}
+        if rows is None:
+            click.echo(
+                "a database from before versioned migrations: every migration is pending"
+                if has_books
+                else "an empty database: schema.sql will be installed"
+            )
+        for m in known:
+            r = done.get(m.version)
+            mark = "pending" if r is None else f"{r.how} {r.applied_at:%Y-%m-%d %H:%M:%S} UTC"
+            if r is not None and r.sha256 != m.sha256:
+                mark += " (applied with other contents than this file)"
+            click.echo(f"{m.name:<48} {mark}")
+        for v in sorted(set(done) - {m.version for m in known}):
+            click.echo(f"{done[v].name:<48} {done[v].how}, unknown to this Kontor (a newer release migrated it)")
+        return 0 if rows is not None and all(m.version in done for m in known) else 1
+
+    sys.exit(asyncio.run(read()))
+
+
+@schema_group.command("migrate")
+@data_dir_option
+def schema_migrate(data_dir: Path | None) -> None:
+    """Install schema.sql into an empty database, or apply the migrations it lacks, now.
+
+    `kontor serve` and every other command do the same at start; this command does only that, so an upgrade can
+    migrate once, with a backup just before, and then restart the instances."""
+    settings = _settings(data_dir)
+
+    async def run() -> str:
+        async with _connection(settings) as conn:
+            result = await migrate(conn)
+        if result.how == "migrated":
+            return "migrated: applied " + ", ".join(f"{v:04d}" for v in result.applied)
+        return {"installed": "installed schema.sql into an empty database", "current": "the schema is current"}[
+            result.how
+        ]
+
+    try:
+        click.echo(asyncio.run(run()))
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group("secrets")

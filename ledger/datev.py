@@ -30,12 +30,22 @@ from msgspec import Meta, Struct
 
 from ledger.context import Kontor
 from ledger.domain import Account, Business, month_end, parse_period
-from ledger.errors import Conflict, FieldError, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, vat_from_gross
 from ledger.tenancy import account_index
 from ledger.textsafe import ascii_digits, cell
 
-__all__ = ["DatevSettingsIn", "DatevSettingsOut", "buchungsstapel", "file_name", "get_settings", "put_settings"]
+__all__ = [
+    "COLUMNS",
+    "NO_AUTOMATIC",
+    "DatevSettingsIn",
+    "DatevSettingsOut",
+    "Row",
+    "buchungsstapel",
+    "file_name",
+    "get_settings",
+    "put_settings",
+]
 
 CHARSET = "windows-1252"
 MEDIA_TYPE = f"text/csv; charset={CHARSET}"
@@ -86,12 +96,16 @@ class DatevSettingsOut(DatevSettingsIn, kw_only=True):
     updated_at: datetime
 
 
-async def get_settings(ctx: Kontor, business: Business) -> DatevSettingsOut:
+async def get_settings(ctx: Kontor, business: Business, *, route: bool = False) -> DatevSettingsOut:
+    """The business code's DATEV settings; without them 404 `datev_settings_not_found` for the settings route
+    (`route`), 409 `datev_settings_missing` for the export that needs them."""
     row = await ctx.pool.fetchrow(
         "SELECT settings, updated_at FROM datev_settings WHERE merchant_id = $1 AND business = $2",
         business.merchant_id,
         business.code,
     )
+    if row is None and route:
+        raise NotFound("datev_settings_not_found", f"business code {business.code} has no DATEV settings")
     if row is None:
         raise Conflict(
             "datev_settings_missing",

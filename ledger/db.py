@@ -7,14 +7,15 @@ outlives a transaction, so a pooler in transaction mode works (set db_statement_
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
+
+from ledger.errors import present
+from ledger.migrate import migrate, schema_sql
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -28,6 +29,7 @@ __all__ = [
     "TEXT_REFUSED",
     "Connection",
     "apply_schema",
+    "apply_schema_at",
     "create_pool",
     "schema_sql",
     "transaction_retrying",
@@ -51,7 +53,6 @@ CONNECTION_LOST = (
 )
 # text PostgreSQL cannot store: a NUL character (\u0000), also inside jsonb
 TEXT_REFUSED = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
-_SCHEMA_LOCK_KEY = 0x4B4F4E544F52  # 'KONTOR'
 T = TypeVar("T")
 
 
@@ -67,12 +68,6 @@ async def transaction_retrying(pool: asyncpg.Pool, attempts: int, work: Callable
                 raise
             log.info("transaction retried after a deadlock or serialization failure", extra={"attempt": attempt})
     raise AssertionError("unreachable")
-
-
-def schema_sql() -> str:
-    """The text of schema.sql: ledger/schema.sql links to the repository's top-level file, and a wheel
-    carries it as a plain file inside the package."""
-    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def _encode_json(value: object) -> str:
@@ -114,28 +109,21 @@ async def create_pool(
         reset=_reset,
         server_settings={"application_name": application_name, "synchronous_commit": "on", "timezone": "UTC"},
     )
-    assert pool is not None
-    return pool
+    return present(pool, "asyncpg.create_pool() awaited gives the pool")
 
 
 async def apply_schema(conn: Connection) -> bool:
-    """Apply schema.sql unless this exact version is already applied; returns True when it ran.
+    """Bring the database to the current schema (ledger.migrate: schema.sql into an empty database, else the
+    migrations it has not recorded); returns True when anything changed. Serialized by an advisory lock: several
+    instances starting at once change it once. SchemaError when the database is ahead of this Kontor."""
+    return (await migrate(conn)).changed
 
-    Serialized by an advisory lock, and run in one transaction: several instances starting at once
-    apply it once, and a failed application leaves the old schema in place.
-    """
-    sql = schema_sql()
-    digest = hashlib.sha256(sql.encode()).hexdigest()
-    await conn.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK_KEY)
+
+async def apply_schema_at(url: str) -> bool:
+    """`apply_schema` on a connection of its own to `url`, without a pool's per-statement timeout
+    (KONTOR_DB_COMMAND_TIMEOUT_S): a migration that rewrites a large table may take longer than a request."""
+    conn = await asyncpg.connect(url)
     try:
-        exists = await conn.fetchval("SELECT to_regclass('kontor_schema') IS NOT NULL")
-        if exists and await conn.fetchval("SELECT true FROM kontor_schema WHERE sha256 = $1", digest):
-            return False
-        async with conn.transaction():
-            await conn.execute("SET LOCAL client_min_messages = warning")
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO kontor_schema (sha256) VALUES ($1) ON CONFLICT DO NOTHING", digest)
-        log.info("schema applied", extra={"schema_sha256": digest})
-        return True
+        return await apply_schema(conn)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK_KEY)
+        await conn.close()

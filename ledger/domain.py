@@ -31,6 +31,7 @@ from ledger.errors import Conflict, FieldError, Unprocessable, invariant
 from ledger.money import imbalance
 
 __all__ = [
+    "CREDIT_NORMAL_TYPES",
     "DATE_MAX",
     "DATE_MIN",
     "LINES_PER_ENTRY_MAX",
@@ -38,6 +39,7 @@ __all__ = [
     "AccountType",
     "Business",
     "EntryDraft",
+    "HashedLine",
     "Horizon",
     "LineDraft",
     "Side",

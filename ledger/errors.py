@@ -4,12 +4,14 @@ Every error a client can cause is a `KontorError` carrying an HTTP status, a sta
 in the README and used in the problem `type`), a human `detail`, and for validation errors the field
 paths (`lines[2].debit`). `ledger.http.problems` maps them to RFC 9457 problem+json in one place.
 Programmer errors are not `KontorError`s: `invariant()` raises `InvariantViolation`, which becomes a
-500 with a log line and no internals in the body.
+500 with a log line and no internals in the body; `present()` states that a value is not None (and narrows
+its type). Production code uses these, never `assert`, which `python -O` would remove.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 __all__ = [
     "BadRequest",
@@ -26,7 +28,10 @@ __all__ = [
     "Unprocessable",
     "UnsupportedMediaType",
     "invariant",
+    "present",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,14 @@ def invariant(condition: bool, why: str) -> None:
     """Assert an internal invariant that must hold whatever the input (kept on in production)."""
     if not condition:
         raise InvariantViolation(why)
+
+
+def present(value: T | None, why: str) -> T:
+    """`value`, which an invariant says is not None (a row `INSERT ... RETURNING` gives, a field set before);
+    InvariantViolation with `why` otherwise. Narrows the type, where `invariant(x is not None, ...)` cannot."""
+    if value is None:
+        raise InvariantViolation(why)
+    return value
 
 
 class UnsupportedMediaType(KontorError):

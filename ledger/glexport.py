@@ -11,6 +11,7 @@ currency's) number format, so that a spreadsheet sums them as the ledger does.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from ledger.money import currency_decimals
 from ledger.schemas import GLReportOut
 from ledger.textsafe import cells, csv_writer, looks_like_formula
 
-__all__ = ["FILE_FORMATS", "GL_HEADER", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
+__all__ = ["FILE_FORMATS", "GL_HEADER", "XLSX", "GLFile", "gl_csv", "gl_file", "gl_xlsx"]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_FORMATS = {"csv": "text/csv", "xlsx": XLSX, "datev": "text/csv"}  # format -> media type
@@ -45,7 +46,8 @@ async def gl_file(ctx: Kontor, business: Business, period: str, file_format: str
         body = await datev.buchungsstapel(ctx, business, period, created=created)
         return GLFile(body, FILE_FORMATS["datev"], datev.CHARSET, datev.file_name(business, period))
     report = await reports.gl_report(ctx, business, period)
-    body = gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report)
+    # a month's file is built in a worker thread: the event loop serves every other request meanwhile
+    body = await asyncio.to_thread(lambda: gl_csv(report).encode() if file_format == "csv" else gl_xlsx(report))
     return GLFile(body, FILE_FORMATS[file_format], "utf-8", f"gl-{business.code}-{period}.{file_format}")
 
 

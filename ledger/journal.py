@@ -54,10 +54,11 @@ from ledger.errors import (
     NotFound,
     Unavailable,
     Unprocessable,
+    present,
 )
 from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
-from ledger.tenancy import account_index, get_account
+from ledger.tenancy import accounts_with, get_account
 from ledger.textsafe import parse_ascii_int
 
 if TYPE_CHECKING:
@@ -347,15 +348,14 @@ async def _send_coalesced(ctx: Kontor, items: Sequence[_Queued]) -> list[list[as
             except Exception as exc:  # that request's own outcome
                 alone.append(exc)
         return alone
-    outcomes: list[list[asyncpg.Record] | BaseException] = [[] for _ in items]
+    booked: list[list[asyncpg.Record]] = [[] for _ in items]
     refused: list[int] = []
     for row in rows:
         if row["sqlstate"] is not None:
             refused.append(row["request"])
         else:
-            outcome = outcomes[row["request"]]
-            assert isinstance(outcome, list)
-            outcome.append(row)
+            booked[row["request"]].append(row)
+    outcomes: list[list[asyncpg.Record] | BaseException] = list(booked)
     if refused:
         again = await asyncio.gather(*(_post_alone(ctx, items[q]) for q in refused), return_exceptions=True)
         for q, outcome in zip(refused, again, strict=True):
@@ -478,9 +478,7 @@ async def _drafts_of(
         business.code,
         ids,
     )
-    index = await account_index(ctx, business)
-    if any(r["account_id"] not in index.by_id for r in line_rows):
-        index = await account_index(ctx, business, refresh=True)
+    index = await accounts_with(ctx, business, ids=[r["account_id"] for r in line_rows])
     lines: dict[int, list[LineDraft]] = {i: [] for i in ids}
     for r in line_rows:
         lines[r["entry_id"]].append(
@@ -770,7 +768,7 @@ async def _months_to_close(conn: Connection, business: Business, last_month: dat
         business.merchant_id,
         business.code,
     )
-    assert row is not None
+    row = present(row, "business codes are never deleted")
     if row["closed_through"] is not None:
         start = row["closed_through"] + timedelta(days=1)
     else:

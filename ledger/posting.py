@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ledger.domain import Account, Business, EntryDraft, LineDraft, Side, check_balanced, check_customers
-from ledger.errors import FieldError, Unprocessable
+from ledger.errors import FieldError, Unprocessable, present
 from ledger.money import AmountError, is_known_currency, parse_amount
 from ledger.schemas import EntryIn, LineIn
 
@@ -31,7 +31,7 @@ def _draft_line(
         errors.append(FieldError(path, "give exactly one of debit or credit"))
         return None
     side, text = (Side.DEBIT, line.debit) if line.debit is not None else (Side.CREDIT, line.credit)
-    assert text is not None  # for mypy: exactly one of the two is set
+    text = present(text, "exactly one of debit and credit is set (checked above)")
     try:
         amount = parse_amount(text, currency)
     except AmountError as exc:

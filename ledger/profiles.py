@@ -46,7 +46,7 @@ from stdnum.gb import vat as gb_vat
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, PayloadTooLarge, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, PayloadTooLarge, Unprocessable, present
 
 __all__ = [
     "LOGO_BYTES_MAX",
@@ -64,6 +64,7 @@ __all__ = [
     "delete_logo",
     "get_profile",
     "load_logo",
+    "logo_too_large",
     "put_logo",
     "put_profile",
     "validate",
@@ -408,15 +409,26 @@ async def put_profile(ctx: Kontor, business: Business, spec: ProfileIn) -> Profi
         business.code,
         stored,
     )
-    assert row is not None  # INSERT ... RETURNING gives the row
+    row = present(row, "INSERT ... RETURNING gives the row")
     return _out(business, row)
+
+
+def logo_too_large(size: int, *, at_least: bool = False) -> PayloadTooLarge:
+    """413 `logo_too_large`, naming the limit (`LOGO_BYTES_MAX`, 512 KiB) and the size sent (`at_least`: the
+    body was refused while it was still coming)."""
+    sent = f"more than {LOGO_BYTES_MAX}" if at_least else str(size)
+    return PayloadTooLarge(
+        "logo_too_large",
+        f"the logo has {sent} bytes; at most {LOGO_BYTES_MAX} bytes (512 KiB) are taken",
+        [FieldError("logo", f"at most {LOGO_BYTES_MAX} bytes (512 KiB)")],
+    )
 
 
 def _image(data: bytes, media_type: str) -> tuple[int, int]:
     """Width and height of a PNG or JPEG within the limits; 413/415/422 otherwise (nothing is decoded before
     the header's size was checked)."""
     if len(data) > LOGO_BYTES_MAX:
-        raise PayloadTooLarge("logo_too_large", f"the logo has {len(data)} bytes; at most {LOGO_BYTES_MAX} are taken")
+        raise logo_too_large(len(data))
     expected = LOGO_TYPES[media_type]
     try:
         with Image.open(io.BytesIO(data), formats=[expected]) as image:

@@ -2,18 +2,14 @@
 
 Why this shape: `balance_totals` holds debit and credit sums per (account, currency, day, slot), so a
 current balance, a balance as of a date and a trial balance are sums over a few thousand small rows at
-most, whatever the size of the journal. Per-customer figures and registers read the lines through
+most, whatever the size of the journal. Per-customer figures read the lines through
 their indexes. Balances are reported as an absolute amount with the side it sits on (DEBIT, CREDIT,
 BALANCED), plus the debit and credit totals, which is how accountants read them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
@@ -21,8 +17,8 @@ import asyncpg
 import msgspec
 
 from ledger.context import Kontor
-from ledger.domain import CREDIT_NORMAL_TYPES, DATE_MIN, Account, Business, month_end, parse_period
-from ledger.errors import BadRequest, Unprocessable
+from ledger.domain import CREDIT_NORMAL_TYPES, Account, Business, month_end, parse_period
+from ledger.errors import Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import (
     AccountBalanceOut,
@@ -35,13 +31,11 @@ from ledger.schemas import (
     GLRow,
     GLTotals,
     IncomeStatementOut,
-    RegisterOut,
-    RegisterRow,
     ReportLine,
     TrialBalanceOut,
     TrialBalanceRow,
 )
-from ledger.tenancy import account_index, get_account
+from ledger.tenancy import account_index, accounts_with, get_account
 
 __all__ = [
     "account_balance",
@@ -49,7 +43,7 @@ __all__ = [
     "customer_account",
     "gl_report",
     "income_statement",
-    "register",
+    "side_of",
     "trial_balance",
 ]
 
@@ -142,9 +136,7 @@ async def _account_sums(
         from_date,
         to_date,
     )
-    index = await account_index(ctx, business)
-    if any(r["account_id"] not in index.by_id for r in rows):
-        index = await account_index(ctx, business, refresh=True)
+    index = await accounts_with(ctx, business, ids=[r["account_id"] for r in rows])
     sums = [(index.by_id[r["account_id"]], r["currency"], int(r["debit"]), int(r["credit"])) for r in rows]
     return sorted(sums, key=lambda s: (s[0].number, s[1]))
 
@@ -308,171 +300,6 @@ async def _customer_balances(ctx: Kontor, business: Business, as_of: date) -> di
         as_of,
     )
     return {r["account_id"]: (int(r["owed"]), r["owed_by"], int(r["prepaid"]), r["prepaid_by"]) for r in rows}
-
-
-# --- register -----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Position:
-    day: date
-    entry_id: int
-    line_no: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Cursor:
-    """Where the next register page starts, and the running balance (signed, debit-positive, minor units)
-    the previous page ended with: later pages continue from it, so a line posted meanwhile with a date before
-    the cursor changes neither the listing nor its balances (it shows in a listing started afresh)."""
-
-    at: _Position
-    balance_minor: int
-
-
-_CURSOR_TEXT = re.compile(r"r([0-9]{4}-[0-9]{2}-[0-9]{2})/([0-9]{1,19})/([0-9]{1,5})/(-?[0-9]{1,40})")
-
-
-def _encode_cursor(c: _Cursor) -> str:
-    text = f"r{c.at.day.isoformat()}/{c.at.entry_id}/{c.at.line_no}/{c.balance_minor}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> _Cursor:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        match = _CURSOR_TEXT.fullmatch(text)
-        if match is None:
-            raise ValueError(cursor)
-        day, entry_id, line_no, balance = match.groups()
-        return _Cursor(_Position(date.fromisoformat(day), int(entry_id), int(line_no)), int(balance))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
-
-
-async def _balance_before(
-    ctx: Kontor, business: Business, account: Account, *, currency: str, customer: str | None, at: _Position
-) -> int:
-    """Signed (debit-positive) balance of every line ordered before position `at`."""
-    lines_before = (
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
-        "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 "
-    )
-    if customer is not None:
-        value = await ctx.reports_pool.fetchval(
-            lines_before + "AND customer = $5 AND (effective_date, entry_id, line_no) < ($6, $7, $8)",
-            business.merchant_id,
-            business.code,
-            account.account_id,
-            currency,
-            customer,
-            at.day,
-            at.entry_id,
-            at.line_no,
-        )
-        return int(value)
-    days = await ctx.reports_pool.fetchval(
-        "SELECT COALESCE(sum(debit_minor) - sum(credit_minor), 0) FROM balance_totals "
-        "WHERE merchant_id = $1 AND business = $2 AND account_id = $3 AND currency = $4 AND day < $5",
-        business.merchant_id,
-        business.code,
-        account.account_id,
-        currency,
-        at.day,
-    )
-    same_day = await ctx.reports_pool.fetchval(
-        lines_before + "AND effective_date = $5 AND (entry_id, line_no) < ($6, $7)",
-        business.merchant_id,
-        business.code,
-        account.account_id,
-        currency,
-        at.day,
-        at.entry_id,
-        at.line_no,
-    )
-    return int(days) + int(same_day)
-
-
-async def register(
-    ctx: Kontor,
-    business: Business,
-    number: str,
-    *,
-    from_date: date | None,
-    to_date: date | None,
-    customer: str | None,
-    currency: str | None,
-    cursor: str | None,
-    limit: int,
-) -> RegisterOut:
-    """An account's lines in date order with the running (historical) balance after each line.
-
-    The first page's opening balance is everything before `from_date`; every later page continues from the
-    balance carried in its cursor (see `_Cursor`), so pages read one after another always add up."""
-    account = await get_account(ctx, business, number)
-    cur = currency or business.currency
-    if cursor:
-        carried = _decode_cursor(cursor)
-        start, running = carried.at, carried.balance_minor
-    else:
-        start = _Position(from_date or DATE_MIN, 0, 0)
-        running = await _balance_before(ctx, business, account, currency=cur, customer=customer, at=start)
-    opening = running
-    rows = await ctx.reports_pool.fetch(
-        "SELECT l.effective_date, l.entry_id, l.line_no, l.side, l.amount_minor, l.customer, e.description, "
-        "e.reference, e.order_reference FROM lines l JOIN entries e USING (merchant_id, business, entry_id) "
-        "WHERE l.merchant_id = $1 AND l.business = $2 AND l.account_id = $3 AND l.currency = $4 "
-        "AND (l.effective_date, l.entry_id, l.line_no) >= ($5, $6, $7) "
-        "AND ($8::date IS NULL OR l.effective_date <= $8) "
-        "AND ($9::text IS NULL OR l.customer = $9) "
-        "ORDER BY l.effective_date, l.entry_id, l.line_no LIMIT $10",
-        business.merchant_id,
-        business.code,
-        account.account_id,
-        cur,
-        start.day,
-        start.entry_id,
-        start.line_no,
-        to_date,
-        customer,
-        limit + 1,
-    )
-    out: list[RegisterRow] = []
-    for r in rows[:limit]:
-        amount = r["amount_minor"]
-        running += amount if r["side"] == "D" else -amount
-        text = format_amount(amount, cur)
-        out.append(
-            RegisterRow(
-                entry_id=r["entry_id"],
-                line_no=r["line_no"],
-                effective_date=r["effective_date"],
-                description=r["description"],
-                reference=r["reference"],
-                order_reference=r["order_reference"],
-                customer=r["customer"],
-                debit=text if r["side"] == "D" else None,
-                credit=text if r["side"] == "C" else None,
-                balance=format_amount(abs(running), cur),
-                side=side_of(running),
-            )
-        )
-    next_cursor = None
-    if len(rows) > limit:
-        nxt = rows[limit]
-        next_cursor = _encode_cursor(
-            _Cursor(_Position(nxt["effective_date"], nxt["entry_id"], nxt["line_no"]), running)
-        )
-    return RegisterOut(
-        account=account.number,
-        name=account.name,
-        currency=cur,
-        customer=customer,
-        from_date=from_date,
-        to_date=to_date,
-        opening_balance=format_amount(abs(opening), cur),
-        opening_side=side_of(opening),
-        rows=out,
-        next_cursor=next_cursor,
-    )
 
 
 GL_COLUMNS = (

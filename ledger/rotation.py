@@ -17,7 +17,7 @@ import asyncpg
 
 from ledger.secrets import SealedColumn, SecretBox, SecretError
 
-__all__ = ["ColumnRotation", "count_unopenable", "rotate_sealed_columns"]
+__all__ = ["BATCH_ROWS", "ColumnRotation", "count_unopenable", "rotate_sealed_columns"]
 
 BATCH_ROWS = 500
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ import pycountry
 from ledger.charts import chart_template, default_vat_rates
 from ledger.context import AccountIndex, KeyRecord, Kontor
 from ledger.domain import Account, Business
-from ledger.errors import Conflict, FieldError, NotFound, Unauthorized, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unauthorized, Unprocessable, present
 from ledger.money import is_known_currency
 from ledger.schemas import (
     AccountCreate,
@@ -41,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Principal",
     "account_index",
+    "accounts_with",
     "add_business",
     "authenticate",
     "create_account",
     "create_merchant",
     "describe_business",
+    "get_account",
     "get_business",
     "is_country",
     "issue_key",
@@ -163,8 +166,7 @@ async def _insert_business(conn: Connection, merchant_id: int, spec: BusinessCre
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [(merchant_id, spec.code, a.number, a.name, a.type, a.role, a.vat_rate, a.customer_ledger) for a in template],
     )
-    assert row is not None
-    return row
+    return present(row, "INSERT ... RETURNING gives the row")
 
 
 async def add_business(ctx: Kontor, merchant_id: int, spec: BusinessCreate) -> BusinessOut:
@@ -178,7 +180,7 @@ async def describe_business(ctx: Kontor, business: Business) -> BusinessOut:
         business.merchant_id,
         business.code,
     )
-    assert row is not None  # business codes are never deleted
+    row = present(row, "business codes are never deleted")
     return _business_out(row)
 
 
@@ -229,7 +231,7 @@ async def issue_key(conn: Connection | asyncpg.Pool, merchant_id: int, name: str
         role,
         name,
     )
-    assert row is not None
+    row = present(row, "INSERT ... RETURNING gives the row")
     out = _key_out(row)
     return ApiKeyCreated(
         key_id=out.key_id,
@@ -350,11 +352,21 @@ async def account_index(ctx: Kontor, business: Business, *, refresh: bool = Fals
     return index
 
 
-async def get_account(ctx: Kontor, business: Business, number: str) -> Account:
+async def accounts_with(
+    ctx: Kontor, business: Business, *, numbers: Iterable[str] = (), ids: Iterable[int] = ()
+) -> AccountIndex:
+    """The account index, read again once when it lacks one of the account `numbers` or `ids` (an account
+    created since it was cached, by this or another process). Whatever is still missing is the caller's to
+    refuse: the accounts do not exist."""
     index = await account_index(ctx, business)
-    account = index.by_number.get(number)
-    if account is None:
-        account = (await account_index(ctx, business, refresh=True)).by_number.get(number)
+    if any(n not in index.by_number for n in numbers) or any(i not in index.by_id for i in ids):
+        index = await account_index(ctx, business, refresh=True)
+    return index
+
+
+async def get_account(ctx: Kontor, business: Business, number: str) -> Account:
+    """The account with this number; 404 `account_not_found` when the business code has none."""
+    account = (await accounts_with(ctx, business, numbers=[number])).by_number.get(number)
     if account is None:
         raise NotFound("account_not_found", f"no account {number} in business {business.code}")
     return account
@@ -390,7 +402,7 @@ async def create_account(ctx: Kontor, business: Business, spec: AccountCreate) -
             f"an account with this {field_name} already exists",
             [FieldError(field_name, "already used in this business code")],
         ) from None
-    assert row is not None
+    row = present(row, "INSERT ... RETURNING gives the row")
     ctx.forget_accounts(business.merchant_id, business.code)
     return render_account(_account(row))
 

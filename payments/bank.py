@@ -39,15 +39,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import Struct
 
+from ledger.books import accounts_by_role, book, customer_balance, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict
 from ledger.money import format_amount
-from payments.bookings import book, roles_of
 from payments.camt import Line, Statement, StatementKey, parse_statements
 from payments.domain import transfer_lines
-from payments.notify import emit, emit_balance
+from payments.notify import emit, emit_balance_updated
 from payments.reconciliation import ExceptionDraft, note, park
 from payments.remittance import Named, Remittance, recognise
 from payments.settlement import ExceptionSummary
@@ -230,7 +230,7 @@ async def _book(
         for (i, draft), exception_id in zip(parked, ids, strict=True):
             results[i].exception_id, results[i].entry_id = exception_id, entries.get(exception_id)
             summaries.append(_summary(exception_id, draft, business.currency))
-    bank = (await roles_of(ctx, business))("BANK")
+    bank = (await accounts_by_role(ctx, business))("BANK")
     refs = []
     for s in sorted(statements, key=lambda s: (s.key.account, s.key.statement_on, s.sequence or -1)):
         checked = await check_statement(conn, business, s, bank.account_id)
@@ -369,7 +369,7 @@ class _Matcher:
         named = await recognise(self.conn, self.business, remittance)
         if named is None:
             return self._park(line, "unmatched_credit", "no payout, invoice, order or customer matches")
-        owed = await self._owed(named.customer)
+        owed = await customer_balance(self.conn, self.business, named.customer)
         targets = [t for t in (named.asked, owed) if t is not None]
         if not named.document and not any(abs(line.amount - t) <= self.tolerance for t in targets):
             asked = f" ({self._money(named.asked)} asked)" if named.asked is not None else ""
@@ -391,7 +391,7 @@ class _Matcher:
         )
         if payout is None:
             return None
-        roles = await roles_of(self.ctx, self.business)
+        roles = await accounts_by_role(self.ctx, self.business)
         bank, transit = roles("BANK"), roles("TRANSIT")
         received = line.amount > 0
         party = _party(line)
@@ -422,17 +422,6 @@ class _Matcher:
         )
         return self._result(line, "payout_cleared", f"settlement {payout['settlement_id']}", entry_id)
 
-    async def _owed(self, customer: str) -> int:
-        owed: int = await self.conn.fetchval(
-            "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0)::bigint FROM lines "
-            "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
-            self.business.merchant_id,
-            self.business.code,
-            customer,
-            self.business.currency,
-        )
-        return owed
-
     def _still_due(self, named: Named, owed: int, paid: int) -> str:
         after = owed - paid
         if after > 0:
@@ -445,7 +434,7 @@ class _Matcher:
         return f"customer {named.customer} owed {self._money(owed)}: paid in full"
 
     async def _payment(self, line: Line, named: Named, owed: int) -> LineResult:
-        roles = await roles_of(self.ctx, self.business)
+        roles = await accounts_by_role(self.ctx, self.business)
         customer = named.customer
         party = _party(line)
         note = self._still_due(named, owed, line.amount)
@@ -498,10 +487,10 @@ class _Matcher:
                 "remaining_amount": remaining,
             },
         )
-        await emit_balance(
-            self.ctx, self.conn, self.business, customer, "payment.received", on=line.booking_date,
-            designation=named.order_ref,
-        )  # fmt: skip
+        await run_receivable_hooks(
+            self.ctx, self.conn, self.business, customer, on=line.booking_date, designation=named.order_ref
+        )
+        await emit_balance_updated(self.conn, self.business, customer, "payment.received")
         return self._result(line, "payment", named.what, entry_id, note)
 
 

@@ -8,57 +8,23 @@ caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
-from ledger import journal
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
-from ledger.domain import Business, EntryDraft, LineDraft, check_balanced
+from ledger.domain import Business
 from ledger.errors import Unprocessable
 from ledger.money import format_amount
-from ledger.tenancy import account_index
 from payments.amazon.client import Amount, Charge, Refund
-from payments.domain import Roles, transfer_lines
-from payments.notify import emit, emit_balance
+from payments.domain import transfer_lines
+from payments.notify import emit, emit_balance_updated
 from payments.store import OrderRow, lock_order, refresh_status
 
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["book", "record_charge", "record_refund", "roles_of"]
-
-
-async def roles_of(ctx: Kontor, business: Business) -> Roles:
-    return Roles((await account_index(ctx, business)).by_role)
-
-
-async def book(
-    ctx: Kontor,
-    conn: Connection,
-    business: Business,
-    lines: Sequence[LineDraft],
-    *,
-    on: date,
-    description: str,
-    reference: str,
-    metadata: dict[str, str],
-    order_reference: str | None = None,
-) -> int:
-    """Post one entry inside the caller's transaction; returns its id. `reference` is the entry's document
-    number (an invoice, credit note, goodwill or payment number, else what identifies the booking),
-    `order_reference` the order it belongs to (ledger.domain.EntryDraft)."""
-    draft = EntryDraft(
-        effective_date=on,
-        description=description[:500],
-        lines=tuple(lines),
-        reference=reference,
-        metadata=metadata,
-        order_reference=order_reference,
-    )
-    check_balanced(draft.lines)
-    posted = await journal.post_entries(ctx, business, [draft], idem_key=None, request_sha256=bytes(32), conn=conn)
-    return posted.entries[0].id
+__all__ = ["record_charge", "record_refund"]
 
 
 # Amazon's charge states in the order they are reached; Captured, Canceled and Declined are final
@@ -153,7 +119,7 @@ async def record_charge(
 async def _book_capture(
     ctx: Kontor, conn: Connection, business: Business, order: OrderRow, charge_id: str, captured: int, *, on: date
 ) -> None:
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     entry_id = await book(
         ctx,
         conn,
@@ -186,7 +152,8 @@ async def _book_capture(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(ctx, conn, business, order.customer, "payment.received", on=on, designation=order.order_ref)
+    await run_receivable_hooks(ctx, conn, business, order.customer, on=on, designation=order.order_ref)
+    await emit_balance_updated(conn, business, order.customer, "payment.received")
 
 
 async def record_refund(
@@ -250,7 +217,7 @@ async def record_refund(
         )
         await emit(conn, business, "refund.declined", {**payload, "reason": details.reason_code})
     elif details.state == "Refunded":
-        roles = await roles_of(ctx, business)
+        roles = await accounts_by_role(ctx, business)
         entry_id = await book(
             ctx,
             conn,
@@ -269,6 +236,7 @@ async def record_refund(
             entry_id,
         )
         await emit(conn, business, "refund.completed", {**payload, "entry_id": entry_id})
-        await emit_balance(ctx, conn, business, row["customer"], "refund.completed", on=on)
+        await run_receivable_hooks(ctx, conn, business, row["customer"], on=on)
+        await emit_balance_updated(conn, business, row["customer"], "refund.completed")
         await refresh_status(conn, business, str(row["order_ref"]))
     return str(row["order_ref"])

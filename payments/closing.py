@@ -13,10 +13,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ledger.books import accounts_by_role, book
 from ledger.context import Kontor
 from ledger.domain import Business, LineDraft, Side, month_end
 from ledger.money import vat_from_gross
-from payments.bookings import book, roles_of
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -48,7 +48,7 @@ async def prepaid_by_rate(conn: Connection, business: Business, last: date) -> d
 
 
 async def book_prepayment_vat(ctx: Kontor, conn: Connection, business: Business, months: list[date]) -> None:
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     for first in months:
         last = month_end(first)
         taxes = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["PaymentsSettings"]
 
@@ -36,6 +36,12 @@ class PaymentsSettings:
     webhook_backoff_s: float = 30.0
     webhook_timeout_s: float = 10.0
     webhook_allow_http: bool = False
+    # webhook deliveries sent at once by one process
+    webhook_concurrency: int = field(default=16, metadata={"range": (1, 1000)})
+    # IPNs applied right after their 200: at most this many waiting or running (beyond it the amazon-pay-ipns job
+    # applies them), at most background_concurrency running at once
+    background_tasks_max: int = field(default=256, metadata={"range": (1, 100_000)})
+    background_concurrency: int = field(default=8, metadata={"range": (1, 1000)})
 
     def topic_accounts(self) -> frozenset[str]:
         return frozenset(a.strip() for a in self.amazon_pay_topic_accounts.split(",") if a.strip())

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import asyncpg
 from msgspec import Meta, Struct
 
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount
 from ledger.schemas import DatedBody, LedgerDate
 from payments.amazon.client import Dispute
-from payments.bookings import book, roles_of
 from payments.domain import transfer_lines
-from payments.notify import emit, emit_balance
+from payments.notify import emit, emit_balance_updated
 from payments.reconciliation import ExceptionDraft, park
 from payments.store import lock_order
 
@@ -166,7 +166,7 @@ async def record_chargeback(
         order["order_ref"],
         charge_id,
     )
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     entry_id = await book(
         ctx,
         conn,
@@ -231,7 +231,8 @@ async def record_chargeback(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(ctx, conn, business, order["customer"], "chargeback.received", on=on)
+    await run_receivable_hooks(ctx, conn, business, order["customer"], on=on)
+    await emit_balance_updated(conn, business, order["customer"], "chargeback.received")
     return True
 
 
@@ -343,7 +344,7 @@ async def close_dispute(
     dispute_id = row["dispute_id"]
     entry_id = None
     if outcome == "won":
-        roles = await roles_of(ctx, business)
+        roles = await accounts_by_role(ctx, business)
         entry_id = await book(
             ctx,
             conn,
@@ -385,7 +386,8 @@ async def close_dispute(
             "amount": format_amount(row["amount_minor"], business.currency),
         },
     )
-    await emit_balance(ctx, conn, business, row["customer"], "dispute.resolved", on=on)
+    await run_receivable_hooks(ctx, conn, business, row["customer"], on=on)
+    await emit_balance_updated(conn, business, row["customer"], "dispute.resolved")
     return entry_id
 
 

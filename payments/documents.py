@@ -14,15 +14,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, parse_amount, parse_amount_field
-from payments.bookings import book, roles_of
 from payments.captures import reserved_items
 from payments.charges import wind_down
 from payments.domain import Item, credit_lines, credit_tax, gross_by_rate, refundable, split_by_rate, transfer_lines
-from payments.notify import emit, emit_balance
+from payments.notify import emit, emit_balance_updated
 from payments.orders import document_response, not_before, rates_json, replay_or_refuse
 from payments.refunds import plan_refunds, send_requested_refunds
 from payments.runtime import Payments
@@ -239,7 +239,7 @@ async def create_payment(
         )
         if replay is not None:
             return replay, False
-        roles = await roles_of(ctx, business)
+        roles = await accounts_by_role(ctx, business)
         entry_id = await book(
             ctx,
             conn,
@@ -282,9 +282,8 @@ async def create_payment(
             },
         )
         # the payment names its order: a written-off debt is recovered from that order first (§366 (1) BGB)
-        await emit_balance(
-            ctx, conn, business, customer, "payment.received", on=body.payment_date, designation=order_ref
-        )
+        await run_receivable_hooks(ctx, conn, business, customer, on=body.payment_date, designation=order_ref)
+        await emit_balance_updated(conn, business, customer, "payment.received")
     return response, True
 
 
@@ -307,7 +306,7 @@ async def _credit(
     gross = sum(by_rate.values())
     refund = refundable(await order_money(conn, business, order, items), gross)
     refunds = await plan_refunds(conn, business, order.order_ref, refund, source_kind=kind, source_ref=ref)
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     taxes = credit_tax(by_rate, await rate_totals(conn, business, order.order_ref))
     entry_id = await book(
         ctx,
@@ -336,7 +335,8 @@ async def _credit(
         response=response,
         request_sha256=request_sha256,
     )
-    await emit_balance(ctx, conn, business, order.customer, f"{kind}.created", on=on)
+    await run_receivable_hooks(ctx, conn, business, order.customer, on=on)
+    await emit_balance_updated(conn, business, order.customer, f"{kind}.created")
     return response
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ledger.charts import rate_key
+from ledger.books import Roles
 from ledger.domain import Account, LineDraft, Side
 from ledger.errors import FieldError, Unprocessable
 from ledger.money import allocate, minor_per_unit, vat_from_gross
@@ -37,7 +37,6 @@ __all__ = [
     "Item",
     "OrderMoney",
     "RateTotals",
-    "Roles",
     "amazon_allowance",
     "credit_lines",
     "credit_tax",
@@ -115,26 +114,6 @@ def gross_by_rate(parts: Iterable[tuple[Item, int]]) -> dict[Decimal, int]:
     if any(total < 0 for total in totals.values()):
         raise Unprocessable("discount_exceeds_items", "discounts exceed the items they belong to at one VAT rate")
     return {rate: total for rate, total in sorted(totals.items()) if total}
-
-
-class Roles:
-    """A business code's accounts by role, refusing clearly when a role is not in its chart."""
-
-    def __init__(self, by_role: Mapping[str, Account]) -> None:
-        self._by_role = by_role
-
-    def __call__(self, role: str) -> Account:
-        account = self._by_role.get(role)
-        if account is None:
-            raise Unprocessable(
-                "account_role_missing",
-                f"the chart of accounts has no account with role {role}; "
-                "add one (POST .../accounts) or use a VAT rate of this business code",
-            )
-        return account
-
-    def per_rate(self, prefix: str, rate: Decimal) -> Account:
-        return self(f"{prefix}_{rate_key(rate)}")
 
 
 def invoice_lines(roles: Roles, customer: str, by_rate: Mapping[Decimal, int], currency: str) -> tuple[LineDraft, ...]:

@@ -12,6 +12,7 @@ from ledger.context import Kontor
 from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import ADMIN, BOOK, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
+from ledger.http.replay import created
 from ledger.money import AmountError, parse_amount
 from payments import disputes, documents, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
@@ -44,17 +45,12 @@ Code = BusinessCodePath
 CustomerPath = Annotated[str, PathParameter(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$")]
 OrderPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 SettlementPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
-REPLAYED = {"Idempotent-Replayed": "true"}
 EVIDENCE_BYTES_MAX = 8 * 1024 * 1024  # ten items; files at most 5 MiB each once decoded
 
 
 def _runtime(call: Call) -> Payments:
     runtime: Payments = call.request.app.state.payments
     return runtime
-
-
-def _created(content: Any, created: bool) -> Response[Any]:
-    return Response(content, status_code=201 if created else 200, headers=None if created else REPLAYED)
 
 
 @get("/amazon-pay/settings", opt={"roles": ADMIN}, operation_id="getAmazonPaySettings", tags=["amazon pay"])
@@ -92,10 +88,10 @@ async def write_settings(
 async def create_order(
     business_code: Code, customer: CustomerPath, data: JSONBody[OrderCreate], call: CallDep
 ) -> Response[OrderOut]:
-    out, created = await orders.create_order(
+    out, is_new = await orders.create_order(
         call.ctx, _runtime(call), await call.business(business_code), customer, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 @get("/customers/{customer:str}/orders/{order:str}", opt={"roles": READ}, operation_id="getOrder", tags=["orders"])
@@ -120,10 +116,10 @@ DocPath = "/customers/{customer:str}/orders/{order:str}"
 async def create_invoice(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[InvoiceCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, created = await orders.create_invoice(
+    out, is_new = await orders.create_invoice(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 @post(
@@ -136,10 +132,10 @@ async def create_invoice(
 async def create_cancellation(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[CancellationCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, created = await documents.create_cancellation(
+    out, is_new = await documents.create_cancellation(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 @post(
@@ -152,10 +148,10 @@ async def create_cancellation(
 async def create_return(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[ReturnCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, created = await documents.create_return(
+    out, is_new = await documents.create_return(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 @post(
@@ -168,10 +164,10 @@ async def create_return(
 async def create_goodwill(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[GoodwillCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, created = await documents.create_goodwill(
+    out, is_new = await documents.create_goodwill(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 @post(
@@ -184,10 +180,10 @@ async def create_goodwill(
 async def create_payment(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[PaymentCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, created = await documents.create_payment(
+    out, is_new = await documents.create_payment(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
-    return _created(out, created)
+    return created(out, replayed=not is_new)
 
 
 DisputePath = IdPath
@@ -272,15 +268,15 @@ async def dispute_outcome(
     responses=UPLOAD_RESPONSES,
     summary="Upload an Amazon Pay settlement report (flat-file CSV): book fees, reserves, payouts; reconcile",
     description="The body is the report file as Amazon delivers it (text/csv), or a multipart/form-data upload "
-    "with the file as its one file part. 201 when imported, 200 with Idempotent-Replayed when the same file was "
+    "with the file as its one file part. 201 when imported, 201 with Idempotent-Replayed when the same file was "
     "imported before; 409 for another file with the same SettlementId; 415 for another media type; 422 naming "
     "line and column when any row is invalid (then nothing is booked).",
 )
 async def upload_settlement(business_code: Code, call: CallDep) -> Response[SettlementOut]:
     business = await call.business(business_code)
     async with received_file(call.request, accepted=REPORT_TYPES) as upload:
-        out, created = await import_settlement(call.ctx, business, upload)
-    return _created(out, created)
+        out, is_new = await import_settlement(call.ctx, business, upload)
+    return created(out, replayed=not is_new)
 
 
 @get("/amazon-pay/settlements", opt={"roles": READ}, operation_id="listSettlements", tags=["reconciliation"])
@@ -348,8 +344,8 @@ async def upload_bank_statement(
     except AmountError as exc:
         raise Unprocessable("invalid_tolerance", str(exc), [FieldError("tolerance", str(exc))]) from exc
     async with received_file(call.request, accepted=STATEMENT_TYPES) as upload:
-        out, created = await import_statement(call.ctx, business, upload, allowed)
-    return _created(out, created)
+        out, is_new = await import_statement(call.ctx, business, upload, allowed)
+    return created(out, replayed=not is_new)
 
 
 @get(
@@ -433,7 +429,7 @@ async def amazon_pay_ipn(request: Request[Any, Any, Any], state: State) -> dict[
     ctx: Kontor = state.kontor
     headers = {k.lower(): v for k, v in request.headers.items()}
     for merchant_id, notification_id in await receive_ipn(ctx, runtime, await request.body(), headers):
-        runtime.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
+        runtime.background.spawn(process_ipn(ctx, runtime, merchant_id, notification_id))
     return {"status": "accepted"}
 
 

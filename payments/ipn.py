@@ -10,8 +10,12 @@ Applying runs right after in the background, and from the `amazon-pay-ipns` job 
 carries no state (developer.amazon.com/docs/amazon-pay-checkout/set-up-instant-payment-notifications.html), so
 the object is read at Amazon first (outside any transaction), then applied in one short transaction
 (payments.ipn_apply) through the same idempotent bookings the API uses. A message is claimed with a lease, not a
-lock held over the network. One that cannot be applied is retried with backoff while Amazon is out of reach, or
-recorded as ignored with its reason; either way the ones behind it go on.
+lock held over the network: the claim increments `attempts`, and that number is the claim's token: the booking's
+transaction marks the message processed only while `attempts` still has it, and so do the deferral and the
+ignoring. A worker whose lease ran out (LEASE_S covers the Amazon calls with their retries) and whose message
+another worker claimed since changes nothing; its booking rolls back. One that cannot be applied is retried with
+backoff while Amazon is out of reach, or recorded as ignored with its reason; either way the ones behind it go on,
+and so they do when recording that fails.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -27,12 +31,15 @@ from ledger.context import Kontor
 from ledger.errors import BadRequest, Forbidden, PayloadTooLarge
 from payments.amazon.client import AmazonPayError
 from payments.amazon.sns import SnsError
-from payments.ipn_apply import Ignored, Later, apply_notification
+from payments.ipn_apply import ClaimLost, Ignored, Later, apply_notification
 from payments.runtime import Payments
 
 __all__ = [
     "ATTEMPTS_MAX",
     "IPN_BYTES_MAX",
+    "LEASE_S",
+    "Claim",
+    "claim_ipn",
     "process_ipn",
     "process_pending_ipns",
     "receive_ipn",
@@ -42,7 +49,7 @@ log = logging.getLogger("kontor.ipn")
 IPN_BYTES_MAX = 262_144
 ATTEMPTS_MAX = 20  # with the backoff below (2 s doubling, at most an hour): about ten hours of retries
 BACKOFF_S_MAX = 3600.0
-LEASE_S = 120
+LEASE_S = 300  # a handler makes at most 3 Amazon calls, each at most attempts_max x timeout_s (4 x 10 s) plus backoff
 BATCH_MAX = 500
 
 
@@ -123,8 +130,16 @@ async def receive_ipn(ctx: Kontor, rt: Payments, raw: bytes, headers: Mapping[st
     return [(owner["merchant_id"], notification_id)] if stored else []
 
 
-async def _claim(ctx: Kontor, merchant_id: int, notification_id: str) -> dict[str, Any] | None:
-    """Take the message for LEASE_S seconds (None: done, not due, or another worker has it)."""
+class Claim(NamedTuple):
+    """A stored message taken for LEASE_S seconds; `attempt` (1, 2, ...) is the claim's token."""
+
+    notification_type: str
+    raw: str  # the SNS envelope as received
+    attempt: int
+
+
+async def claim_ipn(ctx: Kontor, merchant_id: int, notification_id: str) -> Claim | None:
+    """Take the message for LEASE_S seconds (None: done, not due, or another worker's lease holds it)."""
     row = await ctx.pool.fetchrow(
         "UPDATE ipn_messages SET attempts = attempts + 1, claimed_until = now() + make_interval(secs => $3) "
         "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending' AND next_attempt_at <= now() "
@@ -133,59 +148,80 @@ async def _claim(ctx: Kontor, merchant_id: int, notification_id: str) -> dict[st
         notification_id,
         LEASE_S,
     )
-    return None if row is None else dict(row)
+    return None if row is None else Claim(row["notification_type"], row["raw"], row["attempts"])
 
 
 async def process_ipn(ctx: Kontor, rt: Payments, merchant_id: int, notification_id: str) -> str | None:
     """Apply one stored IPN; returns the outcome, or None when it is not this worker's to apply now."""
-    claimed = await _claim(ctx, merchant_id, notification_id)
+    claimed = await claim_ipn(ctx, merchant_id, notification_id)
     if claimed is None:
         return None
-    attempts = int(claimed["attempts"])
+    attempts = claimed.attempt
     try:
-        message = msgspec.json.decode(msgspec.json.decode(claimed["raw"])["Message"])
-        outcome = await apply_notification(
-            ctx, rt, merchant_id, notification_id, claimed["notification_type"], message, attempts
+        return await apply_notification(
+            ctx, rt, merchant_id, notification_id, claimed.notification_type, claimed.raw, attempts
         )
-    except Ignored as exc:
-        return await _finish(ctx, merchant_id, notification_id, "ignored", f"ignored: {exc}")
-    except (Later, AmazonPayError) as exc:
-        why = f"{exc.reason_code}: {exc.message}" if isinstance(exc, AmazonPayError) else str(exc)
-        if isinstance(exc, AmazonPayError) and exc.reachable:
-            return await _finish(ctx, merchant_id, notification_id, "ignored", f"ignored: Amazon answered {why}")
+    except ClaimLost as exc:
+        log.warning("ipn claim lost", extra={"notification_id": notification_id, "reason": str(exc)})
+        return None
+    except Exception as exc:
+        return await _not_applied(ctx, merchant_id, notification_id, attempts, exc)
+
+
+async def _not_applied(
+    ctx: Kontor, merchant_id: int, notification_id: str, attempts: int, exc: Exception
+) -> str | None:
+    """Ignored: recorded as ignored; Amazon refusing the read: ignored; Amazon out of reach or Later: retried
+    with backoff; a defect: retried too (it must not stop the queue), its traceback logged."""
+    if isinstance(exc, Ignored):
+        return await _finish(ctx, merchant_id, notification_id, attempts, "ignored", f"ignored: {exc}")
+    if isinstance(exc, AmazonPayError):
+        why = f"{exc.reason_code}: {exc.message}"
+        if exc.reachable:
+            return await _finish(
+                ctx, merchant_id, notification_id, attempts, "ignored", f"ignored: Amazon answered {why}"
+            )
         return await _later(ctx, merchant_id, notification_id, attempts, why)
-    except Exception as exc:  # a defect must not stop the queue: record it, retry later, log the traceback
-        log.exception("ipn processing failed", extra={"notification_id": notification_id})
-        return await _later(ctx, merchant_id, notification_id, attempts, f"error: {type(exc).__name__}")
-    return outcome
+    if isinstance(exc, Later):
+        return await _later(ctx, merchant_id, notification_id, attempts, str(exc))
+    log.error("ipn processing failed", extra={"notification_id": notification_id}, exc_info=exc)
+    return await _later(ctx, merchant_id, notification_id, attempts, f"error: {type(exc).__name__}")
 
 
-async def _finish(ctx: Kontor, merchant_id: int, notification_id: str, state: str, outcome: str) -> str:
-    await ctx.pool.execute(
+async def _finish(
+    ctx: Kontor, merchant_id: int, notification_id: str, attempts: int, state: str, outcome: str
+) -> str | None:
+    """Record the final state under the claim numbered `attempts`; None when another worker claimed it since."""
+    mine = await ctx.pool.fetchval(
         "UPDATE ipn_messages SET state = $3, outcome = $4, processed_at = now(), claimed_until = NULL "
-        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending'",
+        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending' AND attempts = $5 RETURNING true",
         merchant_id,
         notification_id,
         state,
         outcome[:1000],
+        attempts,
     )
-    return outcome
+    return outcome if mine else None
 
 
-async def _later(ctx: Kontor, merchant_id: int, notification_id: str, attempts: int, why: str) -> str:
+async def _later(ctx: Kontor, merchant_id: int, notification_id: str, attempts: int, why: str) -> str | None:
+    """Retry after a backoff (the claim numbered `attempts` ends); None when another worker claimed it since."""
     if attempts >= ATTEMPTS_MAX:
-        return await _finish(ctx, merchant_id, notification_id, "ignored", f"ignored after {attempts} attempts: {why}")
+        return await _finish(
+            ctx, merchant_id, notification_id, attempts, "ignored", f"ignored after {attempts} attempts: {why}"
+        )
     delay = timedelta(seconds=min(BACKOFF_S_MAX, 2.0 * 2 ** (attempts - 1)))
-    await ctx.pool.execute(
+    mine = await ctx.pool.fetchval(
         "UPDATE ipn_messages SET next_attempt_at = now() + $3, claimed_until = NULL, last_error = $4 "
-        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending'",
+        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending' AND attempts = $5 RETURNING true",
         merchant_id,
         notification_id,
         delay,
         why[:1000],
+        attempts,
     )
     log.info("ipn deferred", extra={"notification_id": notification_id, "reason": why, "attempt": attempts})
-    return f"deferred: {why}"
+    return f"deferred: {why}" if mine else None
 
 
 async def process_pending_ipns(ctx: Kontor, rt: Payments) -> int:
@@ -197,6 +233,9 @@ async def process_pending_ipns(ctx: Kontor, rt: Payments) -> int:
     )
     done = 0
     for row in rows:
-        if await process_ipn(ctx, rt, row["merchant_id"], row["notification_id"]):
-            done += 1
+        try:
+            if await process_ipn(ctx, rt, row["merchant_id"], row["notification_id"]):
+                done += 1
+        except Exception:  # recording its outcome failed (the database briefly away): its lease runs out, retried
+            log.exception("ipn not recorded", extra={"notification_id": row["notification_id"]})
     return done

@@ -8,15 +8,18 @@ One handler per ObjectType (developer.amazon.com/docs/amazon-pay-checkout/set-up
   Kontor authorize the order again (the buyer updated the payment method).
 - CHARGEBACK: the dispute is read through the Dispute API (GET /v2/disputes/{ObjectId}); the chargeback is booked
   once (Dr AR / Cr PSP, the claim revives) with a dispute case and Amazon's deadline; a resolution closes it.
-The message is marked processed in the same transaction as the booking. `Ignored` records the message as
+The message is marked processed in the same transaction as the booking, and only while the worker still holds
+its claim (payments.ipn: the claim's attempt number is the token; a worker whose lease ran out and whose message
+another worker claimed since gets `ClaimLost`, and its booking rolls back). `Ignored` records the message as
 ignored with its reason (it can never be applied); `Later` retries it with backoff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+import msgspec
 
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -35,7 +38,7 @@ from payments.store import OrderRow, load_order, refresh_status
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["Ignored", "Later", "apply_notification"]
+__all__ = ["ClaimLost", "Ignored", "IpnMessage", "Later", "Notification", "ObjectType", "apply_notification"]
 
 
 class Ignored(Exception):
@@ -46,33 +49,73 @@ class Later(Exception):
     """The message cannot be applied yet (retried with backoff); the text says why."""
 
 
+class ClaimLost(Exception):
+    """Another worker claimed the message after this one's lease ran out: this one's booking is rolled back."""
+
+
 UNKNOWN_ORDER_ATTEMPTS_MAX = 6  # an IPN may overtake Kontor's own record of the order (about 5 minutes of retries)
 
 
-@dataclass(frozen=True, slots=True)
-class _Note:
+ObjectType = Literal["CHARGE", "REFUND", "CHARGE_PERMISSION", "CHARGEBACK"]
+OBJECT_TYPES: frozenset[str] = frozenset(get_args(ObjectType))
+
+
+class IpnMessage(msgspec.Struct, frozen=True):
+    """The inner message of a v2 IPN (the SNS envelope's Message), as Amazon names its fields."""
+
+    MerchantID: str = ""
+    ObjectType: str = ""
+    ObjectId: str = ""
+    ChargePermissionId: str = ""
+    NotificationId: str = ""
+    NotificationType: str = ""
+    NotificationVersion: str = ""
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored IPN as its handler sees it: the message's ids, and the claim it is applied under."""
+
     merchant_id: int
     notification_id: str
+    object_type: ObjectType
     object_id: str
     charge_permission_id: str
-    attempt: int
+    attempt: int  # the claim's attempt number (1, 2, ...): also the token that proves the claim is still this one's
+
+
+class Handler(Protocol):
+    async def __call__(
+        self, ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: Notification
+    ) -> str: ...
+
+
+def parse_message(raw: str) -> IpnMessage:
+    """The inner message of a stored SNS envelope; Ignored when it is not one."""
+    try:
+        envelope = msgspec.json.decode(raw)
+        return msgspec.json.decode(envelope["Message"], type=IpnMessage)
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
+        raise Ignored(f"not an Amazon Pay v2 message: {exc}") from None
 
 
 async def apply_notification(
-    ctx: Kontor, rt: Payments, merchant_id: int, notification_id: str, kind: str, message: dict[str, Any], attempt: int
+    ctx: Kontor, rt: Payments, merchant_id: int, notification_id: str, kind: str, raw: str, attempt: int
 ) -> str:
-    """Apply one v2 message; returns the outcome (stored with it). Raises Ignored or Later."""
+    """Apply one stored message (`raw`: the SNS envelope) under the claim numbered `attempt`; returns the outcome
+    (stored with it). Raises Ignored, Later or ClaimLost."""
     if kind.startswith("v1:"):
         raise Ignored(
             f"a Checkout v1 notification ({kind[3:]}): Amazon ended Checkout v1 on 2026-03-31; "
             "v1 orders are reported through v2 notifications now"
         )
-    handler = _HANDLERS.get(kind)
-    if handler is None:
-        raise Ignored(f"ObjectType {kind!r} is not one Kontor applies")
+    message = parse_message(raw)
+    object_type = message.ObjectType or kind
+    if object_type not in OBJECT_TYPES:
+        raise Ignored(f"ObjectType {object_type!r} is not one Kontor applies")
+    if not message.ObjectId:
+        raise Ignored("the message names no ObjectId")
     account = await ctx.pool.fetchrow(
-        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1",
-        str(message.get("MerchantID", "")),
+        "SELECT merchant_id, business FROM amazon_pay_accounts WHERE amazon_merchant_id = $1", message.MerchantID
     )
     if account is None or account["merchant_id"] != merchant_id:
         raise Ignored("the Amazon merchant account is no longer connected to this merchant")
@@ -81,22 +124,21 @@ async def apply_notification(
         settings = await load_settings(ctx, rt, business)
     except KontorError as exc:
         raise Ignored(exc.detail) from exc
-    note = _Note(
-        merchant_id,
-        notification_id,
-        str(message.get("ObjectId", "")),
-        str(message.get("ChargePermissionId", "")),
-        attempt,
+    note = Notification(
+        merchant_id=merchant_id,
+        notification_id=notification_id,
+        object_type=object_type,  # type: ignore[arg-type]  # checked against OBJECT_TYPES above
+        object_id=message.ObjectId,
+        charge_permission_id=message.ChargePermissionId,
+        attempt=attempt,
     )
-    if not note.object_id:
-        raise Ignored("the message names no ObjectId")
-    outcome = await handler(ctx, rt, business, settings, note)
+    outcome = await _HANDLERS[note.object_type](ctx, rt, business, settings, note)
     # Amazon named the account and the business code's credentials read its object: they act for that account
-    await mark_proven(ctx, business, str(message.get("MerchantID", "")))
+    await mark_proven(ctx, business, message.MerchantID)
     return outcome
 
 
-async def _order(ctx: Kontor, business: Business, charge_permission_id: str, note: _Note) -> OrderRow:
+async def _order(ctx: Kontor, business: Business, charge_permission_id: str, note: Notification) -> OrderRow:
     """The order of a charge permission. An IPN can overtake Kontor's own record of a checkout it is completing:
     an unknown charge permission is tried again a few times before the message is ignored."""
     order_ref = await ctx.pool.fetchval(
@@ -112,18 +154,23 @@ async def _order(ctx: Kontor, business: Business, charge_permission_id: str, not
         return await load_order(conn, business, order_ref)
 
 
-async def _done(conn: Connection, note: _Note, outcome: str) -> str:
-    await conn.execute(
+async def _done(conn: Connection, note: Notification, outcome: str) -> str:
+    """Mark the message processed inside the booking's transaction, if the claim is still this worker's; else
+    ClaimLost (the caller's transaction, and with it the booking, rolls back)."""
+    marked = await conn.fetchval(
         "UPDATE ipn_messages SET state = 'processed', outcome = $3, processed_at = now(), claimed_until = NULL "
-        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending'",
+        "WHERE merchant_id = $1 AND notification_id = $2 AND state = 'pending' AND attempts = $4 RETURNING true",
         note.merchant_id,
         note.notification_id,
         outcome[:1000],
+        note.attempt,
     )
+    if not marked:
+        raise ClaimLost(f"notification {note.notification_id} was claimed again after attempt {note.attempt}")
     return outcome
 
 
-async def _charge(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+async def _charge(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: Notification) -> str:
     charge = await rt.gateway.get_charge(settings.credentials, note.object_id)
     order = await _order(ctx, business, charge.charge_permission_id, note)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -148,7 +195,7 @@ async def _planned_invoice(ctx: Kontor, conn: Connection, business: Business, or
     return f", invoice {plan.invoice_ref} booked"
 
 
-async def _refund(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+async def _refund(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: Notification) -> str:
     refund = await rt.gateway.get_refund(settings.credentials, note.object_id)
     async with ctx.pool.acquire() as conn, conn.transaction():
         order_ref = await record_refund(ctx, conn, business, refund, on=ctx.today())
@@ -158,7 +205,7 @@ async def _refund(ctx: Kontor, rt: Payments, business: Business, settings: Merch
 
 
 async def _charge_permission(
-    ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note
+    ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: Notification
 ) -> str:
     permission = await rt.gateway.get_charge_permission(settings.credentials, note.object_id)
     order = await _order(ctx, business, permission.charge_permission_id, note)
@@ -180,7 +227,9 @@ async def _charge_permission(
     return outcome
 
 
-async def _chargeback(ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: _Note) -> str:
+async def _chargeback(
+    ctx: Kontor, rt: Payments, business: Business, settings: MerchantSettings, note: Notification
+) -> str:
     dispute = await rt.gateway.get_dispute(settings.credentials, note.object_id)
     if dispute.amount.minor <= 0:
         raise Ignored(f"dispute {dispute.dispute_id} is for an amount of {dispute.amount.minor} (nothing to book)")
@@ -211,7 +260,7 @@ async def _chargeback(ctx: Kontor, rt: Payments, business: Business, settings: M
         )
 
 
-_HANDLERS: dict[str, Callable[[Kontor, Payments, Business, MerchantSettings, _Note], Awaitable[str]]] = {
+_HANDLERS: Mapping[ObjectType, Handler] = {
     "CHARGE": _charge,
     "REFUND": _refund,
     "CHARGE_PERMISSION": _charge_permission,

@@ -6,9 +6,9 @@ notification exists exactly when its booking does.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from ledger.books import customer_balance
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.money import format_amount
@@ -16,7 +16,7 @@ from ledger.money import format_amount
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["emit", "emit_balance", "emit_many", "emit_period_closed"]
+__all__ = ["emit", "emit_balance_updated", "emit_many", "emit_period_closed"]
 
 
 async def emit(conn: Connection, business: Business, event_type: str, payload: dict[str, Any]) -> None:
@@ -42,30 +42,11 @@ async def emit_many(conn: Connection, business: Business, events: list[tuple[str
         )
 
 
-async def emit_balance(
-    ctx: Kontor,
-    conn: Connection,
-    business: Business,
-    customer: str,
-    reason: str,
-    *,
-    on: date,
-    designation: str | None = None,
-) -> None:
-    """After a booking on a customer's account: the plugins' receivable hooks run (dunning recovers a
-    written-off debt from a payment, first the order the payment names: `designation`), then balance.updated
-    tells the merchant the account's state."""
-    for hook in ctx.receivable_hooks:
-        await hook(ctx, conn, business, customer, on, designation=designation)
-    net = await conn.fetchval(
-        "SELECT COALESCE(sum(CASE side WHEN 'D' THEN amount_minor ELSE -amount_minor END), 0) FROM lines "
-        "WHERE merchant_id = $1 AND business = $2 AND customer = $3 AND currency = $4",
-        business.merchant_id,
-        business.code,
-        customer,
-        business.currency,
-    )
-    net = int(net)
+async def emit_balance_updated(conn: Connection, business: Business, customer: str, reason: str) -> None:
+    """`balance.updated` after a booking on a customer's account, inside its transaction: the balance in the
+    business code's currency (a decimal string), DEBIT when the customer owes, CREDIT when in credit, else
+    BALANCED; `reason` names the booking (payment.received, invoice.created, ...)."""
+    net = await customer_balance(conn, business, customer)
     state = "DEBIT" if net > 0 else "CREDIT" if net < 0 else "BALANCED"
     await emit(
         conn,

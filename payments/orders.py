@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, Conflict, FieldError, Unprocessable
 from ledger.money import AmountError, format_amount, parse_amount
+from ledger.tenancy import is_country
 from payments import captures
 from payments.amazon.client import AmazonPayError, Charge
-from payments.bookings import book, record_charge, roles_of
+from payments.bookings import record_charge
 from payments.charges import charge_out, check_session, complete_checkout, read_session, wind_down
 from payments.domain import Item, gross_by_rate, invoice_lines
-from payments.notify import emit, emit_balance
+from payments.notify import emit, emit_balance_updated
 from payments.refusals import amazon_refused, gateway_unavailable
 from payments.runtime import Payments
 from payments.schemas import (
@@ -132,6 +134,13 @@ async def create_order(
     declined and answers 422 `payment_declined`."""
     settings = await load_settings(ctx, rt, business)
     items = _items(body, business)
+    country = body.bill_to.country_code
+    if country is not None and not is_country(country):  # letters and VAT need a real country
+        raise Unprocessable(
+            "country_unknown",
+            f"{country} is not an ISO 3166-1 alpha-2 country code",
+            [FieldError("bill_to.country_code", "unknown ISO 3166-1 alpha-2 country code")],
+        )
     gross = sum(item.gross() for item in items)
     sid = body.payment_method.checkout_session_id
     async with ctx.pool.acquire() as conn:
@@ -371,7 +380,9 @@ async def _plan_capture(
     reserved = await captures.reserved_items(conn, business, order.order_ref)
     chosen = _whole_items(items, [i.item_reference for i in body.items], reserved)
     by_rate = gross_by_rate((item, item.quantity) for item in chosen)
-    invoice_lines(await roles_of(ctx, business), order.customer, by_rate, business.currency)  # the accounts exist
+    invoice_lines(
+        await accounts_by_role(ctx, business), order.customer, by_rate, business.currency
+    )  # the accounts exist
     amount = sum(by_rate.values())
     if amount <= 0:
         raise Unprocessable("invoice_total_not_positive", "the invoiced items total nothing to capture")
@@ -496,7 +507,7 @@ async def _book_invoice(
     chosen = _whole_items(items, [i.item_reference for i in body.items])
     by_rate = gross_by_rate((item, item.quantity) for item in chosen)
     gross = sum(by_rate.values())
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     entry_id = await book(
         ctx,
         conn,
@@ -557,7 +568,8 @@ async def _book_invoice(
             "entry_id": entry_id,
         },
     )
-    await emit_balance(ctx, conn, business, customer, "invoice.created", on=body.invoice_date)
+    await run_receivable_hooks(ctx, conn, business, customer, on=body.invoice_date)
+    await emit_balance_updated(conn, business, customer, "invoice.created")
     await refresh_status(conn, business, order_ref)
     return response
 

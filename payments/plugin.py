@@ -6,7 +6,6 @@ API-key middleware; the IPN endpoint is public and authenticated by its SNS sign
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from pathlib import Path
@@ -39,7 +38,7 @@ from payments.ipn import process_pending_ipns
 from payments.notify import emit_period_closed
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.reports import fetch_reports, import_due_reports
-from payments.runtime import Payments, ProviderKey
+from payments.runtime import BackgroundTasks, Payments, ProviderKey
 from payments.settings import AUTH_TOKEN, PRIVATE_KEY, load_settings
 from payments.webhooks import WebhookWorker
 
@@ -85,7 +84,15 @@ class PaymentsPlugin(InitPluginProtocol):
         sns = SnsVerifier(
             trusted_roots=_trusted_roots(settings), http=self._http, fetch_base=settings.amazon_pay_sns_cert_base
         )
-        self.runtime = Payments(gateway=gateway, sns=sns, settings=settings, provider=_provider_key(settings))
+        self.runtime = Payments(
+            gateway=gateway,
+            sns=sns,
+            settings=settings,
+            provider=_provider_key(settings),
+            background=BackgroundTasks(
+                limit=settings.background_tasks_max, concurrency=settings.background_concurrency
+            ),
+        )
         if emit_period_closed not in ctx.period_closed_hooks:
             ctx.period_closed_hooks.append(emit_period_closed)
         if book_prepayment_vat not in ctx.period_closing_hooks:
@@ -98,12 +105,13 @@ class PaymentsPlugin(InitPluginProtocol):
             attempts_max=settings.webhook_attempts_max,
             backoff_s=settings.webhook_backoff_s,
             timeout_s=settings.webhook_timeout_s,
+            concurrency=settings.webhook_concurrency,
         )
         self.settings = settings
 
     async def stop(self) -> None:
         if self.runtime is not None:
-            await asyncio.gather(*self.runtime.tasks, return_exceptions=True)
+            await self.runtime.background.aclose()
         if self._http is not None:
             await self._http.aclose()
         if self._webhook_http is not None:
@@ -143,15 +151,16 @@ class PaymentsPlugin(InitPluginProtocol):
             "SELECT DISTINCT r.merchant_id, r.business FROM amazon_refunds r WHERE r.state IN ('Requested', "
             "'RefundInitiated') LIMIT 1000"
         )
-        for row in rows:
-            business: Business = await get_business(ctx, row["merchant_id"], row["business"])
+        for row in rows:  # each business code on its own: one that fails never holds up the others
             try:
+                business: Business = await get_business(ctx, row["merchant_id"], row["business"])
                 creds = (await load_settings(ctx, rt, business)).credentials
+                await send_requested_refunds(ctx, rt, business, creds)
+                await poll_pending_refunds(ctx, rt, business, creds)
             except KontorError as exc:
-                log.warning("refunds not followed", extra={"business": business.code, "reason": exc.code})
-                continue
-            await send_requested_refunds(ctx, rt, business, creds)
-            await poll_pending_refunds(ctx, rt, business, creds)
+                log.warning("refunds not followed", extra={"business": row["business"], "reason": exc.code})
+            except Exception:
+                log.exception("refunds not followed", extra={"business": row["business"]})
 
 
 def _provider_key(settings: PaymentsSettings) -> ProviderKey | None:

@@ -30,14 +30,14 @@ from msgspec import Meta, Struct
 
 from ledger import journal
 from ledger.audit import record_action
+from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
 from ledger.money import format_amount
 from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
-from ledger.tenancy import account_index
-from payments.bookings import book, roles_of
-from payments.notify import emit_balance
+from ledger.tenancy import accounts_with
+from payments.notify import emit_balance_updated
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -116,7 +116,7 @@ async def park(
     """
     if not drafts:
         return []
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     suspense, counter = roles("SUSPENSE"), roles(COUNTER_ROLE[source])
     entry_of = await _park_each(ctx, conn, business, suspense, counter, source, source_ref, drafts, on)
     return await _insert(conn, business, source, source_ref, drafts, entry_of)
@@ -257,8 +257,7 @@ async def resolve_exception(ctx: Kontor, business: Business, exception_id: int, 
         raise Unprocessable(
             "account_required", "resolving books the amount to an account", [FieldError("account", "required")]
         )
-    index = await account_index(ctx, business)
-    target = index.by_number.get(body.account)
+    target = (await accounts_with(ctx, business, numbers=[body.account])).by_number.get(body.account)
     if target is None:
         raise Unprocessable("unknown_account", f"no account {body.account}", [FieldError("account", "unknown")])
     if target.customer_ledger != (body.customer is not None):
@@ -267,7 +266,7 @@ async def resolve_exception(ctx: Kontor, business: Business, exception_id: int, 
             "a customer is needed exactly when the account is the customer ledger",
             [FieldError("customer", "required for the customer ledger, not allowed otherwise")],
         )
-    suspense = index.by_role["SUSPENSE"]
+    suspense = (await accounts_by_role(ctx, business))("SUSPENSE")
     if target.account_id == suspense.account_id:
         raise Unprocessable("suspense_target", "resolve to an account other than SUSPENSE", [FieldError("account", "")])
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -278,7 +277,7 @@ async def resolve_exception(ctx: Kontor, business: Business, exception_id: int, 
 
 async def dismiss_exception(ctx: Kontor, business: Business, exception_id: int, body: Resolution) -> ExceptionOut:
     """Reverse the parking: the line is not a business event of these books."""
-    roles = await roles_of(ctx, business)
+    roles = await accounts_by_role(ctx, business)
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _open_exception(conn, business, exception_id)
         counter = roles(COUNTER_ROLE[row["source"]])
@@ -298,7 +297,7 @@ async def _move(
     amount = row["amount_minor"]
     entry_id = None
     if amount and row["suspense_entry_id"] is not None:  # nothing was parked for a noted difference
-        suspense = (await account_index(ctx, business)).by_role["SUSPENSE"]
+        suspense = (await accounts_by_role(ctx, business))("SUSPENSE")
         out_side = Side.DEBIT if amount > 0 else Side.CREDIT  # take back out of SUSPENSE what was parked
         lines = (
             LineDraft(suspense, out_side, abs(amount), business.currency),
@@ -315,7 +314,8 @@ async def _move(
             metadata={"reconciliation_exception": str(row["exception_id"])},
         )
     if entry_id is not None and body.customer is not None:  # booked to a customer's account
-        await emit_balance(ctx, conn, business, body.customer, "reconciliation", on=body.booking_date or ctx.today())
+        await run_receivable_hooks(ctx, conn, business, body.customer, on=body.booking_date or ctx.today())
+        await emit_balance_updated(conn, business, body.customer, "reconciliation")
     await conn.execute(
         "UPDATE reconciliation_exceptions SET state = $3, resolution = $4, resolution_entry_id = $5 "
         "WHERE merchant_id = $1 AND exception_id = $2",
@@ -342,5 +342,5 @@ async def _one(ctx: Kontor, business: Business, exception_id: int) -> ExceptionO
         business.merchant_id,
         exception_id,
     )
-    assert row is not None
+    row = present(row, "the exception was locked and updated above")
     return _out(business, row)

@@ -24,6 +24,8 @@ from payments.runtime import Payments
 from payments.store import charge_rooms
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from ledger.db import Connection
 
 __all__ = ["plan_refunds", "poll_pending_refunds", "send_requested_refunds"]
@@ -94,31 +96,39 @@ async def send_requested_refunds(
     sent = 0
     for row in rows:
         try:
-            refund = await rt.gateway.create_refund(
-                creds,
-                row["charge_id"],
-                Amount(row["amount_minor"], business.currency),
-                idempotency_key=refund_key(business.code, row["reference_id"]),
-            )
-        except AmazonPayError as exc:
-            if not exc.reachable or exc.reason_code in ACCESS_REFUSALS:  # not a decline: asked again later
-                log.warning(
-                    "refund request deferred: Amazon Pay unreachable or refusing the credentials",
-                    extra={"reference": row["reference_id"], "code": exc.reason_code},
-                )
-                continue
-            refund = Refund(
-                refund_id="",
-                charge_id=row["charge_id"],
-                state="Declined",
-                reason_code=exc.reason_code,
-                refund_amount=Amount(row["amount_minor"], business.currency),
-                created_at=None,
-            )
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await _apply(ctx, conn, business, refund, row["reference_id"])
-        sent += 1
+            sent += await _send(ctx, rt, business, creds, row)
+        except Exception:  # one refund that cannot be sent never holds up the others: it stays Requested
+            log.exception("refund request failed", extra={"reference": row["reference_id"]})
     return sent
+
+
+async def _send(ctx: Kontor, rt: Payments, business: Business, creds: Credentials, row: asyncpg.Record) -> int:
+    """Ask Amazon for one Requested refund and record the answer; 0 when Amazon could not be asked."""
+    try:
+        refund = await rt.gateway.create_refund(
+            creds,
+            row["charge_id"],
+            Amount(row["amount_minor"], business.currency),
+            idempotency_key=refund_key(business.code, row["reference_id"]),
+        )
+    except AmazonPayError as exc:
+        if not exc.reachable or exc.reason_code in ACCESS_REFUSALS:  # not a decline: asked again later
+            log.warning(
+                "refund request deferred: Amazon Pay unreachable or refusing the credentials",
+                extra={"reference": row["reference_id"], "code": exc.reason_code},
+            )
+            return 0
+        refund = Refund(
+            refund_id="",
+            charge_id=row["charge_id"],
+            state="Declined",
+            reason_code=exc.reason_code,
+            refund_amount=Amount(row["amount_minor"], business.currency),
+            created_at=None,
+        )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await _apply(ctx, conn, business, refund, row["reference_id"])
+    return 1
 
 
 def refund_key(business: int, reference_id: str) -> str:
@@ -151,11 +161,12 @@ async def poll_pending_refunds(ctx: Kontor, rt: Payments, business: Business, cr
     for row in rows:
         try:
             refund = await rt.gateway.get_refund(creds, row["refund_id"])
+            if refund.state in ("Refunded", "Declined"):
+                async with ctx.pool.acquire() as conn, conn.transaction():
+                    await record_refund(ctx, conn, business, refund, on=ctx.today(), reference_id=row["reference_id"])
+                final += 1
         except AmazonPayError as exc:
             log.warning("refund poll failed", extra={"refund_id": row["refund_id"], "code": exc.reason_code})
-            continue
-        if refund.state in ("Refunded", "Declined"):
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await record_refund(ctx, conn, business, refund, on=ctx.today(), reference_id=row["reference_id"])
-            final += 1
+        except Exception:  # one refund that cannot be recorded never holds up the others: read again next run
+            log.exception("refund poll failed", extra={"refund_id": row["refund_id"]})
     return final

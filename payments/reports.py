@@ -140,6 +140,10 @@ async def import_due_reports(ctx: Kontor, rt: Payments, only: Business | None = 
         except KontorError as exc:  # the file itself is refused (422/409): retrying cannot help
             await _retry_or_fail(ctx, row, f"{exc.code}: {exc.detail}", give_up=True)
             continue
+        except Exception as exc:  # anything else: recorded, retried with backoff, and the others go on
+            log.exception("settlement report import failed", extra={"report_id": row["report_id"]})
+            await _retry_or_fail(ctx, row, f"internal error: {type(exc).__name__}", give_up=False)
+            continue
         await ctx.pool.execute(
             "UPDATE amazon_reports SET state = 'imported', settlement_id = $4, imported_at = now(), last_error = NULL "
             "WHERE merchant_id = $1 AND business = $2 AND report_id = $3",

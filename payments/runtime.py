@@ -1,6 +1,11 @@
 """What the payments use cases need at run time besides the ledger context: the Amazon Pay client, the SNS
 verifier, the plugin's settings, Kontor's own provider key, and a bounded set of background tasks.
 
+Background tasks (an IPN applied right after its 200) are bounded twice: at most `background_tasks_max` exist
+(queued or running; beyond that spawn refuses and the scheduled job picks the work up), and at most
+`background_concurrency` run at once (each holds pooled connections and Amazon calls while it runs). Every task
+is kept until it ends; stopping the plugin refuses new ones and waits for those left.
+
 Built once per process by the plugin (payments/plugin.py) and passed to the use cases; nothing here is global.
 """
 
@@ -17,10 +22,9 @@ from payments.amazon.client import AmazonPayClient, Credentials
 from payments.amazon.sns import SnsVerifier
 from payments.config import PaymentsSettings
 
-__all__ = ["BACKGROUND_TASKS_MAX", "CREDENTIALS_CACHED_MAX", "Payments", "ProviderKey"]
+__all__ = ["CREDENTIALS_CACHED_MAX", "BackgroundTasks", "Payments", "ProviderKey"]
 
 log = logging.getLogger("kontor.payments")
-BACKGROUND_TASKS_MAX = 256  # IPNs applied right after their 200; beyond this the job picks them up
 CREDENTIALS_CACHED_MAX = 1024  # parsed private keys (parsing one costs milliseconds)
 
 
@@ -35,26 +39,51 @@ class ProviderKey:
         return f"ProviderKey(public_key_id={self.public_key_id!r})"
 
 
+class BackgroundTasks:
+    """Work run after a response: at most `limit` tasks exist, at most `concurrency` of them run at once."""
+
+    def __init__(self, *, limit: int, concurrency: int) -> None:
+        if limit < 1 or concurrency < 1:
+            raise ValueError("background tasks need a limit and a concurrency of at least 1")
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._running = asyncio.Semaphore(concurrency)
+        self._closed = False
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Run `work` in the background; False (and `work` closed, never run) when `limit` tasks exist or the
+        plugin is stopping: whatever the work was for is then left to the scheduled job."""
+        if self._closed or len(self.tasks) >= self.limit:
+            work.close()
+            log.warning("background tasks full or stopping: left to the job", extra={"tasks": len(self.tasks)})
+            return False
+        task = asyncio.get_running_loop().create_task(self._run(work))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _run(self, work: Coroutine[Any, Any, Any]) -> None:
+        async with self._running:
+            try:
+                await work
+            except Exception:  # the work records its own failures; this is a defect: logged, never lost
+                log.exception("background task failed")
+
+    async def aclose(self) -> None:
+        """Refuse new tasks and wait for those left."""
+        self._closed = True
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 @dataclass
 class Payments:
     gateway: AmazonPayClient
     sns: SnsVerifier
     settings: PaymentsSettings
     provider: ProviderKey | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    background: BackgroundTasks = field(default_factory=lambda: BackgroundTasks(limit=256, concurrency=8))
     credentials: OrderedDict[tuple[int, int, str], Credentials] = field(default_factory=OrderedDict)
-
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> bool:
-        """Run `work` after the response (at most BACKGROUND_TASKS_MAX at once); False when full: the caller's
-        work then waits for the job that picks up whatever is left."""
-        if len(self.tasks) >= BACKGROUND_TASKS_MAX:
-            work.close()
-            log.warning("background tasks full: left to the job")
-            return False
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return True
 
     def cached_credentials(self, key: tuple[int, int, str]) -> Credentials | None:
         found = self.credentials.get(key)

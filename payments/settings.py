@@ -16,13 +16,15 @@ the claim unproven until a settlement report fetched with them or an IPN whose o
 (ledger.secrets), never returned and never logged. An Amazon merchant account belongs to one business code of one
 merchant (`amazon_pay_accounts`): IPNs name only the account, so a second claim is refused (409), never shared;
 an unproven claim yields to a proven one. The region must settle the business code's currency (`region_of`), and
-a business code moves to another account only while none of its orders there is open (`_check_move`).
+a business code moves to another account only while none of its orders there is open (`check_move`).
+
+The checks that need neither the database nor Amazon (the key, its environment, the region, what Amazon's
+refusals mean) are `payments.settings_checks`; the claims on Amazon merchant accounts are `payments.settings_claims`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -34,12 +36,23 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, invariant
+from ledger.errors import Conflict, NotFound, invariant
 from ledger.secrets import SealedColumn
 from payments.amazon.client import AmazonPayError, Credentials, Region
 from payments.refusals import gateway_unavailable
 from payments.runtime import Payments, ProviderKey
 from payments.schemas import AmazonPaySettingsIn, AmazonPaySettingsOut
+from payments.settings_checks import (
+    KEY_BITS_MIN,
+    REGION_CURRENCIES,
+    check_environment,
+    check_sellers,
+    invalid,
+    private_key,
+    refused,
+    region_of,
+)
+from payments.settings_claims import check_move, claim, mark_proven, release
 
 if TYPE_CHECKING:
     from ledger.db import Connection
@@ -51,6 +64,7 @@ __all__ = [
     "REGION_CURRENCIES",
     "SETTLEMENT_REPORT",
     "MerchantSettings",
+    "amazon_merchant_id",
     "get_settings",
     "load_settings",
     "mark_proven",
@@ -60,17 +74,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("kontor.amazon_pay")
-KEY_BITS_MIN = 2048
 PAYOUT_DAYS = 90  # payouts (disbursements) looked at for the account's id when keys are proven
-# the currencies Amazon Pay settles in, by region (pay.amazon.com: US; EU and UK; Japan)
-REGION_CURRENCIES = {"na": frozenset({"USD"}), "eu": frozenset({"EUR", "GBP"}), "jp": frozenset({"JPY"})}
 SETTLEMENT_REPORT = "_GET_FLAT_FILE_OFFAMAZONPAYMENTS_SETTLEMENT_DATA_"
-# one PEM block of a private key (PKCS#8, PKCS#1, or encrypted: refused below, by its password), nothing around it;
-# inside: base64 lines, and the header lines of an encrypted PKCS#1 key
-_PEM = re.compile(
-    r"-----BEGIN ((?:RSA |ENCRYPTED )?PRIVATE KEY)-----\n(?:[A-Za-z0-9+/=]{1,100}\n|[A-Za-z-]{1,40}: [ -~]{1,200}\n|\n)+"
-    r"-----END \1-----\n"
-)
 _COLUMNS = (
     "amazon_merchant_id, store_id, access, public_key_id, private_key_sealed, auth_token_sealed, "
     "legacy_mws_auth_token, region, sandbox, payment_execution, verified_at, updated_at"
@@ -125,14 +130,31 @@ async def _row(conn: Connection | asyncpg.Pool, business: Business, *, lock: boo
     )
 
 
+def _not_configured(business: Business) -> Conflict:
+    return Conflict(
+        "amazon_pay_not_configured",
+        f"business code {business.code} has no Amazon Pay settings; PUT .../amazon-pay/settings first",
+    )
+
+
+async def amazon_merchant_id(ctx: Kontor, business: Business) -> str:
+    """The Amazon merchant account the business code's settings name (whatever their access or claim); 409
+    `amazon_pay_not_configured` when it has none."""
+    found = await ctx.pool.fetchval(
+        "SELECT amazon_merchant_id FROM amazon_pay_settings WHERE merchant_id = $1 AND business = $2",
+        business.merchant_id,
+        business.code,
+    )
+    if found is None:
+        raise _not_configured(business)
+    return str(found)
+
+
 async def load_settings(ctx: Kontor, rt: Payments, business: Business) -> MerchantSettings:
     """The settings with usable credentials; 409 when none are set or they are Checkout v1's."""
     row = await _row(ctx.pool, business)
     if row is None:
-        raise Conflict(
-            "amazon_pay_not_configured",
-            f"business code {business.code} has no Amazon Pay settings; PUT .../amazon-pay/settings first",
-        )
+        raise _not_configured(business)
     if not row["owned"]:
         raise Conflict(
             "amazon_merchant_taken",
@@ -161,16 +183,15 @@ def _credentials(ctx: Kontor, rt: Payments, business: Business, row: asyncpg.Rec
         if not isinstance(key, rsa.RSAPrivateKey):
             raise Conflict("amazon_pay_not_configured", "the stored private key is not an RSA key")
         return Credentials(row["amazon_merchant_id"], row["public_key_id"], key, row["region"], row["sandbox"])
-    provider = _provider(rt)
     token = ctx.secrets.open(row["auth_token_sealed"], sealed_context(AUTH_TOKEN, merchant, code)).decode()
-    return Credentials(
-        row["amazon_merchant_id"],
-        provider.public_key_id,
-        provider.private_key,
-        row["region"],
-        row["sandbox"],
-        auth_token=token,
-    )
+    return _delegated(_provider(rt), row["amazon_merchant_id"], row["region"], row["sandbox"], token)
+
+
+def _delegated(
+    provider: ProviderKey, merchant_id: str, region: Region, sandbox: bool, token: str | None
+) -> Credentials:
+    """Kontor's solution-provider key acting for the merchant through its v2 authorization token."""
+    return Credentials(merchant_id, provider.public_key_id, provider.private_key, region, sandbox, auth_token=token)
 
 
 def _provider(rt: Payments) -> ProviderKey:
@@ -186,34 +207,8 @@ def _provider(rt: Payments) -> ProviderKey:
 async def get_settings(ctx: Kontor, business: Business) -> AmazonPaySettingsOut:
     row = await _row(ctx.pool, business)
     if row is None:
-        raise NotFound("amazon_pay_not_configured", f"business code {business.code} has no Amazon Pay settings")
+        raise NotFound("amazon_pay_settings_not_found", f"business code {business.code} has no Amazon Pay settings")
     return _out(row)
-
-
-def _private_key(pem: str) -> rsa.RSAPrivateKey:
-    """The RSA key of a PEM as Integration Central downloads it, exactly one PEM block and nothing around it;
-    422 naming `private_key` otherwise."""
-    text = pem.replace("\r\n", "\n").strip() + "\n"
-    if not _PEM.fullmatch(text):
-        raise _invalid(
-            "private_key",
-            "not one PEM private key (-----BEGIN PRIVATE KEY----- ... -----END PRIVATE KEY-----) and nothing else",
-        )
-    try:
-        key = serialization.load_pem_private_key(text.encode(), password=None)
-    except TypeError:
-        raise _invalid("private_key", "the key is protected by a password: export it without one") from None
-    except (ValueError, UnicodeError):
-        raise _invalid("private_key", "not a PEM private key (-----BEGIN PRIVATE KEY----- ...)") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise _invalid("private_key", "Amazon Pay keys are RSA keys")
-    if key.key_size < KEY_BITS_MIN:
-        raise _invalid("private_key", f"the key has {key.key_size} bits; Amazon Pay keys have at least {KEY_BITS_MIN}")
-    return key
-
-
-def _invalid(field: str, message: str) -> Unprocessable:
-    return Unprocessable("amazon_pay_credentials_invalid", f"{field}: {message}", [FieldError(field, message)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +226,12 @@ async def put_settings(
 ) -> AmazonPaySettingsOut:
     """Create or replace the settings after one signed call proved them; returns what is stored (no secrets)."""
     if spec.private_key is not None and spec.mws_auth_token is not None:
-        raise _invalid("mws_auth_token", "give either the keys (public_key_id, private_key) or an MWS auth token")
+        raise invalid("mws_auth_token", "give either the keys (public_key_id, private_key) or an MWS auth token")
     spec = msgspec.structs.replace(spec, region=region_of(spec.region, business))
     stored = await _row(ctx.pool, business)
     if stored is not None and stored["amazon_merchant_id"] != spec.amazon_merchant_id:
-        await _check_move(ctx.pool, business, stored["amazon_merchant_id"], spec)
-    await _claim(ctx.pool, business, spec.amazon_merchant_id, proven=False, dry_run=True)
+        await check_move(ctx.pool, business, stored["amazon_merchant_id"], spec)
+    await claim(ctx.pool, business, spec.amazon_merchant_id, proven=False, dry_run=True)
     plan = await _plan(ctx, rt, business, spec, stored)
     proven = await _prove(rt, plan, now=ctx.clock())
     merchant, code = business.merchant_id, business.code
@@ -255,7 +250,7 @@ async def put_settings(
         if previous is not None and previous["access"] == plan.access:  # kept secrets: the stored ones
             key_sealed = key_sealed or previous["private_key_sealed"]
             token_sealed = token_sealed or previous["auth_token_sealed"]
-        await _claim(conn, business, spec.amazon_merchant_id, proven=proven, dry_run=False)
+        await claim(conn, business, spec.amazon_merchant_id, proven=proven, dry_run=False)
         row = await conn.fetchrow(
             "INSERT INTO amazon_pay_settings (merchant_id, business, amazon_merchant_id, store_id, access, "
             "public_key_id, private_key_sealed, auth_token_sealed, region, sandbox, payment_execution, verified_at) "
@@ -279,12 +274,7 @@ async def put_settings(
             spec.payment_execution,
         )
         if previous is not None and previous["amazon_merchant_id"] != spec.amazon_merchant_id:
-            await conn.execute(
-                "DELETE FROM amazon_pay_accounts WHERE amazon_merchant_id = $1 AND merchant_id = $2 AND business = $3",
-                previous["amazon_merchant_id"],
-                merchant,
-                code,
-            )
+            await release(conn, business, previous["amazon_merchant_id"])
     if row is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
     log.info("amazon pay settings stored", extra={"business": code, "access": plan.access})
@@ -300,16 +290,13 @@ async def _plan(
     ):
         return await _delegated_plan(ctx, rt, business, spec, stored)
     if spec.public_key_id is None:
-        raise _invalid("public_key_id", "give the public key id and private key from Integration Central")
-    prefix = spec.public_key_id.split("-", 1)[0]
-    if prefix in ("SANDBOX", "LIVE") and (prefix == "SANDBOX") != spec.sandbox:
-        raise _invalid("sandbox", f"the public key id is a {prefix.lower()} key; set sandbox to {prefix == 'SANDBOX'}")
+        raise invalid("public_key_id", "give the public key id and private key from Integration Central")
+    check_environment(spec.public_key_id, spec.sandbox)
     if spec.private_key is not None:
-        pem = spec.private_key.replace("\r\n", "\n").strip() + "\n"
-        key = _private_key(pem)
-        return _Plan("keys", _keys(spec, spec.public_key_id, key), pem.encode(), None)
+        key, pem = private_key(spec.private_key)
+        return _Plan("keys", _keys(spec, spec.public_key_id, key), pem, None)
     if access != "keys" or stored is None:
-        raise _invalid("private_key", "required with the first keys")
+        raise invalid("private_key", "required with the first keys")
     creds = _credentials(ctx, rt, business, stored)
     return _Plan("keys", _keys(spec, spec.public_key_id, creds.private_key), None, None)
 
@@ -328,41 +315,25 @@ async def _delegated_plan(
     ctx: Kontor, rt: Payments, business: Business, spec: AmazonPaySettingsIn, stored: asyncpg.Record | None
 ) -> _Plan:
     provider = _provider(rt)
+
+    def acting(token: str | None) -> Credentials:
+        return _delegated(provider, spec.amazon_merchant_id, _region(spec), spec.sandbox, token)
+
     mws_token = spec.mws_auth_token or (stored["legacy_mws_auth_token"] if stored is not None else None)
     if mws_token is None:
         if stored is None or stored["access"] != "delegated":
-            raise _invalid("mws_auth_token", "required to connect through Kontor as solution provider")
+            raise invalid("mws_auth_token", "required to connect through Kontor as solution provider")
         creds = _credentials(ctx, rt, business, stored)
-        return _Plan("delegated", _with(spec, creds.auth_token, provider), None, None)
+        return _Plan("delegated", acting(creds.auth_token), None, None)
     try:
-        token = await rt.gateway.exchange_auth_token(_with(spec, None, provider), spec.amazon_merchant_id, mws_token)
+        token = await rt.gateway.exchange_auth_token(acting(None), spec.amazon_merchant_id, mws_token)
     except AmazonPayError as exc:
         if not exc.reachable:
             raise gateway_unavailable(exc) from exc
-        raise _invalid(
+        raise invalid(
             "mws_auth_token", f"Amazon did not exchange the token ({exc.reason_code}: {exc.message})"
         ) from exc
-    return _Plan("delegated", _with(spec, token, provider), None, token)
-
-
-def _with(spec: AmazonPaySettingsIn, token: str | None, provider: ProviderKey) -> Credentials:
-    return Credentials(
-        spec.amazon_merchant_id,
-        provider.public_key_id,
-        provider.private_key,
-        _region(spec),
-        spec.sandbox,
-        auth_token=token,
-    )
-
-
-_FIELDS_OF_REASON = {
-    "InvalidRequestSignature": (("public_key_id", "private_key"), "Amazon could not verify Kontor's signature: the "
-                                "public key id is unknown to Amazon, or the private key does not belong to it"),
-    "UnauthorizedAccess": (("public_key_id", "region", "sandbox"), "Amazon refused this key here: it belongs to "
-                           "another region or environment (sandbox/live) than the one named"),
-    "InvalidAuthorizationToken": (("mws_auth_token",), "Amazon refused the delegated authorization"),
-}  # fmt: skip
+    return _Plan("delegated", acting(token), None, token)
 
 
 async def _prove(rt: Payments, plan: _Plan, *, now: datetime) -> bool:
@@ -382,143 +353,5 @@ async def _prove(rt: Payments, plan: _Plan, *, now: datetime) -> bool:
     except AmazonPayError as exc:
         if not exc.reachable:
             raise gateway_unavailable(exc) from exc
-        raise _refused(plan, exc) from exc
-    sellers = {d.seller_id for d in payouts if d.seller_id}
-    others = sorted(sellers - {plan.credentials.merchant_id})
-    if others:
-        raise _invalid(
-            "amazon_merchant_id",
-            f"these keys belong to Amazon merchant {', '.join(others)} (Amazon pays their account out under that id), "
-            f"not {plan.credentials.merchant_id}",
-        )
-    return bool(sellers)
-
-
-def _refused(plan: _Plan, exc: AmazonPayError) -> Unprocessable:
-    """Amazon refused the credentials: 422 naming the fields that can be wrong."""
-    fields, why = _FIELDS_OF_REASON.get(exc.reason_code, (("amazon_merchant_id",), "Amazon refused the credentials"))
-    if plan.access == "delegated":
-        fields = tuple("mws_auth_token" if f in ("private_key", "public_key_id") else f for f in fields)
-        fields = tuple(dict.fromkeys(fields))
-    message = f"{why} ({exc.reason_code})"
-    return Unprocessable(
-        "amazon_pay_credentials_invalid", f"{', '.join(fields)}: {message}", [FieldError(f, message) for f in fields]
-    )
-
-
-async def _claim(
-    conn: Connection | asyncpg.Pool, business: Business, amazon_merchant_id: str, *, proven: bool, dry_run: bool
-) -> None:
-    """This business code owns the Amazon merchant account from now on; 409 when someone else does. A claim whose
-    credentials Amazon has not shown to act for the account (`proven_at` NULL) yields to a proven one."""
-    owner = await conn.fetchrow(
-        "SELECT merchant_id, business, proven_at FROM amazon_pay_accounts WHERE amazon_merchant_id = $1"
-        + ("" if dry_run else " FOR UPDATE"),
-        amazon_merchant_id,
-    )
-    mine = owner is not None and (owner["merchant_id"], owner["business"]) == (business.merchant_id, business.code)
-    takeover = owner is not None and not mine and owner["proven_at"] is None and proven
-    if owner is not None and not mine and not takeover and (not dry_run or owner["proven_at"] is not None):
-        _refuse_claim(business, amazon_merchant_id, owner)
-    if dry_run:
-        return
-    await conn.execute(
-        "INSERT INTO amazon_pay_accounts (amazon_merchant_id, merchant_id, business, proven_at) "
-        "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) ON CONFLICT (amazon_merchant_id) DO UPDATE "
-        "SET merchant_id = excluded.merchant_id, business = excluded.business, claimed_at = now(), "
-        "proven_at = COALESCE(excluded.proven_at, amazon_pay_accounts.proven_at)",
-        amazon_merchant_id,
-        business.merchant_id,
-        business.code,
-        proven,
-    )
-    if takeover:
-        log.warning(
-            "an unproven claim on an Amazon merchant account was taken over by proven credentials",
-            extra={"business": business.code},
-        )
-
-
-def _refuse_claim(business: Business, amazon_merchant_id: str, owner: asyncpg.Record) -> None:
-    proof = (
-        ""
-        if owner["proven_at"] is not None
-        else " (not proven yet: credentials Amazon shows to act for this account - delegated access, or keys whose "
-        "payouts name it - take it over)"
-    )
-    if owner["merchant_id"] != business.merchant_id:
-        raise Conflict(
-            "amazon_merchant_taken",
-            f"Amazon merchant {amazon_merchant_id} is connected to another Kontor merchant{proof}; an Amazon Pay "
-            "account belongs to one merchant (ask Kontor's operator if it is yours)",
-            [FieldError("amazon_merchant_id", "connected elsewhere")],
-        )
-    raise Conflict(
-        "amazon_merchant_in_use",
-        f"Amazon merchant {amazon_merchant_id} is connected to business code {owner['business']}{proof}; each "
-        "business code (legal entity) has its own Amazon Pay account",
-        [FieldError("amazon_merchant_id", f"used by business code {owner['business']}")],
-    )
-
-
-async def mark_proven(ctx: Kontor, business: Business, amazon_merchant_id: str) -> None:
-    """Amazon showed that the business code's credentials act for the account (its settlement report fetched with
-    them, an IPN of it whose object they read): the claim is proven."""
-    await ctx.pool.execute(
-        "UPDATE amazon_pay_accounts SET proven_at = now() WHERE amazon_merchant_id = $1 AND merchant_id = $2 "
-        "AND business = $3 AND proven_at IS NULL",
-        amazon_merchant_id,
-        business.merchant_id,
-        business.code,
-    )
-
-
-async def _check_move(
-    conn: Connection | asyncpg.Pool, business: Business, current: str, spec: AmazonPaySettingsIn
-) -> None:
-    """Moving a business code to another Amazon account: refused (409) while orders of the current account are
-    open, whose captures, refunds and cancellations only that account can carry out; and the new account needs its
-    own credentials (a stored key or token acts for the current one)."""
-    if spec.private_key is None and spec.mws_auth_token is None:
-        raise _invalid(
-            "private_key", f"another Amazon merchant account ({spec.amazon_merchant_id}) needs its own credentials"
-        )
-    open_orders = await conn.fetch(
-        "SELECT o.order_ref FROM orders o WHERE o.merchant_id = $1 AND o.business = $2 AND ("
-        "  EXISTS (SELECT 1 FROM order_items i WHERE i.merchant_id = o.merchant_id AND i.business = o.business "
-        "    AND i.order_ref = o.order_ref AND i.state = 'open') AND o.status NOT IN ('declined', 'cancelled')"
-        "  OR o.status IN ('pending', 'authorization_pending')"
-        "  OR EXISTS (SELECT 1 FROM amazon_refunds r WHERE r.merchant_id = o.merchant_id AND r.business = o.business "
-        "    AND r.order_ref = o.order_ref AND r.state IN ('Requested', 'RefundInitiated'))"
-        "  OR EXISTS (SELECT 1 FROM invoice_captures p WHERE p.merchant_id = o.merchant_id AND p.business = o.business "
-        "    AND p.order_ref = o.order_ref AND p.state = 'requested')) ORDER BY o.order_ref LIMIT 5",
-        business.merchant_id,
-        business.code,
-    )
-    if open_orders:
-        names = ", ".join(r["order_ref"] for r in open_orders)
-        raise Conflict(
-            "amazon_merchant_change_refused",
-            f"business code {business.code} has open orders at Amazon merchant {current} ({names}"
-            f"{', ...' if len(open_orders) == 5 else ''}): their captures, refunds and cancellations can only go "
-            "through that account; invoice or cancel them first",
-            [FieldError("amazon_merchant_id", "open orders at the current account")],
-        )
-
-
-def region_of(region: str | None, business: Business) -> str:
-    """The Amazon Pay region of the business code: as given, else the one that settles its currency (USD na, EUR
-    and GBP eu, JPY jp); 422 naming `region` when a region is given that does not settle one of those currencies,
-    or none is given for another currency. (That the account itself is in the region, Amazon says: a key of
-    another region's account is refused at the signed call.)"""
-    home = next((r for r, currencies in REGION_CURRENCIES.items() if business.currency in currencies), None)
-    chosen = region or home
-    if chosen is None:
-        raise _invalid("region", f"business code {business.code} books {business.currency}; give the region")
-    if home is not None and chosen != home:
-        raise _invalid(
-            "region",
-            f"Amazon Pay's {chosen} region does not settle {business.currency}, which business code {business.code} "
-            f"books ({business.currency} is settled in the {home} region)",
-        )
-    return chosen
+        raise refused(plan.access, exc) from exc
+    return check_sellers((d.seller_id for d in payouts), plan.credentials.merchant_id)

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from typing import IO, Any, NamedTuple, TypeVar
 
 from ledger.domain import DATE_MAX, DATE_MIN
-from ledger.errors import FieldError, Unprocessable
+from ledger.errors import FieldError, Unprocessable, present
 from ledger.money import AmountError, parse_amount
 
 __all__ = ["CHARGEBACK_TYPES", "ROWS_MAX", "Report", "Row", "parse_report"]
@@ -188,7 +188,7 @@ def _report(header: dict[str, tuple[int, str]], rows: list[Row], errors: _Errors
     if not rows and not errors.count:
         errors.add(last_line, "-", "the report has no transaction rows")
     errors.raise_if_any()
-    assert seller is not None
+    seller = present(seller, "a report without a seller id has raised an error above")
     return Report(
         seller[1],
         rows[0].settlement_id,

@@ -35,7 +35,7 @@ from payments.reconciliation import ExceptionDraft
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["BalanceCheck", "Checked", "check_statement"]
+__all__ = ["BalanceCheck", "Checked", "balance_text", "check_statement"]
 
 CheckName = Literal["opening_balance", "closing_balance", "ledger_balance"]
 

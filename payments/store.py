@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound
+from ledger.errors import Conflict, FieldError, NotFound, present
 from ledger.money import vat_from_gross
 from payments.domain import ChargeRoom, Item, OrderMoney, RateTotals
 from payments.lifecycle import ChargeFact, OrderFacts, order_status
@@ -151,7 +151,7 @@ async def order_money(conn: Connection, business: Business, order: OrderRow, ite
         business.code,
         order.order_ref,
     )
-    assert row is not None
+    row = present(row, "an aggregate SELECT gives one row")
     prepaid_open = sum(r.item.gross() for r in items.values() if r.state == "open") if order.one_step else 0
     return OrderMoney(
         invoiced=row["invoiced"],

@@ -34,14 +34,14 @@ from typing import IO, Any, ParamSpec, TypeVar
 from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
 
-from ledger.errors import FieldError, KontorError, Unprocessable
+from ledger.errors import FieldError, Unprocessable, UnsupportedMediaType
+from ledger.http.problems import problem_response
 
 __all__ = [
     "PARSERS_MAX",
     "REPORT_TYPES",
     "STATEMENT_TYPES",
     "UPLOAD_RESPONSES",
-    "UnsupportedMediaType",
     "Upload",
     "in_memory",
     "received_file",
@@ -71,17 +71,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class UnsupportedMediaType(KontorError):
-    status = 415
-    title = "Unsupported media type"
-
-
 UPLOAD_RESPONSES: dict[int, ResponseSpec] = {
-    415: ResponseSpec(
-        data_container=dict[str, Any],
-        media_type="application/problem+json",
-        description="unsupported_media_type: the body (or its one file part) is not of a type this route reads",
-        generate_examples=False,
+    415: problem_response(
+        415, "unsupported_media_type: the body (or its one file part) is not of a type this route reads"
     )
 }
 

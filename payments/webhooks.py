@@ -35,7 +35,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from ledger.context import Kontor
-from ledger.errors import FieldError, NotFound, Unprocessable
+from ledger.errors import FieldError, NotFound, Unprocessable, present
 from payments.egress import ADDRESS_REFUSED, NO_RESPONSE, AddressRefused, check_callback_url, public_error
 
 __all__ = [
@@ -318,7 +318,7 @@ class WebhookWorker:
             delivery["event_id"],
             delivery["callback_id"],
         )
-        assert row is not None
+        row = present(row, "callbacks are never deleted, only deactivated")
         if not row["active"]:
             await self._record(ctx, delivery, None, "callback deleted", give_up=True)
             return

@@ -33,10 +33,22 @@ from ledger.context import Kontor
 from ledger.db import apply_schema, create_pool
 from ledger.embedded import start_embedded
 from ledger.secrets import generate_key
+from tests import network_guard
 
+network_guard.install()  # every test fails when Kontor sends an HTTP request inside a database transaction
 OPERATOR_KEY = "operator-test-key-" + secrets.token_hex(8)
 # the session's secret key (never a key file in the user's data dir); CLI processes get it as KONTOR_SECRET_KEY
 SECRET_KEY = generate_key()
+
+
+@pytest.fixture(autouse=True)
+def no_network_in_transactions() -> Iterator[None]:
+    """No outbound HTTP call (Amazon Pay, SNS certificates, webhooks) while the calling task holds a database
+    transaction open (tests/network_guard.py)."""
+    yield
+    found = network_guard.drain()
+    if found:
+        pytest.fail(f"{len(found)} network call(s) inside a database transaction:\n{network_guard.describe(found)}")
 
 
 def _with_database(url: str, name: str) -> str:

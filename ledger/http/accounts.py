@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Router, get, patch, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ledger import reports, tenancy
+from ledger import registers, reports, tenancy
 from ledger.http.auth import ADMIN, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, PageLimit
 from ledger.schemas import (
@@ -84,7 +84,7 @@ async def account_register(
     cursor: Cursor = None,
     limit: PageLimit = 100,
 ) -> RegisterOut:
-    return await reports.register(
+    return await registers.register(
         call.ctx,
         await call.business(business_code),
         number,

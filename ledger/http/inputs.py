@@ -39,6 +39,7 @@ __all__ = [
     "KontorRequest",
     "before_request",
     "check_date_parameters",
+    "check_path_numbers",
     "date_parameters",
     "horizon_layer",
     "json_depth",
@@ -50,6 +51,9 @@ _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PLAIN_SEGMENT = re.compile(
+    r"[0-9A-Za-z.:-]*[A-Za-z.:-][0-9A-Za-z.:-]*|[0-9]+"
+)  # int() refuses these or reads them plainly
 
 
 def json_depth(body: bytes) -> int:
@@ -155,6 +159,7 @@ def date_parameters(app: Litestar) -> dict[int, DateParameters]:
 async def before_request(request: Request[Any, Any, Any]) -> None:
     """Before-request hook of the app: `check_date_parameters` for routes that name no business code; the
     posting horizon the request's body is decoded under."""
+    check_path_numbers(request.scope["path"])
     _, scoped = request.app.state.date_parameters.get(id(request.route_handler), ((), True))
     if not scoped:
         check_date_parameters(request)
@@ -181,6 +186,22 @@ async def _horizon_of(request: Request[Any, Any, Any]) -> Horizon | None:
             return None
     horizon: Horizon = ctx.horizon()
     return horizon
+
+
+def check_path_numbers(path: str) -> None:
+    """400 `path_parameter_invalid` for a path segment that Python's int() reads as a number but that is not
+    plain ASCII digits (other scripts' digits, full-width digits, `+`, `_`, spaces): the router would take
+    Arabic-Indic digits in `/businesses/<code>` for business 1001, so a rule written for the plain path could
+    be sidestepped. Ids are written one way only."""
+    for segment in path.split("/"):
+        if segment and not _PLAIN_SEGMENT.fullmatch(segment):
+            try:
+                int(segment)
+            except ValueError:
+                continue
+            raise BadRequest(
+                "path_parameter_invalid", f"{segment!r} in the path: numbers in a path are ASCII digits 0-9 only"
+            )
 
 
 def check_date_parameters(request: Request[Any, Any, Any]) -> None:

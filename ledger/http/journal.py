@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from litestar import Response, Router, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -14,19 +14,14 @@ from ledger.chain import verify_chain
 from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
+from ledger.http.replay import created
 from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
-from ledger.tenancy import account_index
+from ledger.tenancy import accounts_with
 
 __all__ = ["router"]
 
-REPLAY_HEADER = "Idempotent-Replayed"
 EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
 Code = BusinessCodePath
-_REPLAYED = {REPLAY_HEADER: "true"}
-
-
-def _created(content: Any, replayed: bool) -> Response[Any]:
-    return Response(content, status_code=201, headers=_REPLAYED if replayed else None)
 
 
 @post(
@@ -41,9 +36,7 @@ async def post_entry(
     business_code: Code, data: JSONBody[EntryIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[EntryOut]:
     business = await call.business(business_code)
-    accounts = await account_index(call.ctx, business)
-    if any(line.account not in accounts.by_number for line in data.lines):
-        accounts = await account_index(call.ctx, business, refresh=True)
+    accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in data.lines])
     draft = posting.draft_entry(data, business, accounts.by_number)
     posted = await journal.post_entries(
         call.ctx,
@@ -53,7 +46,7 @@ async def post_entry(
         request_sha256=call.request_sha256(data),
         coalesce=True,
     )
-    return _created(posted.entries[0], posted.replayed)
+    return created(posted.entries[0], replayed=posted.replayed)
 
 
 @post(
@@ -71,14 +64,12 @@ async def post_batch(
     if sum(len(e.lines) for e in data.entries) > 20_000:
         raise BadRequest("batch_too_large", "a batch carries at most 20,000 lines")
     business = await call.business(business_code)
-    accounts = await account_index(call.ctx, business)
-    if any(line.account not in accounts.by_number for e in data.entries for line in e.lines):
-        accounts = await account_index(call.ctx, business, refresh=True)
+    accounts = await accounts_with(call.ctx, business, numbers=[line.account for e in data.entries for line in e.lines])
     drafts = posting.draft_entries(data.entries, business, accounts.by_number)
     posted = await journal.post_entries(
         call.ctx, business, drafts, idem_key=idempotency_key, request_sha256=call.request_sha256(data)
     )
-    return _created(BatchOut(entries=posted.entries), posted.replayed)
+    return created(BatchOut(entries=posted.entries), replayed=posted.replayed)
 
 
 @get(
@@ -159,7 +150,7 @@ async def reverse_entry(
         idem_key=idempotency_key,
         request_sha256=call.request_sha256(body),
     )
-    return _created(posted.entries[0], posted.replayed)
+    return created(posted.entries[0], replayed=posted.replayed)
 
 
 @get(

@@ -7,6 +7,7 @@ exceptions become a 500 with a log line (and its request id) and no internals in
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -28,9 +29,17 @@ from litestar.typing import FieldDefinition
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
 from ledger.money import AmountError
+from ledger.problem_codes import codes_for, family_pattern
 from ledger.schemas import DATE_HORIZON_ERROR, DATE_PATTERN, DATE_RANGE_ERROR, DatedBody
 
-__all__ = ["EXCEPTION_HANDLERS", "StrictStructSchemaPlugin", "also_files", "document_problems", "problem"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "StrictStructSchemaPlugin",
+    "also_files",
+    "document_problems",
+    "problem",
+    "problem_response",
+]
 
 log = logging.getLogger("kontor.http")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -262,11 +271,50 @@ _PROBLEMS = {
     404: "the business code or resource does not exist (for this merchant)",
     409: "the request conflicts with the books' state (closed period, already reversed, ...)",
     413: "request body too large",
+    415: "the body is not of a media type the route reads",
     422: "the request is well-formed but breaks a rule (unbalanced, unknown account, ...)",
     429: "rate limit of the key exceeded (Retry-After)",
 }
+_CODES_SCHEMA, _STATUS = "__kontor_code_schema__", "__kontor_status__"  # of the structs problem_schema() makes
 _READ_STATUSES = (400, 401, 403, 404, 422, 429)
 _WRITE_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429)
+
+
+@functools.cache
+def problem_schema(status: int) -> type[msgspec.Struct]:
+    """`Problem` as answered with `status`, for the OpenAPI document: `status` is that number and `code` one of
+    the catalogue's codes for it (ledger.problem_codes): an enum, and a pattern for a family (`amazon_pay_...`).
+    StrictStructSchemaPlugin writes both into the schema."""
+    entries = codes_for(status)
+    names = [p.code for p in entries if not p.is_family]
+    pattern = family_pattern(p for p in entries if p.is_family)
+    choices = [Schema(type=OpenAPIType.STRING, enum=names)] if names else []
+    if pattern is not None:
+        choices.append(Schema(type=OpenAPIType.STRING, pattern=pattern))
+    meanings = "; ".join(f"`{p.code}`: {p.meaning}" for p in entries)
+    code = (choices[0] if len(choices) == 1 else Schema(any_of=choices)) if choices else Schema(type=OpenAPIType.STRING)
+    code.description = f"the cause, one of: {meanings}" if entries else None
+    return msgspec.defstruct(
+        f"Problem{status}",
+        [(f.name, f.type, f.default) for f in msgspec.structs.fields(Problem)],
+        kw_only=True,
+        module=__name__,
+        namespace={
+            "__doc__": f"RFC 9457 problem details, as answered with status {status}.",
+            _CODES_SCHEMA: code,
+            _STATUS: status,
+        },
+    )
+
+
+def problem_response(status: int, description: str | None = None) -> ResponseSpec:
+    """The OpenAPI answer of a problem with `status` (its schema names the status's codes)."""
+    return ResponseSpec(
+        data_container=problem_schema(status),
+        media_type=PROBLEM_MEDIA_TYPE,
+        description=description or _PROBLEMS[status],
+        generate_examples=False,
+    )
 
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
@@ -277,6 +325,11 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
         struct = field_definition.type_
+        code_schema = getattr(struct, _CODES_SCHEMA, None)
+        if isinstance(code_schema, Schema) and schema.properties is not None:  # a problem_schema(status)
+            schema.properties["code"] = code_schema
+            schema.properties["status"] = Schema(type=OpenAPIType.INTEGER, const=getattr(struct, _STATUS))
+            schema.description = struct.__doc__
         if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
         hints = get_type_hints(struct, include_extras=True)
@@ -333,15 +386,7 @@ def document_problems(app: Litestar) -> None:
             statuses = _READ_STATUSES if methods <= {"GET"} else _WRITE_STATUSES
             declared = dict(handler.responses or {})
             for status in statuses:
-                declared.setdefault(
-                    status,
-                    ResponseSpec(
-                        data_container=Problem,
-                        media_type=PROBLEM_MEDIA_TYPE,
-                        description=_PROBLEMS[status],
-                        generate_examples=False,
-                    ),
-                )
+                declared.setdefault(status, problem_response(status))
             handler.responses = declared
 
 

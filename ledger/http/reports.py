@@ -127,7 +127,7 @@ async def datev_export(business_code: Code, period: PeriodPath, call: CallDep) -
 
 @get("/datev/settings", opt={"roles": READ}, operation_id="getDatevSettings", tags=["periods"])
 async def read_datev_settings(business_code: Code, call: CallDep) -> datev.DatevSettingsOut:
-    return await datev.get_settings(call.ctx, await call.business(business_code))
+    return await datev.get_settings(call.ctx, await call.business(business_code), route=True)
 
 
 @put(

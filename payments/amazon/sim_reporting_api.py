@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.money import format_amount
+from ledger.textsafe import parse_ascii_int
 from payments.amazon.objects import parse_timestamp
 from payments.amazon.sim_api import Ctx, route
 from payments.amazon.sim_bodies import ReportBody, decode
@@ -75,10 +76,10 @@ def _time(params: dict[str, str], name: str) -> datetime | None:
 
 
 def _page_size(params: dict[str, str]) -> int:
-    value = params.get("pageSize", str(PAGE_SIZE_DEFAULT))
-    if not value.isdigit() or not 1 <= int(value) <= PAGE_SIZE_MAX:
+    value = parse_ascii_int(params.get("pageSize", str(PAGE_SIZE_DEFAULT)), length_max=4)
+    if value is None or not 1 <= value <= PAGE_SIZE_MAX:
         raise SimError(400, "InvalidParameterValue", f"pageSize must be 1-{PAGE_SIZE_MAX}")
-    return int(value)
+    return value
 
 
 def _token(params: dict[str, str], offset: int) -> str:

@@ -3,6 +3,11 @@
 Pure functions over a `SimMerchant` (`sim_model.py`) and a `now`; they raise `SimError` with Amazon's status and
 reasonCode, and queue an IPN (`merchant.notify`) for every state change of a charge or charge permission.
 
+Why one module over 400 lines: the three state machines drive each other (completing a session creates the
+permission and authorizes its first charge, a capture can close the permission, closing it cancels its open
+charges), and each transition queues its IPN in `_set_charge`/`_set_permission`; split, they would reach into each
+other's private transitions. What follows a sale (refunds, disputes, files) is `sim_postsale.py`.
+
 State machines (developer.amazon.com/docs/amazon-pay-api-v2/*.html):
 - Checkout Session: Open -> Completed | Canceled (BuyerCanceled, Declined, Expired after 24 h).
 - Charge Permission: Chargeable <-> NonChargeable (PaymentMethodInvalid after a soft or hard decline, back when

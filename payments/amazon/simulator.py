@@ -49,7 +49,14 @@ from payments.amazon.sim_model import Failure, SimError, SimMerchant
 from payments.amazon.sim_reports import Books, close_period, open_document, owed
 from payments.amazon.sns import SigningIdentity
 
-__all__ = ["CERTIFICATE_PATH", "AmazonPaySimulator", "private_key_pem", "public_key_pem"]
+__all__ = [
+    "CERTIFICATE_PATH",
+    "CHARGEBACK_ACCOUNT",
+    "PAYMENT_ACCOUNT",
+    "AmazonPaySimulator",
+    "private_key_pem",
+    "public_key_pem",
+]
 
 log = logging.getLogger("kontor.simulator")
 CERTIFICATE_PATH = "/SimpleNotificationService-kontor-simulator.pem"

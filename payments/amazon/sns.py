@@ -9,7 +9,8 @@ Checks, in order (AWS "Verifying the signatures of Amazon SNS messages"):
    string "Message\\n…\\nMessageId\\n…\\n[Subject\\n…\\n]Timestamp\\n…\\nTopicArn\\n…\\nType\\n…\\n".
 Certificates are fetched once per host and path and cached with a bound (CERTIFICATES_CACHED_MAX); a URL with a
 port, user info, query or fragment is refused without a fetch, and a failed fetch is remembered for
-FAILED_FETCH_TTL_S, so an outsider cannot make Kontor fetch the same URL again and again (the IPN endpoint
+FAILED_FETCH_TTL_S, so an outsider cannot make Kontor fetch the same URL again and again, and at most
+FETCHES_PER_MINUTE_MAX new certificates are fetched a minute, so neither can many new URLs (the IPN endpoint
 checks the topic and the merchant before it asks for a certificate at all). The simulator signs with a key whose
 certificate it issues from its own root; tests and development trust that root and fetch from the simulator.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,13 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-__all__ = ["SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
+__all__ = ["FETCHES_PER_MINUTE_MAX", "SigningIdentity", "SnsError", "SnsVerifier", "string_to_sign"]
 
 CERT_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 CERT_PATH = re.compile(r"^/[A-Za-z0-9._-]{1,200}\.pem$")
 CERTIFICATES_CACHED_MAX = 32
 FAILED_FETCHES_REMEMBERED_MAX = 256
 FAILED_FETCH_TTL_S = 600.0
+FETCHES_PER_MINUTE_MAX = 10  # new certificates fetched per minute: Amazon rotates its signing certificate rarely
 CERTIFICATE_BYTES_MAX = 65_536
 SNS_NAME = "sns.amazonaws.com"
 _SIGNED_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -68,6 +70,7 @@ class SnsVerifier:
     fetch_base: str | None = None
     _cache: OrderedDict[str, x509.Certificate] = field(default_factory=OrderedDict)
     _failed: OrderedDict[str, tuple[float, str]] = field(default_factory=OrderedDict)
+    _fetches: deque[float] = field(default_factory=deque)  # when the last fetches started (monotonic seconds)
 
     async def verify(self, envelope: Mapping[str, Any], topic_allowed: Any) -> None:
         if envelope.get("Type") != "Notification":
@@ -99,6 +102,12 @@ class SnsVerifier:
         failed = self._failed.get(key)
         if failed is not None and time.monotonic() - failed[0] < FAILED_FETCH_TTL_S:
             raise SnsError(f"signing certificate could not be fetched: {failed[1]} (not tried again yet)")
+        now = time.monotonic()
+        while self._fetches and now - self._fetches[0] >= 60.0:
+            self._fetches.popleft()
+        if len(self._fetches) >= FETCHES_PER_MINUTE_MAX:  # many new URLs at once: an outsider's, not Amazon's
+            raise SnsError("signing certificate not fetched: too many new certificates asked for (try again later)")
+        self._fetches.append(now)
         try:
             chain = await self._fetch(key)
         except SnsError as exc:

@@ -32,6 +32,7 @@ from importlib import metadata
 
 import httpx
 
+from ledger.textsafe import parse_ascii_int
 from payments.amazon import signing
 from payments.amazon.objects import RETRYABLE_STATUSES, AmazonPayError, Credentials
 
@@ -46,6 +47,7 @@ __all__ = [
     "api_prefix",
     "check_idempotency_key",
     "install_log_redaction",
+    "read_bounded",
     "redact_url",
 ]
 
@@ -259,8 +261,8 @@ class Transport:
 
 async def read_bounded(response: httpx.Response, bytes_max: int) -> bytes:
     """The body of a streamed response, refused (AmazonPayError `ResponseTooLarge`) above `bytes_max` bytes."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > bytes_max:
+    declared = parse_ascii_int(response.headers.get("content-length", ""))
+    if declared is not None and declared > bytes_max:
         raise AmazonPayError(response.status_code, "ResponseTooLarge", f"answer of {declared} bytes > {bytes_max}")
     chunks, size = [], 0
     async for chunk in response.aiter_bytes():
@@ -272,9 +274,9 @@ async def read_bounded(response: httpx.Response, bytes_max: int) -> bytes:
 
 
 def _retry_after_s(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip())
+    """Retry-After in seconds (ASCII digits only: int() would read other scripts' digits), else None."""
+    seconds = None if value is None else parse_ascii_int(value.strip(), length_max=9)
+    return None if seconds is None else float(seconds)
 
 
 def _decode(raw: bytes, status: int) -> object:

@@ -51,7 +51,7 @@ JOURNAL = [
      [("2406", "54.00", ""), ("1776", "10.26", ""), ("2401", "36.00", ""), ("1771", "2.52", ""), ("2400", "7.99", ""),
       ("1400", "", "110.77")]),
     ("2027-02-15", "Payment P-wx-7", [("1200", "50.00", ""), ("1400", "", "50.00")]),
-    ("2027-02-15", "Recovery of written-off debt 1 of customer C-7",
+    ("2027-02-15", "Recovery of written-off debt",  # its id is the service's (other tests write off too)
      [("1400", "50.00", ""), ("2732", "", "7.99"), ("2732", "", "36.79"), ("1776", "", "4.19"), ("1771", "", "1.03")]),
 ]  # fmt: skip
 NOTICES = [  # level, issued, pay by, fee, interest booked so far, total asked for

@@ -11,8 +11,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from ledger.context import Kontor
+from payments import reports as reports_module
 from payments.amazon.client import AmazonPayClient
 from tests.conftest import Simulator, Tenant
 from tests.e2e.amazon import Shop, item, make_shop
@@ -199,3 +201,36 @@ async def test_a_report_that_cannot_be_imported_is_failed_with_its_reason_and_th
     assert fetched == [second["report_id"]]
     await _plugin(shop).fetch_reports(ctx)  # a failed report is not tried again
     assert (await shop.tenant.get("/amazon-pay/settlements")).json()["reports"][0]["state"] == "failed"
+
+
+async def test_a_report_whose_import_breaks_unexpectedly_is_retried_and_the_others_go_on(
+    tenant: Tenant, simulator: Simulator, ctx: Kontor, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: an error nobody foresaw while importing one report is recorded with the report, which is
+    tried again later with backoff; the report behind it is imported in the same run."""
+    shop = await make_shop(tenant, simulator)
+    assert (await shop.create_order("u-1", [item(1, "10.00")])).status_code == 201
+    first = (await shop.sim.control("POST", "settlements", json={"merchant_id": shop.merchant_id})).json()
+    assert (await shop.create_order("u-2", [item(1, "20.00")])).status_code == 201
+    second = (await shop.sim.control("POST", "settlements", json={"merchant_id": shop.merchant_id})).json()
+    original = reports_module._import
+
+    async def breaking(ctx: Kontor, rt: Any, business: Any, creds: Any, row: Any) -> Any:
+        if row["report_id"] == first["report_id"]:
+            raise RuntimeError("a defect")
+        return await original(ctx, rt, business, creds, row)
+
+    monkeypatch.setattr(reports_module, "_import", breaking)
+    await _plugin(shop).fetch_reports(ctx)
+    listed = (await shop.tenant.get("/amazon-pay/settlements")).json()
+    assert [(r["report_id"], r["state"]) for r in listed["reports"]] == [(first["report_id"], "new")]
+    assert listed["reports"][0]["last_error"] == "internal error: RuntimeError"
+    assert [s["report_id"] for s in listed["settlements"]] == [second["report_id"]]
+    monkeypatch.setattr(reports_module, "_import", original)
+    await pool.execute(
+        "UPDATE amazon_reports SET next_attempt_at = now() WHERE merchant_id = $1", shop.tenant.merchant_id
+    )
+    await _plugin(shop).fetch_reports(ctx)
+    listed = (await shop.tenant.get("/amazon-pay/settlements")).json()
+    assert listed["reports"] == []
+    assert sorted(s["report_id"] for s in listed["settlements"]) == sorted([first["report_id"], second["report_id"]])

@@ -5,6 +5,7 @@ Arabic-Indic digit passes `str.isdigit()` and `int()`, and made keys, session co
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
 import click
 import httpx
@@ -50,7 +51,7 @@ async def test_a_period_with_a_non_ascii_digit_is_refused_on_the_pages(app: Lite
         assert (await sign_in(web, tenant.accountant_key)).status_code == 303
         for path in ("/ui/1001/periods/2026-1\u0661", "/ui/1001/periods/2026-1\u0661/gl-report?format=csv"):
             r = await web.get(path)
-            assert r.status_code == 400, (path, r.status_code)
+            assert r.status_code == 422, (path, r.status_code)  # period_invalid, as the API answers
         assert (await web.get("/ui/1001/periods/2026-11")).status_code == 200
 
 
@@ -90,3 +91,15 @@ async def test_datev_takes_ascii_account_numbers_only(tenant: Tenant) -> None:
     assert (await tenant.client.put(tenant.url("/datev/settings"), json=settings, headers=tenant.headers())).is_success
     r = await tenant.get("/periods/2026-11/datev")
     assert (r.status_code, r.json()["code"]) == (422, "datev_account_invalid"), r.text
+
+
+@pytest.mark.parametrize(
+    "code", ["\u0661\u0660\u0660\u0661", "\uff11\uff10\uff10\uff11", "1_001", "+1001", " 1001", "1001 "]
+)
+async def test_a_number_in_the_path_is_written_in_ascii_digits_only(tenant: Tenant, code: str) -> None:
+    """The router reads int() numbers: each of these was business code 1001 (case security-08's kind)."""
+    r = await tenant.client.get(f"/v1/businesses/{quote(code)}/accounts", headers=tenant.headers(tenant.accountant_key))
+    assert (r.status_code, r.json()["code"]) == (400, "path_parameter_invalid"), r.text
+    entry = await tenant.client.get("/v1/businesses/1001/entries/\u0663", headers=tenant.headers(tenant.admin_key))
+    assert (entry.status_code, entry.json()["code"]) == (400, "path_parameter_invalid"), entry.text
+    assert (await tenant.get("/accounts")).status_code == 200

@@ -46,6 +46,7 @@ from tests.conftest import (
 )
 from tests.e2e.amazon import make_shop, paid_order
 from tests.e2e.processes import postmaster
+from tests.integration.test_migrations import CHECKOUT_V1, _v1_books
 
 pytestmark = pytest.mark.timeout(300)
 DATEV = {"consultant_number": 1234567, "client_number": 4711, "fiscal_year_start_month": 1, "account_length": 4}
@@ -208,6 +209,39 @@ async def test_a_backup_restored_into_a_new_data_directory_has_the_same_books(
         chained = r"merchant \d+ business \d+: OK \(\d+ entries chained, 0 not yet\)"
         # every entry is chained: the restored ones, and the one posted after the restore
         assert all(re.fullmatch(chained, line) for line in out.splitlines()), out
+    finally:
+        await asyncio.to_thread(_remove_data_dir, restored)
+
+
+async def test_a_backup_of_an_older_release_is_migrated_by_the_restore(source_url: str, tmp_path: Path) -> None:
+    """A backup of the oldest released schema (before versioned migrations), with Checkout v1 books: the restore
+    migrates it in the staging cluster, so the database moved into place is at this version's schema."""
+    conn = await asyncpg.connect(source_url)
+    try:
+        await conn.execute(CHECKOUT_V1.read_text())
+        await _v1_books(conn)
+    finally:
+        await conn.close()
+    dump, restored = tmp_path / "v1.dump", Path(f"/tmp/kontor-restore-{secrets.token_hex(4)}")
+    code, _, err = await kontor("backup", "--url", source_url, "-o", str(dump))
+    assert code == 0, err
+    try:
+        code, out, err = await kontor("restore", str(dump), "--data-dir", str(restored))
+        assert code == 0, err
+        assert "the backup's schema was older: migrated to this Kontor's (applied 0001, 0002, 0003" in out, out
+        code, out, err = await kontor("schema", "status", "--data-dir", str(restored))
+        assert code == 0, out + err  # nothing pending
+        assert "pending" not in out
+        embedded = await asyncio.to_thread(start_embedded, restored)
+        try:
+            db = await asyncpg.connect(embedded.uri)
+            try:
+                assert await db.fetchval("SELECT count(*) FROM amazon_charges") == 2  # the v1 captures, moved
+                assert await db.fetchval("SELECT to_regclass('kontor_schema')") is None
+            finally:
+                await db.close()
+        finally:
+            await asyncio.to_thread(embedded.stop)
     finally:
         await asyncio.to_thread(_remove_data_dir, restored)
 

@@ -96,7 +96,7 @@ async def test_a_zip_of_camt_files_is_read_and_is_the_same_statement_as_the_xml(
     assert zipped.status_code == 201, zipped.text
     assert payments_of(zipped.json()) == expected_payments()
     again = await upload(swiss_shop, BATCH)
-    assert (again.status_code, again.headers.get("Idempotent-Replayed"), again.json()) == (200, "true", zipped.json())
+    assert (again.status_code, again.headers.get("Idempotent-Replayed"), again.json()) == (201, "true", zipped.json())
     assert await swiss_shop.balance("1200") == "3483.00"  # booked once
 
 
@@ -182,9 +182,9 @@ async def test_statements_of_two_accounts_with_the_same_id_are_both_imported(sho
     ]
 
     replay = await upload(shop, STATEMENT_A)
-    assert (replay.status_code, replay.json()) == (200, a.json())
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"], replay.json()) == (201, "true", a.json())
     regenerated = STATEMENT_A.replace(b"15:36:02.218", b"09:00:00.000")  # the same statement, downloaded again
-    assert (await upload(shop, regenerated)).status_code == 200
+    assert (await upload(shop, regenerated)).headers["Idempotent-Replayed"] == "true"
     changed = STATEMENT_A.replace(b"100.00", b"100.01")
     conflict = await upload(shop, changed)
     assert (conflict.status_code, conflict.json()["code"]) == (409, "statement_conflict")
@@ -207,7 +207,11 @@ async def test_statements_imported_before_they_had_an_identity_keep_their_id(sho
         stored,
     )
     replay = await upload(shop, STATEMENT_A)
-    assert (replay.status_code, replay.json()["statement_ids"]) == (200, ["8"])
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"], replay.json()["statement_ids"]) == (
+        201,
+        "true",
+        ["8"],
+    )
     other = await upload(shop, STATEMENT_B)
     assert (other.status_code, other.json()["code"]) == (409, "statement_conflict")
     assert await shop.balance("1200") == "0.00"

@@ -64,7 +64,7 @@ async def test_a_capture_whose_answer_was_lost_is_not_made_again_and_its_ipn_boo
     ]
     assert (order["money"]["invoiced"], order["money"]["paid"]) == ("10.00", "10.00")
     again = await shop.invoice("dbl1", "DBL-I1", [1])
-    assert again.status_code == 200, again.text
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true"), again.text
     assert [(c["charge_id"], c["captured"]) for c in again.json()["charges"]] == [
         (order["charges"][0]["charge_id"], "10.00")
     ]
@@ -112,7 +112,7 @@ async def test_a_new_charge_whose_answer_was_lost_is_found_by_its_ipn(shop: Shop
     assert (await shop.invoice("dbl3", "DBL3-I2", [2])).status_code == 502
     await shop.drain_ipns()
     again = await shop.invoice("dbl3", "DBL3-I2", [2])
-    assert again.status_code == 200, again.text
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true"), again.text
     order = await shop.order("dbl3")
     assert amazon_charges(shop, order) == [("Captured", 4000), ("Captured", 6000)]
     assert [(c["captured"], c["invoice_reference"]) for c in order["charges"]] == [

@@ -165,7 +165,8 @@ async def test_datev_settings_are_checked_and_accounts_must_fit(tenant: Tenant) 
         r = await t.client.put(t.url("/datev/settings"), json=bad, headers=t.headers())
         assert r.status_code in (400, 422), (bad, r.text)
         assert field in r.text
-    assert (await t.get("/datev/settings")).status_code == 409
+    missing = await t.get("/datev/settings")
+    assert (missing.status_code, missing.json()["code"]) == (404, "datev_settings_not_found")
     poster = await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers(t.poster_key))
     assert poster.status_code == 403
     assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200

@@ -412,3 +412,24 @@ async def test_entries_of_unknown_business_or_id(tenant: Tenant, app_client: htt
     assert (r.status_code, r.json()["code"]) == (404, "business_not_found")
     r = await app_client.get("/v1/businesses/12/entries", headers=tenant.headers())
     assert (r.status_code, r.json()["errors"][0]["field"]) == (400, "business_code")  # codes have four digits
+
+
+async def test_an_account_another_instance_created_is_found_by_reading_the_accounts_again(
+    tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The account cache is read again when a request names an account it lacks (ledger.tenancy.accounts_with):
+    an account created through another instance of the service posts, reports and lists at once here."""
+    assert (await tenant.post_entry(SALE)).status_code == 201  # this instance's cache holds the chart now
+    await pool.execute(  # what another instance's POST .../accounts writes; this instance's cache does not know it
+        "INSERT INTO accounts (merchant_id, business, number, name, type) VALUES ($1, $2, '8401', 'Other sales', "
+        "'revenue')",
+        tenant.merchant_id,
+        tenant.business,
+    )
+    lines = [{"account": "1200", "debit": "10.00"}, {"account": "8401", "credit": "10.00"}]
+    r = await tenant.post_entry(lines)
+    assert r.status_code == 201, r.text
+    assert [line["account"] for line in r.json()["lines"]] == ["1200", "8401"]
+    balance = await tenant.get("/accounts/8401/balance")
+    assert balance.status_code == 200, balance.text
+    assert balance.json()["balances"][0]["balance"] == "10.00"

@@ -5,6 +5,7 @@ bugs-13, bugs-14). Each refusal names the field or rule, and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import uuid
@@ -226,3 +227,36 @@ async def test_verify_checks_the_account_totals_against_the_lines(pool: asyncpg.
         "UPDATE account_totals SET debit_minor = 0 WHERE merchant_id = $1 AND debit_minor > 0", tenant.merchant_id
     )
     assert (await tenant.get("/journal/verify")).json()["balances_match_lines"] is False
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        # a register cursor: date / entry id / line number / running balance, each beyond its column
+        ("/accounts/4970/register", b64("r2026-11-01/9999999999999999999/0/0")),
+        ("/accounts/4970/register", b64("r2026-11-01/1/99999/0")),
+        ("/accounts/4970/register", b64("r0001-01-01/1/1/0")),
+        ("/accounts/4970/register", b64("r2026-11-01/1/1/-99999999999999999999")),
+        # the find routes' cursors: a number beyond bigint, a NUL, a date outside the ledger's range
+        ("/customers", b64("[99999999999999999999]")),
+        ("/customers", b64('["C-1\\u0000"]')),
+        ("/orders", b64('["0001-01-01","o-1"]')),
+        ("/orders", b64('["2026-11-01","o-1\\u0000"]')),
+        ("/bank-statements", b64('["2026-11-01","DE89370400440532013000",99999999999999999999]')),
+    ],
+)
+async def test_a_cursor_out_of_range_is_400(tenant: Tenant, path: str, cursor: str) -> None:
+    """A cursor is the client's input too: every value it carries is checked against the column it is compared
+    with before any query (a crafted one was a 500)."""
+    r = await tenant.get(path, cursor=cursor)
+    assert (r.status_code, r.json()["code"]) == (400, "cursor_invalid"), r.text
+
+
+async def test_a_statement_date_in_the_path_is_in_the_ledgers_range(tenant: Tenant) -> None:
+    r = await tenant.get("/bank-statements/0001-01-01/ST-1")
+    assert (r.status_code, r.json()["code"]) == (422, "date_out_of_range"), r.text
+    assert (await tenant.get("/bank-statements/2026-11-01/ST-1")).status_code == 404

@@ -16,6 +16,8 @@ import pytest
 
 from ledger.context import Kontor
 from payments.amazon.simulator import CERTIFICATE_PATH
+from payments.ipn import claim_ipn
+from payments.ipn_apply import ClaimLost, apply_notification
 from tests.conftest import Simulator, Tenant
 from tests.e2e.amazon import Shop, eventually, make_shop, paid_order
 
@@ -365,3 +367,53 @@ async def test_outsiders_cannot_make_kontor_fetch_certificates_again_and_again(s
     assert (first.status_code, again.status_code) == (403, 403)
     assert "could not be fetched" in first.json()["detail"]
     assert "not tried again yet" in again.json()["detail"]
+
+
+async def test_a_worker_whose_lease_ran_out_changes_nothing(shop: Shop, pool: asyncpg.Pool, ctx: Kontor) -> None:
+    """The claim's attempt number is its token: a worker whose lease ran out while another worker claimed the
+    message since cannot mark it processed (its booking's transaction rolls back), and its deferral changes
+    nothing; the new claim's holder applies it."""
+    await paid_order(shop, "ipn-9")
+    await shop.drain_ipns()
+    order = await shop.order("ipn-9")
+    envelope = v2_message(shop, "CHARGE", order["charges"][0]["charge_id"], order["charge_permission_id"])
+    merchant_id, notification_id = shop.tenant.merchant_id, json.loads(envelope["Message"])["NotificationId"]
+    await pool.execute(  # stored as receive_ipn stores it; no worker was started for it
+        "INSERT INTO ipn_messages (merchant_id, notification_id, seller_id, notification_type, raw) "
+        "VALUES ($1, $2, $3, 'CHARGE', $4)",
+        merchant_id,
+        notification_id,
+        shop.merchant_id,
+        json.dumps(envelope),
+    )
+    rt = _plugin(shop).runtime
+
+    first = await claim_ipn(ctx, merchant_id, notification_id)
+    assert first is not None
+    assert first.attempt == 1
+    assert await claim_ipn(ctx, merchant_id, notification_id) is None  # the lease holds
+    await pool.execute(  # the first worker is slow: its lease runs out and a second worker claims the message
+        "UPDATE ipn_messages SET claimed_until = now() - interval '1 second' WHERE merchant_id = $1 "
+        "AND notification_id = $2",
+        merchant_id,
+        notification_id,
+    )
+    second = await claim_ipn(ctx, merchant_id, notification_id)
+    assert second is not None
+    assert second.attempt == 2
+
+    with pytest.raises(ClaimLost):
+        await apply_notification(ctx, rt, merchant_id, notification_id, "CHARGE", first.raw, first.attempt)
+    row = await pool.fetchrow(
+        "SELECT state, attempts, claimed_until > now() AS held FROM ipn_messages WHERE merchant_id = $1 "
+        "AND notification_id = $2",
+        merchant_id,
+        notification_id,
+    )
+    assert (row["state"], row["attempts"], row["held"]) == ("pending", 2, True)
+
+    outcome = await apply_notification(ctx, rt, merchant_id, notification_id, "CHARGE", second.raw, second.attempt)
+    assert outcome == "charge Captured"
+    row = (await ipn_rows(pool, merchant_id))[-1]
+    assert (row["state"], row["outcome"]) == ("processed", "charge Captured")
+    await shop.assert_books(("BALANCED", "0.00"))

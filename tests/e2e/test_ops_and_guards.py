@@ -20,6 +20,8 @@ from litestar import Litestar
 from ledger.app import create_app
 from ledger.config import Settings
 from ledger.http.auth import AuthMiddleware
+from ledger.migrate import load_migrations
+from ledger.problem_codes import codes_for
 from tests.conftest import OPERATOR_KEY, Simulator, Tenant, client_for, make_tenant, running
 from tests.e2e.amazon import item, make_shop, shared_key
 
@@ -34,6 +36,7 @@ async def test_health_and_ready(app_client: httpx.AsyncClient) -> None:
     ready = await app_client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+    assert ready.json()["schema_version"] == len(load_migrations())  # the latest migration the database records
 
 
 async def test_metrics_count_requests_and_postings(tenant: Tenant, app_client: httpx.AsyncClient) -> None:
@@ -59,6 +62,17 @@ async def test_openapi_documents_every_route(app: Litestar, app_client: httpx.As
     post = doc["paths"]["/v1/businesses/{business_code}/entries"]["post"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" and p["required"] for p in post["parameters"])
     assert (await app_client.get("/schema")).status_code == 200  # the interactive UI
+    # each documented problem answer names the catalogue's codes of its status (ledger.problem_codes)
+    conflict = post["responses"]["409"]["content"]["application/problem+json"]["schema"]["$ref"]
+    assert conflict == "#/components/schemas/Problem409"
+    schemas = doc["components"]["schemas"]
+    assert schemas["Problem409"]["properties"]["status"]["const"] == 409
+    listed, family = schemas["Problem409"]["properties"]["code"]["anyOf"]
+    assert set(listed["enum"]) == {p.code for p in codes_for(409) if not p.is_family}
+    assert {"period_closed", "entry_already_reversed"} <= set(listed["enum"])
+    assert re.fullmatch(family["pattern"], "amazon_pay_invalid_charge_status")
+    assert "period_closed" not in schemas["Problem422"]["properties"]["code"]["anyOf"][0]["enum"]
+    assert schemas["Problem401"]["properties"]["code"]["enum"] == ["api_key_missing", "api_key_invalid", "unauthorized"]
 
 
 async def test_problem_details_and_request_ids(tenant: Tenant, app_client: httpx.AsyncClient) -> None:

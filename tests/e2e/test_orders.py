@@ -247,10 +247,11 @@ async def test_documents_out_of_order_and_replays(shop: Shop) -> None:
     again = await shop.create_order(
         "o-9", [item(1, "10.00"), item(2, "5.00")], checkout_session_id=created.json()["checkout_session_id"]
     )
-    assert (again.status_code, again.json()) == (200, created.json())  # a retry: the same order, nothing charged twice
+    assert (again.status_code, again.headers["Idempotent-Replayed"], again.json()) == (201, "true", created.json())
+    # a retry: the same order, nothing charged twice
     first = await shop.invoice("o-9", "INV-9", [1])
     replay = await shop.invoice("o-9", "INV-9", [1])
-    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
     assert replay.json() == first.json()
     other = await shop.invoice("o-9", "INV-9", [2])
     assert (other.status_code, other.json()["code"]) == (409, "reference_reused")
@@ -388,5 +389,9 @@ async def test_a_lost_capture_is_resumed_by_the_retry(two_step: Shop) -> None:
     assert again.status_code == 201, again.text
     assert [c["state"] for c in again.json()["charges"]] == ["Captured"]
     replayed = await shop.invoice("o-15", "INV-15", [1])
-    assert (replayed.status_code, replayed.json()) == (200, again.json())
+    assert (replayed.status_code, replayed.headers["Idempotent-Replayed"], replayed.json()) == (
+        201,
+        "true",
+        again.json(),
+    )
     await shop.assert_books(("BALANCED", "0.00"))

@@ -134,7 +134,7 @@ async def test_one_step_order_settled_with_fee_reserve_and_payout_cleared_by_the
 
     settlement_id = out["settlement_id"]
     again = await upload_settlement(shop, report)
-    assert (again.status_code, again.headers.get("Idempotent-Replayed"), again.json()) == (200, "true", out)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed"), again.json()) == (201, "true", out)
     other = await upload_settlement(shop, report.replace("Current Reserve Amount", "Current Reserve (edited)"))
     assert (other.status_code, other.json()["code"]) == (409, "settlement_conflict")
     assert (await shop.tenant.get(f"/amazon-pay/settlements/{settlement_id}")).json() == out
@@ -148,7 +148,7 @@ async def test_one_step_order_settled_with_fee_reserve_and_payout_cleared_by_the
     assert await shop.balance("1360") == "0.00"
     assert await shop.balance("1200") == "110.44"
     replay = await upload_statement(shop, statement)
-    assert (replay.status_code, replay.json()) == (200, cleared.json())
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"], replay.json()) == (201, "true", cleared.json())
     changed = await upload_statement(shop, statement.replace("110.44", "110.45"))
     assert (changed.status_code, changed.json()["code"]) == (409, "statement_conflict")
     await shop.assert_books(("BALANCED", "0.00"))
@@ -158,11 +158,13 @@ async def test_the_same_files_uploaded_concurrently_are_imported_once(shop: Shop
     await paid_order(shop, "rc-6")
     report = await settlement_report(shop)
     first, second = await asyncio.gather(upload_settlement(shop, report), upload_settlement(shop, report))
-    assert sorted((first.status_code, second.status_code)) == [200, 201]
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert sorted(str(r.headers.get("Idempotent-Replayed")) for r in (first, second)) == ["None", "true"]
     assert first.json() == second.json()
     statement = camt053("ST-rc-6", [("1.00", "CRDT", "unknown")])
     a, b = await asyncio.gather(upload_statement(shop, statement), upload_statement(shop, statement))
-    assert sorted((a.status_code, b.status_code)) == [200, 201]
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert sorted(str(r.headers.get("Idempotent-Replayed")) for r in (a, b)) == ["None", "true"]
     assert len(await exceptions(shop, source="bank")) == 1
     await shop.assert_books(("BALANCED", "0.00"))
 

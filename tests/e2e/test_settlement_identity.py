@@ -66,7 +66,7 @@ async def test_the_same_file_with_other_line_endings_is_a_replay(shop: Shop) -> 
     first = await upload_settlement(shop, report)
     assert first.status_code == 201, first.text
     crlf = await upload_settlement(shop, report.replace("\n", "\r\n"))
-    assert (crlf.status_code, crlf.headers.get("Idempotent-Replayed"), crlf.json()) == (200, "true", first.json())
+    assert (crlf.status_code, crlf.headers.get("Idempotent-Replayed"), crlf.json()) == (201, "true", first.json())
 
 
 async def test_fetching_reports_says_when_amazon_could_not_be_asked(shop: Shop, tenant: Tenant) -> None:

@@ -91,7 +91,7 @@ async def test_another_merchants_business_code_is_not_found(tenant: Tenant, web:
         r = await web.get(path)
         assert r.status_code == 404, path
         assert "business code 2002 not found" in r.text
-    assert (await web.get("/ui/1001/periods/2026-13x")).status_code == 400
+    assert (await web.get("/ui/1001/periods/2026-13x")).status_code == 422
     assert (await web.get("/ui/1001/trial-balance", params={"as_of": "yesterday"})).status_code == 400
     assert other.business == 2002
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 # copied to every node: small, read by all merchants, written rarely (by the operator or at schema time)
 REFERENCE_TABLES = {
-    "kontor_schema": "the applied schema versions (one row per version); written at start under the schema lock",
+    "schema_migrations": "the migrations applied (one row per migration, ledger/migrate.py); written only at start, "
+    "under the schema lock, by the instance that installs or migrates",
     "base_rates": "the Bundesbank base rate (§247 BGB), one row per half-year, shared by every merchant",
     "amazon_pay_accounts": "which business code an Amazon merchant id belongs to: an IPN names only Amazon's id",
 }

@@ -14,9 +14,12 @@ import asyncpg
 import pytest
 
 from ledger.chain import link_pending
-from ledger.db import apply_schema, schema_sql
+from ledger.db import apply_schema
+from ledger.migrate import load_migrations
 from tests.conftest import Tenant, make_tenant
 
+# the migration that identifies bank statements by account + Id + date (among the other payments changes)
+PAYMENTS_SINCE_CHECKOUT_V1 = next(m.sql for m in load_migrations() if m.name == "0002_payments_since_checkout_v1")
 APPEND_ONLY = ["entries", "lines", "chain_links", "period_closes"]
 
 
@@ -215,7 +218,7 @@ async def test_every_table_is_keyed_by_merchant(pool: asyncpg.Pool) -> None:
     """Citus-ready: merchant_id in every table, primary key, unique constraint and foreign key."""
     reference_tables = {
         "merchants",
-        "kontor_schema",
+        "schema_migrations",
         "chain_watermark",
         "base_rates",
         "amazon_pay_accounts",
@@ -257,17 +260,17 @@ async def test_every_table_is_keyed_by_merchant(pool: asyncpg.Pool) -> None:
             assert "merchant_id" in i["cols"], f"unique index {i['name']} lacks merchant_id"
 
 
-async def test_schema_application_is_idempotent(pool: asyncpg.Pool) -> None:
+async def test_schema_application_at_a_second_start_changes_nothing(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert await apply_schema(conn) is False  # already applied at session start: nothing to do
-        await conn.execute("DELETE FROM kontor_schema")
-        assert await apply_schema(conn) is True  # applying it over itself is harmless
-        assert await apply_schema(conn) is False
+        assert await apply_schema(conn) is False  # installed at session start: nothing to do
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE how = 'installed'") == len(
+            load_migrations()
+        )
 
 
 async def test_bank_statement_identity_is_added_to_an_existing_database(pool: asyncpg.Pool, tenant: Tenant) -> None:
-    """A database from before statements were identified by account + Id + date: applying the schema keeps its
-    rows (account '', their import day) and makes the new identity the primary key. Rolled back afterwards."""
+    """A database from before statements were identified by account + Id + date: the migration that adds it keeps
+    its rows (account '', their import day) and makes the new identity the primary key. Rolled back afterwards."""
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
@@ -283,8 +286,8 @@ async def test_bank_statement_identity_is_added_to_an_existing_database(pool: as
                 tenant.merchant_id,
                 tenant.business,
             )
-            await conn.execute(schema_sql())
-            await conn.execute(schema_sql())  # and again: every statement is idempotent
+            await conn.execute(PAYMENTS_SINCE_CHECKOUT_V1)
+            await conn.execute(PAYMENTS_SINCE_CHECKOUT_V1)  # and again: a database half-way there is taken too
             row = await conn.fetchrow("SELECT account, statement_id, statement_on FROM bank_statements")
             assert tuple(row) == ("", "8", date(2024, 1, 31))
             key = await conn.fetchval(
