@@ -5,7 +5,7 @@ journal (`next_cursor`, `limit` 1..500); a bad parameter is a 400 problem and re
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Router, get
 from litestar.params import FromQuery, PathParameter, QueryParameter
@@ -17,7 +17,7 @@ from ledger.errors import BadRequest, NotFound
 from ledger.http.auth import READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, PageLimit
 from ledger.money import format_amount
-from ledger.schemas import Page
+from ledger.schemas import BalanceSide, Page
 
 __all__ = ["router"]
 
@@ -33,15 +33,34 @@ async def read_customers(
     business_code: Code,
     call: CallDep,
     q: Search = None,
-    as_of: Annotated[date | None, QueryParameter(description="open items and oldest due as of (default today)")] = None,
+    as_of: Annotated[
+        date | None, QueryParameter(description="balance, open items and oldest due as of (default today)")
+    ] = None,
+    sort: Annotated[
+        Literal["customer", "balance", "oldest_due", "dunning_level"],
+        QueryParameter(
+            description="customer number (default); balance: who owes most first; oldest_due: longest "
+            "overdue first; dunning_level: highest first"
+        ),
+    ] = "customer",
+    side: Annotated[
+        BalanceSide | None, QueryParameter(description="DEBIT: customers who owe; CREDIT: who are owed; BALANCED")
+    ] = None,
+    overdue: Annotated[bool, QueryParameter(description="only customers with something overdue")] = False,
+    min_level: Annotated[
+        int, QueryParameter(ge=0, le=99, description="only customers at this dunning level or up")
+    ] = 0,
     cursor: Cursor = None,
     limit: PageLimit = 50,
 ) -> Page[find.CustomerOut]:
-    """Customers with a booked account in number order: name (bill-to of the latest order), balance, oldest
-    due date of what is open, current dunning level."""
+    """Customers with a booked account: name (bill-to of the latest order), balance, oldest due date of what is
+    open, current dunning level (none for a customer who owes nothing), all as of `as_of` (default today, like
+    the customer's account and the balance sheet). In number order, or sorted by `sort`; filtered by `side`,
+    `overdue`, `min_level` (`desk.find.find_customers`)."""
     business = await call.business(business_code)
+    where = find.CustomerFilter(q=q, sort=sort, side=side, overdue=overdue, min_level=min_level)
     return await find.find_customers(
-        call.ctx, business, q=q, cursor=cursor, limit=limit, as_of=as_of or call.ctx.today()
+        call.ctx, business, q=q, cursor=cursor, limit=limit, as_of=as_of or call.ctx.today(), where=where
     )
 
 
@@ -103,8 +122,9 @@ async def read_statement(
     statement_on: Annotated[str, PathParameter(max_length=10, description="the statement's date, YYYY-MM-DD")],
     statement_id: Annotated[str, PathParameter(min_length=1, max_length=64)],
     account: Annotated[str | None, QueryParameter(max_length=64)] = None,
-) -> list[find.BankStatementOut]:
-    """The statement(s) with this date and id: one per account unless `account` names one."""
+) -> Page[find.BankStatementOut]:
+    """The statement(s) with this date and id: one per account unless `account` names one; `{items, next_cursor}`
+    as the list of statements answers (a statement id and date name a handful at most: no next page)."""
     business = await call.business(business_code)
     try:
         day = date.fromisoformat(statement_on)
@@ -114,7 +134,7 @@ async def read_statement(
     found = await find.bank_statement(call.ctx, business, day, statement_id, account)
     if not found:
         raise NotFound("statement_not_found", f"no bank statement {statement_id} of {day.isoformat()}")
-    return found
+    return Page(items=found, next_cursor=None)
 
 
 class AgeingRowOut(Struct, kw_only=True):

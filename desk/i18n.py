@@ -40,7 +40,7 @@ class Language:
     def __init__(self, code: str) -> None:
         self.code = code
         self.translations = gettext.translation(DOMAIN, LOCALE_DIR, languages=[code], fallback=True)
-        self._known: frozenset[str] = frozenset(getattr(self.translations, "_catalog", {}))
+        self._known: frozenset[str | tuple[str, int]] = frozenset(getattr(self.translations, "_catalog", {}))
 
     missing: set[str] | None = None  # tests set a set here to collect labels without a translation
 
@@ -50,6 +50,12 @@ class Language:
         if Language.missing is not None and self.code != "en" and message not in self._known:
             Language.missing.add(message)
         return self.translations.gettext(message)
+
+    def n_(self, singular: str, plural: str, n: int) -> str:
+        """The singular or plural label for `n` things, by the catalogue's plural rule (ngettext)."""
+        if Language.missing is not None and self.code != "en" and (singular, 0) not in self._known:
+            Language.missing.add(singular)
+        return self.translations.ngettext(singular, plural, n)
 
     def account(self, name: str) -> str:
         """A seeded account name in this language; any other name as it is."""

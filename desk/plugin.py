@@ -6,14 +6,17 @@ from datetime import UTC
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
+from litestar import Request, Response
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.plugins import InitPluginProtocol
 
 from desk import http, web
 from desk.cli import export, period, report
 from desk.closing import close_due_months
 from desk.config import DeskSettings
+from desk.webkit import error_page
 from ledger.config import settings_from_env
 from ledger.context import Kontor
 from ledger.scheduler import Jobs
@@ -28,6 +31,11 @@ class DeskPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.template_config = web.template_config()
+        # a path under /ui that no page has (/ui/1001/, /ui/1001/nothing) or a method it does not take: an HTML
+        # error page in the browser, not the API's JSON problem (the pages' own errors: desk.web.router)
+        handlers = app_config.exception_handlers
+        for missing in (NotFoundException, MethodNotAllowedException):
+            handlers[missing] = _pages_or(handlers.get(missing) or handlers.get(HTTPException))
         return app_config
 
     def route_handlers(self) -> list[Any]:
@@ -52,6 +60,18 @@ class DeskPlugin(InitPluginProtocol):
 
     async def close_months(self, ctx: Kontor) -> None:
         await close_due_months(ctx, today=ctx.today(), workday=self.settings.closing_workday)
+
+
+def _pages_or(api: Any) -> Any:
+    """The pages' HTML error page for a path under /ui/, else the API's own handler."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        if request.url.path == "/ui" or request.url.path.startswith("/ui/") or api is None:
+            return error_page(request, exc)
+        response: Response[Any] = api(request, exc)
+        return response
+
+    return handle
 
 
 plugin = DeskPlugin()

@@ -5,7 +5,9 @@ page shows exactly the API's figures; amounts and dates are written in the busin
 its language (`desk.i18n`). Every table downloads as CSV or XLSX (`desk.sheets`); charts are inline SVG
 (`desk.charts`). The forms (resolve or dismiss a reconciliation exception, post a correction entry, reverse an
 entry, close a month) each need a reason and the session's CSRF token (`desk.webkit`), and call the same
-use cases as the API.
+use cases as the API; amounts typed into them are read as the page's locale writes them
+(`desk.webkit.parse_local_amount`). An id in a page's path is checked by the page (`_path_id`: 404 for one that
+cannot exist); every error is an HTML page in the page's language (`desk.webkit.error_page`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -35,15 +36,19 @@ from desk.webkit import (
     PAGE,
     ROLES,
     SESSION_HOURS,
+    AmountTextError,
     Formats,
     SignInRequired,
     View,
+    before_page,
     check_csrf,
     cross_site,
     ctx_of,
     digest,
+    error_page,
     locale_of,
     open_page,
+    parse_local_amount,
     render,
     session_cookie,
     session_key,
@@ -59,8 +64,8 @@ from ledger import journal, posting, registers, reports
 from ledger.books import accounts_by_role
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable
 from ledger.glexport import FILE_FORMATS, gl_file
+from ledger.http.deps import ID_MAX, Cursor
 from ledger.http.deps import BusinessCodePath as Code
-from ledger.http.deps import Cursor
 from ledger.money import currency_decimals, format_amount, parse_amount
 from ledger.schemas import BalanceSheetOut, EntryIn, EntryOut, LineIn, ReversalIn, TrialBalanceOut
 from ledger.tenancy import account_index, authenticate, list_businesses
@@ -74,6 +79,7 @@ from payments.settlement import get_settlement
 __all__ = ["COOKIE", "SESSION_HOURS", "Formats", "locale_of", "router", "template_config"]
 
 CORRECTION_LINES = 6
+After = Annotated[int, QueryParameter(ge=0, le=ID_MAX)]  # keyset position: an id, or 0 for the first page
 REASON_MAX = 300
 
 
@@ -123,7 +129,10 @@ async def sign_in(request: Request[Any, Any, Any], data: URLEncodedBody[SignInFo
 @post("/sign-out", status_code=303)
 async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
     if cross_site(request):  # another site may not end the session either
-        return render("error.html", 403, http_status=403, message="Sign out on this site's own pages.")
+        return render(
+            "error.html", 403, http_status=403, title="Not allowed", message="Sign out on this site's own pages.",
+            fields=[],
+        )  # fmt: skip
     try:
         merchant_id, key = session_key(request.cookies.get(COOKIE))
     except SignInRequired:
@@ -159,17 +168,24 @@ def _money(v: View, minor: int) -> str:
     return format_amount(minor, v.business.currency)
 
 
-def _month(period: str) -> str:
+def _say(v: View, text: str, **values: Any) -> str:
+    """A page's error message in the page's language (`text` is the catalogue's English)."""
+    return v.lang._(text).format(**values)
+
+
+def _month(v: View, period: str) -> str:
     """Checked here, after the session, not by a path pattern: a visitor without a session learns nothing."""
     if len(period) != 7 or period[4] != "-" or not ascii_digits(period[:4] + period[5:]):
-        raise Unprocessable("period_invalid", "a period is a month: YYYY-MM")
+        raise Unprocessable("period_invalid", _say(v, "“{value}” is not a month: write YYYY-MM.",
+                       value=period[:30]))  # fmt: skip
     return period
 
 
 def _year(v: View, year: int | None) -> tuple[int, date, date]:
     y = year or v.ctx.today().year
     if not 1900 <= y <= 2999:
-        raise BadRequest("query_parameter_invalid", "year is 1900 to 2999")
+        raise BadRequest("query_parameter_invalid", _say(v, "Year: “{value}” is not a year from 1900 to 2999.",
+                       value=y))  # fmt: skip
     return y, date(y, 1, 1), date(y, 12, 31)
 
 
@@ -338,7 +354,7 @@ async def journal_page(
             ("Reference", "text"),
             ("Amount", "amount"),
             ("Posted by", "text"),
-            ("Reverses", "int"),
+            ("Reverses entry", "int"),
             ("Reversed by", "int"),
         ],
         "No entries.",
@@ -361,12 +377,21 @@ async def journal_page(
     return v.respond("journal.html", "journal", [sheet], page=page, filters=shown, first=cursor is None)
 
 
-@get("/{code:int}/journal/{entry_id:int}")
-async def entry_page(request: Request[Any, Any, Any], code: Code, entry_id: FromPath[int]) -> Response[Any]:
+def _path_id(text: str, code: str, what: str) -> int:
+    """An id in a page's path: 1 to 2^63-1 ASCII digits, else 404 `code` (like an id that does not exist), never
+    a value the database cannot take. Checked by the page, after its session, not by a path pattern (a visitor
+    without a session learns nothing, and /journal/abc is a page error, not an unknown route)."""
+    number = parse_ascii_int(text, length_max=19)
+    if number is None or not 1 <= number <= ID_MAX:
+        raise NotFound(code, f"{what} {text[:30]} not found")
+    return number
+
+
+@get("/{code:int}/journal/{entry:str}")
+async def entry_page(request: Request[Any, Any, Any], code: Code, entry: FromPath[str]) -> Response[Any]:
     v = await open_page(request, code)
-    if not 1 <= entry_id <= 2**62:
-        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {code}")
-    entry = await journal.get_entry(v.ctx, v.business, entry_id)
+    entry_id = _path_id(entry, "entry_not_found", "entry")
+    found = await journal.get_entry(v.ctx, v.business, entry_id)
     index = await account_index(v.ctx, v.business)
     sheet = v.sheet(
         "lines",
@@ -381,7 +406,7 @@ async def entry_page(request: Request[Any, Any, Any], code: Code, entry_id: From
             ("Currency", "text"),
         ],
     )
-    for line in entry.lines:
+    for line in found.lines:
         account = index.by_number.get(line.account)
         sheet.add(
             line.line_no,
@@ -394,13 +419,13 @@ async def entry_page(request: Request[Any, Any, Any], code: Code, entry_id: From
             line=line.line_no,
             account=line.account,
         )
-    can_reverse = entry.reversed_by is None and entry.reverses is None
+    can_reverse = found.reversed_by is None and found.reverses is None
     return v.respond(
         "entry.html",
         "journal",
         [sheet],
-        entry=entry,
-        posted_by=_posted_by(v, entry),
+        entry=found,
+        posted_by=_posted_by(v, found),
         can_reverse=can_reverse,
         today=v.ctx.today(),
     )
@@ -417,38 +442,65 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
     return out
 
 
-def _reason(form: dict[str, str]) -> str:
+def _reason(v: View, form: dict[str, str]) -> str:
     reason = form.get("reason", "")
     if not reason:
-        raise Unprocessable("reason_required", "give a reason: it is kept with what you do")
+        raise Unprocessable("reason_required", _say(v, "Give a reason: it is kept with what you do."))
     if len(reason) > REASON_MAX:
-        raise Unprocessable("reason_too_long", f"a reason has at most {REASON_MAX} characters")
+        raise Unprocessable("reason_too_long", _say(v, "A reason has at most {n} characters.", n=REASON_MAX))
     return reason
 
 
-def _form_date(form: dict[str, str], name: str) -> date | None:
+def _form_date(v: View, form: dict[str, str], name: str, label: str) -> date | None:
     text = form.get(name, "")
     if not text:
         return None
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise Unprocessable("date_invalid", f"{name} is a date: YYYY-MM-DD") from None
+        raise Unprocessable("date_invalid", _say(v, "{field}: “{value}” is not a date: write YYYY-MM-DD.",
+                       field=v.lang._(label), value=text[:40])) from None  # fmt: skip
     if not date(1900, 1, 1) <= day <= date(2999, 12, 31):
-        raise Unprocessable("date_out_of_range", f"{name} lies from 1900-01-01 to 2999-12-31")
+        raise Unprocessable("date_out_of_range", _say(v, "{field}: “{value}” lies outside 1900-01-01 to "
+                       "2999-12-31.", field=v.lang._(label), value=text))  # fmt: skip
     return day
 
 
-@post("/{code:int}/journal/{entry_id:int}/reversal", status_code=303)
-async def reverse_entry(request: Request[Any, Any, Any], code: Code, entry_id: FromPath[int]) -> Response[Any]:
+def _form_amount(v: View, text: str, field: str) -> str | None:
+    """An amount typed into a form field, read as the page's locale writes it (`parse_local_amount`): the wire's
+    decimal string, None for an empty field; 422 `amount_invalid` naming the field and echoing what was typed."""
+    if not text:
+        return None
+    try:
+        return parse_local_amount(text, v.fmt.locale, v.business.currency)
+    except AmountTextError as exc:
+        why = AMOUNT_REASONS[exc.reason]
+        example = v.fmt.example()[0]
+        raise Unprocessable("amount_invalid", _say(v, why, field=field, typed=text[:60], example=example,
+                       decimals=currency_decimals(v.business.currency))) from None  # fmt: skip
+
+
+AMOUNT_REASONS = {
+    "empty": "{field}: “{typed}” is not an amount; write it like {example}.",
+    "not an amount": "{field}: “{typed}” is not an amount; write it like {example}.",
+    "sign": "{field}: “{typed}” has a sign; amounts are positive: put it in the other column.",
+    "digit groups": "{field}: “{typed}” is ambiguous: the separators do not group thousands as this page writes "
+    "amounts. Write it like {example}, or without thousands separators.",
+    "too many decimals": "{field}: “{typed}” has more than {decimals} decimals; write it like {example}.",
+    "zero": "{field}: “{typed}” is zero; leave the field empty instead.",
+    "too large": "{field}: “{typed}” is larger than an amount can be.",
+}
+
+
+@post("/{code:int}/journal/{entry:str}/reversal", status_code=303)
+async def reverse_entry(request: Request[Any, Any, Any], code: Code, entry: FromPath[str]) -> Response[Any]:
     v = await open_page(request, code)
     form = await _form(request)
     check_csrf(request, v.viewer, form.get("csrf", ""))
-    reason = _reason(form)
-    if not 1 <= entry_id <= 2**62:
-        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {code}")
+    reason = _reason(v, form)
+    entry_id = _path_id(entry, "entry_not_found", "entry")
     body = ReversalIn(
-        effective_date=_form_date(form, "effective_date"),
+        effective_date=_form_date(v, form, "effective_date", "Date of the reversal"),
         description=f"Reversal of entry {entry_id}: {reason}"[:500],
         reason=reason,
     )
@@ -486,32 +538,39 @@ async def post_correction(request: Request[Any, Any, Any], code: Code) -> Respon
     v = await open_page(request, code)
     form = await _form(request)
     check_csrf(request, v.viewer, form.get("csrf", ""))
-    reason = _reason(form)
+    reason = _reason(v, form)
     idem = form.get("idem", "")
     if not 8 <= len(idem) <= 64 or not idem.isascii():
-        raise BadRequest("form_invalid", "reload the form and post it again")
-    day = _form_date(form, "effective_date")
+        raise BadRequest("form_invalid", _say(v, "Reload the form and send it again."))
+    day = _form_date(v, form, "effective_date", "Date")
     if day is None:
-        raise Unprocessable("date_required", "the entry needs its date")
+        raise Unprocessable("date_required", _say(v, "The entry needs its date."))
+    _ = v.lang._
     lines = []
+    debits = credits = 0
+    cur = v.business.currency
     for n in range(1, CORRECTION_LINES + 1):
         account, debit, credit = (form.get(f"{k}_{n}", "") for k in ("account", "debit", "credit"))
         if not (account or debit or credit):
             continue
-        for amount in (debit, credit):
-            if amount:
-                try:
-                    parse_amount(amount.replace(",", "."), v.business.currency)
-                except Exception as exc:
-                    raise Unprocessable("amount_invalid", f"line {n}: {exc}") from None
+        debit_amount = _form_amount(v, debit, _("Line {n}, debit").format(n=n))
+        credit_amount = _form_amount(v, credit, _("Line {n}, credit").format(n=n))
+        if not account:
+            raise Unprocessable("account_required", _say(v, "Line {n}: choose the account.", n=n))
+        if (debit_amount is None) == (credit_amount is None):
+            raise Unprocessable("amount_required", _say(v, "Line {n}: give a debit or a credit amount, not both.",
+                           n=n))  # fmt: skip
+        debits += parse_amount(debit_amount, cur) if debit_amount else 0
+        credits += parse_amount(credit_amount, cur) if credit_amount else 0
         lines.append(
             LineIn(
-                account=account,
-                debit=debit.replace(",", ".") or None,
-                credit=credit.replace(",", ".") or None,
-                customer=form.get(f"customer_{n}") or None,
+                account=account, debit=debit_amount, credit=credit_amount, customer=form.get(f"customer_{n}") or None
             )
         )
+    if debits != credits:
+        raise Unprocessable("entry_unbalanced", _say(v, "Debits ({debits}) and credits ({credits}) differ: an "
+                       "entry balances.", debits=v.fmt.amount(format_amount(debits, cur)),
+                       credits=v.fmt.amount(format_amount(credits, cur))))  # fmt: skip
     try:
         body = msgspec.convert(
             {
@@ -540,7 +599,8 @@ def _default_range(v: View, from_date: date | None, to_date: date | None) -> tup
     start = from_date or date(today.year, 1, 1)
     end = to_date or today
     if start > end:
-        raise BadRequest("query_parameter_invalid", "from is after to")
+        raise BadRequest("query_parameter_invalid", _say(v, "From ({start}) is after To ({end}).",
+                       start=v.fmt.day(start), end=v.fmt.day(end)))  # fmt: skip
     return start, end
 
 
@@ -837,7 +897,14 @@ async def ageing_page(
         chart_id="chart-ageing",
     )
     return v.respond(
-        "ageing.html", "ageing", [sheet], report=report, as_of=day, chart=chart, more=len(report.rows) > len(shown)
+        "ageing.html",
+        "ageing",
+        [sheet],
+        report=report,
+        as_of=day,
+        chart=chart,
+        more=len(report.rows) > len(shown),
+        owing=sum(1 for r in report.rows if r.total > 0),
     )
 
 
@@ -846,10 +913,35 @@ async def customers(
     request: Request[Any, Any, Any],
     code: Code,
     q: Annotated[str | None, QueryParameter(max_length=find.SEARCH_MAX)] = None,
+    as_of: FromQuery[date | None] = None,
+    sort: Annotated[str, QueryParameter(max_length=20)] = "customer",
+    side: Annotated[str | None, QueryParameter(max_length=10)] = None,
+    overdue: Annotated[str | None, QueryParameter(max_length=5)] = None,
+    min_level: Annotated[str | None, QueryParameter(max_length=10)] = None,
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
-    page = await find.find_customers(v.ctx, v.business, q=q, cursor=cursor or None, limit=v.rows, as_of=v.ctx.today())
+    level = parse_ascii_int(min_level or "0", length_max=2)  # the form sends an empty field as ""
+    if level is None:
+        raise BadRequest("query_parameter_invalid", _say(v, "Dunning level at least: “{value}” is not a "
+                       "number from 0 to 99.", value=min_level))  # fmt: skip
+    if sort not in find.CUSTOMER_SORTS:
+        raise BadRequest("query_parameter_invalid", _say(v, "Sort by: “{value}” is not one of {choices}.",
+                       value=sort, choices=", ".join(v.lang._(SORT_LABELS[s]) for s in find.CUSTOMER_SORTS)))  # fmt: skip
+    if side not in (None, "", "DEBIT", "CREDIT", "BALANCED"):
+        raise BadRequest("query_parameter_invalid", _say(v, "Balance: “{value}” is not one of DEBIT, CREDIT, "
+                       "BALANCED.", value=side))  # fmt: skip
+    day = as_of or v.ctx.today()
+    where = find.CustomerFilter(
+        q=q,
+        sort=sort,
+        side=side or None,  # type: ignore[arg-type]  # checked above
+        overdue=overdue in ("1", "on", "true"),
+        min_level=level,
+    )
+    page = await find.find_customers(
+        v.ctx, v.business, q=q, cursor=cursor or None, limit=v.rows, as_of=day, where=where
+    )
     sheet = v.sheet(
         "customers",
         "",
@@ -860,18 +952,40 @@ async def customers(
             ("Oldest due", "date"),
             ("Dunning level", "int"),
         ],
-        "No customer found." if q else "No customer has been booked yet.",
+        "No customer found." if q or where.scans or side else "No customer has been booked yet.",
     )
     for c in page.items:
         sheet.add(
-            Cell(c.customer, href=_url(v, f"customers/{c.customer}")),
+            Cell(c.customer, href=_url(v, f"customers/{c.customer}?as_of={day}")),
             c.name or "",
             _signed(v, c.balance, c.side),
             c.oldest_due,
             c.dunning_level or None,
             customer=c.customer,
         )
-    return v.respond("customers.html", "customers", [sheet], page=page, q=q or "", first=cursor is None)
+    filters = {"q": q, "as_of": as_of, "sort": None if sort == "customer" else sort, "side": side,
+               "overdue": "1" if where.overdue else None, "min_level": level or None}  # fmt: skip
+    shown = {k: str(x) for k, x in filters.items() if x}
+    return v.respond(
+        "customers.html",
+        "customers",
+        [sheet],
+        page=page,
+        q=q or "",
+        as_of=day,
+        where=where,
+        filters=shown,
+        sorts=[(s, SORT_LABELS[s]) for s in find.CUSTOMER_SORTS],
+        first=cursor is None,
+    )
+
+
+SORT_LABELS = {  # balance: who owes most first; oldest due: longest overdue first; dunning level: highest first
+    "customer": "Customer number",
+    "balance": "Balance",
+    "oldest_due": "Oldest due",
+    "dunning_level": "Dunning level",
+}
 
 
 @get("/{code:int}/customers/{customer:str}")
@@ -880,7 +994,7 @@ async def customer(
 ) -> Response[Any]:
     v = await open_page(request, code)
     if not 1 <= len(customer) <= 64:
-        raise NotFound("customer_not_found", "no such customer")
+        raise NotFound("customer_not_found", "no such customer")  # the message: webkit.CODE_MESSAGES
     day = as_of or v.ctx.today()
     account = await reports.customer_account(v.ctx, v.business, customer, as_of=day)
     items = await customer_open_items(v.ctx, v.business, customer, day)
@@ -888,13 +1002,17 @@ async def customer(
     open_sheet = v.sheet(
         "open-items",
         "Open items",
-        [("Order", "text"), ("Due", "date"), ("Amount", "amount"), ("Overdue", "text"), ("Paused", "text")],
+        [("Order or reference", "text"), ("Due", "date"), ("Amount", "amount"), ("Overdue", "text"),
+         ("Paused", "text")],
         "Nothing open.",
-    )
+    )  # fmt: skip
+    # an open item is an order's, or a posted entry's without one (its `reference`, e.g. a manual sale): only
+    # an order that exists is linked
+    orders_known = await _existing_orders(v, [p.order_reference for p in items.principal if p.order_reference])
     for p in items.principal:
         ref = p.order_reference
         open_sheet.add(
-            Cell(ref, href=_url(v, f"orders/{ref}")) if ref else "–",
+            (Cell(ref, href=_url(v, f"orders/{ref}")) if ref in orders_known else ref) if ref else "–",
             p.due_date,
             p.amount,
             _("yes") if p.overdue else "",
@@ -923,11 +1041,22 @@ async def customer(
         [open_sheet, order_sheet, notice_sheet],
         account=account,
         items=items,
+        level=items.dunning_level if _signed_minor(items.total, v.business.currency) > 0 else 0,  # none once settled
         as_of=day,
         name=name,
         customer=customer,
         ar=(await accounts_by_role(v.ctx, v.business))("AR").number,
     )
+
+
+async def _existing_orders(v: View, refs: list[str]) -> set[str]:
+    rows = await v.ctx.reports_pool.fetch(
+        "SELECT order_ref FROM orders WHERE merchant_id = $1 AND business = $2 AND order_ref = ANY($3::text[])",
+        v.business.merchant_id,
+        v.business.code,
+        refs,
+    )
+    return {r["order_ref"] for r in rows}
 
 
 # --- orders --------------------------------------------------------------------------------------------
@@ -1258,7 +1387,7 @@ async def statement_page(
     try:
         day = date.fromisoformat(statement_on)
     except ValueError:
-        raise BadRequest("path_parameter_invalid", "the statement's date is YYYY-MM-DD") from None
+        raise NotFound("statement_not_found", _say(v, "This bank statement was not imported.")) from None
     found = await find.bank_statement(v.ctx, v.business, day, statement_id[:64], account or None)
     if not found:
         raise NotFound("statement_not_found", f"no bank statement {statement_id} of {day.isoformat()}")
@@ -1288,7 +1417,7 @@ async def statement_page(
             line.counterparty_name or "",
             line.counterparty_iban or "",
             _(line.outcome),
-            line.match or "",
+            _match(v, line.match),
             Cell(line.entry_id, href=_url(v, f"journal/{line.entry_id}")) if line.entry_id else None,
             entry=line.entry,
         )
@@ -1299,7 +1428,7 @@ async def statement_page(
         "None.",
     )
     for e in s.exceptions:
-        exceptions.add(e.exception_id, e.line, e.kind, e.amount, _(e.state), exception=e.exception_id)
+        exceptions.add(e.exception_id, e.line, _(e.kind), e.amount, _(e.state), exception=e.exception_id, kind=e.kind)
     checks = v.sheet(
         "statement-checks",
         "Balance checks",
@@ -1314,6 +1443,29 @@ async def statement_page(
             check=c.check, outcome=c.outcome,
         )  # fmt: skip
     return v.respond("bank_statement.html", "bank-statements", [lines, exceptions, checks], statement=s)
+
+
+# what a bank line paid, as `payments.remittance` names it ("invoice RE-4711"), in the page's language
+_MATCHES = ("payment reference", "invoice", "order", "customer", "settlement")
+
+
+def _match(v: View, text: str | None) -> str:
+    for what in _MATCHES:
+        if text and text.startswith(f"{what} "):
+            return v.lang._(f"{what} {{reference}}").format(reference=text[len(what) + 1 :])
+    return text or ""
+
+
+# the clause `payments.bank` starts a parked line's description with (stored English text: the rest, the
+# bank's reference, counterparty and remittance, is shown as it is)
+_PARKED = ("no payout, invoice, order or customer matches", "money out of the bank")
+
+
+def _described(v: View, text: str) -> str:
+    for clause in _PARKED:
+        if text.startswith(f"{clause};"):
+            return v.lang._(clause) + text[len(clause) :]
+    return text
 
 
 _CHECKS = {
@@ -1404,7 +1556,7 @@ def _notices_sheet(v: View, found: list[dunning_notices.NoticeOut]) -> Sheet:
 
 
 @get("/{code:int}/dunning/notices")
-async def notices_page(request: Request[Any, Any, Any], code: Code, after: FromQuery[int] = 0) -> Response[Any]:
+async def notices_page(request: Request[Any, Any, Any], code: Code, after: After = 0) -> Response[Any]:
     v = await open_page(request, code)
     found = await dunning_notices.list_notices(
         v.ctx, v.business, customer=None, after=max(after, 0), limit=5000 if v.downloading else PAGE + 1
@@ -1416,19 +1568,21 @@ async def notices_page(request: Request[Any, Any, Any], code: Code, after: FromQ
     )
 
 
-@get("/{code:int}/dunning/notices/{notice_id:int}/document")
-async def notice_document(request: Request[Any, Any, Any], code: Code, notice_id: FromPath[int]) -> Response[Any]:
+@get("/{code:int}/dunning/notices/{notice:str}/document")
+async def notice_document(request: Request[Any, Any, Any], code: Code, notice: FromPath[str]) -> Response[Any]:
     v = await open_page(request, code)
-    notice = await dunning_notices.get_notice(v.ctx, v.business, notice_id)
+    notice_id = _path_id(notice, "notice_not_found", "notice")
+    found = await dunning_notices.get_notice(v.ctx, v.business, notice_id)
     name = await v.ctx.pool.fetchval("SELECT name FROM merchants WHERE merchant_id = $1", v.business.merchant_id)
-    return Response(dunning_notices.render_html(notice, str(name)), media_type="text/html", headers=HEADERS)
+    return Response(dunning_notices.render_html(found, str(name)), media_type="text/html", headers=HEADERS)
 
 
-@get("/{code:int}/dunning/notices/{notice_id:int}/letter.pdf")
-async def notice_letter(request: Request[Any, Any, Any], code: Code, notice_id: FromPath[int]) -> Response[Any]:
+@get("/{code:int}/dunning/notices/{notice:str}/letter.pdf")
+async def notice_letter(request: Request[Any, Any, Any], code: Code, notice: FromPath[str]) -> Response[Any]:
     """The notice's letter as PDF (DIN 5008, `dunning.letters`); 409 `profile_missing` until the business
-    profile is set."""
+    profile is set; 404 for an id that is not one (`_path_id`)."""
     v = await open_page(request, code)
+    notice_id = _path_id(notice, "notice_not_found", "notice")
     letter = await letters.notice_letter(v.ctx, v.business, notice_id)
     body = await asyncio.to_thread(letters.render_pdf, letter)  # CPU work off the event loop
     name = f"{'mahnung' if letter.language == 'de' else 'dunning-notice'}-{notice_id}.pdf"
@@ -1454,10 +1608,15 @@ async def dunning(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
     levels = v.sheet(
         "levels",
         "Levels",
-        [("Level", "int"), ("Days after due", "int"), ("Payment term (days)", "int"), ("Fee", "amount")],
+        [("Level", "int"), ("Sent", "text"), ("Payment term (days)", "int"), ("Fee", "amount")],
     )
-    for lv in policy.levels:
-        levels.add(lv.level, lv.days, lv.payment_term_days, lv.fee)
+    for lv in policy.levels:  # level 1 counts from the due date, every later one from the notice before it
+        when = (
+            _n(v, "{n} day after the due date", "{n} days after the due date", lv.days)
+            if lv.level == 1
+            else _n(v, "{n} day after the previous notice", "{n} days after the previous notice", lv.days)
+        )
+        levels.add(lv.level, when, lv.payment_term_days, lv.fee, days=lv.days)
     in_dunning = v.sheet(
         "in-dunning",
         "Customers in dunning",
@@ -1488,9 +1647,31 @@ async def dunning(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
         "No run yet.",
     )
     for run in runs:
-        counts = ", ".join(f"{_(k)} {n}" for k, n in sorted(run.counts.items()))
+        counts = "; ".join(_run_count(v, k, n) for k, n in sorted(run.counts.items()) if n)
         runs_sheet.add(run.run_id, run.as_of, _(run.trigger), _(run.state), counts, run=run.run_id)
     return v.respond("dunning.html", "dunning", [levels, in_dunning, runs_sheet], policy=policy)
+
+
+def _n(v: View, singular: str, plural: str, n: int) -> str:
+    return v.lang.n_(singular, plural, n).format(n=n)
+
+
+# what a dunning run counted (`dunning.runs`), per key, in words
+RUN_COUNTS = {
+    "customers": ("{n} customer looked at", "{n} customers looked at"),
+    "notice": ("{n} notice issued", "{n} notices issued"),
+    "none": ("{n} customer with nothing to do", "{n} customers with nothing to do"),
+    "reset": ("{n} customer reset (paid)", "{n} customers reset (paid)"),
+    "skip": ("{n} customer skipped", "{n} customers skipped"),
+    "write_off": ("{n} claim written off", "{n} claims written off"),
+    "collection": ("{n} customer ready for collection", "{n} customers ready for collection"),
+}
+
+
+def _run_count(v: View, key: str, n: int) -> str:
+    if key in RUN_COUNTS:
+        return _n(v, *RUN_COUNTS[key], n)
+    return f"{v.lang._(key)}: {n}"
 
 
 # --- reconciliation ------------------------------------------------------------------------------------
@@ -1499,11 +1680,12 @@ async def reconciliation(
     request: Request[Any, Any, Any],
     code: Code,
     shown: Annotated[str, QueryParameter(name="state")] = "open",
-    after: FromQuery[int] = 0,
+    after: After = 0,
 ) -> Response[Any]:
-    if shown not in ("open", "resolved", "dismissed", "all"):
-        raise BadRequest("query_parameter_invalid", "state is one of open, resolved, dismissed, all")
     v = await open_page(request, code)
+    if shown not in ("open", "resolved", "dismissed", "all"):
+        raise BadRequest("query_parameter_invalid", _say(v, "State: “{value}” is not one of open, resolved, "
+                       "dismissed, all.", value=shown[:40]))  # fmt: skip
     page = await list_exceptions(
         v.ctx,
         v.business,
@@ -1536,12 +1718,13 @@ async def reconciliation(
             _(e.source),
             e.source_reference,
             e.line,
-            e.kind,
-            e.description,
+            _(e.kind),
+            _described(v, e.description),
             Cell(e.amount, currency=e.currency, display=f"{v.fmt.amount(e.amount, e.currency)} {e.currency}"),
             _(e.state),
             Cell(entry, href=_url(v, f"journal/{entry}")) if entry else None,
             exception=e.exception_id,
+            kind=e.kind,
         )
     open_ones = [e for e in page.items if e.state == "open"]
     index = await account_index(v.ctx, v.business)
@@ -1563,20 +1746,20 @@ async def resolve(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
     v = await open_page(request, code)
     form = await _form(request)
     check_csrf(request, v.viewer, form.get("csrf", ""))
-    reason = _reason(form)
+    reason = _reason(v, form)
     exception_id = parse_ascii_int(form.get("exception", ""))
     if exception_id is None or exception_id < 1:
-        raise Unprocessable("exception_required", "choose the exception")
+        raise Unprocessable("exception_required", _say(v, "Choose the exception."))
     action = form.get("action", "")
     if action not in ("resolve", "dismiss"):
-        raise Unprocessable("action_invalid", "resolve or dismiss")
+        raise Unprocessable("action_invalid", _say(v, "Choose to resolve or to dismiss."))
     try:
         body = Resolution(
             action="resolve" if action == "resolve" else "dismiss",
             account=form.get("account") or None,
             customer=form.get("customer") or None,
             reason=reason,
-            booking_date=_form_date(form, "booking_date"),
+            booking_date=_form_date(v, form, "booking_date", "Booking date"),
         )
     except (msgspec.ValidationError, ValueError) as exc:
         raise Unprocessable("resolution_invalid", str(exc)) from None
@@ -1626,8 +1809,8 @@ async def close_month(request: Request[Any, Any, Any], code: Code) -> Response[A
     v = await open_page(request, code)
     form = await _form(request)
     check_csrf(request, v.viewer, form.get("csrf", ""))
-    reason = _reason(form)
-    period = _month(form.get("period", ""))
+    reason = _reason(v, form)
+    period = _month(v, form.get("period", ""))
     closed_by = f"{v.viewer.key_name} (key {v.viewer.key_id}, web): {reason}"
     with v.acting():
         await journal.close_period(v.ctx, v.business, period, closed_by, reason=reason)
@@ -1637,7 +1820,7 @@ async def close_month(request: Request[Any, Any, Any], code: Code) -> Response[A
 @get("/{code:int}/periods/{period:str}")
 async def gl_report(request: Request[Any, Any, Any], code: Code, period: FromPath[str]) -> Response[Any]:
     v = await open_page(request, code)
-    report = await reports.gl_report(v.ctx, v.business, _month(period))
+    report = await reports.gl_report(v.ctx, v.business, _month(v, period))
     return v.respond("gl_report.html", "periods", [], report=report)
 
 
@@ -1648,10 +1831,11 @@ async def gl_download(
     period: FromPath[str],
     file_format: Annotated[str, QueryParameter(name="format")] = "csv",
 ) -> Response[Any]:
-    if file_format not in FILE_FORMATS:
-        raise BadRequest("format_unknown", f"the G/L report downloads as {', '.join(FILE_FORMATS)}")
     v = await open_page(request, code)
-    file = await gl_file(v.ctx, v.business, _month(period), file_format, created=v.ctx.clock())
+    if file_format not in FILE_FORMATS:
+        raise BadRequest("format_unknown", _say(v, "Format: “{value}” is not one of {formats}.",
+                       value=file_format[:20], formats=", ".join(FILE_FORMATS)))  # fmt: skip
+    file = await gl_file(v.ctx, v.business, _month(v, period), file_format, created=v.ctx.clock())
     headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{file.name}"'}
     return Response(file.body, media_type=file.media_type, encoding=file.charset, headers=headers)
 
@@ -1662,19 +1846,6 @@ def _to_sign_in(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
     if request.method != "GET":
         target = "/ui/"
     return Redirect("/ui/sign-in", query_params={"next": _next_page(target)}, status_code=303, headers=HEADERS)
-
-
-def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, KontorError):
-        status, message = exc.status, exc.detail
-    elif isinstance(exc, HTTPException):
-        status, message = exc.status_code, str(exc.detail)
-    else:  # pragma: no cover - the app's handlers log and answer other errors
-        raise exc
-    referer = urlsplit(request.headers.get("referer", "")) if request.method == "POST" else None
-    back = referer.path + (f"?{referer.query}" if referer.query else "") if referer else None
-    back = back if back and back.startswith("/ui/") and not back.startswith("//") else None
-    return render("error.html", status, http_status=status, message=message, back=back)
 
 
 router = Router(
@@ -1715,6 +1886,7 @@ router = Router(
         gl_report,
         gl_download,
     ],
-    exception_handlers={SignInRequired: _to_sign_in, KontorError: _error_page, HTTPException: _error_page},
+    exception_handlers={SignInRequired: _to_sign_in, KontorError: error_page, HTTPException: error_page},
+    before_request=before_page,
     include_in_schema=False,
 )

@@ -17,9 +17,10 @@ from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runs import RunOut
 from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
-from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, IdPath, PageLimit
+from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, Cursor, IdPath, PageLimit
 from ledger.http.problems import also_files
-from ledger.schemas import DatedBody, EffectiveDate
+from ledger.journal import decode_cursor, encode_cursor
+from ledger.schemas import DatedBody, EffectiveDate, Page
 
 __all__ = ["base_rate_routes", "router"]
 
@@ -101,12 +102,16 @@ async def read_notices(
     business_code: Code,
     call: CallDep,
     customer: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    after: Annotated[int, QueryParameter(ge=0, le=ID_MAX)] = 0,
+    cursor: Cursor = None,
     limit: PageLimit = 100,
-) -> list[NoticeOut]:
-    return await notices.list_notices(
-        call.ctx, await call.business(business_code), customer=customer, after=after, limit=limit
-    )
+) -> Page[NoticeOut]:
+    """Notices in the order they were issued, `limit` a page; `next_cursor` pages on (as customers, orders and
+    bank statements do)."""
+    business = await call.business(business_code)
+    after = decode_cursor(cursor) if cursor else 0
+    found = await notices.list_notices(call.ctx, business, customer=customer, after=after, limit=limit + 1)
+    items = found[:limit]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].notice_id) if len(found) > limit else None)
 
 
 @get("/dunning/notices/{notice_id:int}", opt={"roles": READ}, operation_id="getDunningNotice", tags=["dunning"])

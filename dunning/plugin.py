@@ -19,6 +19,7 @@ from litestar.plugins import InitPluginProtocol
 from dunning.cli import dunning
 from dunning.config import DunningSettings
 from dunning.http import base_rate_routes, router
+from dunning.reversals import refuse_reversal
 from dunning.runs import run_dunning
 from dunning.writeoffs import recover
 from ledger.config import settings_from_env
@@ -79,6 +80,8 @@ class DunningPlugin(InitPluginProtocol):
         self.settings = self._given or settings_from_env(DunningSettings)
         if recover not in ctx.receivable_hooks:
             ctx.receivable_hooks.append(recover)
+        if refuse_reversal not in ctx.reversal_guards:
+            ctx.reversal_guards.append(refuse_reversal)
 
     async def stop(self) -> None:
         return None

@@ -616,7 +616,8 @@ async def _book_charges(
     ctx: Kontor, conn: Connection, business: Business, issued: list[Decision], on: date, ids: dict[str, int]
 ) -> dict[str, int]:
     """Fees (with the B2B flat fee) and interest of each notice: one entry, Dr AR / Cr DUN_FEE_INC, INT_INC
-    (the metadata carries the split for dunning's replay), posted in batches of 1,000."""
+    (the metadata carries the split for dunning's replay), whose reference is the notice's number (its document
+    number), posted in batches of 1,000."""
     roles = await accounts_by_role(ctx, business)
     ar, fees, interest = roles("AR"), roles("DUN_FEE_INC"), roles("INT_INC")
     cur = business.currency
@@ -636,7 +637,7 @@ async def _book_charges(
                 on,
                 f"Dunning level {d.level} for customer {d.customer}: fees (no VAT) and default interest",
                 tuple(lines),
-                d.customer,
+                str(ids[d.customer]),  # the notice's number, as its letter prints it: DATEV's Belegfeld 1
                 {
                     "dunning": "charges",
                     "fee": str(charges),

@@ -30,6 +30,7 @@ __all__ = [
     "PeriodClosedHook",
     "PeriodClosingHook",
     "ReceivableHook",
+    "ReversalGuard",
     "system_clock",
 ]
 
@@ -49,6 +50,9 @@ class ReceivableHook(Protocol):
 PeriodClosedHook = Callable[["Kontor", Any, Business, list[str]], Awaitable[None]]
 # (ctx, connection in the closing transaction, business code, first day of each month about to be closed)
 PeriodClosingHook = Callable[["Kontor", Any, Business, list[date]], Awaitable[None]]
+# (ctx, business code, the entry to be reversed: its id, metadata and order reference); raises a KontorError
+# (409) when the entry is a document a plugin keeps state for that the generic reversal would put out of step
+ReversalGuard = Callable[["Kontor", Business, int, dict[str, str], "str | None"], Awaitable[None]]
 
 
 def system_clock() -> datetime:
@@ -92,6 +96,9 @@ class Kontor:
     period_closed_hooks: list[PeriodClosedHook] = field(default_factory=list)
     # called in the same transaction before the months are closed: period-end postings dated in them
     period_closing_hooks: list[PeriodClosingHook] = field(default_factory=list)
+    # asked before the generic reversal (POST .../entries/{id}/reversal) posts anything: payments refuses an
+    # order's documents and Amazon Pay's bookings, dunning its fees, write-offs and recoveries
+    reversal_guards: list[ReversalGuard] = field(default_factory=list)
     # the process's queue of single-entry postings that share commits (ledger.journal creates it on first use)
     post_coalescer: Coalescer[Any, Any] | None = None
 

@@ -11,13 +11,16 @@ ends with Kontor's figures to the cent (the tests import every file back that wa
 
 The file: ';'-separated, text in double quotes, decimal comma, CRLF, Windows-1252 (DATEV's "ANSI"; characters
 it cannot hold become '?'). Accounts are the merchant's alternative numbers where set; receivables stay on the
-collective account with the customer in "Zusatzinformation" (DATEV debtor numbers are not kept by Kontor).
+collective account with the customer in "Zusatzinformation" (DATEV debtor numbers are not kept by Kontor), so a
+move between two customers on it (or between two accounts with one DATEV number) moves no DATEV account and is
+left out: DATEV refuses a row whose Konto is its Gegenkonto.
 Belegfeld 1 is the entry's document number (its `reference`: invoice, credit note, goodwill or payment number; else
 the entry id), Belegfeld 2 its order (`order_reference`, cut to DATEV's 12 characters; whole in "Auftragsnummer").
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from dataclasses import dataclass, replace
@@ -25,10 +28,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
+import asyncpg
 import msgspec
 from msgspec import Meta, Struct
 
-from ledger.context import Kontor
+from ledger.context import AccountIndex, Kontor
 from ledger.domain import Account, Business, month_end, parse_period
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from ledger.money import format_amount, vat_from_gross
@@ -104,14 +108,14 @@ async def get_settings(ctx: Kontor, business: Business, *, route: bool = False) 
         business.merchant_id,
         business.code,
     )
-    if row is None and route:
-        raise NotFound("datev_settings_not_found", f"business code {business.code} has no DATEV settings")
     if row is None:
-        raise Conflict(
-            "datev_settings_missing",
+        text = (
             f"business code {business.code} has no DATEV settings: PUT its consultant and client numbers first "
-            f"(/v1/businesses/{business.code}/datev/settings)",
+            f"(/v1/businesses/{business.code}/datev/settings)"
         )
+        if route:
+            raise NotFound("datev_settings_not_found", text)
+        raise Conflict("datev_settings_missing", text)
     return msgspec.convert({**row["settings"], "updated_at": row["updated_at"]}, DatevSettingsOut)
 
 
@@ -183,8 +187,16 @@ def _fold(legs: list[_Leg], automatic: bool, *, fold: bool = True) -> list[_Leg]
     return out
 
 
+def _datev_number(account: Account) -> str:
+    return account.alt_number or account.number
+
+
 def _rows(legs: list[_Leg], entry_id: int) -> list[Row]:
-    """Pair debit and credit legs in order (an entry with one line on one side gives one row per other line)."""
+    """Pair debit and credit legs in order (an entry with one line on one side gives one row per other line).
+
+    A pair on one DATEV account (the same account, or two whose DATEV numbers agree) gives no row: DATEV refuses
+    a row whose Konto is its Gegenkonto, and such a pair moves no DATEV account. The G/L report and the journal
+    still show it; an entry made only of such pairs is not in the file."""
     debits = [replace(g) for g in legs if g.debit]  # copies: their amounts are used up below
     credits = [replace(g) for g in legs if not g.debit]
     rows: list[Row] = []
@@ -201,16 +213,19 @@ def _rows(legs: list[_Leg], entry_id: int) -> list[Row]:
         # DATEV's habit: the taxed account is the Gegenkonto
         credit_side_konto = _taxed(dr.account) and not _taxed(cr.account)
         konto, gegen = (cr, dr) if credit_side_konto else (dr, cr)
-        rows.append(
-            Row(
-                amount=amount,
-                debit_konto=not credit_side_konto,
-                konto=konto.account,
-                gegenkonto=gegen.account,
-                key=dr.key or cr.key,
-                customer=dr.customer or cr.customer,
+        if _datev_number(dr.account) != _datev_number(cr.account):
+            rows.append(
+                Row(
+                    amount=amount,
+                    debit_konto=not credit_side_konto,
+                    konto=konto.account,
+                    gegenkonto=gegen.account,
+                    key=dr.key or cr.key,
+                    customer=dr.customer or cr.customer,
+                )
             )
-        )
+        # else: a move within one DATEV account (a credit from one customer to another on the collective
+        # receivables account) changes no DATEV account, and DATEV refuses Konto = Gegenkonto: no row
         dr.amount -= amount
         cr.amount -= amount
         d += dr.amount == 0
@@ -223,7 +238,7 @@ _BELEGFELD = re.compile(r"[^A-Za-z0-9$&%*+\-/]")
 
 
 def _number(account: Account, length: int) -> str:
-    number = account.alt_number or account.number
+    number = _datev_number(account)
     if not ascii_digits(number, length_max=length):
         raise Unprocessable(
             "datev_account_invalid",
@@ -272,6 +287,22 @@ async def buchungsstapel(ctx: Kontor, business: Business, period: str, *, create
             business.code,
             last,
         )
+    # the file is built in a worker thread: a month of tens of thousands of entries held the event loop ~2 s
+    return await asyncio.to_thread(_file, business, period, settings, index, entries, closed, created)
+
+
+def _file(
+    business: Business,
+    period: str,
+    settings: DatevSettingsOut,
+    index: AccountIndex,
+    entries: list[asyncpg.Record],
+    closed: bool,
+    created: datetime,
+) -> bytes:
+    """The Buchungsstapel of the month's entries (CPU work only: no database, no event loop)."""
+    first = parse_period(period)
+    last = month_end(first)
     out = io.StringIO()
     length = settings.account_length
     fiscal_year = date(first.year if first.month >= settings.fiscal_year_start_month else first.year - 1,

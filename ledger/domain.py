@@ -235,6 +235,9 @@ def reversal_date(original_date: date, given: date | None, today: date, closed_t
     return given
 
 
+_OWN_METADATA = ("reason", "posted_via")  # why and how an entry was posted: not copied to its reversal
+
+
 def reversal_of(
     original: EntryDraft,
     *,
@@ -245,9 +248,13 @@ def reversal_of(
     reversed_already: bool,
     is_reversal: bool,
     closed_through: date | None = None,
+    reason: str | None = None,
 ) -> EntryDraft:
     """The mirror entry of `original`: every line on the opposite side, linked back to it, dated by
-    `reversal_date` (the date asked for, else the original's while its period is open, else today)."""
+    `reversal_date` (the date asked for, else the original's while its period is open, else today).
+
+    Its metadata is the original's (what the entry is about: a bank line, an order's document, ...) without
+    what said why and how the original was posted (`reason`, `posted_via`); `reason` is the reversal's own."""
     if reversed_already:
         raise Conflict("entry_already_reversed", f"entry {entry_id} has already been reversed")
     if is_reversal:
@@ -268,7 +275,8 @@ def reversal_of(
         description=description or f"Reversal of entry {entry_id}: {original.description}"[:500],
         lines=lines,
         reference=original.reference,
-        metadata=original.metadata,
+        metadata={k: v for k, v in (original.metadata or {}).items() if k not in _OWN_METADATA}
+        | ({"reason": reason} if reason else {}),
         reverses=entry_id,
         order_reference=original.order_reference,
     )

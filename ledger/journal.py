@@ -68,6 +68,8 @@ __all__ = [
     "EntryFilter",
     "Posted",
     "close_period",
+    "decode_cursor",
+    "encode_cursor",
     "get_entry",
     "list_actions",
     "list_entries",
@@ -664,6 +666,8 @@ async def reverse_entry(
     if not rows:
         raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
     ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
+    for guard in ctx.reversal_guards:  # a plugin's document is taken back through the plugin (409 otherwise)
+        await guard(ctx, business, entry_id, dict(original.metadata or {}), original.order_reference)
     closed_through = await ctx.pool.fetchval(
         "SELECT closed_through FROM businesses WHERE merchant_id = $1 AND business = $2",
         business.merchant_id,
@@ -676,6 +680,7 @@ async def reverse_entry(
             effective_date=body.effective_date,
             today=ctx.today(),
             description=body.description,
+            reason=body.reason,
             reversed_already=row["reversed_by"] is not None,
             is_reversal=row["reverses"] is not None,
             closed_through=closed_through,

@@ -124,6 +124,12 @@ CATALOGUE: tuple[ProblemCode, ...] = (
     _c("period_not_over", 409, "the month ends later; it can be closed from the next day on"),
     _c("entry_already_reversed", 409, "the entry has been reversed already"),
     _c("entry_is_reversal", 409, "the entry is itself a reversal; post a new entry instead"),
+    _c(
+        "entry_reversal_refused",
+        409,
+        "the entry books a document of the payment services or dunning: use its own "
+        "correction (credit note, cancellation, a correcting entry)",
+    ),
     _c("insufficient_balance", 409, "an account that allows no negative balance would go negative"),
     _c("datev_settings_missing", 409, "the DATEV export needs the business code's DATEV settings: PUT them first"),
     _c("profile_missing", 409, "a letter, invoice or logo needs the business profile: PUT it first"),
@@ -165,7 +171,8 @@ CATALOGUE: tuple[ProblemCode, ...] = (
     _c("batch_invalid", 422, "entries of a batch are invalid; nothing was posted"),
     _c("account_total_exceeded", 422, "an account's debits or credits would exceed the per-currency bound"),
     _c("reversal_before_original", 422, "a reversal dated before the entry it reverses"),
-    _c("reason_required", 422, "an accountant's correction needs a reason"),
+    _c("reason_required", 422, "an accountant's correction, reversal or period close needs a reason"),
+    _c("reason_conflict", 422, "a correction gives `reason` and `metadata.reason`, and they differ"),
     _c("reason_too_long", 422, "web pages: a reason above its length"),
     _c("idempotency_key_reused", 422, "the Idempotency-Key was used for another request"),
     _c("date_out_of_range", 422, "a date outside the dates the ledger keeps (1900-01-01 to 2999-12-31)"),

@@ -227,6 +227,15 @@ class EntryIn(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
     ) = None
 
 
+class CorrectionIn(EntryIn, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The body of `POST .../entries`: an entry, and why it is posted. `reason` is required from accountant keys
+    (their entries are corrections: 422 `reason_required` without it) and optional for the others; it is kept in
+    the entry's metadata `reason`, as the web pages' correction form keeps it, so `metadata.reason` may be given
+    instead (both, when they differ: 422 `reason_conflict`)."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
 class BatchIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     entries: Annotated[list[EntryIn], Meta(min_length=1, max_length=ENTRIES_PER_BATCH_MAX)]
 

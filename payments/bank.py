@@ -353,6 +353,7 @@ class _Matcher:
             + (f", {party}" if party else "")
             + (f": {line.remittance}" if line.remittance else ""),
             metadata=_line_metadata(line),
+            reference=_document_ref(line),  # one per line, short enough for DATEV's Belegfeld 1 (36)
         )
         self.parked.append((self.count, draft))
         return self._result(line, "exception", None, None)
@@ -374,7 +375,10 @@ class _Matcher:
         if not named.document and not any(abs(line.amount - t) <= self.tolerance for t in targets):
             asked = f" ({self._money(named.asked)} asked)" if named.asked is not None else ""
             return self._park(
-                line, "amount_outside_tolerance", f"names {named.what}{asked}, but {self._money(owed)} is open"
+                line,
+                "amount_outside_tolerance",
+                f"{self._money(line.amount)} arrived naming {named.what}{asked}, but {self._money(owed)} is open "
+                f"(tolerance {self._money(self.tolerance)})",
             )
         return await self._payment(line, named, owed)
 
@@ -449,7 +453,8 @@ class _Matcher:
             transfer_lines(roles("BANK"), roles("AR"), line.amount, self.business.currency, customer=customer),
             on=line.booking_date,
             description=f"Bank transfer for {named.what} ({line.reference}" + (f", {party}" if party else "") + ")",
-            reference=(named.payment_reference or (ref if named.order_ref else customer))[:64],
+            # what the payment pays, for open-item matching (DATEV OPOS): the letter's or the invoice's number
+            reference=(named.payment_reference or named.invoice_ref or (ref if named.order_ref else customer))[:64],
             metadata=metadata,
             order_reference=named.order_ref,
         )
@@ -495,7 +500,8 @@ class _Matcher:
 
 
 def _document_ref(line: Line) -> str:
-    """A payment document reference (<= 32 of [A-Za-z0-9_./-]) unique per statement line."""
+    """A payment document reference (<= 32 of [A-Za-z0-9_./-]) unique per statement line: the payment document's
+    number, and the reference of a parked line's entry (DATEV Belegfeld 1: 36 characters)."""
     digest = hashlib.sha256(_line_ref(line).encode()).hexdigest()[:12]
     return f"BANK-{line.booking_date:%Y%m%d}-{digest}"
 

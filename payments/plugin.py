@@ -38,6 +38,7 @@ from payments.ipn import process_pending_ipns
 from payments.notify import emit_period_closed
 from payments.refunds import poll_pending_refunds, send_requested_refunds
 from payments.reports import fetch_reports, import_due_reports
+from payments.reversals import refuse_reversal
 from payments.runtime import BackgroundTasks, Payments, ProviderKey
 from payments.settings import AUTH_TOKEN, PRIVATE_KEY, load_settings
 from payments.webhooks import WebhookWorker
@@ -97,6 +98,8 @@ class PaymentsPlugin(InitPluginProtocol):
             ctx.period_closed_hooks.append(emit_period_closed)
         if book_prepayment_vat not in ctx.period_closing_hooks:
             ctx.period_closing_hooks.append(book_prepayment_vat)
+        if refuse_reversal not in ctx.reversal_guards:
+            ctx.reversal_guards.append(refuse_reversal)
         state.payments = self.runtime
         # its own client: every connection checks that the address is public (payments/egress.py)
         self._webhook_http = webhook_client(allow_private=settings.webhook_allow_http)

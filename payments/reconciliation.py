@@ -30,11 +30,11 @@ from msgspec import Meta, Struct
 
 from ledger import journal
 from ledger.audit import record_action
-from ledger.books import accounts_by_role, book, run_receivable_hooks
+from ledger.books import Roles, accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Account, Business, EntryDraft, LineDraft, Side
 from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
-from ledger.money import format_amount
+from ledger.money import format_amount, vat_from_gross
 from ledger.schemas import ENTRIES_PER_BATCH_MAX, DatedBody, EffectiveDate
 from ledger.tenancy import accounts_with
 from payments.notify import emit_balance_updated
@@ -65,6 +65,7 @@ class ExceptionDraft(NamedTuple):
     on: date | None = None  # the parking entry's date (else the date `park` is given)
     booking_text: str = ""  # the parking entry's description (else one naming the source)
     metadata: Mapping[str, str] | None = None  # added to the parking entry's metadata
+    reference: str | None = None  # the parking entry's document number (else the source's reference)
 
 
 class Resolution(DatedBody, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -155,7 +156,7 @@ async def _park_each(
                 _suspense_line(suspense, d.amount, business.currency),
                 LineDraft(counter, Side.DEBIT if d.amount > 0 else Side.CREDIT, abs(d.amount), business.currency),
             ),
-            reference=source_ref[:64],
+            reference=(d.reference or source_ref)[:64],
             metadata={"reconciliation": source, **(d.metadata or {})},
         )
         for d in drafts
@@ -268,7 +269,11 @@ async def resolve_exception(ctx: Kontor, business: Business, exception_id: int, 
         )
     suspense = (await accounts_by_role(ctx, business))("SUSPENSE")
     if target.account_id == suspense.account_id:
-        raise Unprocessable("suspense_target", "resolve to an account other than SUSPENSE", [FieldError("account", "")])
+        raise Unprocessable(
+            "suspense_target",
+            f"resolve to an account other than SUSPENSE ({suspense.number}): the account the amount belongs to",
+            [FieldError("account", f"{suspense.number} is SUSPENSE, where the amount waits")],
+        )
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _open_exception(conn, business, exception_id)
         await _move(ctx, conn, business, row, target, body, "resolved")
@@ -297,11 +302,16 @@ async def _move(
     amount = row["amount_minor"]
     entry_id = None
     if amount and row["suspense_entry_id"] is not None:  # nothing was parked for a noted difference
-        suspense = (await accounts_by_role(ctx, business))("SUSPENSE")
+        roles = await accounts_by_role(ctx, business)
+        suspense = roles("SUSPENSE")
         out_side = Side.DEBIT if amount > 0 else Side.CREDIT  # take back out of SUSPENSE what was parked
         lines = (
             LineDraft(suspense, out_side, abs(amount), business.currency),
-            LineDraft(target, out_side.opposite(), abs(amount), business.currency, body.customer),
+            *(
+                _taxed_lines(roles, target, out_side.opposite(), abs(amount), business.currency)
+                if state == "resolved" and _taxed(target)
+                else [LineDraft(target, out_side.opposite(), abs(amount), business.currency, body.customer)]
+            ),
         )
         entry_id = await book(
             ctx,
@@ -334,6 +344,23 @@ async def _move(
         reason=body.reason,
         details={"account": target.number, "customer": body.customer, "entry": entry_id},
     )
+
+
+def _taxed(account: Account) -> bool:
+    """An account that carries VAT of a positive rate (revenue, sales deductions, bad debts), not a VAT account."""
+    return bool(account.vat_rate) and not (account.role or "").startswith("VAT_")
+
+
+def _taxed_lines(roles: Roles, target: Account, side: Side, gross: int, currency: str) -> list[LineDraft]:
+    """The gross split as an invoice splits it: the VAT in it (gross x r / (100 + r), half-up:
+    `ledger.money.vat_from_gross`) on the output VAT account of the target's rate, the net on the target, both on
+    the same side. 422 `account_role_missing` when the chart has no VAT account of that rate."""
+    rate = present(target.vat_rate, "only a taxed account is split")
+    vat = vat_from_gross(gross, rate)
+    lines = [LineDraft(target, side, gross - vat, currency)]
+    if vat:
+        lines.append(LineDraft(roles.per_rate("VAT", rate), side, vat, currency))
+    return lines
 
 
 async def _one(ctx: Kontor, business: Business, exception_id: int) -> ExceptionOut:

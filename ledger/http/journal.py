@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
+import msgspec
 from litestar import Response, Router, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -15,7 +16,17 @@ from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
 from ledger.http.replay import created
-from ledger.schemas import BatchIn, BatchOut, EntryIn, EntryOut, Page, ReversalIn, VerifyOut
+from ledger.schemas import (
+    METADATA_KEYS_MAX,
+    BatchIn,
+    BatchOut,
+    CorrectionIn,
+    EntryIn,
+    EntryOut,
+    Page,
+    ReversalIn,
+    VerifyOut,
+)
 from ledger.tenancy import accounts_with
 
 __all__ = ["router"]
@@ -33,11 +44,12 @@ Code = BusinessCodePath
     summary="Post a balanced journal entry",
 )
 async def post_entry(
-    business_code: Code, data: JSONBody[EntryIn], idempotency_key: IdempotencyKey, call: CallDep
+    business_code: Code, data: JSONBody[CorrectionIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[EntryOut]:
     business = await call.business(business_code)
-    accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in data.lines])
-    draft = posting.draft_entry(data, business, accounts.by_number)
+    entry = _with_reason(data, call.principal.role)
+    accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in entry.lines])
+    draft = posting.draft_entry(entry, business, accounts.by_number)
     posted = await journal.post_entries(
         call.ctx,
         business,
@@ -47,6 +59,37 @@ async def post_entry(
         coalesce=True,
     )
     return created(posted.entries[0], replayed=posted.replayed)
+
+
+def _with_reason(data: CorrectionIn, role: str) -> EntryIn:
+    """The entry to post, its reason in the metadata `reason` (where the web pages' correction form keeps it).
+
+    An accountant's entry is a correction and states why (README, roles): 422 `reason_required` without
+    `reason` or `metadata.reason`; 422 `reason_conflict` when both are given and differ."""
+    given = data.metadata.get("reason")
+    if data.reason is not None and given is not None and given != data.reason:
+        raise Unprocessable(
+            "reason_conflict",
+            "the reason is given twice and differently: send `reason` only (it is kept as metadata `reason`)",
+            [FieldError("metadata.reason", "differs from reason")],
+        )
+    reason = data.reason or given
+    if not reason and role == "accountant":
+        raise Unprocessable(
+            "reason_required",
+            "an accountant's entry is a correction and states why: send `reason` (it is kept as metadata `reason`)",
+            [FieldError("reason", "required for accountant keys")],
+        )
+    if data.reason is None:
+        return data
+    metadata = {**data.metadata, "reason": data.reason}
+    if len(metadata) > METADATA_KEYS_MAX:
+        raise Unprocessable(
+            "entry_invalid",
+            f"the reason is kept as metadata `reason`: leave room for it in the {METADATA_KEYS_MAX} metadata keys",
+            [FieldError("metadata", f"at most {METADATA_KEYS_MAX - 1} keys besides the reason")],
+        )
+    return msgspec.structs.replace(data, metadata=metadata)
 
 
 @post(

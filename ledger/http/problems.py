@@ -98,8 +98,19 @@ def _kontor_error(request: Request[Any, Any, Any], exc: KontorError) -> Response
     )
 
 
-def _validation_errors(extra: Any) -> list[FieldError]:
-    """Field paths from Litestar's validation details (msgspec messages end in "- at `$.a[0].b`")."""
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name a parameter is sent as (`from`), where Litestar names the handler's argument (`from_date`)."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except (AttributeError, KeyError):  # no route matched
+        return key
+    alias = getattr(getattr(parameter, "kwarg_definition", None), "name", None)
+    return alias if isinstance(alias, str) and alias else key
+
+
+def _validation_errors(extra: Any, request: Request[Any, Any, Any] | None = None) -> list[FieldError]:
+    """Field paths from Litestar's validation details (msgspec messages end in "- at `$.a[0].b`"); a query, path
+    or header parameter is named as it is sent (`from`), not by the handler's argument (`from_date`)."""
     errors: list[FieldError] = []
     for item in extra if isinstance(extra, list) else []:
         if not isinstance(item, dict):
@@ -111,6 +122,8 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         else:  # Litestar already gives the path within the body ("data" for the body itself), or the parameter
             path, text = str(item.get("key") or item.get("source") or ""), message
             path = "" if path == "data" else path
+            if request is not None and item.get("key") and item.get("source") != "body":
+                path = _wire_name(request, path)
         named = _UNKNOWN_FIELD.fullmatch(text) or _DATE_OUT_OF_RANGE.fullmatch(text)
         if named:  # name the field itself, not the object that holds it
             path = f"{path}.{named['name']}" if path else named["name"]
@@ -132,7 +145,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if status >= 500:
         return _unexpected(request, exc)
     if isinstance(exc, ValidationException):
-        errors = _validation_errors(exc.extra)
+        errors = _validation_errors(exc.extra, request)
         date_code = _date_problem(errors)
         if date_code is not None:
             return problem(

@@ -10,6 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ledger import datev, journal, reports
+from ledger.errors import FieldError, Unprocessable
 from ledger.glexport import XLSX, GLFile, gl_file
 from ledger.http.auth import CLOSE, READ
 from ledger.http.deps import BusinessCodePath, CallDep
@@ -70,7 +71,16 @@ async def close_period(
 ) -> PeriodCloseOut:
     business = await call.business(business_code)
     reason = data.reason if data is not None else None
-    return await journal.close_period(call.ctx, business, period, f"api-key:{call.principal.key_id}", reason=reason)
+    principal = call.principal
+    if reason is None and principal.role == "accountant":
+        raise Unprocessable(
+            "reason_required",
+            "an accountant's period close states why (it is kept in the audit trail and in closed_by)",
+            [FieldError("reason", "required for accountant keys")],
+        )
+    # as the web pages write it ("<key name> (key <id>, web): <reason>"), so a period names who closed it
+    closed_by = f"{principal.name} (key {principal.key_id}, api)" + (f": {reason}" if reason else "")
+    return await journal.close_period(call.ctx, business, period, closed_by, reason=reason)
 
 
 def _attachment(file: GLFile) -> Response[Any]:

@@ -113,7 +113,7 @@ async def test_the_worked_example(tenant: Tenant, simulator: Simulator, base_rat
         assert r.status_code == 200, r.text
         outcomes.append({k: v for k, v in r.json()["counts"].items() if k != "customers"})
     assert outcomes == [{"notice": 1}, {"notice": 1}, {"notice": 1}, {"write_off": 1}]
-    notices = (await t.get("/dunning/notices", customer="C-7")).json()
+    notices = (await t.get("/dunning/notices", customer="C-7")).json()["items"]
     assert [
         (n["level"], n["issued_on"], n["pay_by"], n["content"]["fee"], n["content"]["interest"], n["content"]["total"])
         for n in notices

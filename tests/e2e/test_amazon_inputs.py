@@ -38,7 +38,9 @@ async def test_an_order_dated_outside_the_journal_is_refused_before_the_checkout
 
 
 async def test_an_order_dated_in_a_closed_month_is_refused_before_the_checkout_is_completed(shop: Shop) -> None:
-    closed = await shop.tenant.post("/periods/2026-10/close", key=shop.tenant.accountant_key, idem=None)
+    closed = await shop.tenant.post(
+        "/periods/2026-10/close", {"reason": "month end"}, key=shop.tenant.accountant_key, idem=None
+    )
     assert closed.status_code == 200, closed.text
     session = await shop.checkout("10.00")
     r = await shop.create_order("closed", [item(1, "10.00")], checkout_session_id=session, order_date="2026-10-15")
@@ -60,7 +62,11 @@ async def test_invoice_dates_are_checked_before_the_capture(two_step: Shop) -> N
     assert [c.state for c in merchant.charges.values()] == ["Authorized"]
     assert (await shop.invoice("d2", "D2-I1", [1])).status_code == 201
     await shop.create_order("d2c", [item(1, "10.00")], order_date="2026-10-20")
-    assert (await shop.tenant.post("/periods/2026-10/close", key=shop.tenant.accountant_key, idem=None)).is_success
+    assert (
+        await shop.tenant.post(
+            "/periods/2026-10/close", {"reason": "month end"}, key=shop.tenant.accountant_key, idem=None
+        )
+    ).is_success
     closed = await shop.invoice("d2c", "D2C-I1", [1], invoice_date="2026-10-30")
     assert (closed.status_code, closed.json()["code"]) == (409, "period_closed"), closed.text
     assert [c.state for c in merchant.charges.values()] == ["Captured", "Authorized"]

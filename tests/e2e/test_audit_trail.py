@@ -25,7 +25,9 @@ async def _key_id(tenant: Tenant, key: str) -> int:
 
 async def test_each_entry_names_the_key_that_posted_it(tenant: Tenant) -> None:
     by_poster = await tenant.post_entry(LINES, key=tenant.poster_key)
-    by_accountant = await tenant.post_entry(LINES, key=tenant.accountant_key, description="Correction: typo")
+    by_accountant = await tenant.post_entry(
+        LINES, key=tenant.accountant_key, description="Correction: typo", reason="typo in entry 1"
+    )
     assert by_poster.status_code == by_accountant.status_code == 201, by_accountant.text
     assert by_poster.json()["posted_by"] == {
         "key_id": await _key_id(tenant, tenant.poster_key),
@@ -85,6 +87,53 @@ async def test_concurrent_reversals_with_one_key_book_and_record_once(pool: asyn
         "SELECT count(*) FROM audit_actions WHERE merchant_id = $1 AND action = 'entry.reversed'", tenant.merchant_id
     )
     assert count == 1
+
+
+async def test_an_accountants_correction_states_why_and_keeps_it_in_the_metadata(tenant: Tenant) -> None:
+    """QA14 #8: an accountant's entry is a correction; without a reason it is 422 `reason_required` and nothing is
+    booked. The reason (top-level `reason`, or `metadata.reason` as the web form sends it) is the entry's metadata
+    `reason`; a poster's entry needs none."""
+    refused = await tenant.post_entry(LINES, key=tenant.accountant_key, description="Korrektur")
+    assert (refused.status_code, refused.json()["code"]) == (422, "reason_required"), refused.text
+    assert refused.json()["errors"] == [{"field": "reason", "message": "required for accountant keys"}]
+    assert (await tenant.get("/entries")).json()["items"] == []
+
+    top = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="Gebühr falsch gebucht",
+                                  metadata={"ticket": "T-7"})  # fmt: skip
+    assert top.status_code == 201, top.text
+    assert top.json()["metadata"] == {"ticket": "T-7", "reason": "Gebühr falsch gebucht"}
+    inside = await tenant.post_entry(LINES, key=tenant.accountant_key, metadata={"reason": "Skonto"})
+    assert (inside.status_code, inside.json()["metadata"]) == (201, {"reason": "Skonto"}), inside.text
+    same = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="x", metadata={"reason": "x"})
+    assert same.status_code == 201, same.text
+    differ = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="x", metadata={"reason": "y"})
+    assert (differ.status_code, differ.json()["code"]) == (422, "reason_conflict"), differ.text
+    full = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="x",
+                                   metadata={f"k{n}": "v" for n in range(50)})  # fmt: skip
+    assert (full.status_code, full.json()["code"]) == (422, "entry_invalid"), full.text
+    empty = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="")
+    assert empty.status_code == 400, empty.text
+    assert (await tenant.post_entry(LINES, key=tenant.poster_key)).status_code == 201
+    assert len((await tenant.get("/entries")).json()["items"]) == 4
+
+
+async def test_an_accountants_period_close_states_why_and_names_the_key(tenant: Tenant) -> None:
+    """QA14 #8: an accountant closes with a reason (422 `reason_required` otherwise, nothing closed); `closed_by`
+    names the key as the web pages do: "<name> (key <id>, api): <reason>"."""
+    key_id = await _key_id(tenant, tenant.accountant_key)
+    for body in (None, {}):
+        refused = await tenant.post("/periods/2026-09/close", body, key=tenant.accountant_key, idem=None)
+        assert (refused.status_code, refused.json()["code"]) == (422, "reason_required"), refused.text
+    assert (await tenant.get("/periods")).json() == []
+    assert (await tenant.get("/audit", action="period.closed")).json()["items"] == []
+    r = await tenant.post("/periods/2026-09/close", {"reason": "UStVA filed"}, key=tenant.accountant_key, idem=None)
+    assert r.status_code == 200, r.text
+    admin = await tenant.post("/periods/2026-10/close", None, idem=None)  # an admin may close without a reason
+    assert admin.status_code == 200, admin.text
+    admin_id = await _key_id(tenant, tenant.admin_key)
+    closed = {p["period"]: p["closed_by"] for p in (await tenant.get("/periods")).json()}
+    assert closed["2026-09"] == f"accountant (key {key_id}, api): UStVA filed"
+    assert closed["2026-10"] == f"initial admin key (key {admin_id}, api)"
 
 
 async def test_a_period_close_is_recorded_per_month_with_its_reason(tenant: Tenant) -> None:
@@ -148,3 +197,18 @@ async def test_work_no_request_caused_names_no_key(ctx: Kontor, tenant: Tenant) 
     )
     assert posted.entries[0].posted_by is None
     assert (await tenant.get(f"/entries/{posted.entries[0].id}")).json()["posted_by"] is None
+
+
+async def test_a_reversal_carries_its_own_reason_not_the_originals(tenant: Tenant) -> None:
+    """QA14 #10: the reversal of a correction keeps what the entry is about but says its own why: metadata `reason`
+    is the reversal's reason (none without one), never the original's; `posted_via` is not copied either."""
+    correction = await tenant.post_entry(LINES, key=tenant.accountant_key, reason="r",
+                                         metadata={"ticket": "T-1", "posted_via": "web"})  # fmt: skip
+    assert correction.status_code == 201, correction.text
+    r = await tenant.post(f"/entries/{correction.json()['id']}/reversal", {"reason": "Fehlbuchung"},
+                          key=tenant.accountant_key)  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"] == {"ticket": "T-1", "reason": "Fehlbuchung"}
+    other = await tenant.post_entry(LINES, key=tenant.poster_key, metadata={"reason": "original"})
+    plain = await tenant.post(f"/entries/{other.json()['id']}/reversal", {}, key=tenant.poster_key)
+    assert (plain.status_code, plain.json()["metadata"]) == (201, {}), plain.text

@@ -129,7 +129,7 @@ async def _activity(t: Tenant, app: Litestar, simulator: Simulator) -> None:
     assert paid.status_code == 201, paid.text
     r = await t.client.put(t.url("/datev/settings"), json=DATEV, headers=t.headers(t.accountant_key))
     assert r.status_code == 200, r.text
-    r = await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)
+    r = await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
     assert r.status_code == 200, r.text
     while await link_pending(app.state.kontor.pool):
         pass

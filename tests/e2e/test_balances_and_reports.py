@@ -182,7 +182,7 @@ async def test_register_pages_within_one_day(tenant: Tenant) -> None:
 
 async def test_closing_a_period(tenant: Tenant, clock: FixedClock) -> None:
     await tenant.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-15")
-    r = await tenant.post("/periods/2026-10/close", key=tenant.accountant_key, idem=None)
+    r = await tenant.post("/periods/2026-10/close", {"reason": "month end"}, key=tenant.accountant_key, idem=None)
     assert r.status_code == 200, r.text
     assert r.json()["closed_through"] == "2026-10-31"
     assert [p["period"] for p in r.json()["periods"]] == ["2026-10"]

@@ -181,6 +181,18 @@ async def test_each_statement_line_is_one_booking_and_the_datev_month_has_no_row
     assert [r for r in rows if r[KONTO] == r[GEGEN]] == [], "no row books an account against itself"
     bank_rows = [r for r in rows if "1200" in (r[KONTO], r[GEGEN])]
     assert len(bank_rows) == 5, "one DATEV row per statement line"
+    # QA14 #11: Belegfeld 1 is a document number: the payout's settlement, the invoice the payment names (DATEV's
+    # open-item matching), and for each parked line a number of its own that fits DATEV's 36 characters
+    beleg = {int(r["Zusatzinformation - Inhalt 1"]): r["Belegfeld 1"] for r in bank_rows}
+    belege = [beleg[i] for i in ids]
+    assert belege[:2] == [settled.json()["settlement_id"], "I-bs-2"]
+    assert len(set(belege[2:])) == 3
+    assert all(len(b) <= 36 and b.startswith("BANK-2026112") for b in belege[2:]), belege
+    assert [e["reference"] for e in booked[2:]] == belege[2:]
+    # QA14 #10: the payment is a document of order bs-2: not reversed behind the order's back
+    refused = await t.post(f"/entries/{ids[1]}/reversal", {"reason": "x"}, key=t.accountant_key)
+    assert (refused.status_code, refused.json()["code"]) == (409, "entry_reversal_refused"), refused.text
+    assert "of order bs-2" in refused.json()["detail"]
     await shop.assert_books(("DEBIT", "30.00"))
 
 

@@ -8,8 +8,11 @@ the G/L report's movements of the month to the cent, so no VAT is lost or double
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import itertools
+import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -83,6 +86,12 @@ async def books(t: Tenant) -> None:
     await post([("8720", "D", "10.00"), ("1776", "D", "1.90"), ("1400", "C", "11.90")], "2026-10-09",
                'Gutschrift "Kulanz"; Müller')  # fmt: skip
     await post([("1200", "D", "119.00"), ("1400", "C", "119.00")], "2026-10-31", "Zahlung")
+    # QA14 #2: a credit moved from C-1 to C-2 on the collective account moves no DATEV account: no row (DATEV
+    # refuses Konto = Gegenkonto), and the import still gives the month's movements
+    moved = await t.post_entry([{"account": "1400", "customer": "C-2", "debit": "50.00"},
+                                {"account": "1400", "customer": "C-1", "credit": "50.00"}],
+                               date="2026-10-31", description="Umbuchung", reference="UB-1")  # fmt: skip
+    assert moved.status_code == 201, moved.text
     await post([("1200", "D", "1.00"), ("1400", "C", "1.00")], "2026-11-01", "November: not in the file")
 
 
@@ -126,6 +135,7 @@ async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant
         ("11,90", "H", "1400", "8720", "", "0910"),
         ("119,00", "S", "1200", "1400", "", "3110"),
     ]
+    assert [r for r in rows if r[KONTO] == r[GEGEN] or r["Belegfeld 1"] == "UB-1"] == []
     assert rows[0]["Belegfeld 1"] == "INV-1/"  # DATEV's characters only
     assert rows[0]["Buchungstext"] == "Rechnung Müller"  # Windows-1252 holds the umlaut
     assert rows[6]["Buchungstext"] == 'Gutschrift "Kulanz"; Müller'
@@ -145,7 +155,9 @@ async def test_the_buchungsstapel_imports_to_the_months_movements(tenant: Tenant
     assert import_like_datev(keyed, accounts, automatic=False) == moved
 
     # a closed month is written as fixed (Festschreibung), and the G/L report's DATEV format is this file
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     closed = await t.get("/periods/2026-10/gl-report", key=t.accountant_key, format="datev")
     assert closed.status_code == 200
     header, again = read_datev(closed.content)
@@ -236,3 +248,41 @@ async def test_orders_documents_are_belegfeld_1_and_the_order_belegfeld_2(tenant
         assert documents[number]["Auftragsnummer"] == "order-4711-long-id"
     assert documents["RE-2026-0815"][AMOUNT] == "178,50"
     assert all(r["Belegfeld 2"] == "order-4711-l" for r in rows)  # the capture and the refunds name the order too
+
+
+async def test_the_service_keeps_answering_while_a_months_datev_file_is_built(tenant: Tenant) -> None:
+    """Kind 3: a month of thousands of entries was turned into its DATEV file on the event loop, and /health of
+    every merchant waited for it (1.9 s for 30,000 entries). The test's client and the service share one loop, so
+    /health answers during the export only if the file is built off it; no pause may take half the export."""
+    t = tenant
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    line = {"account": "1400", "customer": "C-1", "debit": "119.00"}
+    entry = {
+        "effective_date": "2026-11-10",
+        "description": "Rechnung",
+        "lines": [line, {"account": "8400", "credit": "100.00"}, {"account": "1776", "credit": "19.00"}],
+    }
+    for chunk in range(8):
+        r = await t.post("/entries/batch", {"entries": [{**entry, "reference": f"R-{chunk}-{n}"} for n in range(500)]})
+        assert r.status_code == 201, r.text
+    exporting = True
+    answered: list[float] = []
+
+    async def probe() -> None:
+        while exporting:
+            assert (await t.client.get("/health")).status_code == 200
+            answered.append(time.perf_counter())
+            await asyncio.sleep(0.005)
+
+    prober = asyncio.create_task(probe())
+    began = time.perf_counter()
+    r = await t.client.get(t.url("/periods/2026-11/datev"), headers=t.headers(t.accountant_key))
+    ended = time.perf_counter()
+    exporting = False
+    await prober
+    assert r.status_code == 200, r.text[:300]
+    assert r.content.count(b"\r\n") == 2 + 4000  # header, column names, one row per entry
+    export = ended - began
+    done = [began, *(when for when in answered if began <= when <= ended), ended]
+    longest = max(b - a for a, b in itertools.pairwise(done))
+    assert longest < export / 2, f"/health did not answer for {longest:.2f} s of the {export:.2f} s export"

@@ -149,7 +149,7 @@ async def test_the_worked_example_to_the_cent(
     assert (await run(shop, 70))["counts"].get("notice", 0) == 0  # run again that day: no second fee
     third = await run(shop, 84)
     assert (second["counts"]["notice"], third["counts"]["notice"]) == (1, 1)
-    notices = (await t.get("/dunning/notices", customer=shop.customer)).json()
+    notices = (await t.get("/dunning/notices", customer=shop.customer)).json()["items"]
     assert [(n["level"], n["pay_by"], n["content"]["fee"], n["content"]["interest"]) for n in notices] == [
         (1, day(55), "0.00", "0.00"),
         (2, day(84), "1.00", "0.21"),  # 71.40 x 7 % x 15/365 = 0.2054
@@ -238,6 +238,11 @@ async def test_mixed_rates_are_written_off_pro_rata_when_dunning_is_off(shop: Sh
     assert await shop.balance("1771") == "-1.95"  # 3.50 - 1.55
     assert await shop.customer_state() == ("BALANCED", "0.00")
     await shop.assert_books()
+    t = shop.tenant
+    (written_off,) = (await t.get("/entries", metadata="dunning:write_off")).json()["items"]
+    refused = await t.post(f"/entries/{written_off['id']}/reversal", {}, key=t.poster_key)
+    assert (refused.status_code, refused.json()["code"]) == (409, "entry_reversal_refused"), refused.text
+    assert "write-off" in refused.json()["detail"]
 
 
 async def test_a_business_customer_owes_9_points_and_the_flat_fee_once(shop: Shop, base_rate_2026: None) -> None:
@@ -252,7 +257,7 @@ async def test_a_business_customer_owes_9_points_and_the_flat_fee_once(shop: Sho
     await run(shop, 41)
     await run(shop, 70)
     await run(shop, 84)
-    notices = (await shop.tenant.get("/dunning/notices", customer=shop.customer)).json()
+    notices = (await shop.tenant.get("/dunning/notices", customer=shop.customer)).json()["items"]
     # 100.00 x 11 % (2 % + 9 points) x 15/365 = 0.4521; x 29/365 = 0.8740
     assert [
         (n["level"], n["content"]["flat_fee"], n["content"]["costs"], n["content"]["interest"]) for n in notices
@@ -263,6 +268,19 @@ async def test_a_business_customer_owes_9_points_and_the_flat_fee_once(shop: Sho
     ]
     assert await shop.balance("2700") == "-42.50"
     assert await shop.customer_state() == ("DEBIT", "143.37")
+    # QA14 #22: notices page as customers, orders and bank statements do: {items, next_cursor}, `cursor`
+    first = (await shop.tenant.get("/dunning/notices", customer=shop.customer, limit=2)).json()
+    assert [n["level"] for n in first["items"]] == [1, 2]
+    rest = (await shop.tenant.get("/dunning/notices", customer=shop.customer, cursor=first["next_cursor"])).json()
+    assert ([n["level"] for n in rest["items"]], rest["next_cursor"]) == ([3], None)
+    # QA14 #11: each notice's fees and interest carry the notice's number (DATEV Belegfeld 1), not the customer
+    t = shop.tenant
+    charges = (await t.get("/entries", metadata="dunning:charges")).json()["items"]
+    assert [e["reference"] for e in charges] == [str(n["notice_id"]) for n in notices[1:]]
+    # QA14 #10: and they are not reversed behind dunning's back (it would count them twice)
+    refused = await t.post(f"/entries/{charges[0]['id']}/reversal", {"reason": "x"}, key=t.accountant_key)
+    assert (refused.status_code, refused.json()["code"]) == (409, "entry_reversal_refused"), refused.text
+    assert f"dunning notice {notices[1]['notice_id']} of customer {shop.customer}" in refused.json()["detail"]
 
 
 async def test_an_underpayment_below_its_threshold_is_written_off_at_once(shop: Shop) -> None:
@@ -278,7 +296,7 @@ async def test_below_the_threshold_there_is_no_dunning_and_a_write_off_after_the
     await charged_back_order(shop, "th-1", [item(1, "20.00")], "20.00")
     await put_policy(shop, threshold="25.00", write_off_days=60)
     assert (await run(shop, 41))["counts"].get("notice", 0) == 0
-    assert (await shop.tenant.get("/dunning/notices")).json() == []
+    assert (await shop.tenant.get("/dunning/notices")).json()["items"] == []
     done = await run(shop, 100)
     assert done["counts"]["write_off"] == 1
     assert (await shop.balance("2406"), await shop.balance("1776")) == ("16.81", "0.00")  # 20.00: 16.81 + 3.19
@@ -396,9 +414,9 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
             shop.tenant.merchant_id,
         )
         assert [(str(s["as_of"]), s["state"]) for s in slots] == [(day(41), "done")]
-        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+        assert len((await shop.tenant.get("/dunning/notices")).json()["items"]) == 1
         await asyncio.gather(*(run_due(k) for k in instances))  # the day's slot is done: nothing again
-        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+        assert len((await shop.tenant.get("/dunning/notices")).json()["items"]) == 1
 
         # day 70: a leader takes the slot and the lock, then dies before finishing
         now["day"] = 70
@@ -411,7 +429,7 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
             DAY0 + timedelta(days=70),
         )
         await run_due(instances[0])  # the leader still holds the run: the others leave it alone
-        assert len((await shop.tenant.get("/dunning/notices")).json()) == 1
+        assert len((await shop.tenant.get("/dunning/notices")).json()["items"]) == 1
         await pool.execute("SELECT pg_terminate_backend($1)", leader.get_server_pid())
         await run_due(instances[1], only_started=True)  # the resume job finds the orphaned slot
         slots = await pool.fetch(
@@ -419,7 +437,7 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
             shop.tenant.merchant_id,
         )
         assert [(str(s["as_of"]), s["state"]) for s in slots] == [(day(41), "done"), (day(70), "done")]
-        assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()] == [1, 2]
+        assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()["items"]] == [1, 2]
     finally:
         for p in pools:
             await p.close()
@@ -442,9 +460,9 @@ async def test_the_command_line_previews_and_runs(shop: Shop, database_url: str)
     assert preview.returncode == 0, preview.stderr
     assert f"{shop.customer}: notice level 1 30.00" not in preview.stdout  # the first reminder costs nothing
     assert f"{shop.customer}: notice level 1 0.00" in preview.stdout
-    assert (await shop.tenant.get("/dunning/notices")).json() == []  # a preview books nothing
+    assert (await shop.tenant.get("/dunning/notices")).json()["items"] == []  # a preview books nothing
     done = await asyncio.to_thread(kontor, "run")
     assert done.returncode == 0, done.stderr
     assert "done (" in done.stdout
     assert "notice 1" in done.stdout
-    assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()] == [1]
+    assert [n["level"] for n in (await shop.tenant.get("/dunning/notices")).json()["items"]] == [1]

@@ -49,7 +49,7 @@ async def test_after_paying_everything_the_next_claim_starts_at_the_free_reminde
     await _claim(tenant, "2025-09-01", "30.00", "25.21", "4.79", "inv-b")  # no run saw the account balanced
     assert (await tenant.get("/customers/K2/open-items", as_of="2025-09-02")).json()["dunning_level"] == 0
     await _run(tenant, "2025-09-08")
-    last = (await tenant.get("/dunning/notices", customer="K2")).json()[-1]
+    last = (await tenant.get("/dunning/notices", customer="K2")).json()["items"][-1]
     content = last["content"]
     assert (last["level"], content["fee"], content["interest"]) == (1, "0.00", "0.00")
     assert content["default_on"] == "2025-09-23"  # the new reminder's pay-by date + 1, not the old cycle's

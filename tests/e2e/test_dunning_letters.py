@@ -56,7 +56,7 @@ async def dunned(tenant: Tenant, simulator: Any) -> tuple[Shop, list[dict[str, A
     await put_policy(shop, interest=True)
     assert (await run(shop, 41))["counts"]["notice"] == 1
     assert (await run(shop, 70))["counts"]["notice"] == 1  # no profile: runs do not need one
-    notices = (await tenant.get("/dunning/notices")).json()
+    notices = (await tenant.get("/dunning/notices")).json()["items"]
     assert [n["level"] for n in notices] == [1, 2]
     return shop, notices
 
@@ -147,6 +147,7 @@ async def test_a_reference_with_the_wrong_amount_is_parked(tenant: Tenant, simul
     assert s.json()["lines"][0]["outcome"] == "exception"
     assert s.json()["exceptions"][0]["kind"] == "amount_outside_tolerance"
     assert "asked" in s.json()["exceptions"][0]["description"]
+    assert s.json()["exceptions"][0]["description"].startswith("10.00 arrived naming payment reference")  # QA14 #22
 
 
 async def test_the_collection_letter(tenant: Tenant, simulator: Any) -> None:

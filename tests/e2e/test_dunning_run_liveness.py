@@ -71,7 +71,7 @@ async def test_the_next_run_completes_the_day_and_closes_the_dead_row(pool: asyn
     assert (r.status_code, r.json()["state"]) == (200, "done"), r.text
     states = {row["run_id"]: row["state"] for row in (await tenant.get("/dunning/runs")).json()}
     assert states == {dead: "failed", r.json()["run_id"]: "done"}
-    assert [n["level"] for n in (await tenant.get("/dunning/notices")).json()] == [1]
+    assert [n["level"] for n in (await tenant.get("/dunning/notices")).json()["items"]] == [1]
 
 
 async def test_the_resume_job_finishes_a_scheduled_slot_left_running(
@@ -86,4 +86,4 @@ async def test_the_resume_job_finishes_a_scheduled_slot_left_running(
     await run_due(ctx, only_started=True)
     run = await _run(tenant, slot)
     assert (run["state"], run["error"]) == ("done", None)
-    assert [n["level"] for n in (await tenant.get("/dunning/notices")).json()] == [1]
+    assert [n["level"] for n in (await tenant.get("/dunning/notices")).json()["items"]] == [1]

@@ -32,7 +32,9 @@ async def books(t: Tenant) -> None:
 async def test_the_gl_report_of_a_closed_month(tenant: Tenant) -> None:
     t = tenant
     await books(t)
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     report = (await t.get("/periods/2026-10/gl-report", key=t.accountant_key)).json()
     assert (report["period"], report["from_date"], report["to_date"], report["closed"]) == (
         "2026-10", "2026-10-01", "2026-10-31", True,

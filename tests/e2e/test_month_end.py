@@ -41,7 +41,7 @@ async def test_closing_notifies_each_month_once(pool: asyncpg.Pool, tenant: Tena
         json={"url": "https://hooks.example.com/closing", "types": ["period.closed"]},
     )
     assert callback.status_code == 201, callback.text
-    r = await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)
+    r = await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
     assert r.status_code == 200, r.text
     events = await closed_events(pool, t)
     assert [p for p, _ in events] == ["2026-09", "2026-10"]  # the month of the first entry on
@@ -51,7 +51,7 @@ async def test_closing_notifies_each_month_once(pool: asyncpg.Pool, tenant: Tena
         "xlsx": f"/v1/businesses/{t.business}/periods/2026-10/gl-report?format=xlsx",
         "datev": f"/v1/businesses/{t.business}/periods/2026-10/gl-report?format=datev",
     }
-    again = await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)
+    again = await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
     assert again.status_code == 200
     assert len(await closed_events(pool, t)) == 2, "closing a closed month again notifies nothing"
 
@@ -109,7 +109,7 @@ async def test_closing_books_vat_on_prepayments_and_reverses_it(
         },
     )
     assert cancelled.status_code == 201, cancelled.text
-    r = await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)
+    r = await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
     assert r.status_code == 200, r.text
     entries = (await t.get("/entries", reference="vat-prepay-2026-10")).json()["items"]
     assert [(e["effective_date"], [(x["account"], x["debit"], x["credit"]) for x in e["lines"]]) for e in entries] == [
@@ -122,6 +122,8 @@ async def test_closing_books_vat_on_prepayments_and_reverses_it(
     gl = {row["account"]: row for row in (await t.get("/periods/2026-10/gl-report")).json()["rows"]}
     assert gl["1549"]["closing_debit"] == "14.00"
     # closing again books nothing more
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     assert len((await t.get("/entries", metadata="period_end:vat_on_prepayments")).json()["items"]) == 2
     await shop.assert_books()

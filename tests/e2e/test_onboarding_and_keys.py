@@ -129,7 +129,7 @@ async def test_a_wrong_secret_for_a_real_key_id_is_refused(tenant: Tenant) -> No
 
 async def test_roles(tenant: Tenant) -> None:
     lines = [{"account": "1200", "debit": "1.00"}, {"account": "8400", "credit": "1.00"}]
-    assert (await tenant.post_entry(lines, key=tenant.accountant_key)).status_code == 201  # a correction
+    assert (await tenant.post_entry(lines, key=tenant.accountant_key, reason="typo")).status_code == 201  # a correction
     batch = {"entries": [{"effective_date": "2026-11-20", "description": "x", "lines": lines}]}
     assert (await tenant.post("/entries/batch", batch, key=tenant.accountant_key)).status_code == 403
     assert (await tenant.post_entry(lines, key=tenant.poster_key)).status_code == 201
@@ -145,7 +145,9 @@ async def test_roles(tenant: Tenant) -> None:
         assert r.status_code == 403
     closing = await tenant.client.post(tenant.url("/periods/2026-09/close"), headers=bearer(tenant.poster_key))
     assert closing.status_code == 403
-    closing = await tenant.client.post(tenant.url("/periods/2026-09/close"), headers=bearer(tenant.accountant_key))
+    closing = await tenant.client.post(
+        tenant.url("/periods/2026-09/close"), headers=bearer(tenant.accountant_key), json={"reason": "month end"}
+    )
     assert closing.status_code == 200, closing.text
     # a merchant key cannot onboard merchants, the operator key cannot read a merchant's books
     r = await tenant.client.post(

@@ -395,3 +395,30 @@ async def test_a_lost_capture_is_resumed_by_the_retry(two_step: Shop) -> None:
         again.json(),
     )
     await shop.assert_books(("BALANCED", "0.00"))
+
+
+async def test_the_generic_reversal_refuses_an_orders_documents_and_amazons_bookings(shop: Shop) -> None:
+    """QA14 #10: reversing an invoice's entry alone would leave the order "invoiced" without its receivable and the
+    VAT summary with a negative sale; the capture Amazon reported would leave PSP wrong. Both are 409
+    `entry_reversal_refused` naming the document and what to use instead; nothing is booked."""
+    t = shop.tenant
+    assert (await shop.create_order("o-rev", [item(1, "119.00")])).status_code == 201
+    assert (await shop.invoice("o-rev", "INV-rev", [1])).status_code == 201
+    before = (await t.get("/entries", order_reference="o-rev")).json()["items"]
+    by_kind = {("invoice" if "invoice" in e["metadata"] else "capture"): e for e in before}
+    invoice = await t.post(f"/entries/{by_kind['invoice']['id']}/reversal", {"reason": "Rechnung storniert"},
+                           key=t.accountant_key)  # fmt: skip
+    assert (invoice.status_code, invoice.json()["code"]) == (409, "entry_reversal_refused"), invoice.text
+    assert "invoice INV-rev of order o-rev" in invoice.json()["detail"]
+    assert "/orders/o-rev/returns" in invoice.json()["detail"]
+    capture = await t.post(f"/entries/{by_kind['capture']['id']}/reversal", {}, key=t.poster_key)
+    assert (capture.status_code, capture.json()["code"]) == (409, "entry_reversal_refused"), capture.text
+    assert "Amazon Pay" in capture.json()["detail"]
+    assert (await t.get("/entries", order_reference="o-rev")).json()["items"] == before
+    assert (await t.get("/audit", action="entry.reversed")).json()["items"] == []
+    assert (await shop.order("o-rev"))["status"] == "invoiced"
+    await shop.assert_books(("BALANCED", "0.00"))
+    # an entry that only claims to be a document in its metadata is reversed as any other
+    forged = await t.post_entry([{"account": "1200", "debit": "1.00"}, {"account": "8400", "credit": "1.00"}],
+                                metadata={"invoice": "INV-rev"})  # fmt: skip
+    assert (await t.post(f"/entries/{forged.json()['id']}/reversal", {}, key=t.poster_key)).status_code == 201

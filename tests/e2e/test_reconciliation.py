@@ -302,6 +302,40 @@ async def test_rows_the_ledger_cannot_match_become_exceptions_an_accountant_clea
     assert trial["balanced"] is True
 
 
+async def test_an_exception_resolved_onto_a_taxed_account_books_its_vat(shop: Shop) -> None:
+    """QA14 #9: an unmatched bank credit of 50.00 resolved onto 8400 (revenue 19 %) is a sale of 50.00 gross: 42.02
+    net on 8400 and 7.98 output VAT on 1776 (50.00 x 19/119, half-up), as an invoice splits it; the VAT summary
+    and DATEV (one gross row, DATEV's automatic computes the same VAT) agree. Untaxed targets take the whole."""
+    t = shop.tenant
+    r = await upload_statement(shop, camt053("ST-VAT", [("50.00", "CRDT", "Spende"), ("10.00", "CRDT", "Zinsen")]))
+    assert r.status_code == 201, r.text
+    parked = {e["amount"]: e["exception_id"] for e in await exceptions(shop)}
+    on_suspense = await resolve(shop, parked["50.00"], {"action": "resolve", "account": "1590", "reason": "x"})
+    assert (on_suspense.status_code, on_suspense.json()["code"]) == (422, "suspense_target")
+    assert on_suspense.json()["errors"][0]["message"]
+    assert "SUSPENSE" in on_suspense.json()["detail"]
+    done = await resolve(shop, parked["50.00"], {"action": "resolve", "account": "8400",
+                                                 "reason": "Spende als Erlös gebucht"}, key=t.accountant_key)  # fmt: skip
+    assert done.status_code == 200, done.text
+    entry = (await t.get(f"/entries/{done.json()['resolution_entry_id']}")).json()
+    assert [(x["account"], x["debit"], x["credit"]) for x in entry["lines"]] == [
+        ("1590", "50.00", None),
+        ("8400", None, "42.02"),
+        ("1776", None, "7.98"),
+    ]
+    interest = await resolve(shop, parked["10.00"], {"action": "resolve", "account": "2650", "reason": "Zinsen"})
+    entry = (await t.get(f"/entries/{interest.json()['resolution_entry_id']}")).json()
+    assert [(x["account"], x["credit"]) for x in entry["lines"][1:]] == [("2650", "10.00")]
+    assert await shop.balance("1590") == "0.00"
+    vat = (await t.get("/reports/vat-summary", **{"from": "2026-11-01", "to": "2026-11-30"})).json()
+    (row,) = [v for v in vat if v["rate"] == "19"]
+    assert (row["sales"], row["sales_tax"], row["taxable"], row["tax"]) == ("42.02", "7.98", "42.02", "7.98")
+    assert (await t.client.put(t.url("/datev/settings"), json=SETTINGS, headers=t.headers())).status_code == 200
+    _, rows = read_datev((await t.get("/periods/2026-11/datev")).content)
+    assert [(r["Umsatz (ohne Soll/Haben-Kz)"], r[KONTO], r[GEGEN], r["BU-Schlüssel"]) for r in rows
+            if r[GEGEN] == "8400" or r[KONTO] == "8400"] == [("50,00", "1590", "8400", "")]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("mutate", "field", "code"),
     [

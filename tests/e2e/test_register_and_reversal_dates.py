@@ -66,7 +66,7 @@ async def test_a_reversal_without_a_date_takes_the_originals_date_while_its_peri
     assert (r.status_code, r.json()["effective_date"]) == (201, "2026-11-02"), r.text
     r = await tenant.post(f"/entries/{future['id']}/reversal", None)
     assert (r.status_code, r.json()["effective_date"]) == (201, "2026-12-15"), r.text
-    closed = await tenant.post("/periods/2026-10/close", None, key=tenant.accountant_key)
+    closed = await tenant.post("/periods/2026-10/close", {"reason": "month end"}, key=tenant.accountant_key)
     assert closed.status_code == 200, closed.text
     r = await tenant.post(f"/entries/{october['id']}/reversal", None)
     assert (r.status_code, r.json()["effective_date"]) == (201, "2026-11-27"), r.text

@@ -26,6 +26,7 @@ CROSS_SITE = [
     {"Origin": "https://evil.example"},  # a browser without Fetch Metadata
     {"Origin": "null"},  # a page with Referrer-Policy: no-referrer, or a sandboxed frame
     {"Sec-Fetch-Site": "same-site", "Origin": "https://other.kontor.test"},
+    {"Referer": "https://evil.example/x"},  # an older browser that sends only the Referer
 ]
 
 
@@ -77,7 +78,7 @@ async def test_the_dunning_letter_has_one_charset_and_the_pages_csp(tenant: Tena
     await tenant.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-01")
     run = await tenant.post("/dunning/runs", {"as_of": "2026-11-02"}, key=tenant.poster_key, idem=None)
     assert run.status_code == 200, run.text
-    (notice,) = (await tenant.get("/dunning/notices")).json()
+    (notice,) = (await tenant.get("/dunning/notices")).json()["items"]
     r = await tenant.get(f"/dunning/notices/{notice['notice_id']}/document")
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/html; charset=utf-8"

@@ -103,7 +103,9 @@ async def books(tenant: Tenant, simulator: Simulator) -> tuple[str, dict[str, An
     await asyncio.gather(
         *(t.sale(f"C-{n % 3}", "11.90", "10.00", "1.90", date=f"2026-10-{1 + n % 28:02d}") for n in range(55))
     )
-    assert (await t.post("/periods/2026-10/close", None, key=t.accountant_key, idem=None)).status_code == 200
+    assert (
+        await t.post("/periods/2026-10/close", {"reason": "month end"}, key=t.accountant_key, idem=None)
+    ).status_code == 200
     s = await upload_statement(shop, camt053("WB-ST-1", [("12.34", "CRDT", "no idea who this is")]))
     assert s.status_code == 201, s.text
     key = t.accountant_key
@@ -194,7 +196,7 @@ async def test_an_accountant_clicks_through_every_page(
         (in_dunning,) = cells(b, "#in-dunning")
         assert in_dunning["data"]["customer"] == dunned
         assert b.find_element(By.CSS_SELECTOR, "#in-dunning td.level").text == "1"
-        assert "Mahnung 1" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
+        assert "1 Mahnung erstellt" in b.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
 
         # reconciliation exceptions: the bank line nobody could match
         click(b, "Abstimmung")

@@ -5,9 +5,12 @@ API's, and the forms change the books only with the session's CSRF token and a r
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -243,10 +246,10 @@ async def test_find_customers_orders_and_statements(books: Books) -> None:
     assert statement["exceptions"][0]["amount"] == "12.34"
     one = await t.get(f"/bank-statements/{statement['statement_date']}/WD-ST-1", key=key)
     assert one.status_code == 200
-    assert one.json()[0]["lines"] == statement["lines"]
+    assert (one.json()["items"][0]["lines"], one.json()["next_cursor"]) == (statement["lines"], None)
     # settlements and notices are found through their own routes
     assert (await found("/amazon-pay/settlements"))["settlements"][0]["settlement_id"] == books.settlement_id
-    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()
+    notices = (await t.get("/dunning/notices", key=key, customer="C-100")).json()["items"]
     assert [n["level"] for n in notices] == [1]
 
 
@@ -277,6 +280,15 @@ async def test_bad_find_parameters_are_problems(
         assert r.json()["code"] == code
     assert (await tenant.get("/bank-statements/2026-11-27/NOPE", key=tenant.accountant_key)).status_code == 404
     assert (await tenant.get("/bank-statements/27.11.2026/NOPE", key=tenant.accountant_key)).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/orders", "/entries", "/bank-statements"])
+async def test_a_bad_query_parameter_is_named_as_it_is_sent(tenant: Tenant, path: str) -> None:
+    """QA14 #22: `?from=2026-13-01` names the field `from`, not the handler's `from_date`."""
+    r = await tenant.get(path, key=tenant.accountant_key, **{"from": "2026-13-01"})
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["from"]
+    assert "from_date" not in r.text
 
 
 async def test_forms_need_the_sessions_csrf_token_and_a_reason(
@@ -321,7 +333,7 @@ async def test_forms_need_the_sessions_csrf_token_and_a_reason(
     assert idem
     correction = {"csrf": csrf_of(new), "idem": idem.group(1), "effective_date": "2026-11-20",
                   "description": "=HYPERLINK(\"http://x\")", "reference": "KORR-1", "reason": "wrong account",
-                  "account_1": "8400", "debit_1": "10,00", "account_2": "8300", "credit_2": "10.00"}  # fmt: skip
+                  "account_1": "8400", "debit_1": "10,00", "account_2": "8300", "credit_2": "10,00"}  # fmt: skip
     assert (
         await web.post("/ui/1001/journal", data={k: v for k, v in correction.items() if k != "csrf"})
     ).status_code == 403
@@ -397,3 +409,331 @@ def test_csv_amounts_follow_the_language() -> None:
     book = openpyxl.load_workbook(io.BytesIO(sheet_file(sheet, "xlsx", Dialect.of("de"), "t").body)).active
     assert book is not None
     assert (book["A2"].value, book["B2"].value) == ("=1+1", -1234.5)  # text stays text; a number
+
+
+async def test_the_ageing_lists_customers_in_credit_as_the_balance_sheet_does(app: Litestar, tenant: Tenant) -> None:
+    """QA14 #12: a customer whose whole balance is credit (paid before or beyond any claim) is a row with its credit,
+    and the totals' credit is the balance sheet's customer credit balances, for as many customers."""
+    t = tenant
+    await t.sale("C-1", "119.00", "100.00", "19.00", date="2026-10-01")
+    for customer, amount in (("C-8", "50.00"), ("C-9", "187.53")):
+        paid = await t.post_entry([{"account": "1200", "debit": amount},
+                                   {"account": "1400", "customer": customer, "credit": amount}], date="2026-11-02")  # fmt: skip
+        assert paid.status_code == 201, paid.text
+    ageing = (await t.get("/reports/receivables-ageing", as_of="2026-11-20")).json()
+    assert [(r["customer"], r["credit"], r["total"]) for r in ageing["rows"]] == [
+        ("C-1", "0.00", "119.00"),
+        ("C-8", "50.00", "-50.00"),
+        ("C-9", "187.53", "-187.53"),
+    ]
+    assert (ageing["customers"], ageing["totals"]["credit"], ageing["totals"]["total"]) == (3, "237.53", "-118.53")
+    sheet = (await t.get("/reports/balance-sheet", as_of="2026-11-20")).json()
+    (prepaid,) = [x for x in sheet["liabilities"] if x.get("portion") == "credit_balances"]
+    assert (prepaid["amount"], prepaid["customers"]) == ("237.53", 2)
+    web = await sign_in(app, t.accountant_key)
+    html = (await web.get("/ui/1001/ageing", params={"as_of": "2026-11-20"})).text
+    await web.aclose()
+    assert [r["data"]["customer"] for r in rows_of(html, "ageing")] == ["C-1", "C-8", "C-9"]
+
+
+# --- QA14: amounts in the page's locale, ids, error pages, labels, customers ---------------------------------
+async def _correction(web: httpx.AsyncClient, code: int, lines: dict[str, str]) -> httpx.Response:
+    new = (await web.get(f"/ui/{code}/journal/new")).text
+    idem = re.search(r'name="idem" value="([^"]+)"', new)
+    assert idem
+    form = {"csrf": csrf_of(new), "idem": idem.group(1), "effective_date": "2026-11-20", "reason": "QA14", **lines}
+    return await web.post(f"/ui/{code}/journal", data=form)
+
+
+async def test_a_german_form_reads_amounts_as_german_pages_write_them(app: Litestar, tenant: Tenant) -> None:
+    web = await sign_in(app, tenant.accountant_key)
+
+    async def booked(lines: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
+        r = await _correction(web, 1001, lines)
+        assert r.status_code == 303, r.text[:500]
+        entry = await tenant.get(f"/entries/{r.headers['location'].rsplit('/', 1)[1]}", key=tenant.accountant_key)
+        return [(x["account"], x["debit"], x["credit"]) for x in entry.json()["lines"]]
+
+    assert await booked({"account_1": "4970", "debit_1": "1.500", "account_2": "1200", "credit_2": "1.500"}) == [
+        ("4970", "1500.00", None), ("1200", None, "1500.00")]  # fmt: skip
+    assert await booked({"account_1": "4970", "debit_1": "1.000,50", "account_2": "1200", "credit_2": "1000,5"}) == [
+        ("4970", "1000.50", None), ("1200", None, "1000.50")]  # fmt: skip
+    before = len((await tenant.get("/entries", key=tenant.accountant_key)).json()["items"])
+    for typed, words in [("1.50", "nicht eindeutig"), ("1,500", "mehr als 2 Nachkommastellen"), ("10.00", "eindeutig"),
+                         ("1.000.50", "eindeutig"), ("12 EUR", "kein Betrag"), ("-5", "Vorzeichen")]:  # fmt: skip
+        r = await _correction(
+            web, 1001, {"account_1": "4970", "debit_1": typed, "account_2": "1200", "credit_2": "1,50"}
+        )
+        assert r.status_code == 422, typed
+        assert r.headers["content-type"].startswith("text/html"), typed
+        assert '<html lang="de">' in r.text
+        message = re.search(r'id="error-message">([^<]*)<', r.text)
+        assert message, r.text[:300]
+        assert f"Zeile 1, Soll: „{typed}“" in html.unescape(message.group(1)), message.group(1)
+        assert words in html.unescape(message.group(1)), message.group(1)
+        assert "1.234,56" in message.group(1) or typed == "-5"
+    unbalanced = await _correction(web, 1001, {"account_1": "4970", "debit_1": "1.500", "account_2": "1200",
+                                               "credit_2": "1.500,01"})  # fmt: skip
+    assert unbalanced.status_code == 422
+    assert "Soll (1.500,00) und Haben (1.500,01) weichen ab" in html.unescape(unbalanced.text)
+    customer = await _correction(web, 1001, {"account_1": "4970", "debit_1": "5,00", "customer_1": "C-1",
+                                             "account_2": "1200", "credit_2": "5,00"})  # fmt: skip
+    assert customer.status_code == 422
+    text = html.unescape(customer.text)
+    assert "Ein Kunde gehört auf Zeilen des Forderungskontos" in text, text[text.find("<main>") :]
+    assert "<li>Zeile 1, Kunde: " in text, text[text.find("<main>") :]
+    assert len((await tenant.get("/entries", key=tenant.accountant_key)).json()["items"]) == before  # nothing booked
+    await web.aclose()
+
+
+async def test_a_french_form_reads_french_amounts(app: Litestar, french: Tenant) -> None:
+    web = await sign_in(app, french.accountant_key)
+    r = await _correction(web, 3003, {"account_1": "4970", "debit_1": "1 500,25", "account_2": "1200",
+                                      "credit_2": "1\u202f500,25"})  # fmt: skip
+    assert r.status_code == 303, r.text[:500]
+    entry = (await french.get(f"/entries/{r.headers['location'].rsplit('/', 1)[1]}", key=french.accountant_key)).json()
+    assert [x["debit"] or x["credit"] for x in entry["lines"]] == ["1500.25", "1500.25"]
+    refused = await _correction(web, 3003, {"account_1": "4970", "debit_1": "1.500", "account_2": "1200",
+                                            "credit_2": "1,500"})  # fmt: skip
+    assert refused.status_code == 422
+    assert '<html lang="en">' in refused.text
+    assert "Line 1, debit: “1.500”" in html.unescape(refused.text)
+    await web.aclose()
+
+
+BAD_IDS = ["99999999999999999999", "9223372036854775808", "0", "-1", "abc", "1e3", "%20", "１"]
+
+
+async def test_every_page_id_is_range_checked(app: Litestar, web: httpx.AsyncClient, books: Books) -> None:
+    """Every /ui route with a parameter in its path, found in the app's routes (so a new one is covered too), and
+    every integer query parameter: never a 500, an HTML error page in German."""
+    routes = sorted(
+        (route.path, method)
+        for route in app.routes
+        if route.path.startswith("/ui/") and "{" in route.path.replace("{code:int}", "")
+        for method in getattr(route, "route_handler_map", {})
+        if method in ("GET", "POST")
+    )
+    assert len(routes) >= 10, routes
+    assert ("/ui/{code:int}/dunning/notices/{notice:str}/letter.pdf", "GET") in routes
+    csrf = csrf_of((await web.get("/ui/1001/journal/new")).text)
+    tried = 0
+    for path, method in routes:
+        for bad in BAD_IDS:
+            url = re.sub(r"\{(?!code)[a-z_]+:[a-z]+\}", bad, path).replace("{code:int}", "1001")
+            r = await (web.get(url) if method == "GET" else web.post(url, data={"csrf": csrf, "reason": "x"}))
+            # a customer number is text: one never booked has an empty account (200); every other id is checked
+            # (a month that is not YYYY-MM is 422 `period_invalid`, ledger.problem_codes)
+            allowed = (200, 400, 404) if "{customer:str}" in path else (400, 404, 422)
+            assert r.status_code in allowed, (method, url, r.status_code, r.text[:300])
+            assert r.headers["content-type"].startswith("text/html"), (method, url)
+            assert '<html lang="de">' in r.text, (method, url)
+            tried += 1
+    for page, name in [("dunning/notices", "after"), ("reconciliation", "after"), ("vat", "year"),
+                       ("settlements", "year"), ("customers", "min_level")]:  # fmt: skip
+        for bad in ["99999999999999999999", "-1", "abc"]:
+            r = await web.get(f"/ui/1001/{page}", params={name: bad})
+            assert r.status_code == 400, (page, name, bad, r.status_code)
+            assert '<html lang="de">' in r.text
+            tried += 1
+    for bad in ["99999999999999999999", "0", "abc"]:  # the business code itself
+        r = await web.get(f"/ui/{bad}/journal")
+        assert r.status_code in (400, 404), bad
+        assert r.headers["content-type"].startswith("text/html"), bad
+    assert tried > 100
+
+
+async def test_error_pages_are_html_in_the_pages_language(app: Litestar, web: httpx.AsyncClient, books: Books) -> None:
+    for url, status, title, words in [
+        ("/ui/1001/journal/abc", 404, "Nicht gefunden", "Diese Buchung gibt es in diesem Buchungskreis nicht."),
+        ("/ui/1001/journal/99999999", 404, "Nicht gefunden", "Diese Buchung gibt es in diesem Buchungskreis nicht."),
+        ("/ui/1001/", 404, "Nicht gefunden", "Diese Seite gibt es nicht."),
+        ("/ui/1001/nothing/here", 404, "Nicht gefunden", "Diese Seite gibt es nicht."),
+        ("/ui/1001/journal?from=2026-13-01", 400, "Ungültige Anfrage", "Von: „2026-13-01“ ist ungültig"),
+        ("/ui/1001/ageing?as_of=gestern", 400, "Ungültige Anfrage", "Stichtag: „gestern“ ist ungültig"),
+        ("/ui/1001/income-statement?from=2026-12-01&to=2026-11-01", 400, "Ungültige Anfrage",
+         "Von (01.12.2026) liegt nach Bis (01.11.2026)."),
+        ("/ui/1001/reconciliation?state=lost", 400, "Ungültige Anfrage", "Status: „lost“ ist keiner von"),
+        ("/ui/1001/periods/2026-1", 422, "Nicht ausführbar", "„2026-1“ ist kein Monat"),
+        ("/ui/1001/dunning/notices/999999/letter.pdf", 404, "Nicht gefunden", "Diese Mahnung gibt es"),
+        ("/ui/1001/orders/nope", 404, "Nicht gefunden", "Diese Bestellung gibt es"),
+        ("/ui/1001/journal?cursor=bm9wZQ", 400, "Ungültige Anfrage", "Dieser Seitenlink stammt nicht von Kontor"),
+    ]:  # fmt: skip
+        r = await web.get(url)
+        assert r.status_code == status, (url, r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html"), (url, r.text[:200])
+        text = html.unescape(r.text)
+        assert '<html lang="de">' in text, url
+        assert f'id="error-title">{title} ' in text, (url, text[text.find("<h1") :][:200])
+        assert words in text, (url, text[text.find("<main>") :][:600])
+        assert not any(english in text for english in ("Error ", "Back to your", "Validation failed", "not found")), url
+        assert "Zurück zu Ihren Buchungskreisen" in text
+    # a form without a reason, or without its token: the German page says so
+    page = (await web.get("/ui/1001/periods")).text
+    r = await web.post("/ui/1001/periods/close", data={"csrf": csrf_of(page), "period": "2026-10", "reason": ""})
+    assert r.status_code == 422
+    assert "Geben Sie einen Grund an" in html.unescape(r.text)
+    r = await web.post("/ui/1001/periods/close", data={"csrf": "0" * 64, "period": "2026-10", "reason": "x"})
+    assert r.status_code == 403
+    assert "Dieses Formular ist abgelaufen" in html.unescape(r.text)
+    # not signed in, a browser that prefers German gets German; the API keeps its JSON problems
+    anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kontor.test")
+    r = await anonymous.get("/ui/1001/", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.8"})
+    assert (r.status_code, '<html lang="de">' in r.text) == (404, True)
+    r = await anonymous.get("/ui/nothing", headers={"Accept-Language": "en-GB"})
+    assert (r.status_code, '<html lang="en">' in r.text) == (404, True)
+    api = await anonymous.get("/v1/nothing")
+    assert api.headers["content-type"].startswith("application/problem+json")
+    await anonymous.aclose()
+
+
+async def test_german_labels_of_kinds_matches_reversals_levels_and_runs(web: httpx.AsyncClient, books: Books) -> None:
+    Language.missing = set()
+    try:
+        reconciliation = html.unescape((await web.get("/ui/1001/reconciliation", params={"state": "all"})).text)
+        assert 'data-kind="unmatched_credit"' in reconciliation
+        assert ">Eingang ohne Zuordnung<" in reconciliation
+        assert ">unmatched_credit<" not in reconciliation
+        statement = (await web.get("/ui/1001/bank-statements")).text
+        link = re.search(r'href="/ui/1001/(bank-statements/[^"]+)"', statement)
+        assert link
+        lines = html.unescape((await web.get(f"/ui/1001/{link.group(1).replace('&amp;', '&')}")).text)
+        assert f">Abrechnung {books.settlement_id}<" in lines
+        assert ">settlement " not in lines
+        assert ">Eingang ohne Zuordnung<" in lines
+        journal = (await web.get("/ui/1001/journal")).text
+        assert '<th class="num" scope="col">Storno zu</th>' in journal
+        assert ">Storniert<" not in journal
+        dunning = html.unescape((await web.get("/ui/1001/dunning")).text)
+        levels = rows_of(dunning, "levels")
+        assert len(levels) >= 2
+        assert re.search(r">1 Tag nach Fälligkeit<|>\d+ Tage nach Fälligkeit<", levels[0]["html"]), levels[0]["html"]
+        assert all("nach der vorigen Mahnung" in x["html"] for x in levels[1:]), [x["html"] for x in levels]
+        runs = rows_of(dunning, "runs")
+        assert re.search(r"\d+ Kunden? geprüft", runs[0]["html"]), runs[0]["html"]
+        assert re.search(r"\d+ Mahnung(en)? erstellt", runs[0]["html"]), runs[0]["html"]
+        ageing = html.unescape((await web.get("/ui/1001/ageing")).text)
+        owing = len([r for r in rows_of(ageing, "ageing") if not r["amounts"][-1].startswith("-")])
+        assert f'id="owing">{owing} Kunden schulden etwas.<' in ageing
+        later = html.unescape((await web.get("/ui/1001/ageing", params={"as_of": "2026-07-21"})).text)
+        assert 'id="owing">1 Kunde schuldet etwas.<' in later  # C-0's sale of 2026-07-20 only
+        assert Language.missing == set(), "labels without a German translation"
+    finally:
+        Language.missing = None
+
+
+async def test_the_sign_in_page_says_what_the_pages_do(app: Litestar) -> None:
+    anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kontor.test")
+    page = (await anonymous.get("/ui/sign-in")).text
+    assert "only read" not in page
+    assert "nothing is booked" not in page
+    assert "post corrections" in page
+    await anonymous.aclose()
+
+
+async def test_a_customer_page_links_only_orders_that_exist(
+    app: Litestar, tenant: Tenant, web: httpx.AsyncClient, books: Books
+) -> None:
+    # C-3 was invoiced by a posted entry with reference R-900 (no order): shown, not linked as an order
+    await tenant.sale("C-3", "119.00", "100.00", "19.00", reference="R-900", date="2026-10-01")
+    mine = await sign_in(app, tenant.accountant_key)
+    page = (await mine.get("/ui/1001/customers/C-3")).text
+    (item,) = rows_of(page, "open-items")
+    assert ">R-900<" in item["html"]
+    assert "/orders/" not in item["html"]
+    await mine.aclose()
+    # C-100's item is Amazon Pay order wd-1: linked, and the link opens the order
+    page = (await web.get("/ui/1001/customers/C-100")).text
+    (item,) = rows_of(page, "open-items")
+    assert 'href="/ui/1001/orders/wd-1"' in item["html"]
+    assert (await web.get("/ui/1001/orders/wd-1")).status_code == 200
+
+
+async def test_customers_as_of_today_sorted_filtered_and_without_a_level_once_settled(
+    app: Litestar, app_client: httpx.AsyncClient, simulator: Simulator, clock: Any
+) -> None:
+    books = await german_books(app_client, simulator, name="Desk Customers GmbH")
+    t = books.tenant
+    key = t.accountant_key
+    today = clock.now.date()
+    later = today + timedelta(days=2)
+    await t.sale("C-2", "100.00", "84.03", "15.97", date=later.isoformat())  # booked ahead of today
+
+    async def listed(**params: Any) -> list[dict[str, Any]]:
+        r = await t.get("/customers", key=key, **params)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    everyone = await listed()
+    c2 = next(c for c in everyone if c["customer"] == "C-2")
+    assert (c2["balance"], c2["side"]) == ("35.70", "DEBIT")  # today, like the customer's account: not the 100.00
+    account = (await t.get("/customers/C-2/account", key=key, as_of=today.isoformat())).json()
+    assert account["balance"] == "35.70", account  # the customer's page shows the account as of today
+    assert 'id="balance">35,70 S<' in (await (await sign_in(app, key)).get("/ui/1001/customers/C-2")).text
+    ahead = next(c for c in await listed(as_of=later.isoformat()) if c["customer"] == "C-2")
+    assert ahead["balance"] == "135.70"
+    web = await sign_in(app, key)
+    page = rows_of((await web.get("/ui/1001/customers")).text, "customers")
+    assert [(r["data"]["customer"], r["amounts"][0]) for r in page] == [
+        (c["customer"], c["balance"] if c["side"] != "CREDIT" else f"-{c['balance']}") for c in everyone]  # fmt: skip
+
+    # sorted and filtered, the same rows in another order; followed page by page
+    def signed(c: dict[str, Any]) -> Decimal:
+        return Decimal(c["balance"]) * (-1 if c["side"] == "CREDIT" else 1)
+
+    orders = {
+        "balance": sorted(everyone, key=lambda c: (-signed(c), c["customer"])),
+        "oldest_due": sorted(everyone, key=lambda c: (c["oldest_due"] or "9999-12-31", c["customer"])),
+        "dunning_level": sorted(everyone, key=lambda c: (-c["dunning_level"], c["customer"])),
+    }
+    assert orders["balance"][0]["customer"] == books.dunned
+    for sort, expected in orders.items():
+        assert [c["customer"] for c in await listed(sort=sort)] == [c["customer"] for c in expected], sort
+        seen, cursor = [], None
+        while True:
+            r = await t.get("/customers", key=key, sort=sort, limit="2", **({"cursor": cursor} if cursor else {}))
+            seen += [c["customer"] for c in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                break
+        assert seen == [c["customer"] for c in expected], sort
+        shown = rows_of((await web.get("/ui/1001/customers", params={"sort": sort})).text, "customers")
+        assert [r["data"]["customer"] for r in shown] == [c["customer"] for c in expected], sort
+    assert [c["customer"] for c in await listed(side="DEBIT")] == [
+        c["customer"] for c in everyone if c["side"] == "DEBIT"]  # fmt: skip
+    assert [c["customer"] for c in await listed(overdue="true")] == [
+        c["customer"] for c in everyone if c["oldest_due"] and c["oldest_due"] < today.isoformat()]  # fmt: skip
+    dunned_ones = [c["customer"] for c in everyone if c["dunning_level"] >= 1]
+    assert books.dunned in dunned_ones
+    assert len(dunned_ones) < len(everyone)
+    assert [c["customer"] for c in await listed(min_level="1")] == dunned_ones
+    shown = rows_of((await web.get("/ui/1001/customers", params={"min_level": "1", "overdue": "1"})).text, "customers")
+    overdue_ones = [c["customer"] for c in everyone if c["oldest_due"] and c["oldest_due"] < today.isoformat()]
+    assert [r["data"]["customer"] for r in shown] == [c for c in dunned_ones if c in overdue_ones]
+    assert books.dunned not in overdue_ones  # C-100 falls due today: dunned, not overdue
+    first = (await t.get("/customers", key=key, limit="1")).json()["next_cursor"]
+    for params, code in [({"sort": "name"}, None), ({"side": "OWES"}, None), ({"min_level": "-1"}, None),
+                         ({"overdue": "maybe"}, None), ({"sort": "balance", "cursor": first}, "cursor_invalid")]:  # fmt: skip
+        r = await t.get("/customers", key=key, **params)
+        assert r.status_code == 400, (params, r.text)
+        if code:
+            assert r.json()["code"] == code
+    empty = await web.get("/ui/1001/customers", params={"q": "", "side": "", "min_level": "", "sort": "customer"})
+    assert [r["data"]["customer"] for r in rows_of(empty.text, "customers")] == [c["customer"] for c in everyone]
+    for params in [{"sort": "name"}, {"side": "OWES"}, {"min_level": "x"}]:
+        r = await web.get("/ui/1001/customers", params=params)
+        assert (r.status_code, '<html lang="de">' in r.text) == (400, True), params
+
+    # the dunned customer pays everything: no dunning level any more, in the list and on the customer's page
+    dunned = next(c for c in everyone if c["customer"] == books.dunned)
+    assert dunned["dunning_level"] == 1
+    owed = (await t.get(f"/customers/{books.dunned}/account", key=key, as_of=today.isoformat())).json()["balance"]
+    paid = await t.post_entry([{"account": "1200", "debit": owed},
+                               {"account": "1400", "customer": books.dunned, "credit": owed}], date=today.isoformat())  # fmt: skip
+    assert paid.status_code == 201, paid.text
+    settled = next(c for c in await listed() if c["customer"] == books.dunned)
+    assert (settled["side"], settled["dunning_level"]) == ("BALANCED", 0)
+    assert 'id="level">0<' in (await web.get(f"/ui/1001/customers/{books.dunned}")).text
+    assert books.dunned not in [c["customer"] for c in await listed(min_level="1")]
+    await web.aclose()

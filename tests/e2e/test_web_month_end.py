@@ -93,6 +93,14 @@ async def test_an_accountants_month_end(
             b.find_element(By.CSS_SELECTOR, "#ageing tfoot td:last-child").get_attribute("data-amount")
             == totals["total"]
         )
+        # the whole table fits a 1280 px window (QA14 #18): no column cut off, no scroll bar
+        widths = b.execute_script(
+            "const s = document.querySelector('#ageing').closest('section'); return [s.scrollWidth, s.clientWidth]"
+        )
+        assert widths[0] <= widths[1], widths
+        owing = b.find_element(By.ID, "owing").text
+        assert owing.endswith(("Kunde schuldet etwas.", "Kunden schulden etwas.")), owing
+        assert owing != "1 Kunden schulden etwas."
         shot(b, "02-ageing")
 
         # a customer, found by name; the open items and the notice's letter
@@ -131,13 +139,26 @@ async def test_an_accountants_month_end(
         go(b, "Journal")
         shot(b, "08-journal")
         go(b, "Korrekturbuchung erfassen")
-        form = b.find_element(By.ID, "correction-form")
-        form.find_element(By.NAME, "description").send_keys("Umbuchung 7 % auf 19 %")
-        form.find_element(By.NAME, "reason").send_keys("falscher Steuersatz")
-        Select(form.find_element(By.NAME, "account_1")).select_by_value("8300")
-        form.find_element(By.NAME, "debit_1").send_keys("10,00")
-        Select(form.find_element(By.NAME, "account_2")).select_by_value("8400")
-        form.find_element(By.NAME, "credit_2").send_keys("10,00")
+
+        def fill(debit: str, credit: str) -> None:
+            form = b.find_element(By.ID, "correction-form")
+            form.find_element(By.NAME, "description").send_keys("Umbuchung 7 % auf 19 %")
+            form.find_element(By.NAME, "reason").send_keys("falscher Steuersatz")
+            Select(form.find_element(By.NAME, "account_1")).select_by_value("8300")
+            form.find_element(By.NAME, "debit_1").send_keys(debit)
+            Select(form.find_element(By.NAME, "account_2")).select_by_value("8400")
+            form.find_element(By.NAME, "credit_2").send_keys(credit)
+
+        # an amount written the English way on a German page is refused, naming the field (QA14 #1)
+        assert b.find_element(By.NAME, "debit_1").get_attribute("placeholder") == "1.234,56"
+        fill("10.00", "10,00")
+        submit(b, b.find_element(By.ID, "post-correction"))
+        assert b.find_element(By.ID, "error-title").text == "Nicht ausführbar (422)"
+        assert "Zeile 1, Soll: „10.00“" in b.find_element(By.ID, "error-message").text
+        shot(b, "09a-correction-refused")
+        go(b, "Zurück zum Formular")
+        b.get(b.current_url)  # a fresh form
+        fill("10,00", "10,00")
         shot(b, "09-correction-form")
         submit(b, b.find_element(By.ID, "post-correction"))
         found["correction"] = int(b.current_url.rsplit("/", 1)[1])
@@ -186,7 +207,33 @@ async def test_an_accountants_month_end(
         go(b, "Kontoauszüge")
         go(b, books.statement_id)
         assert "payout" in b.page_source or "Auszahlung" in b.find_element(By.ID, "statement-lines").text
+        assert f"Abrechnung {books.settlement_id}" in b.find_element(By.ID, "statement-lines").text
         shot(b, "25-bank-statement")
+
+        # error pages in German, HTML, naming what was wrong (QA14 #3, #13)
+        b.get(f"{app_url}/ui/1001/journal?from=2026-13-01")
+        assert (
+            b.find_element(By.ID, "error-fields").text
+            == "Von: „2026-13-01“ ist ungültig (ein Datum wird JJJJ-MM-TT geschrieben)."
+        )
+        shot(b, "26-error-bad-date")
+        b.get(f"{app_url}/ui/1001/dunning/notices/99999999999999999999/letter.pdf")
+        assert b.find_element(By.ID, "error-title").text == "Nicht gefunden (404)"
+        shot(b, "27-error-letter")
+        b.get(f"{app_url}/ui/1001/")
+        assert b.find_element(By.ID, "error-message").text == "Diese Seite gibt es nicht."
+        # the customers, sorted by balance and only those in dunning (QA14 #23)
+        b.get(f"{app_url}/ui/1001/customers")
+        Select(b.find_element(By.ID, "sort")).select_by_value("balance")
+        b.find_element(By.ID, "min_level").send_keys("1")
+        submit(b, b.find_element(By.ID, "search"))
+        rows = b.find_elements(By.CSS_SELECTOR, "#customers tbody tr[data-customer]")
+        assert rows
+        assert rows[0].get_attribute("data-customer") == books.dunned
+        shot(b, "28-customers-sorted")
+        b.get(f"{app_url}/ui/1001/reconciliation?state=all")
+        assert "Eingang ohne Zuordnung" in b.find_element(By.ID, "exceptions").text
+        shot(b, "29-reconciliation-all")
 
     await asyncio.to_thread(walk)
 

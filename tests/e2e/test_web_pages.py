@@ -90,7 +90,7 @@ async def test_another_merchants_business_code_is_not_found(tenant: Tenant, web:
     for path in ["/ui/2002/trial-balance", "/ui/2002/customers", "/ui/2002/periods/2026-10/gl-report?format=csv"]:
         r = await web.get(path)
         assert r.status_code == 404, path
-        assert "business code 2002 not found" in r.text
+        assert "This business code does not exist, or it is not yours." in r.text
     assert (await web.get("/ui/1001/periods/2026-13x")).status_code == 422
     assert (await web.get("/ui/1001/trial-balance", params={"as_of": "yesterday"})).status_code == 400
     assert other.business == 2002

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -64,12 +65,25 @@ parts = st.lists(
 )
 
 
-@given(parts=parts, payers=st.integers(1, 3), mirrored=st.booleans(), automatic=st.booleans(), untaxed=st.booleans())
+@given(
+    parts=parts,
+    payers=st.integers(1, 3),
+    mirrored=st.booleans(),
+    automatic=st.booleans(),
+    untaxed=st.booleans(),
+    transfer=st.sampled_from([None, "first", "last"]),
+)
 def test_datev_gets_every_entry_back_to_the_cent(
-    parts: list[tuple[Decimal, int, int]], payers: int, mirrored: bool, automatic: bool, untaxed: bool
+    parts: list[tuple[Decimal, int, int]],
+    payers: int,
+    mirrored: bool,
+    automatic: bool,
+    untaxed: bool,
+    transfer: str | None,
 ) -> None:
     """Invoices (or, mirrored, credit notes) with several rates, VAT exact or a cent off, one or more receivable
-    lines, plus revenue booked without VAT: the rows import to exactly the lines' balances."""
+    lines, plus revenue booked without VAT, and a credit moved between two customers on the receivables account:
+    the rows import to exactly the lines' balances, and no row has its Konto as Gegenkonto."""
     legs: list[_Leg] = []
     for rate, gross, off in parts:
         vat = vat_from_gross(gross, rate) + off
@@ -83,11 +97,15 @@ def test_datev_gets_every_entry_back_to_the_cent(
     total = sum(leg.amount for leg in legs)
     shares = [total // payers] * (payers - 1)
     for n, share in enumerate([*shares, total - sum(shares)]):
-        legs.append(_Leg(AR if n else BANK, not mirrored, share, f"C-{n}" if n else None))
+        if share:  # a journal line is never zero (a total of 2 cents shared by 3 payers leaves some without)
+            legs.append(_Leg(AR if n else BANK, not mirrored, share, f"C-{n}" if n else None))
+    moved = [_Leg(AR, True, 5000, "C-8"), _Leg(AR, False, 5000, "C-9")]
+    legs = {None: legs, "first": moved + legs, "last": legs + moved}[transfer]
     folded = _fold(legs, automatic)
     rows = _rows(folded, 1)
     assert datev_import(rows, automatic) == books(legs)
-    if payers == 1 and not untaxed:
+    assert [r for r in rows if r.konto.number == r.gegenkonto.number] == []
+    if payers == 1 and not untaxed and not transfer:
         # one payer: each rate whose VAT is DATEV's is a single gross row (no VAT row for it)
         exact = {rate for rate, gross, off in parts if len([p for p in parts if p[0] == rate]) == 1 and off == 0}
         vat_rows = {r.gegenkonto.number for r in rows if r.gegenkonto.role and r.gegenkonto.role.startswith("VAT_")}
@@ -110,3 +128,14 @@ def test_a_taxed_gross_against_another_taxed_account_is_refused() -> None:
         _rows(_fold(legs, automatic=True), 42)
     assert refused.value.code == "datev_entry_unrepresentable"
     assert "entry 42" in refused.value.detail
+
+
+def test_a_credit_moved_between_two_customers_is_no_datev_row() -> None:
+    """QA14 #2: Dr 1400 (C-2) / Cr 1400 (C-3) moves nothing in DATEV (customers are Zusatzinformation on the
+    collective account), and DATEV refuses Konto = Gegenkonto: no row, also for two accounts of one DATEV number."""
+    assert _rows(_fold([_Leg(AR, True, 5000, "C-2"), _Leg(AR, False, 5000, "C-3")], automatic=True), 1) == []
+    mixed = [_Leg(AR, True, 5000, "C-2"), _Leg(BANK, True, 1000, None), _Leg(AR, False, 6000, "C-3")]
+    (row,) = _rows(_fold(mixed, automatic=True), 1)
+    assert (row.amount, row.konto, row.gegenkonto, row.customer) == (1000, BANK, AR, "C-3")
+    twin = replace(account(9, "1201", "asset", None, None), alt_number="1200")
+    assert _rows(_fold([_Leg(BANK, True, 700, None), _Leg(twin, False, 700, None)], automatic=True), 1) == []
