@@ -61,7 +61,7 @@ async def test_a_refused_entry_inside_a_coalesced_batch_leaves_its_neighbours_bo
         *(post(t, order(200 + i), str(uuid.uuid4())) for i in range(7)),
     )
     assert [r.status_code for r in earlier] == [201] * 8, [r.text for r in earlier]
-    closed = await t.post("/periods/2026-10/close", key=t.accountant_key, idem=None)
+    closed = await t.post("/periods/2026-10/close", {"reason": "VAT return filed"}, key=t.accountant_key, idem=None)
     assert closed.is_success, closed.text
 
     twin = str(uuid.uuid4())
