@@ -3,7 +3,7 @@
 Labels are looked up in gettext catalogues (desk/locale/<lang>/LC_MESSAGES/kontor.po, compiled to kontor.mo
 with Babel: `pybabel compile -d desk/locale -D kontor`; both files are committed and a test checks that the .mo
 is the compiled .po). The page's language follows the business code's country, like its number format
-(`desk.web.locale_of`): DE, AT, CH, LI, LU -> German; the others -> English. Debit and credit read S and H
+(`desk.formats.locale_of`): DE, AT, CH, LI, LU -> German; the others -> English. Debit and credit read S and H
 (Soll, Haben) in German, Dr and Cr in English.
 
 Account names are the merchant's text. The names the chart templates seed (`ledger.charts`) are translated,

@@ -16,7 +16,7 @@ from desk import http, web
 from desk.cli import export, period, report
 from desk.closing import close_due_months
 from desk.config import DeskSettings
-from desk.webkit import error_page
+from desk.errorpages import error_page
 from ledger.config import settings_from_env
 from ledger.context import Kontor
 from ledger.scheduler import Jobs

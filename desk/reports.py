@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from desk.formats import signed_minor
 from desk.tables import Table
 from dunning.accounts import customer_open_items
 from ledger import registers, reports
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, present
-from ledger.money import format_amount, imbalance, parse_amount
+from ledger.money import format_amount, imbalance
 
 __all__ = ["REPORTS", "Args", "Fetch", "Report", "balance_notes"]
 
@@ -81,7 +82,7 @@ def balance_notes(totals: list[dict[str, str]], amount_text: Callable[[int, str]
     notes = []
     for t in totals:
         c = t["currency"]
-        text = imbalance(_minor(t["debit"], c), _minor(t["credit"], c), c, amount_text=amount_text)
+        text = imbalance(signed_minor(t["debit"], c), signed_minor(t["credit"], c), c, amount_text=amount_text)
         if text:
             notes.append(f"OUT OF BALANCE: {c} {text}.")
     return notes or ["Debits equal credits."]
@@ -117,20 +118,11 @@ def _sheet_table(d: dict[str, Any]) -> Table:
     )
 
 
-def _minor(text: str, currency: str) -> int:
-    """A signed decimal string of the API ("-5.00") in minor units."""
-    return (
-        -parse_amount(text[1:], currency, allow_zero=True)
-        if text.startswith("-")
-        else parse_amount(text, currency, allow_zero=True)
-    )
-
-
 def _sheet_note(d: dict[str, Any]) -> str:
     c = d["currency"]
     text = imbalance(
-        _minor(d["total_assets"], c),
-        _minor(d["total_liabilities_and_equity"], c),
+        signed_minor(d["total_assets"], c),
+        signed_minor(d["total_liabilities_and_equity"], c),
         c,
         ("assets", "liabilities and equity"),
     )

@@ -15,39 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from collections import OrderedDict
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from babel.dates import format_date
-from babel.languages import get_official_languages
-from babel.numbers import get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Request, Response
 from litestar.datastructures import Cookie
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template import TemplateConfig
-from markupsafe import Markup, escape
 
+from desk.formats import Formats, locale_of
 from desk.i18n import Language, language_of
-from desk.sheets import FILE_FORMATS, Cell, Column, Dialect, Sheet, sheet_file
+from desk.sheets import FILE_FORMATS, Column, Dialect, Sheet, sheet_file
 from ledger.audit import acting
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import BadRequest, Forbidden, KontorError
+from ledger.errors import BadRequest, Forbidden
 from ledger.http.access import HTML_HEADERS
-from ledger.http.inputs import before_request as app_before_request
 from ledger.http.inputs import check_date_parameters
-from ledger.money import AmountError, currency_decimals, parse_amount
 from ledger.tenancy import Principal, get_business
 from ledger.textsafe import parse_ascii_int
 
@@ -55,23 +44,18 @@ __all__ = [
     "COOKIE",
     "HEADERS",
     "PAGE",
+    "PAGE_STATE",
     "ROLES",
     "SESSION_HOURS",
-    "AmountTextError",
-    "Formats",
     "SignInRequired",
     "View",
     "Viewer",
-    "before_page",
     "check_csrf",
     "cross_site",
     "csrf_token",
     "ctx_of",
     "digest",
-    "error_page",
-    "locale_of",
     "open_page",
-    "parse_local_amount",
     "render",
     "session_cookie",
     "session_key",
@@ -85,130 +69,7 @@ PAGE = 50
 EXPORT_ROWS = 10_000  # a download of a paged table holds up to this many rows
 ROLES = frozenset({"accountant", "admin"})
 HEADERS = HTML_HEADERS
-
-
-# --- formatting in the business code's locale ---------------------------------------------------------
-@cache
-def locale_of(country: str) -> str:
-    """The business code's locale: its country's (first) official language, e.g. DE -> de_DE, US -> en_US."""
-    languages = get_official_languages(country, de_facto=True)
-    return f"{languages[0]}_{country}" if languages else "en"
-
-
-@dataclass(frozen=True)
-class Formats:
-    locale: str
-    currency: str
-    lang: Language = field(default_factory=lambda: Language.of("en"))
-
-    def amount(self, text: str | None, currency: str | None = None) -> str:
-        """A wire amount ("-1234.50") as the locale writes it ("-1.234,50"); empty for none."""
-        if text is None or text == "":
-            return ""
-        # grouped by threes here: Babel's pattern formatting leaves de_CH/fr_CH/it_CH millions ungrouped
-        # ("1234567.89") and groups ten-digit amounts once ("1234567'890.00"); the forms read every group
-        digits = currency_decimals(currency or self.currency)
-        value = Decimal(text)
-        whole, _, fraction = f"{abs(value):.{digits}f}".partition(".")
-        groups = [whole[max(0, end - 3) : end] for end in range(len(whole), 0, -3)][::-1]
-        written = get_group_symbol(self.locale).join(groups)
-        if digits:
-            written += get_decimal_symbol(self.locale) + fraction
-        return (get_minus_sign_symbol(self.locale) if value < 0 else "") + written
-
-    def example(self) -> tuple[str, str]:
-        """An amount as a form takes it, with and without thousands separators: ("1.234,56", "1234,56")."""
-        grouped = self.amount("1234.56")
-        return grouped, grouped.replace(get_group_symbol(self.locale), "")
-
-    def day(self, value: date | None) -> str:
-        return "" if value is None else str(format_date(value, format="medium", locale=self.locale))
-
-    def moment(self, value: datetime | None) -> str:
-        return "" if value is None else f"{self.day(value.date())} {value:%H:%M} UTC"
-
-    def show(self, value: Any, kind: str, currency: str | None = None) -> str:
-        if value is None or value == "":
-            return ""
-        if kind == "amount":
-            return self.amount(str(value), currency)
-        if isinstance(value, datetime):
-            return self.moment(value)
-        if isinstance(value, date):
-            return self.day(value)
-        return str(value)
-
-    def td(self, cell: Cell, column: Column) -> Markup:
-        """One table cell: amounts right-aligned with their wire value in data-amount."""
-        classes = ["num"] if column.kind in ("amount", "int") else []
-        attrs = dict(cell.attrs)
-        if "class" in attrs:
-            classes.append(attrs.pop("class"))
-        parts = Markup("")
-        if classes:
-            parts += Markup(' class="{}"').format(" ".join(classes))
-        if column.kind == "amount":
-            parts += Markup(' data-amount="{}"').format("" if cell.value is None else cell.value)
-        for name, value in attrs.items():
-            parts += Markup(' {}="{}"').format(name, value)
-        text = cell.display if cell.display is not None else self.show(cell.value, column.kind, cell.currency)
-        inner = Markup('<a href="{}">{}</a>').format(cell.href, text) if cell.href else escape(text)
-        return Markup("<td{}>{}</td>").format(parts, inner)
-
-
-# --- amounts typed into a form ------------------------------------------------------------------------
-class AmountTextError(ValueError):
-    """A typed amount that is not one the page's locale writes; `reason` is an English label to translate."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-_SPACES = {" ", "\u00a0", "\u202f"}  # a typed space stands for a locale's (narrow) no-break space
-_SYMBOLS = "0123456789"
-
-
-def parse_local_amount(text: str, locale: str, currency: str) -> str:
-    """A positive amount typed into a form, as the page's locale writes it, as the wire's decimal string:
-    de_DE "1.500" -> "1500.00", "1.000,50" -> "1000.50", "0,5" -> "0.50"; en "1,500.00" -> "1500.00".
-
-    The locale's decimal and group symbols come from CLDR (Babel). Group symbols are optional, but where used
-    they must group the digits by three (1.234.567), so "1.50" on a German page or "1,50" on an English one is
-    refused rather than guessed. More decimals than the currency has are refused too, because "1.500" on an
-    English page (or "1,500" on a German one) most likely means fifteen hundred written the other way.
-    Exact (no float): the digits are handed to `ledger.money.parse_amount`.
-
-    Raises AmountTextError(reason) with an English reason for anything else (sign, letters, two decimal
-    symbols, misplaced group symbols, zero, too many decimals, too large)."""
-    decimal, group = get_decimal_symbol(locale), get_group_symbol(locale)
-    groups = {group} | (_SPACES if group in _SPACES else set()) | ({"\u2019"} if group == "'" else set())
-    typed = text.strip()
-    if not typed:
-        raise AmountTextError("empty")
-    if typed[0] in "+-\u2212":
-        raise AmountTextError("sign")
-    if len(typed) > 40 or any(ch not in _SYMBOLS and ch != decimal and ch not in groups for ch in typed):
-        raise AmountTextError("not an amount")
-    whole, point, fraction = typed.partition(decimal)
-    if decimal in fraction or any(ch in groups for ch in fraction):
-        raise AmountTextError("not an amount")
-    if not whole or (point and not fraction):
-        raise AmountTextError("not an amount")
-    parts = [whole]
-    for g in groups:
-        parts = [piece for part in parts for piece in part.split(g)]
-    if len(parts) > 1 and (not 1 <= len(parts[0]) <= 3 or any(len(x) != 3 for x in parts[1:])):
-        raise AmountTextError("digit groups")
-    digits = currency_decimals(currency)
-    if len(fraction) > digits:
-        raise AmountTextError("too many decimals")
-    try:
-        minor = parse_amount("".join(parts) + (f".{fraction}" if fraction else ""), currency)
-    except AmountError as exc:
-        raise AmountTextError("zero" if "greater than zero" in str(exc) else "too large") from None
-    whole_units, rest = divmod(minor, 10**digits)
-    return f"{whole_units}.{rest:0{digits}d}" if digits else str(whole_units)
+PAGE_STATE = "desk_page"  # request.state: (Viewer, Business) of the page asked for (`desk.errorpages`)
 
 
 def _environment() -> Environment:
@@ -388,7 +249,7 @@ class View:
 
 async def open_page(request: Request[Any, Any, Any], code: int) -> View:
     """The signed-in merchant's business code (404 for anyone else's), and how to write its pages."""
-    known = request.state.get(_PAGE)  # `before_page` found them already
+    known = request.state.get(PAGE_STATE)  # `before_page` found them already
     if isinstance(known, tuple) and known[1].code == code:
         viewer, business = known
     else:
@@ -397,172 +258,6 @@ async def open_page(request: Request[Any, Any, Any], code: int) -> View:
     check_date_parameters(request)  # after the session and the business code: a visitor learns nothing
     fmt = Formats(locale_of(business.country), business.currency, Language.of(language_of(business.country)))
     return View(request, ctx_of(request), business, fmt, viewer)
-
-
-# --- error pages ---------------------------------------------------------------------------------------
-_PAGE = "desk_page"  # request.state: (Viewer, Business) of the page asked for
-_LANGUAGE = "desk_language"  # request.state: the code ("de", "en") its error page is written in
-_SEEN: OrderedDict[tuple[bytes, int], str] = OrderedDict()  # (session digest, business code) -> language
-_SEEN_MAX = 10_000
-
-
-async def before_page(request: Request[Any, Any, Any]) -> None:
-    """Before-request hook of the pages: the app's own (`ledger.http.inputs.before_request`), then the session and
-    business code of the page, so that an error page, even for a bad query value that fails before the page
-    handler runs, is written in the business code's language. Finds nothing without a valid session."""
-    await app_before_request(request)
-    code = request.path_params.get("code")
-    if not isinstance(code, int) or not 1000 <= code <= 9999:
-        return
-    try:
-        viewer = await viewer_of(request)
-        business = await get_business(ctx_of(request), viewer.merchant_id, code)
-    except (SignInRequired, KontorError):
-        return
-    request.state[_PAGE] = (viewer, business)
-    language = language_of(business.country)
-    request.state[_LANGUAGE] = language
-    key = (digest(request.cookies.get(COOKIE) or ""), code)
-    _SEEN[key] = language
-    _SEEN.move_to_end(key)
-    while len(_SEEN) > _SEEN_MAX:
-        _SEEN.popitem(last=False)
-
-
-def error_language(request: Request[Any, Any, Any]) -> Language:
-    """An error page's language: the business code's when the page's session could be read (`before_page`);
-    for a path no page has (no hook ran), the language this session last saw that business code in; else the
-    browser's first choice of German or English (Accept-Language), else English."""
-    known = request.state.get(_LANGUAGE)
-    if isinstance(known, str):
-        return Language.of(known)
-    parts = request.url.path.split("/")
-    code = parse_ascii_int(parts[2]) if len(parts) > 2 and parts[1] == "ui" else None
-    token = request.cookies.get(COOKIE)
-    if code is not None and token:
-        seen = _SEEN.get((digest(token), code))
-        if seen:
-            return Language.of(seen)
-    for choice in request.headers.get("accept-language", "").split(","):
-        tag = choice.split(";")[0].strip().lower()[:2]
-        if tag in ("de", "en"):
-            return Language.of(tag)
-    return Language.of("en")
-
-
-STATUS_TITLES = {
-    400: "Bad request",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not possible here",
-    409: "Conflict",
-    413: "Too large",
-    422: "Cannot be done",
-    429: "Too many requests",
-}
-
-# What an error of the layers below means, in a sentence the catalogue translates (their `detail` is English
-# and may name internals); an error the pages raise is already written in the page's language.
-CODE_MESSAGES = {
-    "entry_not_found": "This entry does not exist in this business code.",
-    "notice_not_found": "This dunning notice does not exist in this business code.",
-    "order_not_found": "This order does not exist in this business code.",
-    "customer_not_found": "This customer does not exist in this business code.",
-    "business_not_found": "This business code does not exist, or it is not yours.",
-    "settlement_not_found": "This settlement was not imported.",
-    "statement_not_found": "This bank statement was not imported.",
-    "exception_not_found": "This reconciliation exception does not exist.",
-    "account_not_found": "This account does not exist in the chart of accounts.",
-    "entry_already_reversed": "This entry has already been reversed.",
-    "exception_closed": "This exception has already been resolved or dismissed.",
-    "period_closed": "The month of this date is closed: date the entry in an open month.",
-    "period_not_over": "This month is not over yet: it can be closed from the first day of the next month on.",
-    "profile_missing": "Letters need the business profile (name, address, bank account): an admin sets it.",
-    "csrf_token_invalid": "This form has expired or was not sent from this site: reload the page.",
-    "idempotency_key_reused": "This form was already sent with other values: reload it and enter them again.",
-    "cursor_invalid": "This page link is not one Kontor made: start again from the first page.",
-    "date_out_of_range": "A date lies outside 1900-01-01 to 2999-12-31.",
-    "date_beyond_horizon": "The date lies too far in the future.",
-    "entry_invalid": "The entry is not valid: see the lines named below.",
-    "entry_too_few_lines": "An entry needs at least two lines.",
-    "line_customer_invalid": "A customer goes on lines of the receivables account, and only there.",
-    "not_found": "There is no such page.",
-    "method_not_allowed": "There is no such page.",
-}
-
-QUERY_LABELS = {
-    "from": "From",
-    "to": "To",
-    "as_of": "As of",
-    "year": "Year",
-    "after": "Page",
-    "cursor": "Page",
-    "q": "Search",
-    "state": "State",
-    "sort": "Sort by",
-    "format": "Format",
-    "code": "Business code",
-}
-
-
-def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """The HTML error page of a page (never a JSON problem in the browser), in the page's language: a heading for
-    the status, what went wrong in words, for a bad query or path value the field and the value given."""
-    lang = error_language(request)
-    _ = lang._
-    fields: list[str] = []
-    if isinstance(exc, KontorError):
-        status = exc.status
-        message = _(CODE_MESSAGES[exc.code]) if exc.code in CODE_MESSAGES else exc.detail
-        fields = [f"{_field_label(lang, e.field)}: {e.message}" for e in exc.errors]
-    elif isinstance(exc, ValidationException):
-        status = 400
-        message, fields = _("A value in the address of this page is not valid."), _invalid_values(request, exc, lang)
-    elif isinstance(exc, HTTPException):
-        status = exc.status_code
-        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "")
-        message = _(CODE_MESSAGES[code]) if code else str(exc.detail)
-    else:  # pragma: no cover - the app's handlers log and answer other errors
-        raise exc
-    referer = urlsplit(request.headers.get("referer", "")) if request.method == "POST" else None
-    back = referer.path + (f"?{referer.query}" if referer.query else "") if referer else None
-    back = back if back and back.startswith("/ui/") and not back.startswith("//") else None
-    title = _(STATUS_TITLES.get(status, "Error"))
-    known = request.state.get(_PAGE)
-    page = {"business": known[1]} if isinstance(known, tuple) else {}  # its navigation, when signed in to it
-    return render(
-        "error.html", status, http_status=status, title=title, message=message, fields=fields, back=back,
-        lang=lang, _=_, **page,
-    )  # fmt: skip
-
-
-def _field_label(lang: Language, path: str) -> str:
-    """A field of a form's entry as the form numbers it: "lines[0].debit" -> "Line 1, debit" (the API's path
-    counts from 0, the form's lines from 1)."""
-    m = re.fullmatch(r"lines\[(\d+)\](?:\.(\w+))?", path)
-    if m is None:
-        return path
-    line = lang._("Line {n}").format(n=int(m.group(1)) + 1)
-    return f"{line}, {lang._(m.group(2))}" if m.group(2) else line
-
-
-_ALIASES = {"from_date": "from", "to_date": "to", "shown": "state", "file_format": "format", "next_page": "next"}
-
-
-def _invalid_values(request: Request[Any, Any, Any], exc: ValidationException, lang: Language) -> list[str]:
-    """ "From: “2026-13-01” is not valid (a date is written YYYY-MM-DD)" for each query or path value refused."""
-    out = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        key = str(item.get("key", "")) if isinstance(item, dict) else ""
-        if not key:
-            continue
-        key = _ALIASES.get(key, key)  # Litestar names the handler's parameter, the address its alias
-        given = request.query_params.get(key, request.path_params.get(key, ""))
-        label = lang._(QUERY_LABELS[key]) if key in QUERY_LABELS else key
-        hint = lang._("a date is written YYYY-MM-DD") if key in ("from", "to", "as_of") else lang._("see the form")
-        text = lang._("{field}: “{value}” is not valid ({hint}).")
-        out.append(text.format(field=label, value=str(given)[:100], hint=hint))
-    return out or [lang._("The address of this page has a value that is not valid.")]
 
 
 def render(template_name: str, status: int = 200, /, *, nav: str = "", **context: Any) -> Template:

@@ -1,5 +1,5 @@
 """Amounts typed into the web pages' forms are read as the page's locale writes them, exactly, and an amount that
-could be read two ways is refused (desk.webkit.parse_local_amount); plural labels follow the catalogue."""
+could be read two ways is refused (desk.formats.parse_local_amount); plural labels follow the catalogue."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from desk.formats import AmountTextError, Formats, parse_local_amount
 from desk.i18n import Language
-from desk.webkit import AmountTextError, Formats, parse_local_amount
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ The source is read with `ast`, not imported. A call site is a call of a KontorEr
 `ledger.http.problems.problem(status=..., code=...)`; the code argument is a string literal, an f-string (a
 family: `amazon_pay_<reason_code>`), a name bound in the function to either (also through a `for` over literal
 pairs, a helper's return value, a `dict.get` default), or a parameter of an enclosing function, whose callers'
-arguments then count, with the status the inner call states. Dict displays mapping HTTP statuses to codes
-(`{404: "not_found"}`) count as call sites too. `exc.code` (passing a raised error on) is the one expression
+arguments (in its module, else in the modules that import it) then count, with the status the inner call
+states. Dict displays mapping HTTP statuses to codes (`{404: "not_found"}`) count as call sites too. `exc.code` (passing a raised error on) is the one expression
 that names no code.
 """
 
@@ -177,10 +177,19 @@ class Scan:
         params = [a.arg for a in [*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs]]
         if name in params:  # a helper taking the code: its callers' arguments count
             index = params.index(name) if name not in [a.arg for a in func.args.kwonlyargs] else -1
-            callers = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _callee(n) == func.name]
+            callers = [(module, tree, parents, n) for n in ast.walk(tree) if _calls(n, func.name)]
+            if not callers:  # a helper shared by a package's modules: its callers in the modules that import it
+                callers = [
+                    (other, t, _parents(t), n)
+                    for other, t in self.trees.items()
+                    if other != module and _imports(t, func.name)
+                    for n in ast.walk(t)
+                    if _calls(n, func.name)
+                ]
             found: list[str] = []
-            for caller in callers:
-                codes = self._resolve(module, tree, parents, caller, _argument(caller, index, name), depth + 1)
+            for where, at_tree, at_parents, caller in callers:
+                arg = _argument(caller, index, name)
+                codes = self._resolve(where, at_tree, at_parents, caller, arg, depth + 1)
                 if codes is None:
                     return None
                 found += codes
@@ -210,6 +219,19 @@ def _argument(call: ast.Call, index: int, keyword: str) -> ast.expr | None:
     if 0 <= index < len(call.args) and not isinstance(call.args[index], ast.Starred):
         return call.args[index]
     return None
+
+
+def _calls(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Call) and _callee(node) == name
+
+
+def _imports(tree: ast.Module, name: str) -> bool:
+    """Whether the module imports `name` from another module (`from desk.web.common import path_id`)."""
+    return any(isinstance(n, ast.ImportFrom) and any(a.name == name for a in n.names) for n in tree.body)
+
+
+def _parents(tree: ast.Module) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
 
 def _function(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
