@@ -11,8 +11,8 @@ import asyncpg
 from msgspec import Struct
 
 from desk.find.cursors import decode_cursor, encode_cursor
-from dunning.items import open_items
 from dunning.decide import current_cycle
+from dunning.items import open_items
 from dunning.store import load_events, load_states
 from ledger.books import accounts_by_role
 from ledger.context import Kontor

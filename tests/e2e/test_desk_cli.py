@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import SECRET_KEY, Tenant
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)  # a safety net for CLI processes on a loaded machine, not a speed check
 TITLES = {"Trial balance", "Balance sheet", "Income statement", "Customer account C-1", "Open items of customer C-1",
           "Register of 1400 Receivables (customer accounts)"}  # fmt: skip
 
