@@ -25,7 +25,8 @@ from dunning.letter_address import (
     country_name,
 )
 from ledger.money import format_amount
-from ledger.profiles import Logo, ProfileOut
+from ledger.profile_fields import ProfileOut
+from ledger.profiles import Logo
 from payments.references import printed
 
 __all__ = [

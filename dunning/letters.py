@@ -43,7 +43,8 @@ from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import Conflict, NotFound
 from ledger.money import parse_amount
-from ledger.profiles import Logo, ProfileOut, get_profile, load_logo
+from ledger.profile_fields import ProfileOut
+from ledger.profiles import Logo, get_profile, load_logo
 from payments.references import Requested, creditor_reference
 from payments.references import register as register_references
 

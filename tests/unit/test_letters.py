@@ -24,7 +24,8 @@ from dunning.letter_render import INFO_LEFT, render_html, render_pdf
 from dunning.letter_text import Interest, Letter, LetterItem
 from dunning.letters import natural_key, sort_items
 from ledger.errors import Conflict
-from ledger.profiles import AddressIn, BankIn, ContactIn, Logo, ProfileOut, RegisterIn
+from ledger.profile_fields import AddressIn, BankIn, ContactIn, ProfileOut, RegisterIn
+from ledger.profiles import Logo
 from payments.references import creditor_reference, found_in
 
 MM = 72 / 25.4  # PDF points per millimetre
