@@ -14,7 +14,7 @@ from ledger.http.auth import ADMIN, BOOK, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.http.replay import created
 from ledger.money import AmountError, parse_amount
-from payments import disputes, documents, orders, reconciliation, webhooks
+from payments import disputes, documents, invoices, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
 from payments.contest import contest_dispute
 from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
@@ -116,7 +116,7 @@ DocPath = "/customers/{customer:str}/orders/{order:str}"
 async def create_invoice(
     business_code: Code, customer: CustomerPath, order: OrderPath, data: JSONBody[InvoiceCreate], call: CallDep
 ) -> Response[DocumentOut]:
-    out, is_new = await orders.create_invoice(
+    out, is_new = await invoices.create_invoice(
         call.ctx, _runtime(call), await call.business(business_code), customer, order, data, call.request_sha256(data)
     )
     return created(out, replayed=not is_new)
