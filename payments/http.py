@@ -14,7 +14,7 @@ from ledger.http.auth import ADMIN, BOOK, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, Call, CallDep, IdPath, PageLimit
 from ledger.http.replay import created
 from ledger.money import AmountError, parse_amount
-from payments import disputes, documents, invoices, orders, reconciliation, webhooks
+from payments import dispute_outcomes, disputes, documents, invoices, orders, reconciliation, webhooks
 from payments.bank import STATEMENT_BYTES_MAX, StatementOut, import_statement
 from payments.contest import contest_dispute
 from payments.disputes import DisputeOut, EvidenceIn, OutcomeIn
@@ -256,7 +256,7 @@ async def dispute_evidence(
 async def dispute_outcome(
     business_code: Code, dispute_id: DisputePath, data: JSONBody[OutcomeIn], call: CallDep
 ) -> DisputeOut:
-    return await disputes.resolve_dispute(call.ctx, await call.business(business_code), dispute_id, data)
+    return await dispute_outcomes.resolve_dispute(call.ctx, await call.business(business_code), dispute_id, data)
 
 
 @post(
