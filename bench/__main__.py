@@ -32,7 +32,7 @@ import httpx
 import psutil
 
 from bench import dunning, settlement
-from bench.report import Row, p4_queries, print_table, rows_for
+from bench.report import Coalescing, Row, p4_queries, print_table, rows_for
 from bench.workloads import BASELINE_DDL, baseline_accounts
 from ledger import tenancy
 from ledger.config import Settings
@@ -167,6 +167,11 @@ def service(
             proc.kill()
 
 
+def coalescing(port: int) -> Coalescing:
+    """The service's coalescing histograms so far (all workers), from /metrics."""
+    return Coalescing.parse(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+
+
 def loadgen(job: dict[str, Any]) -> Any:
     """Run one job in the separate load-generator process and return its JSON result."""
     done = subprocess.run(
@@ -230,7 +235,7 @@ async def settle(dsn: str, timeout_s: float = 900) -> None:
         await conn.close()
 
 
-def run(args: argparse.Namespace) -> list[Row]:
+def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(args).items()}}
     with database(args.url) as dsn:
         tenants = asyncio.run(prepare(dsn, args.merchants))
@@ -242,10 +247,13 @@ def run(args: argparse.Namespace) -> list[Row]:
             results["P1_baseline"] = loadgen(
                 {"kind": "sql_post", "dsn": dsn, "merchants": p1_ids, "shape": "P1", "concurrency": 16, **window}
             )
+            before = coalescing(port)
             with RssSampler(proc) as rss:
                 results["P1"] = loadgen(
                     {"kind": "http_post", **http, "targets": tenants["p1"], "shape": "P1", "concurrency": 32, **window}
                 )
+            after_p1 = coalescing(port)
+            results["P1_coalescing"] = after_p1.minus(before).summary()
             results["P7"] = {"max_process_mb": round(rss.max_process_mb, 1), "max_total_mb": round(rss.max_total_mb, 1)}
             hot = tenants["p2"]
             results["P2_baseline"] = loadgen(
@@ -261,6 +269,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             results["P2"] = loadgen(
                 {"kind": "http_post", **http, "targets": [hot], "shape": "P2", "concurrency": 32, **window}
             )
+            results["P2_coalescing"] = coalescing(port).minus(after_p1).summary()
             big = tenants["p4"]
             batch = {"batch_size": 1000, "days": days_of(2025), "shape": "P1"}
             results["P3"] = loadgen(
@@ -301,7 +310,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows = rows_for(results)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "table": [r.as_dict() for r in rows]}, indent=2))
-    return rows
+    return rows, results
 
 
 async def p4_reads(dsn: str, big: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
@@ -321,8 +330,14 @@ async def p4_reads(dsn: str, big: dict[str, Any]) -> tuple[dict[str, list[str]],
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rows = run(args)
+    rows, results = run(args)
     print_table(rows)
+    for name in ("P1", "P2"):
+        stats = results[f"{name}_coalescing"]
+        print(
+            f"{name} coalescing: {stats['postings']:,} postings in {stats['commits']:,} commits, mean wait in the "
+            f"queue {stats['mean_wait_ms']} ms; commits by postings carried: {stats['commits_by_batch_size']}"
+        )
     if any(not r.passed for r in rows):
         sys.exit(1)
 

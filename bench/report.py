@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Row", "p4_queries", "print_table", "rows_for"]
+__all__ = ["Coalescing", "Row", "p4_queries", "print_table", "rows_for"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,54 @@ class Row:
         return {**asdict(self), "ratio": None if self.ratio is None else round(self.ratio, 3)}
 
 
+_SAMPLE = re.compile(
+    r'^(kontor_post_(?:batch_entries|queue_wait_seconds)_(?:bucket|sum|count))(?:\{le="([^"]+)"\})? (\S+)$'
+)
+
+
+@dataclass
+class Coalescing:
+    """The service's posting-coalescing histograms (ledger/metrics.py), summed over its workers."""
+
+    samples: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Coalescing:
+        found: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match:
+                key = (match.group(1), match.group(2) or "")
+                found[key] = found.get(key, 0.0) + float(match.group(3))
+        return cls(found)
+
+    def minus(self, earlier: Coalescing) -> Coalescing:
+        return Coalescing({k: v - earlier.samples.get(k, 0.0) for k, v in self.samples.items()})
+
+    def summary(self) -> dict[str, Any]:
+        """Commits, postings, mean postings per commit and mean wait, and how many commits carried up to n."""
+        s = self.samples
+        commits = s.get(("kontor_post_batch_entries_count", ""), 0.0)
+        postings = s.get(("kontor_post_batch_entries_sum", ""), 0.0)
+        wait = s.get(("kontor_post_queue_wait_seconds_sum", ""), 0.0)
+        buckets = sorted(
+            ((float(le), n) for (name, le), n in s.items() if name == "kontor_post_batch_entries_bucket"),
+            key=lambda b: b[0],
+        )
+        distribution, below = {}, 0.0
+        for le, cumulative in buckets:
+            label = "more" if le == float("inf") else f"<={le:g}"
+            distribution[label] = int(cumulative - below)
+            below = cumulative
+        return {
+            "commits": int(commits),
+            "postings": int(postings),
+            "mean_batch": round(postings / commits, 2) if commits else None,
+            "mean_wait_ms": round(wait * 1000 / postings, 2) if postings else None,
+            "commits_by_batch_size": distribution,
+        }
+
+
 def _errors(result: dict[str, Any]) -> int:
     return sum(n for status, n in result.get("statuses", {}).items() if not status.startswith("2"))
 
@@ -38,13 +87,23 @@ def _throughput(
     baseline: dict[str, Any],
     *,
     unit: str,
-    minimum: float,
-    ratio_min: float | None = None,
+    ratio_min: float,
+    at_least: tuple[str, float] | None = None,
 ) -> Row:
+    """A throughput beside its baseline: passes at `ratio_min` x the baseline (and at least `at_least`'s figure)."""
     rate, base = result["rate"], baseline["rate"]
-    ok = rate >= minimum and _errors(result) == 0 and (ratio_min is None or rate >= ratio_min * base)
-    target = f">= {minimum:,.0f}" + (f" and >= {ratio_min} x baseline" if ratio_min else "")
+    ok = _errors(result) == 0 and rate >= ratio_min * base
+    target = f">= {ratio_min:g} x baseline"
+    if at_least is not None:
+        ok = ok and rate >= at_least[1]
+        target += f" and >= {at_least[0]}"
     return Row(name, rate, unit, base, target, ok)
+
+
+def _coalescing(name: str, stats: dict[str, Any] | None) -> Row:
+    """Information, not a target: mean postings per commit (the distribution is in the JSON)."""
+    stats = stats or {}
+    return Row(name, stats.get("mean_batch"), "per commit", None, "(information)", True)
 
 
 def _latency(name: str, result: dict[str, Any], baseline: dict[str, Any] | None, limit_ms: float) -> Row:
@@ -55,13 +114,20 @@ def _latency(name: str, result: dict[str, Any], baseline: dict[str, Any] | None,
 
 def rows_for(r: dict[str, Any]) -> list[Row]:
     rows = [
-        _throughput(
-            "P1 HTTP postings, 100 merchants", r["P1"], r["P1_baseline"], unit="entries/s", minimum=2500, ratio_min=0.25
-        ),
+        _throughput("P1 HTTP postings, 100 merchants", r["P1"], r["P1_baseline"], unit="entries/s", ratio_min=1.0),
         _latency("P1 latency", r["P1"], r["P1_baseline"], 50),
-        _throughput("P2 HTTP postings, one hot merchant", r["P2"], r["P2_baseline"], unit="entries/s", minimum=1500),
+        _throughput(
+            "P2 HTTP postings, one hot merchant",
+            r["P2"],
+            r["P2_baseline"],
+            unit="entries/s",
+            ratio_min=1.5,
+            at_least=("P1", r["P1"]["rate"]),
+        ),
         _latency("P2 latency", r["P2"], r["P2_baseline"], 50),
-        _throughput("P3 bulk endpoint (1,000 x 4 lines)", r["P3"], r["P3_baseline"], unit="lines/s", minimum=50_000),
+        _coalescing("P1/P2 coalescing: P1 postings per commit", r.get("P1_coalescing")),
+        _coalescing("P1/P2 coalescing: P2 postings per commit", r.get("P2_coalescing")),
+        _throughput("P3 bulk endpoint (1,000 x 4 lines)", r["P3"], r["P3_baseline"], unit="lines/s", ratio_min=0.8),
     ]
     for name, limit in (("balance", 5), ("balance_as_of", 20), ("trial_balance", 100), ("register", 10)):
         rows.append(_latency(f"P4 {name.replace('_', ' ')}", r["P4"][name], r["P4_baseline"][name], limit))

@@ -22,8 +22,9 @@ import asyncpg
 import msgspec
 from msgspec import Struct
 
+from dunning.decide import current_cycle
 from dunning.items import open_items
-from dunning.store import current_cycle, load_events, load_states
+from dunning.store import load_events, load_states
 from ledger.books import accounts_by_role
 from ledger.context import Kontor
 from ledger.domain import DATE_MAX, DATE_MIN, Business

@@ -59,7 +59,7 @@ from dunning import letters
 from dunning import notices as dunning_notices
 from dunning.accounts import customer_open_items
 from dunning.policy import get_policy
-from dunning.runs import list_runs
+from dunning.runlog import list_runs
 from ledger import journal, posting, registers, reports
 from ledger.books import accounts_by_role
 from ledger.errors import BadRequest, KontorError, NotFound, Unauthorized, Unprocessable

@@ -14,10 +14,9 @@ from typing import Annotated, Literal
 import asyncpg
 from msgspec import Meta, Struct
 
-from dunning.items import open_items
-from dunning.runs import reset_dunning
-from dunning.store import current_cycle, load_events, load_states
-from dunning.writeoffs import split_principal, write_off
+from dunning.decide import current_cycle
+from dunning.store import ar_account, customer_items, load_states, paused_orders, reset_dunning, set_collection_status
+from dunning.writeoffs import claim_by_rate, write_off
 from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
@@ -70,27 +69,18 @@ class OpenItemsOut(Struct, kw_only=True):
 
 
 async def customer_open_items(ctx: Kontor, business: Business, customer: str, as_of: date) -> OpenItemsOut:
-    ar = (await accounts_by_role(ctx, business))("AR").account_id
+    ar = await ar_account(ctx, business)
     async with ctx.pool.acquire() as conn:
-        events = (await load_events(conn, business, ar, [customer], as_of)).get(customer, [])
+        items = await customer_items(conn, business, ar, customer, as_of)
         stored = (await load_states(conn, business, [customer])).get(customer)
-        paused = {
-            r["order_ref"]
-            for r in await conn.fetch(
-                "SELECT order_ref FROM dunning_item_pauses WHERE merchant_id = $1 AND business = $2 AND until >= $3",
-                business.merchant_id,
-                business.code,
-                as_of,
-            )
-        }
-        items = open_items(events)
+        paused = (await paused_orders(conn, business, [customer], as_of)).get(customer, set())
         state = current_cycle(stored, items) if stored else None
         cur = business.currency
         principal = []
         for bucket in sorted(items.principal.values(), key=lambda b: (b.due, b.key)):
             if bucket.open <= 0:
                 continue
-            split = await split_principal(conn, business, [bucket])
+            split = await claim_by_rate(conn, business, bucket)
             principal.append(
                 PrincipalOut(
                     order_reference=bucket.order_ref,
@@ -101,7 +91,7 @@ async def customer_open_items(ctx: Kontor, business: Business, customer: str, as
                     paused=bucket.order_ref in paused,
                 )
             )
-    overdue = sum(b.open for b in items.overdue(as_of)) + items.costs + items.interest
+    overdue = items.overdue_total(as_of)
     return OpenItemsOut(
         customer=customer,
         currency=cur,
@@ -239,13 +229,7 @@ async def transfer_handovers(ctx: Kontor, business: Business, on: date) -> list[
             business.code,
             on,
         )
-        await conn.execute(
-            "UPDATE dunning_accounts SET collection_status = 91, updated_at = now() WHERE merchant_id = $1 "
-            "AND business = $2 AND customer = ANY($3::text[])",
-            business.merchant_id,
-            business.code,
-            [r["customer"] for r in rows],
-        )
+        await set_collection_status(conn, business, [r["customer"] for r in rows], 91)
         for r in rows:
             await emit(
                 conn,
@@ -291,9 +275,8 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
             await run_receivable_hooks(ctx, conn, business, body.customer, on=body.on)
             await emit_balance_updated(conn, business, body.customer, "collection.paid")
         elif body.status == 98:
-            ar = (await accounts_by_role(ctx, business))("AR").account_id
-            events = (await load_events(conn, business, ar, [body.customer], body.on)).get(body.customer, [])
-            items = open_items(events)
+            ar = await ar_account(ctx, business)
+            items = await customer_items(conn, business, ar, body.customer, body.on)
             done = await write_off(
                 ctx,
                 conn,
@@ -319,14 +302,7 @@ async def record_collection_status(ctx: Kontor, business: Business, body: Collec
         if body.status in (98, 99):
             await reset_dunning(conn, business, body.customer)
         else:
-            await conn.execute(
-                "UPDATE dunning_accounts SET collection_status = $4, updated_at = now() WHERE merchant_id = $1 "
-                "AND business = $2 AND customer = $3",
-                business.merchant_id,
-                business.code,
-                body.customer,
-                body.status,
-            )
+            await set_collection_status(conn, business, [body.customer], body.status)
         await emit(
             conn,
             business,

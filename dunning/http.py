@@ -10,11 +10,11 @@ from litestar import Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
-from dunning import accounts, letters, notices, policy, runs
+from dunning import accounts, letters, notices, policy, runlog, runs
 from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
 from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
-from dunning.runs import RunOut
+from dunning.runlog import RunOut
 from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, Cursor, IdPath, PageLimit
@@ -89,12 +89,12 @@ async def read_runs(
         int | None, QueryParameter(ge=1, le=ID_MAX, description="run_id of the last run of the previous page")
     ] = None,
 ) -> list[RunOut]:
-    return await runs.list_runs(call.ctx, await call.business(business_code), before=before, limit=limit)
+    return await runlog.list_runs(call.ctx, await call.business(business_code), before=before, limit=limit)
 
 
 @get("/dunning/runs/{run_id:int}", opt={"roles": READ}, operation_id="getDunningRun", tags=["dunning"])
 async def read_run(business_code: Code, run_id: IdPath, call: CallDep) -> RunOut:
-    return await runs.get_run(call.ctx, await call.business(business_code), run_id)
+    return await runlog.get_run(call.ctx, await call.business(business_code), run_id)
 
 
 @get("/dunning/notices", opt={"roles": READ}, operation_id="listDunningNotices", tags=["dunning"])

@@ -84,6 +84,10 @@ class OpenItems:
             key=lambda b: (b.due, b.key),
         )
 
+    def overdue_total(self, on: date, paused: Iterable[str] = ()) -> int:
+        """What is overdue on `on`: the overdue principal (without paused orders), the costs and the interest."""
+        return sum(b.open for b in self.overdue(on, paused)) + self.costs + self.interest
+
     # --- replay ---------------------------------------------------------------------------------------
     def _claim(self, event: Event) -> None:
         amount = event.amount

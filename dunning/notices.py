@@ -18,7 +18,7 @@ from ledger.domain import Business
 from ledger.errors import NotFound
 from payments.references import creditor_reference
 
-__all__ = ["NoticeOut", "get_notice", "list_notices", "render_html"]
+__all__ = ["NoticeOut", "get_notice", "list_notices", "notice_urls", "render_html"]
 
 TITLES = {1: "Payment reminder", 2: "First dunning notice", 3: "Second dunning notice", 4: "Final dunning notice"}
 
@@ -38,8 +38,14 @@ class NoticeOut(Struct, kw_only=True):
     payment_reference: str = ""  # ISO 11649, printed on the letter; a bank transfer naming it pays the customer
 
 
+def notice_urls(business: Business, notice_id: int) -> tuple[str, str, str]:
+    """The API paths of a notice's document, its letter as PDF and as HTML (`dunning.http`)."""
+    base = f"/v1/businesses/{business.code}/dunning/notices/{notice_id}"
+    return f"{base}/document", f"{base}/letter.pdf", f"{base}/letter.html"
+
+
 def _out(business: Business, row: Any) -> NoticeOut:
-    base = f"/v1/businesses/{business.code}/dunning/notices/{row['notice_id']}"
+    document, letter_pdf, letter_html = notice_urls(business, row["notice_id"])
     return NoticeOut(
         notice_id=row["notice_id"],
         customer=row["customer"],
@@ -49,9 +55,9 @@ def _out(business: Business, row: Any) -> NoticeOut:
         pay_by=row["pay_by"],
         content=row["content"],
         entry_id=row["entry_id"],
-        document_url=f"{base}/document",
-        letter_pdf_url=f"{base}/letter.pdf",
-        letter_html_url=f"{base}/letter.html",
+        document_url=document,
+        letter_pdf_url=letter_pdf,
+        letter_html_url=letter_html,
         payment_reference=creditor_reference("dunning_notice", row["notice_id"]),
     )
 

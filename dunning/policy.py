@@ -25,6 +25,7 @@ from ledger.money import AmountError, format_amount, parse_amount
 __all__ = [
     "BaseRateIn",
     "BaseRateOut",
+    "Level",
     "LevelIn",
     "Policy",
     "PolicyIn",

@@ -16,6 +16,7 @@ the claim due first (§366 (2)), each at its own VAT rates; so every write-off r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -33,7 +34,7 @@ from payments.store import open_by_rate
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = ["NO_RATE", "WriteOff", "recover", "split_principal", "write_off"]
+__all__ = ["NO_RATE", "WriteOff", "claim_by_rate", "recover", "write_off"]
 
 NO_RATE = "none"
 
@@ -49,7 +50,16 @@ def _rate_text(rate: Decimal) -> str:
     return format(rate.normalize(), "f")
 
 
-async def _claim_by_rate(conn: Connection, business: Business, bucket: Bucket) -> dict[str, int]:
+def _summed(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Amounts per key (a VAT rate text, a claim key) added up over `parts`, keys in the order first seen."""
+    out: dict[str, int] = {}
+    for part in parts:
+        for key, amount in part.items():
+            out[key] = out.get(key, 0) + amount
+    return out
+
+
+async def claim_by_rate(conn: Connection, business: Business, bucket: Bucket) -> dict[str, int]:
     """A claim's open gross per VAT rate ("19", "7", ...; "none" without an order), pro rata over its order."""
     weights = await open_by_rate(conn, business, bucket.order_ref) if bucket.order_ref else {}
     weights = {rate: w for rate, w in weights.items() if w > 0}
@@ -60,20 +70,11 @@ async def _claim_by_rate(conn: Connection, business: Business, bucket: Bucket) -
     return {_rate_text(rate): part for rate, part in zip(rates, parts, strict=True) if part}
 
 
-async def split_principal(conn: Connection, business: Business, buckets: list[Bucket]) -> dict[str, int]:
-    """Gross principal per VAT rate ("19", "7", ...; "none" without an order), pro rata per order."""
-    by_rate: dict[str, int] = {}
-    for bucket in buckets:
-        for rate, amount in (await _claim_by_rate(conn, business, bucket)).items():
-            by_rate[rate] = by_rate.get(rate, 0) + amount
-    return by_rate
-
-
 async def _claims(conn: Connection, business: Business, buckets: list[Bucket]) -> list[dict[str, Any]]:
     """The write-off's principal per claim, as stored in write_offs.principal_by_order."""
     claims = []
     for bucket in buckets:
-        by_rate = await _claim_by_rate(conn, business, bucket)
+        by_rate = await claim_by_rate(conn, business, bucket)
         if by_rate:
             claims.append(
                 {"key": bucket.key, "order": bucket.order_ref, "due": bucket.due.isoformat(), "by_rate": by_rate}
@@ -112,10 +113,7 @@ async def write_off(
 ) -> WriteOff:
     roles = await accounts_by_role(ctx, business)
     claims = await _claims(conn, business, principal)
-    by_rate: dict[str, int] = {}
-    for claim in claims:
-        for rate, amount in claim["by_rate"].items():
-            by_rate[rate] = by_rate.get(rate, 0) + amount
+    by_rate = _summed(claim["by_rate"] for claim in claims)
     total = costs + interest + sum(by_rate.values())
     lines = _loss_lines(roles, by_rate, costs + interest, business.currency)
     lines.append(LineDraft(roles("AR"), Side.CREDIT, total, business.currency, customer))
@@ -222,10 +220,7 @@ def _left(row: Any) -> WriteOffLeft:
 async def _recover_one(
     ctx: Kontor, conn: Connection, business: Business, roles: Roles, customer: str, row: Any, plan: Recovery, on: date
 ) -> None:
-    by_rate: dict[str, int] = {}
-    for parts in plan.principal.values():
-        for rate, gross in parts.items():
-            by_rate[rate] = by_rate.get(rate, 0) + gross
+    by_rate = _summed(plan.principal.values())
     await book(
         ctx,
         conn,
@@ -239,10 +234,10 @@ async def _recover_one(
     recovered: dict[str, Any] = dict(row["recovered"])
     recovered["costs"] = recovered.get("costs", 0) + plan.costs
     recovered["interest"] = recovered.get("interest", 0) + plan.interest
-    recovered["principal"] = _added(recovered.get("principal", {}), by_rate)
+    recovered["principal"] = _summed([recovered.get("principal", {}), by_rate])
     by_claim = dict(recovered.get("by_order", {}))
     for key, parts in plan.principal.items():
-        by_claim[key] = _added(by_claim.get(key, {}), parts)
+        by_claim[key] = _summed([by_claim.get(key, {}), parts])
     recovered["by_order"] = by_claim
     await conn.execute(
         "UPDATE write_offs SET recovered = $3, open_minor = open_minor - $4 WHERE merchant_id = $1 AND write_off_id = $2",
@@ -251,13 +246,6 @@ async def _recover_one(
         recovered,
         plan.total,
     )
-
-
-def _added(into: dict[str, int], parts: dict[str, int]) -> dict[str, int]:
-    out = dict(into)
-    for key, amount in parts.items():
-        out[key] = out.get(key, 0) + amount
-    return out
 
 
 def _recovery_lines(roles: Roles, customer: str, plan: Recovery, by_rate: dict[str, int], cur: str) -> list[LineDraft]:

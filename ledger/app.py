@@ -8,6 +8,7 @@ the dependency rule dunning -> payments -> ledger holds (checked by import-linte
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -138,6 +139,7 @@ def _lifespan(
                         if hasattr(plugin, "register_jobs"):
                             plugin.register_jobs(jobs)
                     jobs.start()
+                _settle_heap()
                 yield
             finally:
                 if jobs is not None:
@@ -146,6 +148,19 @@ def _lifespan(
                     await resource.stop()
 
     return lifespan
+
+
+def _settle_heap() -> None:
+    """Keep the garbage collector off the objects built at start (routes, schemas, modules: most of the heap).
+
+    `gc.freeze()` moves them out of the collected generations, so that the collections a request's garbage
+    triggers scan only what requests made; the young generation is collected every 10,000 allocations instead of
+    700 (a bulk posting of 1,000 entries allocates some 50,000 objects). Measured with py-spy under P3: the
+    collections had taken a sixth of the service's CPU.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 async def _warn_unopenable(ctx: Kontor, sealed: list[SealedColumn]) -> None:

@@ -59,6 +59,14 @@ class Settings:
     # effective dates later than today + this many days are refused (422 date_beyond_horizon): a typo in the
     # year must not book into the far future; 0 allows nothing after today
     posting_horizon_days: int = field(default=366, metadata={"range": (0, POSTING_HORIZON_DAYS_MAX)})
+    # coalesced postings (ledger/coalesce.py): single-entry postings of one process that arrive within the window
+    # share one round trip and one commit, at most this many per commit (1: each posting commits alone). At most
+    # 64: each posting of a batch runs in a subtransaction, and PostgreSQL tracks at most 64 per transaction
+    # cheaply (beyond, every other session's visibility checks slow down).
+    post_coalesce_window_ms: float = field(default=1.0, metadata={"range": (0.0, 20.0)})
+    post_coalesce_entries_max: int = field(default=32, metadata={"range": (1, 64)})
+    post_coalesce_in_flight_max: int = field(default=4, metadata={"range": (1, 64)})  # batches in flight per process
+    post_queue_depth_max: int = field(default=1000, metadata={"range": (1, 100_000)})  # waiting postings; 503 beyond
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from ledger.coalesce import Coalescer
 from ledger.config import Settings
 from ledger.domain import Account, Business, Horizon
 from ledger.secrets import SecretBox
@@ -98,6 +99,8 @@ class Kontor:
     # asked before the generic reversal (POST .../entries/{id}/reversal) posts anything: payments refuses an
     # order's documents and Amazon Pay's bookings, dunning its fees, write-offs and recoveries
     reversal_guards: list[ReversalGuard] = field(default_factory=list)
+    # the process's queue of single-entry postings that share commits (ledger.journal creates it on first use)
+    post_coalescer: Coalescer[Any, Any] | None = None
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()

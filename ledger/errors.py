@@ -24,6 +24,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Unauthorized",
+    "Unavailable",
     "Unprocessable",
     "UnsupportedMediaType",
     "invariant",
@@ -94,6 +95,13 @@ class Unprocessable(KontorError):
 class RateLimited(KontorError):
     status = 429
     title = "Too many requests"
+
+
+class Unavailable(KontorError):
+    """The service cannot take the request now (a queue is full); the client retries after Retry-After."""
+
+    status = 503
+    title = "Service unavailable"
 
 
 class InvariantViolation(AssertionError):

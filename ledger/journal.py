@@ -6,10 +6,19 @@ the deferred constraint trigger checks the balance at commit. A retry with the s
 stored entries; a concurrent duplicate loses the race on the key's primary key and is answered as a
 replay. Connection failures are retried only when the request carries an idempotency key, because
 then a commit whose outcome was lost is found again instead of being booked twice.
+
+Single-entry postings with an idempotency key and no account that may not go negative (the HTTP
+`POST .../entries` path) are coalesced: the process's `Coalescer` gathers those arriving together and
+`kontor_post_coalesced` books them in one call and one commit (inserted together; when that fails, each
+in a subtransaction of its own). A request answered from a batch was committed with it. A request the batch refused (closed period, unknown
+account, a key held by another transaction, ...) is posted again alone through `kontor_post_entries`,
+which gives it exactly the answer it gets without coalescing; a batch refused whole (the account bound,
+a lost connection) is posted again one request at a time, and keyed retries replay what was committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import random
@@ -23,6 +32,7 @@ import msgspec
 
 from ledger import metrics
 from ledger.audit import ActionOut, PostedBy, actor_key_id, current_actor, record_action
+from ledger.coalesce import Coalescer, QueueFull
 from ledger.context import Kontor
 from ledger.db import CONNECTION_LOST, RETRYABLE, TEXT_REFUSED
 from ledger.domain import (
@@ -36,7 +46,16 @@ from ledger.domain import (
     parse_period,
     reversal_of,
 )
-from ledger.errors import BadRequest, Conflict, FieldError, InvariantViolation, NotFound, Unprocessable, present
+from ledger.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    InvariantViolation,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+    present,
+)
 from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
 from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
 from ledger.tenancy import accounts_with, get_account
@@ -61,6 +80,9 @@ __all__ = [
 
 _POST_SQL = (
     "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+_COALESCED_SQL = (
+    "SELECT request, entry_id, recorded_at, replayed, request_sha256, sqlstate FROM kontor_post_coalesced($1, $2)"
 )
 
 
@@ -118,19 +140,26 @@ def _acting_key() -> PostedBy | None:
     return PostedBy(key_id=actor.key_id, name=actor.name, role=actor.role)
 
 
-def _arguments(
-    business: Business, drafts: Sequence[EntryDraft], slot: int, idem_key: str | None, request_sha256: bytes
-) -> tuple[object, ...]:
-    """The posting function's parameters: entries and lines as two JSON arrays (see schema.sql)."""
-    entries = []
-    lines = []
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A posting as the posting functions take it: entries and lines as JSON-ready dicts (see schema.sql)."""
+
+    entries: list[dict[str, object]]
+    lines: list[dict[str, object]]
+    guarded: list[dict[str, object]]
+
+
+def _rows(business: Business, drafts: Sequence[EntryDraft]) -> _Rows:
+    entries: list[dict[str, object]] = []
+    lines: list[dict[str, object]] = []
     guarded: dict[int, Account] = {}
     key_id = actor_key_id()
     for e, draft in enumerate(drafts, start=1):
+        day = draft.effective_date
         entries.append(
             {
                 "i": e,
-                "d": draft.effective_date,
+                "d": day,
                 "t": draft.description,
                 "r": draft.reference,
                 "m": draft.metadata or None,
@@ -141,29 +170,37 @@ def _arguments(
             }
         )
         for n, line in enumerate(draft.lines, start=1):
+            account = line.account
             lines.append(
                 {
                     "e": e,
                     "n": n,
-                    "d": draft.effective_date,
-                    "a": line.account.account_id,
+                    "d": day,
+                    "a": account.account_id,
                     "c": line.customer,
-                    "s": str(line.side),
+                    "s": "D" if line.side is Side.DEBIT else "C",
                     "x": line.amount_minor,
                     "k": line.currency,
                 }
             )
-            if not line.account.allow_negative:
-                guarded[line.account.account_id] = line.account
+            if not account.allow_negative:
+                guarded[account.account_id] = account
+    return _Rows(entries, lines, [{"a": a.account_id, "cn": a.credit_normal} for a in guarded.values()])
+
+
+def _arguments(
+    business: Business, rows: _Rows, slot: int, idem_key: str | None, request_sha256: bytes
+) -> tuple[object, ...]:
+    """kontor_post_entries' parameters: entries and lines as two JSON arrays (see schema.sql)."""
     return (
         business.merchant_id,
         business.code,
         slot,
         idem_key,
         request_sha256,
-        _json(entries),
-        _json(lines),
-        _json([{"a": a.account_id, "cn": a.credit_normal} for a in guarded.values()]),
+        _json(rows.entries),
+        _json(rows.lines),
+        _json(rows.guarded),
     )
 
 
@@ -248,6 +285,86 @@ async def _call_post(ctx: Kontor, args: tuple[object, ...], idem_key: str | None
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """One request waiting in the process's posting queue."""
+
+    business: Business
+    rows: _Rows
+    idem_key: str
+    request_sha256: bytes
+
+
+def _coalescer(ctx: Kontor) -> Coalescer[_Queued, list[asyncpg.Record]]:
+    coalescer = ctx.post_coalescer
+    if coalescer is None:
+        s = ctx.settings
+
+        async def send(items: Sequence[_Queued]) -> list[list[asyncpg.Record] | BaseException]:
+            return await _send_coalesced(ctx, items)
+
+        coalescer = ctx.post_coalescer = Coalescer(
+            send,
+            window_s=s.post_coalesce_window_ms / 1000,
+            size_max=s.post_coalesce_entries_max,
+            depth_max=s.post_queue_depth_max,
+            in_flight_max=s.post_coalesce_in_flight_max,
+        )
+    return coalescer
+
+
+async def _post_alone(ctx: Kontor, item: _Queued) -> list[asyncpg.Record]:
+    slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
+    return await _call_post(
+        ctx, _arguments(item.business, item.rows, slot, item.idem_key, item.request_sha256), item.idem_key
+    )
+
+
+async def _send_coalesced(ctx: Kontor, items: Sequence[_Queued]) -> list[list[asyncpg.Record] | BaseException]:
+    """Book `items` in one call of kontor_post_coalesced; each gets its rows, or the outcome of its own posting
+    alone when the batch refused it (every refusal is then answered exactly as without coalescing)."""
+    slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
+    payload = [  # sent as jsonb: PostgreSQL parses it once
+        {
+            "q": q,
+            "m": item.business.merchant_id,
+            "b": item.business.code,
+            "key": item.idem_key,
+            "sha": item.request_sha256.hex(),
+            "e": item.rows.entries,
+            "l": item.rows.lines,
+        }
+        for q, item in enumerate(items)
+    ]
+    try:
+        rows = await ctx.pool.fetch(_COALESCED_SQL, slot, payload)
+    except (asyncpg.PostgresError, *CONNECTION_LOST):
+        # refused whole (the account bound, a deadlock) or the outcome is unknown (connection lost): nothing is
+        # answered from it; each request is posted alone, one after the other (the account bound is checked on
+        # committed sums), and its key replays what may have been committed
+        metrics.POST_BATCHES_SPLIT.inc()
+        alone: list[list[asyncpg.Record] | BaseException] = []
+        for item in items:
+            try:
+                alone.append(await _post_alone(ctx, item))
+            except Exception as exc:  # that request's own outcome
+                alone.append(exc)
+        return alone
+    booked: list[list[asyncpg.Record]] = [[] for _ in items]
+    refused: list[int] = []
+    for row in rows:
+        if row["sqlstate"] is not None:
+            refused.append(row["request"])
+        else:
+            booked[row["request"]].append(row)
+    outcomes: list[list[asyncpg.Record] | BaseException] = list(booked)
+    if refused:
+        again = await asyncio.gather(*(_post_alone(ctx, items[q]) for q in refused), return_exceptions=True)
+        for q, outcome in zip(refused, again, strict=True):
+            outcomes[q] = outcome
+    return outcomes
+
+
 async def post_entries(
     ctx: Kontor,
     business: Business,
@@ -256,17 +373,39 @@ async def post_entries(
     idem_key: str | None,
     request_sha256: bytes,
     conn: Connection | None = None,
+    coalesce: bool = False,
 ) -> Posted:
     """Post validated drafts atomically; replays the stored result for a known idempotency key.
 
     With `conn`, the posting joins the caller's open transaction (a use case that records its own rows
     with the entries); errors then propagate unretried, because the transaction is the caller's.
+    With `coalesce`, a single keyed entry that touches no account that may not go negative shares its commit
+    with other postings of this process (the module's docstring); the answer is the same. Unavailable (503)
+    when the process's posting queue is full (KONTOR_POST_QUEUE_DEPTH_MAX).
     """
     _check_totals(drafts)
-    slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
-    args = _arguments(business, drafts, slot, idem_key, request_sha256)
+    rows_in = _rows(business, drafts)
     try:
-        rows = await (conn.fetch(_POST_SQL, *args) if conn is not None else _call_post(ctx, args, idem_key))
+        if (
+            coalesce
+            and conn is None
+            and idem_key is not None
+            and len(drafts) == 1
+            and not rows_in.guarded
+            and ctx.settings.post_coalesce_entries_max > 1
+        ):
+            try:
+                rows = await _coalescer(ctx).submit(_Queued(business, rows_in, idem_key, request_sha256))
+            except QueueFull as exc:
+                raise Unavailable(
+                    "posting_queue_full",
+                    f"{exc}; retry shortly (KONTOR_POST_QUEUE_DEPTH_MAX)",
+                    headers={"Retry-After": "1"},
+                ) from None
+        else:
+            slot = random.randrange(ctx.settings.balance_slots)  # noqa: S311  # spreads load, no security role
+            args = _arguments(business, rows_in, slot, idem_key, request_sha256)
+            rows = await (conn.fetch(_POST_SQL, *args) if conn is not None else _call_post(ctx, args, idem_key))
     except asyncpg.PostgresError as exc:
         raise _translate(exc, business, drafts) from exc
     if rows and rows[0]["replayed"]:

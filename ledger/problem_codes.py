@@ -243,6 +243,12 @@ CATALOGUE: tuple[ProblemCode, ...] = (
     _c("gateway_unavailable", 502, "Amazon Pay could not be reached; retry the same request (`Retry-After`)"),
     _c("database_unavailable", 503, "the connection to the database was lost; retry shortly (`Retry-After`)"),
     _c("database_timeout", 503, "the database did not answer in time; retry shortly (`Retry-After`)"),
+    _c(
+        "posting_queue_full",
+        503,
+        "more postings wait in the service process's queue than KONTOR_POST_QUEUE_DEPTH_MAX; retry shortly "
+        "(`Retry-After`)",
+    ),
 )
 
 CODES: dict[str, ProblemCode] = {p.code: p for p in CATALOGUE if not p.is_family}

@@ -51,7 +51,12 @@ async def post_entry(
     accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in entry.lines])
     draft = posting.draft_entry(entry, business, accounts.by_number)
     posted = await journal.post_entries(
-        call.ctx, business, [draft], idem_key=idempotency_key, request_sha256=call.request_sha256(data)
+        call.ctx,
+        business,
+        [draft],
+        idem_key=idempotency_key,
+        request_sha256=call.request_sha256(data),
+        coalesce=True,
     )
     return created(posted.entries[0], replayed=posted.replayed)
 

@@ -32,6 +32,8 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
         "P1",
         "P2",
         "P2",
+        "P1/P2",
+        "P1/P2",
         "P3",
         "P4",
         "P4",
@@ -49,6 +51,11 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     for name in ("P1", "P2", "P3"):
         assert set(results[name]["statuses"]) == {"201"}, (name, results[name]["statuses"])
     assert "P7 service RSS" in done.stdout
+    for name in ("P1", "P2"):  # every posting of the run went through the coalescing queue
+        stats = results[f"{name}_coalescing"]
+        assert stats["postings"] >= results[name]["requests"], (name, stats)
+        assert sum(stats["commits_by_batch_size"].values()) == stats["commits"] > 0
+    assert all("passed" in row for row in table)
     assert (results["P5"]["status"], results["P5"]["matched"]) == (201, 500)
     assert results["P5_baseline"]["matched"] == 500
     assert (results["P6"]["status"], results["P6"]["notices"], results["P6_reminders"]["notices"]) == (200, 300, 300)

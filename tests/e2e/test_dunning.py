@@ -390,7 +390,7 @@ async def test_three_instances_run_each_slot_once_and_a_dead_leader_is_replaced(
     shop: Shop, settings: Settings, database_url: str, pool: asyncpg.Pool
 ) -> None:
     from dunning.plugin import run_due
-    from dunning.runs import LOCK_CLASS, lock_key
+    from dunning.runlog import LOCK_CLASS, lock_key
 
     await charged_back_order(shop, "r9-1", [item(1, "30.00")], "30.00")
     await put_policy(shop)

@@ -181,7 +181,7 @@ async def dun_customers(tenant: Tenant, simulator: Any, bill_tos: dict[str, dict
     await put_policy(shop)
     assert (await run(shop, 41))["counts"]["notice"] == len(bill_tos)
     assert (await tenant.client.put(tenant.url("/profile"), json=PROFILE, headers=tenant.headers())).status_code == 200
-    return {n["customer"]: n["notice_id"] for n in (await tenant.get("/dunning/notices")).json()}
+    return {n["customer"]: n["notice_id"] for n in (await tenant.get("/dunning/notices")).json()["items"]}
 
 
 def window_lines(pdf: bytes) -> list[tuple[str, float, float]]:
@@ -238,7 +238,7 @@ async def test_a_bill_to_without_a_postal_address_gets_no_letter_but_the_notice_
 ) -> None:
     minimal = {"first_name": "Max", "last_name": "Minimal", "country_code": "DE"}  # as docs/amazon-pay.md shows
     notices = await dun_customers(tenant, simulator, {"C-14": minimal})
-    [notice] = (await tenant.get("/dunning/notices", customer="C-14")).json()
+    [notice] = (await tenant.get("/dunning/notices", customer="C-14")).json()["items"]
     assert (notice["notice_id"], notice["level"]) == (notices["C-14"], 1)  # the run recorded it
     assert notice["payment_reference"].startswith("RF")
     for suffix in ("pdf", "html"):
@@ -257,7 +257,7 @@ async def test_the_invoices_are_listed_by_date_then_number(tenant: Tenant, simul
     await put_policy(shop)
     assert (await run(shop, 41))["counts"]["notice"] == 1
     assert (await tenant.client.put(tenant.url("/profile"), json=PROFILE, headers=tenant.headers())).status_code == 200
-    [notice] = (await tenant.get("/dunning/notices")).json()
+    [notice] = (await tenant.get("/dunning/notices")).json()["items"]
     text = text_of((await tenant.get(f"/dunning/notices/{notice['notice_id']}/letter.pdf")).content)
     positions = [text.index(f"Rechnung I-{ref} ") for ref in ("lt-2", "lt-9", "lt-10")]
     assert positions == sorted(positions), text  # all dated day 0: by number, 2 < 9 < 10 (not as text)
@@ -283,7 +283,7 @@ async def test_an_english_letter_of_a_french_business_code(app_client: Any, simu
     await run(shop, 70)
     r = await tenant.client.put(tenant.url("/profile"), json=FR_PROFILE, headers=tenant.headers())
     assert (r.status_code, r.json()["letter_language"]) == (200, "en"), r.text
-    notice = (await tenant.get("/dunning/notices", customer="F-1")).json()[-1]
+    notice = (await tenant.get("/dunning/notices", customer="F-1")).json()["items"][-1]
     assert notice["level"] == 2
     assert notice["content"]["flat_fee"] == "40.00"
     letter = await tenant.get(f"/dunning/notices/{notice['notice_id']}/letter.pdf")

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from dunning.runs import LOCK_CLASS, lock_key
+from dunning.runlog import LOCK_CLASS, lock_key
 from ledger.context import Kontor
 from ledger.tenancy import get_business
 from tests.conftest import Tenant
