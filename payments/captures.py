@@ -12,7 +12,7 @@ reference). Keys are developer.amazon.com/docs/amazon-pay-api-v2/idempotency.htm
   exactly that key, which Amazon answers with the first result: nothing is captured twice, and the charge Amazon
   names is linked to the invoice.
 - An IPN that reports the capture before the answer arrives finds the recorded capture by its charge id (or, for a
-  new charge, by its merchantReferenceId) and books the invoice then (payments.orders.book_planned_invoice).
+  new charge, by its merchantReferenceId) and books the invoice then (payments.invoices.book_planned_invoice).
 - Amazon refusing the capture (a decline, its credentials, a state) books nothing: the capture is marked refused
   and the items are free again; the same request again is a new attempt with a new key (`-i<n>r<k>`, `-i<n>c<k>`,
   at most `ATTEMPTS_MAX` attempts), since Amazon replays a refused key's refusal for 24 hours.

@@ -27,7 +27,8 @@ from ledger.db import transaction_retrying
 from ledger.domain import Business
 from ledger.errors import Conflict, FieldError, Unprocessable
 from payments.amazon.client import AmazonPayError, Evidence
-from payments.disputes import DisputeOut, EvidenceIn, dispute_row, get_dispute, sync_dispute
+from payments.dispute_outcomes import sync_dispute
+from payments.disputes import DisputeOut, EvidenceIn, dispute_row, get_dispute
 from payments.refusals import amazon_refused
 from payments.runtime import Payments
 from payments.settings import load_settings

@@ -17,16 +17,17 @@ from typing import Any
 from ledger.books import accounts_by_role, book, run_receivable_hooks
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.errors import BadRequest, Conflict, FieldError, NotFound, Unprocessable
+from ledger.errors import BadRequest, FieldError, NotFound
 from ledger.money import format_amount, parse_amount, parse_amount_field
 from payments.captures import reserved_items
 from payments.charges import wind_down
-from payments.domain import Item, credit_lines, credit_tax, gross_by_rate, refundable, split_by_rate, transfer_lines
+from payments.document_replies import document_response, not_before, rates_json, stored_reply
+from payments.domain import credit_lines, credit_tax, gross_by_rate, refundable, split_by_rate, transfer_lines
+from payments.item_choice import invoiced_parts, items_to_cancel, within_open_rates
 from payments.notify import emit, emit_balance_updated
-from payments.orders import document_response, not_before, rates_json, replay_or_refuse
 from payments.refunds import plan_refunds, send_requested_refunds
 from payments.runtime import Payments
-from payments.schemas import CancellationCreate, GoodwillCreate, ItemQuantity, PaymentCreate, ReturnCreate
+from payments.schemas import CancellationCreate, GoodwillCreate, PaymentCreate, ReturnCreate
 from payments.settings import load_settings
 from payments.store import (
     ItemRow,
@@ -37,7 +38,6 @@ from payments.store import (
     order_money,
     rate_totals,
     refresh_status,
-    stored_document,
 )
 
 __all__ = ["create_cancellation", "create_goodwill", "create_payment", "create_return"]
@@ -54,17 +54,13 @@ async def create_cancellation(
 ) -> tuple[dict[str, Any], bool]:
     async with ctx.pool.acquire() as conn, conn.transaction():
         order = await load_order(conn, business, order_ref, customer=customer, lock=True)
-        replay = replay_or_refuse(
-            await stored_document(conn, business, "cancellation", body.cancellation_reference),
-            request_sha256,
-            f"cancellation {body.cancellation_reference}",
-        )
+        replay = await stored_reply(conn, business, "cancellation", body.cancellation_reference, request_sha256)
         if replay is not None:
             return replay, False
         not_before(body.cancellation_date, order.order_date, "cancellation_date", f"the order date of {order_ref}")
         items = await load_items(conn, business, order_ref)
         refs = [i.item_reference for i in body.items]
-        chosen = _open_items(items, refs, await reserved_items(conn, business, order_ref))
+        chosen = items_to_cancel(items, refs, await reserved_items(conn, business, order_ref))
         gross = sum(item.gross() for item in chosen)
         before = await order_money(conn, business, order, items)
         after = replace(before, prepaid_open=before.prepaid_open - gross if order.one_step else 0)
@@ -123,20 +119,16 @@ async def create_return(
     """Credit note for returned items of one invoice (revenue and VAT back per rate), then refund or offset."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         order = await load_order(conn, business, order_ref, customer=customer, lock=True)
-        replay = replay_or_refuse(
-            await stored_document(conn, business, "return", body.return_reference),
-            request_sha256,
-            f"return {body.return_reference}",
-        )
+        replay = await stored_reply(conn, business, "return", body.return_reference, request_sha256)
         if replay is not None:
             return replay, False
         await _check_invoice(conn, business, order_ref, body)
         items = await load_items(conn, business, order_ref)
-        parts = _invoiced_parts(items, body.items, body.invoice_reference)
+        parts = invoiced_parts(items, body.items, body.invoice_reference)
         by_rate = gross_by_rate(parts)
         # after a goodwill credit the items' full price may exceed what is still open: crediting it would
         # refund more than the customer paid (found by the model test, tests/e2e/test_model.py)
-        _within(by_rate, await open_by_rate(conn, business, order_ref), business.currency)
+        within_open_rates(by_rate, await open_by_rate(conn, business, order_ref), business.currency)
         response = await _credit(
             ctx,
             conn,
@@ -183,11 +175,7 @@ async def create_goodwill(
         )
     async with ctx.pool.acquire() as conn, conn.transaction():
         order = await load_order(conn, business, order_ref, customer=customer, lock=True)
-        replay = replay_or_refuse(
-            await stored_document(conn, business, "goodwill", body.goodwill_reference),
-            request_sha256,
-            f"goodwill {body.goodwill_reference}",
-        )
+        replay = await stored_reply(conn, business, "goodwill", body.goodwill_reference, request_sha256)
         if replay is not None:
             return replay, False
         not_before(body.goodwill_date, order.order_date, "goodwill_date", f"the order date of {order_ref}")
@@ -198,8 +186,8 @@ async def create_goodwill(
                 parse_amount_field(body.gross_amount, business.currency, "gross_amount"), open_rates
             )
         else:
-            by_rate = gross_by_rate(_invoiced_parts(items, body.items or [], None, returns=False))
-            _within(by_rate, open_rates, business.currency)
+            by_rate = gross_by_rate(invoiced_parts(items, body.items or [], None, returns=False))
+            within_open_rates(by_rate, open_rates, business.currency)
         response = await _credit(
             ctx,
             conn,
@@ -232,11 +220,7 @@ async def create_payment(
     amount = parse_amount_field(body.amount, business.currency, "amount")
     async with ctx.pool.acquire() as conn, conn.transaction():
         await load_order(conn, business, order_ref, customer=customer, lock=True)
-        replay = replay_or_refuse(
-            await stored_document(conn, business, "payment", body.payment_reference),
-            request_sha256,
-            f"payment {body.payment_reference}",
-        )
+        replay = await stored_reply(conn, business, "payment", body.payment_reference, request_sha256)
         if replay is not None:
             return replay, False
         roles = await accounts_by_role(ctx, business)
@@ -340,75 +324,6 @@ async def _credit(
     return response
 
 
-def _open_items(items: dict[int, ItemRow], refs: list[int], reserved: dict[int, str]) -> list[Item]:
-    if len(set(refs)) != len(refs):
-        raise BadRequest("item_repeated", "an item is named twice")
-    chosen = []
-    for i, ref in enumerate(refs):
-        row = items.get(ref)
-        if row is None:
-            raise Unprocessable(
-                "item_unknown",
-                f"order has no item {ref}",
-                [FieldError(f"items[{i}].item_reference", "not an item of this order")],
-            )
-        if ref in reserved:
-            raise Conflict(
-                "item_not_cancellable",
-                f"item {ref} is being invoiced: Amazon Pay is asked to capture invoice {reserved[ref]}; "
-                "report that invoice again to finish it",
-                [FieldError(f"items[{i}].item_reference", "being invoiced")],
-            )
-        if row.state != "open":
-            raise Conflict(
-                "item_not_cancellable",
-                f"item {ref} is {row.state}: only items not yet invoiced can be "
-                "cancelled; return invoiced items instead",
-                [FieldError(f"items[{i}].item_reference", f"item is {row.state}")],
-            )
-        chosen.append(row.item)
-    return chosen
-
-
-def _invoiced_parts(
-    items: dict[int, ItemRow], specs: list[ItemQuantity], invoice_ref: str | None, *, returns: bool = True
-) -> list[tuple[Item, int]]:
-    """(item, quantity) pairs of invoiced items; returns are limited to what was invoiced and not returned."""
-    parts = []
-    for i, spec in enumerate(specs):
-        row = items.get(spec.item_reference)
-        path = f"items[{i}]"
-        if row is None:
-            raise Unprocessable(
-                "item_unknown",
-                f"order has no item {spec.item_reference}",
-                [FieldError(f"{path}.item_reference", "not an item of this order")],
-            )
-        if row.state != "invoiced" or (invoice_ref is not None and row.invoice_ref != invoice_ref):
-            raise Conflict(
-                "item_not_invoiced",
-                f"item {spec.item_reference} is not invoiced" + (f" by invoice {invoice_ref}" if invoice_ref else ""),
-                [FieldError(f"{path}.item_reference", "not invoiced" + (" by this invoice" if invoice_ref else ""))],
-            )
-        left = row.item.quantity - (row.returned_qty if returns else 0)
-        quantity = spec.quantity or left
-        if left <= 0:
-            raise Unprocessable(
-                "return_exceeds_invoiced",
-                f"item {spec.item_reference}: nothing left to return ({row.item.quantity} invoiced, "
-                f"{row.returned_qty} returned)",
-                [FieldError(f"{path}.item_reference", "already returned in full")],
-            )
-        if quantity > left:
-            raise Unprocessable(
-                "return_exceeds_invoiced",
-                f"item {spec.item_reference}: {quantity} asked, {left} invoiced and not yet returned",
-                [FieldError(f"{path}.quantity", f"at most {left}")],
-            )
-        parts.append((row.item, quantity))
-    return parts
-
-
 async def _check_invoice(conn: Any, business: Business, order_ref: str, body: ReturnCreate) -> None:
     """The returned invoice exists for this order (404 `invoice_not_found`) and the return is not dated before it."""
     invoiced_on = await conn.fetchval(
@@ -426,17 +341,6 @@ async def _check_invoice(conn: Any, business: Business, order_ref: str, body: Re
             [FieldError("invoice_reference", "not an invoice of this order")],
         )
     not_before(body.return_date, invoiced_on, "return_date", f"the date of invoice {body.invoice_reference}")
-
-
-def _within(by_rate: dict[Decimal, int], open_rates: dict[Decimal, int], business_currency: str) -> None:
-    for rate, gross in by_rate.items():
-        if gross > open_rates.get(rate, 0):
-            raise Unprocessable(
-                "credit_exceeds_invoiced",
-                f"the credit of {format_amount(gross, business_currency)} at {rate} % exceeds what was invoiced "
-                f"and not yet credited at that rate ({format_amount(open_rates.get(rate, 0), business_currency)}; "
-                "goodwill credits count)",
-            )
 
 
 async def _refreshed(ctx: Kontor, business: Business, kind: str, ref: str, response: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from payments.amazon.client import Charge
 from payments.bookings import record_charge, record_refund
 from payments.captures import plan_of_charge
 from payments.charges import reauthorize
-from payments.disputes import record_chargeback, sync_dispute
-from payments.orders import book_planned_invoice
+from payments.dispute_outcomes import sync_dispute
+from payments.disputes import record_chargeback
+from payments.invoices import book_planned_invoice
 from payments.runtime import Payments
 from payments.settings import MerchantSettings, load_settings, mark_proven
 from payments.settings_claims import owner_of

@@ -24,7 +24,8 @@ from ledger.domain import Business, LineDraft
 from ledger.errors import present
 from payments.amazon.client import Amount, Charge, Refund
 from payments.bookings import record_charge, record_refund
-from payments.disputes import close_dispute, open_dispute_of, record_chargeback
+from payments.dispute_outcomes import close_dispute
+from payments.disputes import open_dispute_of, record_chargeback
 from payments.reconciliation import park
 from payments.settlement_parse import CHARGEBACK_TYPES, Report, Row
 from payments.settlement_rules import (

@@ -35,7 +35,7 @@ from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
 
 from ledger.errors import FieldError, Unprocessable, UnsupportedMediaType
-from ledger.http.problems import problem_response
+from ledger.http.problem_docs import problem_response
 
 __all__ = [
     "PARSERS_MAX",

@@ -12,8 +12,9 @@ from ledger import profiles
 from ledger.errors import FieldError, NotFound, UnsupportedMediaType
 from ledger.http.auth import ADMIN, READ
 from ledger.http.deps import BusinessCodePath, CallDep
-from ledger.http.problems import problem_response
-from ledger.profiles import LOGO_BYTES_MAX, LOGO_TYPES, ProfileIn, ProfileOut, logo_too_large
+from ledger.http.problem_docs import problem_response
+from ledger.profile_fields import ProfileIn, ProfileOut
+from ledger.profiles import LOGO_BYTES_MAX, LOGO_TYPES, logo_too_large
 from ledger.textsafe import parse_ascii_int
 
 __all__ = ["router"]

@@ -14,7 +14,7 @@ from ledger.errors import FieldError, Unprocessable
 from ledger.glexport import XLSX, GLFile, gl_file
 from ledger.http.auth import CLOSE, READ
 from ledger.http.deps import BusinessCodePath, CallDep
-from ledger.http.problems import also_files
+from ledger.http.problem_docs import also_files
 from ledger.schemas import (
     BalanceSheetOut,
     GLReportOut,

@@ -18,24 +18,14 @@ from fpdf import FPDF
 from PIL import Image
 from pypdf import PdfReader
 
-from dunning.letters import (
-    ADDRESS_FIELD,
-    ADDRESS_TEXT_WIDTH,
-    INFO_LEFT,
-    Interest,
-    Letter,
-    LetterItem,
-    addressee_lines,
-    fit_address,
-    missing_address,
-    natural_key,
-    render_html,
-    render_pdf,
-    sort_items,
-    unprintable,
-)
+from dunning.letter_address import ADDRESS_FIELD, ADDRESS_TEXT_WIDTH, addressee_lines, fit_address, missing_address
+from dunning.letter_fonts import unprintable
+from dunning.letter_render import INFO_LEFT, render_html, render_pdf
+from dunning.letter_text import Interest, Letter, LetterItem
+from dunning.letters import natural_key, sort_items
 from ledger.errors import Conflict
-from ledger.profiles import AddressIn, BankIn, ContactIn, Logo, ProfileOut, RegisterIn
+from ledger.profile_fields import AddressIn, BankIn, ContactIn, ProfileOut, RegisterIn
+from ledger.profiles import Logo
 from payments.references import creditor_reference, found_in
 
 MM = 72 / 25.4  # PDF points per millimetre
@@ -339,7 +329,7 @@ def test_the_address_shrinks_then_the_names_give_way_but_never_street_and_place(
 
 
 def wrap8(text: str, width_of: Callable[[str, float], float]) -> list[str]:
-    from dunning.letters import wrap
+    from dunning.letter_address import wrap
 
     return wrap(text, ADDRESS_TEXT_WIDTH, lambda t: width_of(t, 8.0))
 
