@@ -22,7 +22,7 @@ import msgspec
 
 from desk.reports import REPORTS, Args, Fetch
 from desk.tables import Format, render
-from ledger import datev, journal
+from ledger import datev, entries, periods
 from ledger.context import Kontor
 from ledger.domain import Business
 from ledger.errors import BadRequest, NotFound
@@ -196,18 +196,18 @@ def export_csv(
         ]
 
     async def in_db(ctx: Kontor, business: Business) -> list[dict[str, Any]]:
-        where = journal.EntryFilter(from_date=period["from"], to_date=period["to"])
+        where = entries.EntryFilter(from_date=period["from"], to_date=period["to"])
 
         async def page(cursor: dict[str, str]) -> Any:
-            return msgspec.to_builtins(await journal.list_entries(ctx, business, where, cursor.get("cursor"), 500))
+            return msgspec.to_builtins(await entries.list_entries(ctx, business, where, cursor.get("cursor"), 500))
 
         return [e async for e in _pages(page)]
 
-    entries = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
+    lines_of = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
     out = io.StringIO()
     writer = csv_writer(out)
     writer.writerow(LINE_COLUMNS)
-    for e in entries:
+    for e in lines_of:
         for line in e["lines"]:
             writer.writerow(cells([e["id"], e["effective_date"], e["recorded_at"], e["description"], e["reference"],
                                    e["reverses"], line["line_no"], line["account"], line.get("customer"),
@@ -217,7 +217,7 @@ def export_csv(
     else:
         output.write_text(out.getvalue(), encoding="utf-8")
         click.echo(
-            f"{sum(len(e['lines']) for e in entries)} lines of {len(entries)} entries written to {output}", err=True
+            f"{sum(len(e['lines']) for e in lines_of)} lines of {len(lines_of)} entries written to {output}", err=True
         )
 
 
@@ -276,7 +276,7 @@ def period_close(
         # as in the service: period-end postings are booked, period.closed goes out
         ctx.period_closing_hooks.append(book_prepayment_vat)
         ctx.period_closed_hooks.append(emit_period_closed)
-        return msgspec.to_builtins(await journal.close_period(ctx, business, month, "kontor period close"))
+        return msgspec.to_builtins(await periods.close_period(ctx, business, month, "kontor period close"))
 
     closed = Target(url, key, data_dir, merchant, code).run(over_api, in_db)
     click.echo(f"business {code}: closed through {closed['closed_through']}")

@@ -11,7 +11,7 @@ import logging
 from datetime import date, timedelta
 
 from ledger.context import Kontor
-from ledger.journal import close_period
+from ledger.periods import close_period
 from ledger.tenancy import get_business
 
 __all__ = ["close_due_months", "working_day_of_month"]

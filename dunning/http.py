@@ -15,11 +15,11 @@ from dunning.accounts import CaseOut, CollectionStatusIn, OpenItemsOut, PauseIn
 from dunning.notices import NoticeOut
 from dunning.policy import BaseRateIn, BaseRateOut, PolicyIn, PolicyOut
 from dunning.runlog import RunOut
+from ledger.entries import decode_cursor, encode_cursor
 from ledger.http.access import HTML_HEADERS
 from ledger.http.auth import ADMIN, OPERATOR, POST, READ
 from ledger.http.deps import ID_MAX, BusinessCodePath, CallDep, Cursor, IdPath, PageLimit
 from ledger.http.problems import also_files
-from ledger.journal import decode_cursor, encode_cursor
 from ledger.schemas import DatedBody, EffectiveDate, Page
 
 __all__ = ["base_rate_routes", "router"]

@@ -1,4 +1,8 @@
-"""The journal: post entries (one or a batch), read them back, reverse them, close periods.
+"""The journal: post entries (one or a batch, one by one or coalesced), replay a key's answer, reverse an entry.
+Reading entries is `ledger.entries`, periods are `ledger.periods`.
+
+Why one module (over 400 lines): posting one by one, posting coalesced and reversing share the row building,
+the posting function's error translation and the replay of a key; apart, each would reach into the others.
 
 Posting is one round trip: `kontor_post_entries` (schema.sql) checks the idempotency key, inserts the
 entries and lines, adds to the balance slots and records the key, all in one implicit transaction;
@@ -19,19 +23,16 @@ a lost connection) is posted again one request at a time, and keyed retries repl
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
 
 from ledger import metrics
-from ledger.audit import ActionOut, PostedBy, actor_key_id, current_actor, record_action
+from ledger.audit import PostedBy, actor_key_id, current_actor, record_action
 from ledger.coalesce import Coalescer, QueueFull
 from ledger.context import Kontor
 from ledger.db import CONNECTION_LOST, RETRYABLE, TEXT_REFUSED
@@ -39,44 +40,26 @@ from ledger.domain import (
     Account,
     Business,
     EntryDraft,
-    LineDraft,
     Side,
     content_sha256,
-    month_end,
-    parse_period,
     reversal_of,
 )
+from ledger.entries import entry_draft, fetch_entries, render_entry, with_reversed_by
 from ledger.errors import (
-    BadRequest,
     Conflict,
     FieldError,
     InvariantViolation,
     NotFound,
     Unavailable,
     Unprocessable,
-    present,
 )
-from ledger.money import ACCOUNT_TOTAL_MINOR_MAX, format_amount
-from ledger.schemas import EntryOut, LineOut, Page, PeriodCloseOut, PeriodOut, ReversalIn
-from ledger.tenancy import accounts_with, get_account
-from ledger.textsafe import parse_ascii_int
+from ledger.money import ACCOUNT_TOTAL_MINOR_MAX
+from ledger.schemas import EntryOut, ReversalIn
 
 if TYPE_CHECKING:
     from ledger.db import Connection
 
-__all__ = [
-    "EntryFilter",
-    "Posted",
-    "close_period",
-    "decode_cursor",
-    "encode_cursor",
-    "get_entry",
-    "list_actions",
-    "list_entries",
-    "list_periods",
-    "post_entries",
-    "reverse_entry",
-]
+__all__ = ["Posted", "post_entries", "replay_if_known", "reverse_entry"]
 
 _POST_SQL = (
     "SELECT entry_id, recorded_at, replayed, request_sha256 FROM kontor_post_entries($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -90,47 +73,6 @@ _COALESCED_SQL = (
 class Posted:
     entries: list[EntryOut]
     replayed: bool
-
-
-def _render_line(no: int, line: LineDraft) -> LineOut:
-    amount = format_amount(line.amount_minor, line.currency)
-    return LineOut(
-        line_no=no,
-        account=line.account.number,
-        customer=line.customer,
-        currency=line.currency,
-        debit=amount if line.side is Side.DEBIT else None,
-        credit=amount if line.side is Side.CREDIT else None,
-    )
-
-
-def _render(
-    business: Business,
-    entry_id: int,
-    recorded_at: object,
-    draft: EntryDraft,
-    reversed_by: int | None,
-    posted_by: PostedBy | None,
-) -> EntryOut:
-    return EntryOut(
-        id=entry_id,
-        business=business.code,
-        effective_date=draft.effective_date,
-        recorded_at=recorded_at,  # type: ignore[arg-type]  # asyncpg gives datetime
-        description=draft.description,
-        reference=draft.reference,
-        order_reference=draft.order_reference,
-        metadata=dict(draft.metadata or {}),
-        reverses=draft.reverses,
-        reversed_by=reversed_by,
-        posted_by=posted_by,
-        lines=[_render_line(i + 1, line) for i, line in enumerate(draft.lines)],
-    )
-
-
-def _posted_by(row: asyncpg.Record) -> PostedBy | None:
-    key_id = row["posted_by"]
-    return None if key_id is None else PostedBy(key_id=key_id, name=row["key_name"], role=row["key_role"])
 
 
 def _acting_key() -> PostedBy | None:
@@ -414,7 +356,7 @@ async def post_entries(
     posted_by = _acting_key()
     return Posted(
         entries=[
-            _render(business, row["entry_id"], row["recorded_at"], draft, None, posted_by)
+            render_entry(business, row["entry_id"], row["recorded_at"], draft, None, posted_by)
             for row, draft in zip(rows, drafts, strict=True)
         ],
         replayed=False,
@@ -426,26 +368,9 @@ async def _replay(ctx: Kontor, business: Business, rows: Sequence[asyncpg.Record
         raise Unprocessable(
             "idempotency_key_reused", "this Idempotency-Key was used for a different request; use a new key"
         )
-    entries = await _fetch(ctx, business, [r["entry_id"] for r in rows])
+    entries = await fetch_entries(ctx, business, [r["entry_id"] for r in rows])
     # the original answer was given before any reversal existed: replay it exactly
-    return Posted(entries=[_with_reversed_by(e, None) for e in entries], replayed=True)
-
-
-def _with_reversed_by(entry: EntryOut, reversed_by: int | None) -> EntryOut:
-    return EntryOut(
-        id=entry.id,
-        business=entry.business,
-        effective_date=entry.effective_date,
-        recorded_at=entry.recorded_at,
-        description=entry.description,
-        reference=entry.reference,
-        order_reference=entry.order_reference,
-        metadata=entry.metadata,
-        reverses=entry.reverses,
-        reversed_by=reversed_by,
-        posted_by=entry.posted_by,
-        lines=entry.lines,
-    )
+    return Posted(entries=[with_reversed_by(e, None) for e in entries], replayed=True)
 
 
 async def replay_if_known(ctx: Kontor, business: Business, idem_key: str, request_sha256: bytes) -> Posted | None:
@@ -456,193 +381,6 @@ async def replay_if_known(ctx: Kontor, business: Business, idem_key: str, reques
         idem_key,
     )
     return await _replay(ctx, business, rows, request_sha256) if rows else None
-
-
-# --- reading ------------------------------------------------------------------------------------------
-_ENTRY_COLUMNS = (
-    "e.entry_id, e.effective_date, e.recorded_at, e.description, e.reference, e.order_reference, e.metadata, "
-    "e.reverses, (SELECT r.entry_id FROM entries r WHERE r.merchant_id = e.merchant_id "
-    "AND r.business = e.business AND r.reverses = e.entry_id) AS reversed_by, "
-    "e.posted_by, k.name AS key_name, k.role AS key_role"
-)
-# the key that posted an entry, for the audit trail (keys are never deleted, only revoked)
-_ENTRY_FROM = "entries e LEFT JOIN api_keys k ON k.merchant_id = e.merchant_id AND k.key_id = e.posted_by"
-
-
-async def _drafts_of(
-    ctx: Kontor, business: Business, entry_rows: Sequence[asyncpg.Record], pool: asyncpg.Pool
-) -> list[tuple[asyncpg.Record, EntryDraft]]:
-    ids = [r["entry_id"] for r in entry_rows]
-    line_rows = await pool.fetch(
-        "SELECT entry_id, account_id, customer, side, amount_minor, currency FROM lines "
-        "WHERE merchant_id = $1 AND business = $2 AND entry_id = ANY($3::bigint[]) ORDER BY entry_id, line_no",
-        business.merchant_id,
-        business.code,
-        ids,
-    )
-    index = await accounts_with(ctx, business, ids=[r["account_id"] for r in line_rows])
-    lines: dict[int, list[LineDraft]] = {i: [] for i in ids}
-    for r in line_rows:
-        lines[r["entry_id"]].append(
-            LineDraft(
-                account=index.by_id[r["account_id"]],
-                side=Side(r["side"]),
-                amount_minor=r["amount_minor"],
-                currency=r["currency"],
-                customer=r["customer"],
-            )
-        )
-    return [
-        (
-            r,
-            EntryDraft(
-                effective_date=r["effective_date"],
-                description=r["description"],
-                lines=tuple(lines[r["entry_id"]]),
-                reference=r["reference"],
-                metadata=r["metadata"],
-                reverses=r["reverses"],
-                order_reference=r["order_reference"],
-            ),
-        )
-        for r in entry_rows
-    ]
-
-
-async def _fetch(
-    ctx: Kontor, business: Business, entry_ids: Sequence[int], pool: asyncpg.Pool | None = None
-) -> list[EntryOut]:
-    pool = pool or ctx.pool
-    rows = await pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.merchant_id = $1 AND e.business = $2 "
-        "AND e.entry_id = ANY($3::bigint[]) ORDER BY e.entry_id",
-        business.merchant_id,
-        business.code,
-        list(entry_ids),
-    )
-    return [
-        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"], _posted_by(r))
-        for r, draft in await _drafts_of(ctx, business, rows, pool)
-    ]
-
-
-async def get_entry(ctx: Kontor, business: Business, entry_id: int) -> EntryOut:
-    entries = await _fetch(ctx, business, [entry_id], ctx.reports_pool)
-    if not entries:
-        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
-    return entries[0]
-
-
-@dataclass(frozen=True, slots=True)
-class EntryFilter:
-    from_date: date | None = None
-    to_date: date | None = None
-    account: str | None = None
-    customer: str | None = None
-    reference: str | None = None
-    metadata: dict[str, str] | None = None
-    descending: bool = False
-    order_reference: str | None = None
-
-
-def encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"e{value}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value = parse_ascii_int(text[1:]) if text.startswith("e") else None
-        if value is None:
-            raise ValueError(cursor)
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor_invalid", "the cursor is not one this service issued") from None
-
-
-async def list_entries(
-    ctx: Kontor, business: Business, where: EntryFilter, cursor: str | None, limit: int
-) -> Page[EntryOut]:
-    """Entries in recording order (or reversed), filtered, one page at a time (cursor = last id seen)."""
-    clauses = ["e.merchant_id = $1", "e.business = $2"]
-    params: list[object] = [business.merchant_id, business.code]
-
-    def add(clause: str, value: object) -> None:
-        params.append(value)
-        clauses.append(clause.replace("$?", f"${len(params)}"))
-
-    if where.from_date is not None:
-        add("e.effective_date >= $?", where.from_date)
-    if where.to_date is not None:
-        add("e.effective_date <= $?", where.to_date)
-    if where.reference is not None:
-        add("e.reference = $?", where.reference)
-    if where.order_reference is not None:
-        add("e.order_reference = $?", where.order_reference)
-    if where.metadata:
-        add("e.metadata @> $?::jsonb", where.metadata)
-    if where.account is not None:
-        account = await get_account(ctx, business, where.account)
-        add(
-            "EXISTS (SELECT 1 FROM lines l WHERE l.merchant_id = e.merchant_id AND l.business = e.business "
-            "AND l.entry_id = e.entry_id AND l.account_id = $?)",
-            account.account_id,
-        )
-    if where.customer is not None:
-        add(
-            "EXISTS (SELECT 1 FROM lines l WHERE l.merchant_id = e.merchant_id AND l.business = e.business "
-            "AND l.entry_id = e.entry_id AND l.customer = $?)",
-            where.customer,
-        )
-    if cursor is not None:
-        add("e.entry_id < $?" if where.descending else "e.entry_id > $?", decode_cursor(cursor))
-    order = "DESC" if where.descending else "ASC"
-    params.append(limit + 1)
-    rows = await ctx.reports_pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE {' AND '.join(clauses)} "
-        f"ORDER BY e.entry_id {order} LIMIT ${len(params)}",
-        *params,
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [
-        _render(business, r["entry_id"], r["recorded_at"], draft, r["reversed_by"], _posted_by(r))
-        for r, draft in await _drafts_of(ctx, business, rows, ctx.reports_pool)
-    ]
-    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more and items else None)
-
-
-# --- audit trail -------------------------------------------------------------------------------------
-async def list_actions(
-    ctx: Kontor, business: Business, action: str | None, cursor: str | None, limit: int
-) -> Page[ActionOut]:
-    """The business code's audit-trail actions, newest first, one page at a time."""
-    before = decode_cursor(cursor) if cursor is not None else 2**63 - 1
-    rows = await ctx.reports_pool.fetch(
-        "SELECT a.action_id, a.at, a.action, a.subject, a.reason, a.details, a.key_id, k.name, k.role "
-        "FROM audit_actions a LEFT JOIN api_keys k ON k.merchant_id = a.merchant_id AND k.key_id = a.key_id "
-        "WHERE a.merchant_id = $1 AND a.business = $2 AND a.action_id < $3 AND ($4::text IS NULL OR a.action = $4) "
-        "ORDER BY a.action_id DESC LIMIT $5",
-        business.merchant_id,
-        business.code,
-        before,
-        action,
-        limit + 1,
-    )
-    items = [
-        ActionOut(
-            action_id=r["action_id"],
-            at=r["at"],
-            action=r["action"],
-            subject=r["subject"],
-            reason=r["reason"],
-            details=r["details"],
-            by=None if r["key_id"] is None else PostedBy(key_id=r["key_id"], name=r["name"], role=r["role"]),
-        )
-        for r in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return Page(items=items, next_cursor=encode_cursor(items[-1].action_id) if more and items else None)
 
 
 # --- reversal -----------------------------------------------------------------------------------------
@@ -657,15 +395,7 @@ async def reverse_entry(
     replayed = await replay_if_known(ctx, business, idem_key, request_sha256)
     if replayed is not None:
         return replayed
-    rows = await ctx.pool.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_FROM} WHERE e.merchant_id = $1 AND e.business = $2 AND e.entry_id = $3",
-        business.merchant_id,
-        business.code,
-        entry_id,
-    )
-    if not rows:
-        raise NotFound("entry_not_found", f"entry {entry_id} not found in business {business.code}")
-    ((row, original),) = await _drafts_of(ctx, business, rows, ctx.pool)
+    row, original = await entry_draft(ctx, business, entry_id)
     for guard in ctx.reversal_guards:  # a plugin's document is taken back through the plugin (409 otherwise)
         await guard(ctx, business, entry_id, dict(original.metadata or {}), original.order_reference)
     closed_through = await ctx.pool.fetchval(
@@ -706,80 +436,3 @@ async def reverse_entry(
             raise
         return replayed
     return posted
-
-
-# --- periods ------------------------------------------------------------------------------------------
-async def list_periods(ctx: Kontor, business: Business) -> list[PeriodOut]:
-    rows = await ctx.reports_pool.fetch(
-        "SELECT period, closed_at, closed_by FROM period_closes WHERE merchant_id = $1 AND business = $2 "
-        "ORDER BY period",
-        business.merchant_id,
-        business.code,
-    )
-    return [
-        PeriodOut(period=r["period"].strftime("%Y-%m"), closed_at=r["closed_at"], closed_by=r["closed_by"])
-        for r in rows
-    ]
-
-
-async def close_period(
-    ctx: Kontor, business: Business, period: str, closed_by: str, *, reason: str | None = None
-) -> PeriodCloseOut:
-    """Close a month that is over, and every earlier month; postings dated in them are refused after.
-
-    Each month newly closed is an audit-trail action (`period.closed`) with `reason`, in the same transaction.
-    """
-    first = parse_period(period)
-    last = month_end(first)
-    if last >= ctx.today():
-        raise Conflict("period_not_over", f"{period} ends on {last.isoformat()}; it can be closed from the next day on")
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        if ctx.period_closing_hooks:
-            months = await _months_to_close(conn, business, first)
-            if months:
-                for closing in ctx.period_closing_hooks:
-                    await closing(ctx, conn, business, months)
-        closed_through = await conn.fetchval(
-            "SELECT kontor_close_period($1, $2, $3, $4)", business.merchant_id, business.code, first, closed_by
-        )
-        # the function holds the business code's lock until this transaction ends: months inserted by it
-        # are the rows stamped with this transaction's now()
-        newly = await conn.fetch(
-            "SELECT to_char(period, 'YYYY-MM') AS period FROM period_closes WHERE merchant_id = $1 "
-            "AND business = $2 AND closed_at = now() ORDER BY period",
-            business.merchant_id,
-            business.code,
-        )
-        for month in newly:
-            await record_action(
-                conn, business.merchant_id, business.code, "period.closed", month["period"], reason=reason
-            )
-        if newly:
-            for hook in ctx.period_closed_hooks:
-                await hook(ctx, conn, business, [r["period"] for r in newly])
-    return PeriodCloseOut(
-        business=business.code, closed_through=closed_through, periods=await list_periods(ctx, business)
-    )
-
-
-async def _months_to_close(conn: Connection, business: Business, last_month: date) -> list[date]:
-    """The months kontor_close_period is about to close, under the same lock it takes (held to commit)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(kontor_business_lock_key($1, $2))", business.merchant_id, business.code
-    )
-    row = await conn.fetchrow(
-        "SELECT closed_through, (SELECT min(effective_date) FROM entries WHERE merchant_id = $1 AND business = $2) "
-        "AS first_entry FROM businesses WHERE merchant_id = $1 AND business = $2",
-        business.merchant_id,
-        business.code,
-    )
-    row = present(row, "business codes are never deleted")
-    if row["closed_through"] is not None:
-        start = row["closed_through"] + timedelta(days=1)
-    else:
-        start = min(row["first_entry"] or last_month, last_month).replace(day=1)
-    months = []
-    while start <= last_month:
-        months.append(start)
-        start = month_end(start) + timedelta(days=1)
-    return months

@@ -1,5 +1,9 @@
 """Wire types of the ledger API: msgspec Structs, decoded strictly, documented in the OpenAPI schema.
 
+Why one module (over 400 lines): it is declarations only, the shapes of every ledger route side by side, so that
+a client developer and the OpenAPI document read one vocabulary; the types share `DatedBody`, amount and limit
+annotations, and splitting them by route would scatter those without separating any logic.
+
 Request types are frozen, forbid unknown fields and carry Meta limits; response types are separate.
 Tenant ids, statuses and balances never come from request bodies. Amounts travel as decimal strings
 ("119.00") in the business code's currency; the pattern admits up to 8 decimals so that a currency

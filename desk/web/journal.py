@@ -27,7 +27,7 @@ from desk.web.common import (
     signed_cell,
 )
 from desk.webkit import HEADERS, View, check_csrf, open_page
-from ledger import journal, posting, registers
+from ledger import entries, journal, posting, registers
 from ledger.errors import BadRequest, Unprocessable
 from ledger.http.deps import BusinessCodePath as Code
 from ledger.http.deps import Cursor
@@ -133,7 +133,7 @@ async def journal_page(
     cursor: Cursor = None,
 ) -> Response[Any]:
     v = await open_page(request, code)
-    where = journal.EntryFilter(
+    where = entries.EntryFilter(
         from_date=from_date,
         to_date=to_date,
         account=account or None,
@@ -141,7 +141,7 @@ async def journal_page(
         reference=reference or None,
         descending=True,
     )
-    page = await journal.list_entries(v.ctx, v.business, where, cursor or None, v.rows)
+    page = await entries.list_entries(v.ctx, v.business, where, cursor or None, v.rows)
     sheet = v.sheet(
         "journal",
         "",
@@ -179,7 +179,7 @@ async def journal_page(
 async def entry_page(request: Request[Any, Any, Any], code: Code, entry: FromPath[str]) -> Response[Any]:
     v = await open_page(request, code)
     entry_id = path_id(entry, "entry_not_found", "entry")
-    found = await journal.get_entry(v.ctx, v.business, entry_id)
+    found = await entries.get_entry(v.ctx, v.business, entry_id)
     index = await account_index(v.ctx, v.business)
     sheet = v.sheet(
         "lines",

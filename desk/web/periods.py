@@ -18,7 +18,8 @@ from desk.web.common import (
     say,
 )
 from desk.webkit import HEADERS, check_csrf, open_page
-from ledger import journal, reports
+from ledger import periods as ledger_periods
+from ledger import reports
 from ledger.errors import BadRequest
 from ledger.glexport import FILE_FORMATS, gl_file
 from ledger.http.deps import BusinessCodePath as Code
@@ -30,7 +31,7 @@ __all__ = ["close_month", "gl_download", "gl_report", "periods"]
 @get("/{code:int}/periods")
 async def periods(request: Request[Any, Any, Any], code: Code) -> Response[Any]:
     v = await open_page(request, code)
-    closed = list(reversed(await journal.list_periods(v.ctx, v.business)))
+    closed = list(reversed(await ledger_periods.list_periods(v.ctx, v.business)))
     sheet = v.sheet(
         "periods",
         "",
@@ -71,7 +72,7 @@ async def close_month(request: Request[Any, Any, Any], code: Code) -> Response[A
     period = checked_month(v, form.get("period", ""))
     closed_by = f"{v.viewer.key_name} (key {v.viewer.key_id}, web): {reason}"
     with v.acting():
-        await journal.close_period(v.ctx, v.business, period, closed_by, reason=reason)
+        await ledger_periods.close_period(v.ctx, v.business, period, closed_by, reason=reason)
     return Redirect(page_url(v, "periods"), status_code=303, headers=HEADERS)
 
 

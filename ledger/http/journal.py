@@ -9,7 +9,7 @@ import msgspec
 from litestar import Response, Router, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ledger import journal, posting
+from ledger import entries, journal, posting
 from ledger.audit import ActionOut
 from ledger.chain import verify_chain
 from ledger.errors import BadRequest, FieldError, Unprocessable
@@ -145,7 +145,7 @@ async def list_entries(
         if not sep or not key:
             raise BadRequest("metadata_filter_invalid", f"metadata filter {item!r} is not key:value")
         pairs[key] = value
-    where = journal.EntryFilter(
+    where = entries.EntryFilter(
         from_date=from_date,
         to_date=to_date,
         account=account,
@@ -155,12 +155,12 @@ async def list_entries(
         metadata=pairs or None,
         descending=order == "desc",
     )
-    return await journal.list_entries(call.ctx, business, where, cursor, limit)
+    return await entries.list_entries(call.ctx, business, where, cursor, limit)
 
 
 @get("/entries/{entry_id:int}", opt={"roles": READ}, operation_id="getEntry", tags=["journal"])
 async def get_entry(business_code: Code, entry_id: EntryIdPath, call: CallDep) -> EntryOut:
-    return await journal.get_entry(call.ctx, await call.business(business_code), entry_id)
+    return await entries.get_entry(call.ctx, await call.business(business_code), entry_id)
 
 
 @post(
@@ -213,7 +213,7 @@ async def list_actions(
     cursor: Cursor = None,
     limit: PageLimit = 50,
 ) -> Page[ActionOut]:
-    return await journal.list_actions(call.ctx, await call.business(business_code), action, cursor, limit)
+    return await entries.list_actions(call.ctx, await call.business(business_code), action, cursor, limit)
 
 
 @get(

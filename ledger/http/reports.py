@@ -9,7 +9,7 @@ from litestar import Response, Router, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ledger import datev, journal, reports
+from ledger import datev, periods, reports
 from ledger.errors import FieldError, Unprocessable
 from ledger.glexport import XLSX, GLFile, gl_file
 from ledger.http.auth import CLOSE, READ
@@ -55,7 +55,7 @@ async def balance_sheet(business_code: Code, call: CallDep, as_of: AsOf = None) 
 
 @get("/periods", opt={"roles": READ}, operation_id="listClosedPeriods", tags=["periods"])
 async def list_periods(business_code: Code, call: CallDep) -> list[PeriodOut]:
-    return await journal.list_periods(call.ctx, await call.business(business_code))
+    return await periods.list_periods(call.ctx, await call.business(business_code))
 
 
 @post(
@@ -80,7 +80,7 @@ async def close_period(
         )
     # as the web pages write it ("<key name> (key <id>, web): <reason>"), so a period names who closed it
     closed_by = f"{principal.name} (key {principal.key_id}, api)" + (f": {reason}" if reason else "")
-    return await journal.close_period(call.ctx, business, period, closed_by, reason=reason)
+    return await periods.close_period(call.ctx, business, period, closed_by, reason=reason)
 
 
 def _attachment(file: GLFile) -> Response[Any]:

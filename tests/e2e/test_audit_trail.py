@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from ledger import journal, posting
+from ledger import journal, periods, posting
 from ledger.context import Kontor
 from ledger.schemas import EntryIn
 from ledger.tenancy import account_index, get_business
@@ -179,7 +179,7 @@ async def test_work_no_request_caused_names_no_key(ctx: Kontor, tenant: Tenant) 
     """A scheduled job posts outside any request: its entries and actions name no key (`posted_by` null)."""
     await tenant.post_entry(LINES, date="2026-09-10")
     business = await get_business(ctx, tenant.merchant_id, tenant.business)
-    await journal.close_period(ctx, business, "2026-09", "month-end-closing")  # as the scheduler does
+    await periods.close_period(ctx, business, "2026-09", "month-end-closing")  # as the scheduler does
     actions = (await tenant.get("/audit")).json()["items"]
     assert [(a["action"], a["by"]) for a in actions] == [("period.closed", None)]
     posted = await journal.post_entries(
