@@ -8,19 +8,8 @@ it) arrives here as one line per payment.
 
 Each booked (`Sts` BOOK) line is one journal entry of its own, dated on its booking day, its description and
 metadata naming the statement line, the bank's reference and the counterparty (name and IBAN), in one
-transaction per upload:
-- a credit equal to an uncleared Amazon Pay payout (preferably the one whose settlement id or Amazon
-  disbursement reference the remittance names) clears it: Dr BANK / Cr TRANSIT; a debit equal to a balance
-  repayment Amazon collects clears that: Dr TRANSIT / Cr BANK;
-- a credit whose remittance names an invoice or an order (`payments.remittance`, where new reference patterns
-  are added) pays it, whatever the amount: Dr BANK / Cr AR (customer), recorded as the order's payment
-  document; a part payment leaves the rest due, an overpayment leaves the customer a credit balance (a
-  prepayment received); a credit naming a payment reference Kontor printed (a dunning letter's ISO 11649 RF
-  reference, `payments.references`) or only a customer is booked so when within the tolerance of the amount the
-  letter asked for or of what the customer owes;
-- anything else becomes a reconciliation exception, parked in SUSPENSE against BANK by an entry of its own
-  (debits too: money out of the bank needs an accountant's classification); this matching is
-  `payments.bank_matching`'s.
+transaction per upload; what each line pays or clears, and how, is `payments.bank_matching`'s (payouts cleared,
+invoices and orders paid in part or beyond, letters' RF references, anything else parked as an exception).
 Pending lines (`Sts` PDNG) are reported, not booked. Then the statement's balances are checked
 (`payments.statement_checks`): opening = the previous statement's closing, opening + lines = closing, closing =
 the ledger's bank account; a failed check is an exception saying which figures differ by how much.
