@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from litestar.plugins import InitPluginProtocol
 
-from ledger import cli
+from ledger import cli, cli_ops
 from ledger.app import create_app
 from ledger.config import Settings
 from ledger.rotation import count_unopenable, rotate_sealed_columns
@@ -154,7 +154,7 @@ async def test_the_service_logs_values_no_configured_key_opens_at_start(
 async def test_the_command_rotates_and_exits_1_naming_rows_that_do_not_open(
     pool: asyncpg.Pool, column: SealedColumn, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "discover_plugins", lambda: [ScratchPlugin(column)])  # the installed plugins register none
+    monkeypatch.setattr(cli_ops, "discover_plugins", lambda: [ScratchPlugin(column)])  # the installed plugins register none
 
     async def kontor(*args: str, current: str, previous: str = "") -> Result:
         env = {
