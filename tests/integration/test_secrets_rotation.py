@@ -154,7 +154,8 @@ async def test_the_service_logs_values_no_configured_key_opens_at_start(
 async def test_the_command_rotates_and_exits_1_naming_rows_that_do_not_open(
     pool: asyncpg.Pool, column: SealedColumn, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_ops, "discover_plugins", lambda: [ScratchPlugin(column)])  # the installed plugins register none
+    # the installed plugins register no scratch column: the command sees only this test's
+    monkeypatch.setattr(cli_ops, "discover_plugins", lambda: [ScratchPlugin(column)])
 
     async def kontor(*args: str, current: str, previous: str = "") -> Result:
         env = {
