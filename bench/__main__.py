@@ -140,6 +140,10 @@ def service(
         "KONTOR_RATE_LIMIT_PER_SECOND": "1000000",
         "KONTOR_LOG_LEVEL": log_level,
         "KONTOR_DB_POOL_SIZE_MAX": "20",
+        # P6 runs dunning over HTTP: the service's own daily run (06:00 UTC, resumed every 5 minutes when missed)
+        # would take the seeded business code first and the runs measured would be refused as concurrent
+        "KONTOR_DUNNING_CRON": "0 6 1 1 *",
+        "KONTOR_DUNNING_RESUME_INTERVAL_S": "86400",
     }
     with log_path.open("wb") as sink:
         proc = subprocess.Popen(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import msgspec
 
 from ledger.context import Kontor
@@ -160,31 +159,30 @@ async def _insert_order(
 ) -> bool:
     """Insert the order as pending; False when it was there (a concurrent identical request finds it and goes on
     with it)."""
-    try:
-        inserted = await conn.fetchval(
-            "INSERT INTO orders (merchant_id, business, order_ref, customer, order_date, checkout_session_id, "
-            "payment_execution, status, gross_minor, bill_to, request_sha256) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10) ON CONFLICT (merchant_id, business, order_ref) "
-            "DO NOTHING RETURNING true",
-            business.merchant_id,
-            business.code,
-            body.order_reference,
-            customer,
-            body.order_date,
-            body.payment_method.checkout_session_id,
-            execution,
-            gross,
-            msgspec.to_builtins(body.bill_to),
-            request_sha256,
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(
-            "checkout_session_used",
-            "this Amazon Pay checkout session belongs to another order",
-            [FieldError("payment_method.checkout_session_id", "already used")],
-        ) from None
+    # no conflict target: every unique index arbitrates, so a concurrent identical request waits for the other
+    # transaction and finds its order, whichever index it met first
+    inserted = await conn.fetchval(
+        "INSERT INTO orders (merchant_id, business, order_ref, customer, order_date, checkout_session_id, "
+        "payment_execution, status, gross_minor, bill_to, request_sha256) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10) ON CONFLICT DO NOTHING RETURNING true",
+        business.merchant_id,
+        business.code,
+        body.order_reference,
+        customer,
+        body.order_date,
+        body.payment_method.checkout_session_id,
+        execution,
+        gross,
+        msgspec.to_builtins(body.bill_to),
+        request_sha256,
+    )
     if not inserted:
-        await _existing(conn, business, body.order_reference, customer, request_sha256)
+        if await _existing(conn, business, body.order_reference, customer, request_sha256) is None:
+            raise Conflict(
+                "checkout_session_used",
+                "this Amazon Pay checkout session belongs to another order",
+                [FieldError("payment_method.checkout_session_id", "already used")],
+            )
         return False
     await conn.executemany(
         "INSERT INTO order_items (merchant_id, business, order_ref, item_ref, position_type, description, quantity, "

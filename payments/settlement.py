@@ -35,13 +35,12 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING
 
-import asyncpg
 import msgspec
 
 from ledger.context import Kontor
 from ledger.db import transaction_retrying
 from ledger.domain import Business
-from ledger.errors import Conflict, FieldError, NotFound, Unprocessable, present
+from ledger.errors import Conflict, FieldError, NotFound, Unprocessable
 from payments.notify import emit
 from payments.settings import amazon_merchant_id
 from payments.settlement_parse import Report, parse_report
@@ -89,23 +88,22 @@ async def import_settlement(
 
     async def work(conn: Connection) -> tuple[SettlementOut, bool]:
         await _refuse_duplicate(conn, business, report.settlement_id, content)
-        try:
-            stored = await conn.fetchrow(
-                "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
-                "summary, report_id, content_sha256) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7, $8) "
-                "ON CONFLICT (merchant_id, business, settlement_id) DO NOTHING RETURNING settlement_id",
-                business.merchant_id,
-                business.code,
-                report.settlement_id,
-                digest,
-                report.period_start,
-                report.period_end,
-                report_id,
-                content,
-            )
-        except asyncpg.UniqueViolationError:  # the same rows under another SettlementId, imported concurrently
-            raise _duplicate(report.settlement_id, None) from None
-        if stored is None:  # imported before (the insert waited for that transaction to commit)
+        # no conflict target: every unique index arbitrates, so a concurrent import of the same file or of the
+        # same rows waits for the other transaction and then finds its row instead of failing on an index
+        stored = await conn.fetchrow(
+            "INSERT INTO settlements (merchant_id, business, settlement_id, file_sha256, period_start, period_end, "
+            "summary, report_id, content_sha256) VALUES ($1, $2, $3, $4, $5, $6, '{}', $7, $8) "
+            "ON CONFLICT DO NOTHING RETURNING settlement_id",
+            business.merchant_id,
+            business.code,
+            report.settlement_id,
+            digest,
+            report.period_start,
+            report.period_end,
+            report_id,
+            content,
+        )
+        if stored is None:  # imported before, or its rows under another SettlementId
             return await _replay(conn, business, report.settlement_id, digest, content), False
         out = await reconcile(ctx, conn, business, report)
         await conn.execute(
@@ -177,7 +175,9 @@ async def _replay(
         business.code,
         settlement_id,
     )
-    row = present(row, "the settlement whose insert conflicted exists (settlements are never deleted)")
+    if row is None:  # the conflict was on the rows: they were imported under another SettlementId meanwhile
+        await _refuse_duplicate(conn, business, settlement_id, content)
+        raise _duplicate(settlement_id, None)
     if bytes(row["file_sha256"]) != digest and bytes(row["content_sha256"] or b"") != content:
         raise Conflict(
             "settlement_conflict",

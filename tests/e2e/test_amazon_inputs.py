@@ -146,6 +146,22 @@ async def test_the_same_request_sent_at_once_is_one_document(shop: Shop) -> None
     await shop.assert_books()
 
 
+async def test_a_checkout_session_pays_for_one_order_even_when_two_claim_it_at_once(shop: Shop) -> None:
+    session = await shop.checkout("15.00")
+    a, b = await asyncio.gather(
+        *(shop.create_order(ref, [item(1, "15.00")], checkout_session_id=session) for ref in ("cs-1", "cs-2"))
+    )
+    assert sorted((a.status_code, b.status_code)) == [201, 409], (a.text, b.text)
+    refused = b if b.status_code == 409 else a
+    assert (refused.json()["code"], refused.json()["errors"][0]["field"]) == (
+        "checkout_session_used",
+        "payment_method.checkout_session_id",
+    )
+    later = await shop.create_order("cs-3", [item(1, "15.00")], checkout_session_id=session)
+    assert (later.status_code, later.json()["code"]) == (409, "checkout_session_used")
+    await shop.assert_books()
+
+
 @pytest.mark.parametrize("path", ["/disputes", "/reconciliation/exceptions"])
 async def test_an_unknown_state_filter_names_the_parameter(shop: Shop, path: str) -> None:
     r = await shop.tenant.get(path, state="bogus")

@@ -4,6 +4,7 @@ and fetching reports through Amazon's Reporting API tells the caller when it cou
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -40,6 +41,20 @@ async def test_the_same_rows_under_another_settlement_id_book_nothing_again(shop
     listed = (await shop.tenant.get("/amazon-pay/settlements")).json()["settlements"]
     assert [s["settlement_id"] for s in listed] == [first.json()["settlement_id"]]
     await shop.assert_books(("BALANCED", "0.00"))
+
+
+async def test_the_same_rows_under_two_settlement_ids_at_once_are_booked_once(shop: Shop) -> None:
+    """Both uploads wait on the same unique index: the second finds the first's rows (409), never a 500 or twice."""
+    assert (await shop.create_order("st-4", [item(1, "30.00")])).status_code == 201
+    report = await settlement_report(shop)
+    first, second = await asyncio.gather(
+        upload_settlement(shop, report), upload_settlement(shop, with_settlement_id(report, "44444444444"))
+    )
+    assert sorted((first.status_code, second.status_code)) == [201, 409], (first.text, second.text)
+    refused = second if second.status_code == 409 else first
+    assert refused.json()["code"] == "settlement_duplicate"
+    assert len((await shop.tenant.get("/amazon-pay/settlements")).json()["settlements"]) == 1
+    await shop.assert_books()
 
 
 async def test_a_payout_booked_with_another_settlement_is_parked_not_booked_again(shop: Shop) -> None:
