@@ -30,6 +30,7 @@ from ledger.http.access import access_layer
 from ledger.http.auth import AuthMiddleware, RateLimiter, query_names
 from ledger.http.deps import DEPENDENCIES
 from ledger.http.docs import render_plugins
+from ledger.http.fastpath import posting_fast_path
 from ledger.http.inputs import KontorRequest, before_request, date_parameters, horizon_layer
 from ledger.http.ops import MetricsController, health, ready
 from ledger.http.problem_docs import StrictStructSchemaPlugin, document_problems
@@ -109,7 +110,11 @@ def create_app(
     application.state.query_names = query_names(application)
     application.state.date_parameters = date_parameters(application)
     # outermost, so that unmatched routes (404, 405) get a request id and an access line too
-    application.asgi_handler = access_layer(horizon_layer(application.asgi_handler), log_requests=settings.access_log)
+    # the posting fast path inside it: the plain single-entry posting without Litestar's per-request layers
+    handler = horizon_layer(application.asgi_handler)
+    if settings.post_fast_path:
+        handler = posting_fast_path(handler, body_bytes_max=settings.request_body_bytes_max)
+    application.asgi_handler = access_layer(handler, log_requests=settings.access_log)
     return application
 
 

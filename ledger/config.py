@@ -65,8 +65,12 @@ class Settings:
     # cheaply (beyond, every other session's visibility checks slow down).
     post_coalesce_window_ms: float = field(default=1.0, metadata={"range": (0.0, 20.0)})
     post_coalesce_entries_max: int = field(default=32, metadata={"range": (1, 64)})
-    post_coalesce_in_flight_max: int = field(default=4, metadata={"range": (1, 64)})  # batches in flight per process
+    # batches in flight per process: 1 measured best on 2 cores (while one commits, the next one fills)
+    post_coalesce_in_flight_max: int = field(default=1, metadata={"range": (1, 64)})
     post_queue_depth_max: int = field(default=1000, metadata={"range": (1, 100_000)})  # waiting postings; 503 beyond
+    # answer plain single-entry postings without Litestar's per-request layers (ledger/http/fastpath.py); off:
+    # every request takes the Litestar route (the same answers, more CPU per posting)
+    post_fast_path: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

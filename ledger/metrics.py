@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["CHAIN_LINKED", "ENTRIES_POSTED", "POST_BATCHES_SPLIT", "POST_BATCH_ENTRIES", "POST_QUEUE_WAIT"]
+__all__ = [
+    "CHAIN_LINKED",
+    "ENTRIES_POSTED",
+    "POST_BATCHES_SPLIT",
+    "POST_BATCH_ENTRIES",
+    "POST_FAST_PATH",
+    "POST_QUEUE_WAIT",
+]
 
 ENTRIES_POSTED = Counter("kontor_entries_posted_total", "Journal entries posted (replays not counted)")
 CHAIN_LINKED = Counter("kontor_chain_linked_total", "Journal entries linked into the hash chain")
@@ -26,4 +33,10 @@ POST_QUEUE_WAIT = Histogram(
 POST_BATCHES_SPLIT = Counter(
     "kontor_post_batches_split_total",
     "Coalesced batches refused whole by the database and posted again one request at a time",
+)
+# ledger/http/fastpath.py: single-entry postings it answered, and those it handed to the Litestar route
+POST_FAST_PATH = Counter(
+    "kontor_post_fast_path_total",
+    "Single-entry posting requests by who answered them: the fast path, or the Litestar route it handed them to",
+    ["outcome"],
 )

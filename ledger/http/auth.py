@@ -29,6 +29,7 @@ __all__ = [
     "CLOSE",
     "OPERATOR",
     "POST",
+    "RATE_COUNTED",
     "READ",
     "AuthMiddleware",
     "RateLimiter",
@@ -36,6 +37,7 @@ __all__ = [
     "query_names",
 ]
 
+RATE_COUNTED = "kontor.rate_counted"  # scope key: this request was counted already (ledger.http.fastpath)
 READ = frozenset({"accountant", "poster", "admin"})
 POST = frozenset({"poster", "admin"})
 # book by hand: payment services, and accountants posting corrections, reversing, resolving exceptions
@@ -105,8 +107,9 @@ class AuthMiddleware(ASGIMiddleware):
                 "role_forbidden",
                 f"a key with role {principal.role!r} may not do this; needs one of {', '.join(sorted(roles))}",
             )
-        limiter: RateLimiter = app.state.rate_limiter
-        limiter.check(principal)
+        if not scope.get(RATE_COUNTED):
+            limiter: RateLimiter = app.state.rate_limiter
+            limiter.check(principal)
         if scope["query_string"]:
             _refuse_unknown_query(scope, app.state.query_names.get(id(handler), frozenset()))
         scope["auth"] = principal

@@ -7,6 +7,7 @@ anyio task group, which costs more than the lookups themselves on the posting pa
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,6 +33,8 @@ __all__ = [
     "IdPath",
     "IdempotencyKey",
     "PageLimit",
+    "idempotency_key_valid",
+    "request_fingerprint",
 ]
 
 PAGE_SIZE_MAX = 500
@@ -40,17 +43,27 @@ BusinessCodePath = Annotated[int, PathParameter(ge=1000, le=9999, description="4
 IdPath = Annotated[int, PathParameter(ge=1, le=ID_MAX)]
 PageLimit = Annotated[int, QueryParameter(ge=1, le=PAGE_SIZE_MAX, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")]
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII without spaces
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
 IdempotencyKey = Annotated[
     str,
     HeaderParameter(
         name="Idempotency-Key",
         min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
+        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Unique per state-changing request (e.g. a UUID). A retry with the same key and body gets "
         "the original response; the same key with another body gets 422.",
     ),
 ]
+
+
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+
+def idempotency_key_valid(key: str) -> bool:
+    """What `IdempotencyKey` admits (the header's own validation words the refusal)."""
+    return 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX and _IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +89,14 @@ class Call:
         return business
 
     def request_sha256(self, body: msgspec.Struct | None) -> bytes:
-        """Fingerprint of a state-changing request: method, path and the body in canonical form."""
-        canonical = b"" if body is None else msgspec.json.encode(body, order="sorted")
-        return hashlib.sha256(f"{self.request.method} {self.request.url.path}\n".encode() + canonical).digest()
+        return request_fingerprint(self.request.method, self.request.url.path, body)
+
+
+def request_fingerprint(method: str, path: str, body: msgspec.Struct | None) -> bytes:
+    """Fingerprint of a state-changing request (what an Idempotency-Key is bound to): SHA-256 of method, path
+    and the body in canonical form (keys sorted)."""
+    canonical = b"" if body is None else msgspec.json.encode(body, order="sorted")
+    return hashlib.sha256(f"{method} {path}\n".encode() + canonical).digest()
 
 
 def provide_call(request: Request[Any, Any, Any]) -> Call:

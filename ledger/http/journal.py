@@ -12,6 +12,8 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from ledger import entries, journal, posting
 from ledger.audit import ActionOut
 from ledger.chain import verify_chain
+from ledger.context import Kontor
+from ledger.domain import Business
 from ledger.errors import BadRequest, FieldError, Unprocessable
 from ledger.http.auth import BOOK, POST, READ
 from ledger.http.deps import BusinessCodePath, CallDep, Cursor, IdempotencyKey, PageLimit
@@ -29,7 +31,7 @@ from ledger.schemas import (
 )
 from ledger.tenancy import accounts_with
 
-__all__ = ["router"]
+__all__ = ["book_entry", "router"]
 
 EntryIdPath = Annotated[int, PathParameter(ge=1, le=2**62)]
 Code = BusinessCodePath
@@ -47,18 +49,22 @@ async def post_entry(
     business_code: Code, data: JSONBody[CorrectionIn], idempotency_key: IdempotencyKey, call: CallDep
 ) -> Response[EntryOut]:
     business = await call.business(business_code)
-    entry = _with_reason(data, call.principal.role)
-    accounts = await accounts_with(call.ctx, business, numbers=[line.account for line in entry.lines])
-    draft = posting.draft_entry(entry, business, accounts.by_number)
-    posted = await journal.post_entries(
-        call.ctx,
-        business,
-        [draft],
-        idem_key=idempotency_key,
-        request_sha256=call.request_sha256(data),
-        coalesce=True,
-    )
+    posted = await book_entry(call.ctx, business, call.principal.role, data, idempotency_key, call.request_sha256(data))
     return created(posted.entries[0], replayed=posted.replayed)
+
+
+async def book_entry(
+    ctx: Kontor, business: Business, role: str, data: CorrectionIn, idem_key: str, request_sha256: bytes
+) -> journal.Posted:
+    """Post one entry as `POST .../entries` does (this route and `ledger.http.fastpath`): the reason rules of
+    `_with_reason`, the accounts of the business code, one coalesced posting. Errors: the KontorErrors of
+    drafting and posting (404 account_not_found, 422 entry_invalid, 409 period_closed, ...)."""
+    entry = _with_reason(data, role)
+    accounts = await accounts_with(ctx, business, numbers=[line.account for line in entry.lines])
+    draft = posting.draft_entry(entry, business, accounts.by_number)
+    return await journal.post_entries(
+        ctx, business, [draft], idem_key=idem_key, request_sha256=request_sha256, coalesce=True
+    )
 
 
 def _with_reason(data: CorrectionIn, role: str) -> EntryIn:

@@ -26,7 +26,7 @@ from ledger.money import AmountError
 from ledger.schemas import DATE_HORIZON_ERROR, DATE_RANGE_ERROR
 
 # also_files is re-exported for dunning.http, which imports it from here
-__all__ = ["EXCEPTION_HANDLERS", "also_files", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "also_files", "problem", "problem_content"]
 
 log = logging.getLogger("kontor.http")
 _HTTP_CODES = {
@@ -54,22 +54,30 @@ def problem(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
+    request_id = request.scope.get("kontor.request_id")
+    content = problem_content(
+        request.url.path, str(request_id) if request_id else None, status, code, title, detail, errors
+    )
+    return Response(content=content, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def problem_content(
+    path: str, request_id: str | None, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None
+) -> bytes:
+    """The RFC 9457 body of every problem Kontor answers (`type` is `urn:kontor:problem:<code>`)."""
     body: dict[str, Any] = {
         "type": f"urn:kontor:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": path,
         "code": code,
     }
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
-    request_id = request.scope.get("kontor.request_id")
     if request_id:
         body["request_id"] = request_id
-    return Response(
-        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
-    )
+    return msgspec.json.encode(body)
 
 
 def _kontor_error(request: Request[Any, Any, Any], exc: KontorError) -> Response[bytes]:
