@@ -331,36 +331,33 @@ CREATE CONSTRAINT TRIGGER entries_balanced AFTER INSERT ON entries
 -- was small from scanning it whole once it is large.
 
 -- Lines belong to an entry of the same transaction, share its effective date, and name an account of
--- the same business code.
+-- the same business code. Each entry and each account is looked up once, however many lines name it (a
+-- coalesced batch or a bulk posting names the same few accounts thousands of times).
 CREATE OR REPLACE FUNCTION kontor_check_new_lines() RETURNS trigger
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
-DECLARE v_line record;
+DECLARE v_id bigint;
 BEGIN
-    SELECT l.entry_id, l.account_id,
-           (SELECT e.xid = pg_current_xact_id() AND e.effective_date = l.effective_date
-              FROM entries e
-             WHERE e.merchant_id = l.merchant_id AND e.business = l.business AND e.entry_id = l.entry_id) AS entry_ok,
-           EXISTS (SELECT 1 FROM accounts a
-                    WHERE a.merchant_id = l.merchant_id AND a.business = l.business
-                      AND a.account_id = l.account_id) AS account_ok
-      INTO v_line
-      FROM new_lines l
+    SELECT l.entry_id INTO v_id
+      FROM (SELECT DISTINCT merchant_id, business, entry_id, effective_date FROM new_lines) l
      WHERE (SELECT e.xid = pg_current_xact_id() AND e.effective_date = l.effective_date
               FROM entries e
              WHERE e.merchant_id = l.merchant_id AND e.business = l.business AND e.entry_id = l.entry_id) IS NOT TRUE
-        OR NOT EXISTS (SELECT 1 FROM accounts a
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'lines of entry % must be inserted with the entry and carry its date', v_id
+            USING ERRCODE = 'KN100';
+    END IF;
+    SELECT l.account_id INTO v_id
+      FROM (SELECT DISTINCT merchant_id, business, account_id FROM new_lines) l
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a
                         WHERE a.merchant_id = l.merchant_id AND a.business = l.business
                           AND a.account_id = l.account_id)
      LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN NULL;
+    IF FOUND THEN
+        RAISE EXCEPTION 'account % does not exist in this business code', v_id
+            USING ERRCODE = 'foreign_key_violation';
     END IF;
-    IF v_line.entry_ok IS NOT TRUE THEN
-        RAISE EXCEPTION 'lines of entry % must be inserted with the entry and carry its date', v_line.entry_id
-            USING ERRCODE = 'KN100';
-    END IF;
-    RAISE EXCEPTION 'account % does not exist in this business code', v_line.account_id
-        USING ERRCODE = 'foreign_key_violation';
+    RETURN NULL;
 END $$;
 
 DROP TRIGGER IF EXISTS lines_same_transaction ON lines;
