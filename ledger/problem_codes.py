@@ -110,7 +110,8 @@ CATALOGUE: tuple[ProblemCode, ...] = (
     _c("dunning_run_not_found", 404, "no dunning run with this id"),
     _c("notice_not_found", 404, "no dunning notice with this id"),
     _c("collection_case_not_found", 404, "no collection case with this id"),
-    # --- 405 / 413 / 415 / 429: the HTTP layer -------------------------------------------------------------
+    # --- 400 / 405 / 413 / 415 / 429: the HTTP layer -------------------------------------------------------------
+    _c("client_disconnected", 400, "the client closed the connection before it had sent the whole body: nothing done"),
     _c("method_not_allowed", 405, "the route does not answer this method"),
     _c("payload_too_large", 413, "the body exceeds the route's limit"),
     _c("ipn_too_large", 413, "an IPN body above its limit"),

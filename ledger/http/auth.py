@@ -37,7 +37,7 @@ __all__ = [
     "query_names",
 ]
 
-RATE_COUNTED = "kontor.rate_counted"  # scope key: this request was counted already (ledger.http.fastpath)
+RATE_COUNTED = "kontor.rate_counted"  # scope key: the (merchant, key) this request was counted for (fastpath)
 READ = frozenset({"accountant", "poster", "admin"})
 POST = frozenset({"poster", "admin"})
 # book by hand: payment services, and accountants posting corrections, reversing, resolving exceptions
@@ -107,7 +107,7 @@ class AuthMiddleware(ASGIMiddleware):
                 "role_forbidden",
                 f"a key with role {principal.role!r} may not do this; needs one of {', '.join(sorted(roles))}",
             )
-        if not scope.get(RATE_COUNTED):
+        if scope.get(RATE_COUNTED) != (principal.merchant_id, principal.key_id):
             limiter: RateLimiter = app.state.rate_limiter
             limiter.check(principal)
         if scope["query_string"]:

@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Scope
 
 from ledger.db import CONNECTION_LOST, TEXT_REFUSED
 from ledger.errors import FieldError, KontorError
@@ -26,7 +26,7 @@ from ledger.money import AmountError
 from ledger.schemas import DATE_HORIZON_ERROR, DATE_RANGE_ERROR
 
 # also_files is re-exported for dunning.http, which imports it from here
-__all__ = ["EXCEPTION_HANDLERS", "also_files", "problem", "problem_content"]
+__all__ = ["EXCEPTION_HANDLERS", "also_files", "answer_for", "problem"]
 
 log = logging.getLogger("kontor.http")
 _HTTP_CODES = {
@@ -39,6 +39,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+_CLIENT_GONE = "client disconnected prematurely"  # Litestar's InternalServerException while a body is read
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 _DATE_OUT_OF_RANGE = re.compile(rf"(?:{DATE_RANGE_ERROR}|{DATE_HORIZON_ERROR}): `(?P<name>[^`]*)` (?P<text>.*)")
@@ -54,30 +55,22 @@ def problem(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
-    request_id = request.scope.get("kontor.request_id")
-    content = problem_content(
-        request.url.path, str(request_id) if request_id else None, status, code, title, detail, errors
-    )
-    return Response(content=content, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
-
-
-def problem_content(
-    path: str, request_id: str | None, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None
-) -> bytes:
-    """The RFC 9457 body of every problem Kontor answers (`type` is `urn:kontor:problem:<code>`)."""
     body: dict[str, Any] = {
         "type": f"urn:kontor:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": path,
+        "instance": request.url.path,
         "code": code,
     }
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    request_id = request.scope.get("kontor.request_id")
     if request_id:
         body["request_id"] = request_id
-    return msgspec.json.encode(body)
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
 
 
 def _kontor_error(request: Request[Any, Any, Any], exc: KontorError) -> Response[bytes]:
@@ -136,6 +129,15 @@ def _date_problem(errors: list[FieldError]) -> str | None:
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
+    if status == 500 and exc.detail == _CLIENT_GONE:  # nobody reads this answer: no error, no 500 in the metrics
+        log.info("client disconnected", extra={"request_id": request.scope.get("kontor.request_id")})
+        return problem(
+            request,
+            status=400,
+            code="client_disconnected",
+            title="Client disconnected",
+            detail="the connection was closed before the whole body was sent; nothing was done",
+        )
     if status >= 500:
         return _unexpected(request, exc)
     if isinstance(exc, ValidationException):
@@ -251,3 +253,11 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AmountError: _amount_refused,
     Exception: _unexpected,
 }
+
+
+def answer_for(scope: Scope, exc: Exception) -> Response[bytes]:
+    """The answer `EXCEPTION_HANDLERS` give `exc` (its nearest class), for a request answered outside Litestar's
+    routing (ledger.http.fastpath): the same problem, status, headers and log line as the route's."""
+    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+    response: Response[bytes] = handler(Request(scope), exc)
+    return response
