@@ -44,6 +44,7 @@ from ledger.context import Kontor
 from ledger.domain import Business, EntryDraft, LineDraft, Side
 from ledger.errors import present
 from ledger.money import format_amount
+from ledger.scheduler import analyze_stale_tables
 from payments.notify import emit, emit_many
 from payments.references import Requested, creditor_reference
 from payments.references import register as register_references
@@ -56,6 +57,7 @@ __all__ = ["run_dunning"]
 log = logging.getLogger("kontor.dunning")
 
 SKIPPED_LISTED = 1000
+RUN_TABLES = ("dunning_accounts", "dunning_notices")  # what a run fills; analyzed between chunks when stale
 
 
 async def run_dunning(
@@ -112,6 +114,9 @@ async def _locked_run(
                 elif d.action not in ("skip", "none") and len(planned) < SKIPPED_LISTED:
                     planned.append(_action_out(d, business.currency))
             counts["customers"] += len(part)
+            # a first run fills these tables from empty: plans made while they looked empty scan every row
+            # of the business code for each chunk (seen on PostgreSQL 15: the run grew quadratic)
+            await analyze_stale_tables(ctx, RUN_TABLES)
             if progress is not None:
                 progress(min(start + chunk, len(customers)), len(customers))
     except Exception as exc:
