@@ -57,7 +57,7 @@ __all__ = ["run_dunning"]
 log = logging.getLogger("kontor.dunning")
 
 SKIPPED_LISTED = 1000
-RUN_TABLES = ("dunning_accounts", "dunning_notices")  # what a run fills; analyzed between chunks when stale
+RUN_TABLES = ("dunning_accounts",)  # a run fills it from empty: analyzed between chunks when stale
 
 
 async def run_dunning(
