@@ -184,6 +184,25 @@ async def test_metrics_path_label_is_the_routes(clients: Any, shop: Tenant) -> N
     assert grown["fast"] == grown["routed"] == ["/v1/businesses/{business_code}/entries"], grown
 
 
+def _posting_scope(hdrs: list[tuple[bytes, bytes]]) -> Any:
+    """The ASGI scope of `POST PATH` with `hdrs`, as a server would pass it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": hdrs,
+        "client": ("127.0.0.1", 1),
+        "server": ("kontor.test", 80),
+        "state": {},
+    }
+
+
 # --- a caller the route refuses before its body is refused before its body ---------------------------------------
 async def _stalled(app: Litestar, hdrs: list[tuple[bytes, bytes]]) -> int | None:
     """Send the headers and 50 bytes of a longer body, then nothing more; the status answered within 2 s."""
@@ -199,23 +218,8 @@ async def _stalled(app: Litestar, hdrs: list[tuple[bytes, bytes]]) -> int | None
     async def send(message: Any) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": hdrs,
-        "client": ("127.0.0.1", 1),
-        "server": ("kontor.test", 80),
-        "state": {},
-    }
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(app(scope, receive, send), 2)
+        await asyncio.wait_for(app(_posting_scope(hdrs), receive, send), 2)
     return next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
 
 
@@ -285,22 +289,7 @@ async def _disconnected(app: Litestar, hdrs: list[tuple[bytes, bytes]]) -> int |
     async def send(message: Any) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": hdrs,
-        "client": ("127.0.0.1", 1),
-        "server": ("kontor.test", 80),
-        "state": {},
-    }
-    await app(scope, receive, send)  # type: ignore[arg-type]
+    await app(_posting_scope(hdrs), receive, send)
     return next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
 
 
