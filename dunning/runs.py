@@ -114,7 +114,7 @@ async def _locked_run(
                 elif d.action not in ("skip", "none") and len(planned) < SKIPPED_LISTED:
                     planned.append(_action_out(d, business.currency))
             counts["customers"] += len(part)
-            # a first run fills these tables from empty: plans made while they looked empty scan every row
+            # a first run fills dunning_accounts from empty: plans made while it looked empty scan every row
             # of the business code for each chunk (seen on PostgreSQL 15: the run grew quadratic)
             await analyze_stale_tables(ctx, RUN_TABLES)
             if progress is not None:
