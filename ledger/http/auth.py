@@ -33,6 +33,7 @@ __all__ = [
     "READ",
     "AuthMiddleware",
     "RateLimiter",
+    "bearer_token",
     "current_principal",
     "query_names",
 ]
@@ -74,16 +75,22 @@ class RateLimiter:
             )
 
 
-def _bearer(scope: Scope) -> str:
+def bearer_token(scope: Any) -> str | None:
+    """The key of the first `Authorization: Bearer <key>` header (as a repeated header is read), or None."""
     header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _bearer(scope: Scope) -> str:
+    token = bearer_token(scope)
+    if token is None:
         raise Unauthorized(
             "api_key_missing",
             "send an API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": 'Bearer realm="kontor"'},
         )
-    return token.strip()
+    return token
 
 
 class AuthMiddleware(ASGIMiddleware):

@@ -29,7 +29,7 @@ from ledger import metrics
 from ledger.audit import acting
 from ledger.context import Kontor
 from ledger.domain import Business
-from ledger.http.auth import BOOK, RATE_COUNTED, RateLimiter
+from ledger.http.auth import BOOK, RATE_COUNTED, RateLimiter, bearer_token
 from ledger.http.deps import idempotency_key_valid, request_fingerprint
 from ledger.http.inputs import JSON_DEPTH_MAX, json_depth
 from ledger.http.journal import book_entry
@@ -84,21 +84,16 @@ def posting_fast_path(app: ASGIApp, *, body_bytes_max: int) -> ASGIApp:
     return layer
 
 
-def _first(scope: Any, name: bytes) -> str:
-    """The first header `name` (as Litestar and `ledger.http.auth` read a repeated header), or ''."""
-    return next((v for k, v in scope["headers"] if k == name), b"").decode("latin-1")
-
-
 async def _caller(scope: Any, code: int) -> Caller | None:
     """Who posts, checked as the route checks it before reading a body; None when the route should answer."""
     app: Any = scope["app"]
     ctx: Kontor | None = getattr(app.state, "kontor", None)
-    scheme, _, token = _first(scope, b"authorization").partition(" ")
-    idem_key = _first(scope, b"idempotency-key")
-    if ctx is None or scheme.lower() != "bearer" or not token.strip() or not idempotency_key_valid(idem_key):
+    token = bearer_token(scope)
+    idem_key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), b"").decode("latin-1")
+    if ctx is None or token is None or not idempotency_key_valid(idem_key):  # the first of a repeated header
         return None
     try:
-        principal = await authenticate(ctx, token.strip())
+        principal = await authenticate(ctx, token)
         if principal.role not in BOOK or principal.merchant_id is None:
             return None
         business = await get_business(ctx, principal.merchant_id, code)
